@@ -1,0 +1,3 @@
+"""fttool: declarative, auditable fine-tuning of language models."""
+
+__version__ = "0.1.0"

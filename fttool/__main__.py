@@ -1,0 +1,3 @@
+from fttool.cli import main
+
+main()

@@ -1,0 +1,127 @@
+"""fttool's command line. Commands stay thin: they parse arguments and call into the package."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from fttool import __version__
+
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+
+
+def _compile_or_exit(recipe: str):
+    from fttool.recipe import RecipeInvalid, compile_recipe
+
+    try:
+        return compile_recipe(recipe)
+    except RecipeInvalid as exc:
+        for error in exc.errors:
+            click.echo(str(error), err=True)
+        raise SystemExit(EXIT_INVALID)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fttool")
+def cli() -> None:
+    """Compile fine-tuning recipes into audited runs.
+
+    A recipe (YAML) declares the data, the privacy and fairness checks, the training and the
+    evaluation. fttool validates it, compiles it into a plan of stages, runs them with caching
+    and lineage, and writes an audit report a reviewer can sign off.
+    """
+
+
+@cli.command()
+@click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def validate(recipes: tuple[str, ...]) -> None:
+    """Check RECIPES against the schema and report every error.
+
+    Errors are printed as FILE:LINE:COL: message (at json.path). Exits 0 when all recipes are
+    valid and 2 when any is not.
+    """
+    from fttool.recipe import RecipeInvalid, compile_recipe
+
+    failed = False
+    for recipe in recipes:
+        try:
+            compile_recipe(recipe)
+            click.echo(f"{recipe}: valid")
+        except RecipeInvalid as exc:
+            failed = True
+            for error in exc.errors:
+                click.echo(str(error), err=True)
+    if failed:
+        raise SystemExit(EXIT_INVALID)
+
+
+@cli.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(recipe: str, as_json: bool) -> None:
+    """Print the compiled plan of RECIPE: stages in order, with every default resolved."""
+    compiled = _compile_or_exit(recipe)
+    if as_json:
+        click.echo(json.dumps(compiled.to_dict(), indent=2))
+        return
+    from fttool.recipe.plan import thaw
+
+    click.echo(f"plan {compiled.name}  fingerprint {compiled.fingerprint}")
+    for index, stage in enumerate(compiled.stages, start=1):
+        click.echo(f"{index}. {stage.name}")
+        for label, mapping in (("reads", stage.inputs), ("writes", stage.outputs)):
+            if mapping:
+                click.echo(f"     {label}: " + ", ".join(f"{k}={v}" for k, v in mapping.items()))
+        click.echo("     params: " + json.dumps(thaw(stage.params), sort_keys=True))
+    for name, reason in compiled.skipped.items():
+        click.echo(f"-  {name}: skipped ({reason})")
+
+
+@cli.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory. Default: reports/<name>-<run id>.")
+@click.option("--resume", is_flag=True, help="Continue the run in --output-dir; refused if the recipe changed.")
+def run(recipe: str, output_dir: Path | None, resume: bool) -> None:
+    """Run RECIPE and write the run directory with its audit report.
+
+    Stages whose parameters and input files are unchanged are reused from the cache.
+    """
+    compiled = _compile_or_exit(recipe)
+    from fttool.runner import RunError, run_plan
+
+    try:
+        run_dir = run_plan(compiled, output_dir, resume)
+    except RunError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_FAILED)
+    report = json.loads((run_dir / "report.json").read_text())
+    counts = report["data"]["counts"]
+    click.echo(f"run {report['run']['id']} {report['run']['status']}: {run_dir}")
+    click.echo("records: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    click.echo("stages: " + ", ".join(f"{s['name']} {s['status']}" for s in report["stages"]))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def report(run_dir: Path) -> None:
+    """Render report.html and report.md again from RUN_DIR/report.json."""
+    from fttool.report import rerender
+
+    for path in rerender(run_dir):
+        click.echo(str(path))
+
+
+@cli.command()
+def schema() -> None:
+    """Print the recipe JSON Schema (schemas/recipe.schema.json)."""
+    from fttool.recipe.schema import SCHEMA_DIR
+
+    sys.stdout.write((SCHEMA_DIR / "recipe.schema.json").read_text(encoding="utf-8"))
+
+
+def main() -> None:
+    cli()

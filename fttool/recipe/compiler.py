@@ -1,0 +1,134 @@
+"""Compile a recipe into a plan.
+
+This module is the one place that knows how recipe sections map onto stage parameters, in the way
+torchtune keeps configuration apart from the code it runs. Stages never see the recipe itself.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from fttool.recipe.errors import RecipeError, RecipeInvalid
+from fttool.recipe.loader import LoadedRecipe, load_recipe_file
+from fttool.recipe.plan import Plan, StageSpec, freeze
+from fttool.recipe.schema import apply_defaults, schema_errors
+from fttool.stages import STAGE_ORDER, stage_class
+
+DEMO_MODEL_PREFIX = "demo:"
+DEMO_MODELS = ("tiny-llama",)
+
+
+def is_local_model(base: str) -> bool:
+    """A path rather than a hub id: hub ids look like 'org/name' and never start with '.', '/' or '~'."""
+    return base.startswith((".", "/", "~"))
+
+
+def _stage_params(recipe: dict) -> dict[str, dict | str]:
+    """Each stage's parameters, or the reason it is skipped."""
+    data = recipe["data"]
+    params: dict[str, dict | str] = {
+        "ingest": {"sources": data["sources"], "max_chars": data["max_chars"]},
+        "dedup": data["dedup"],
+        "split": data["split"],
+    }
+    pii = recipe.get("pii")
+    params["pii"] = ({k: v for k, v in pii.items() if k != "enabled"} if pii and pii["enabled"]
+                     else "pii section absent or disabled")
+    params["bias"] = recipe["bias"] if "bias" in recipe else "no bias section"
+    params["augment"] = {"methods": recipe["augment"]} if recipe.get("augment") else "no augment section"
+    if "train" in recipe:
+        params["train"] = {**recipe["train"], "model": recipe["model"]}
+    else:
+        params["train"] = "no train section"
+    if "evaluate" in recipe:
+        params["evaluate"] = {**recipe["evaluate"], "model": recipe["model"]}
+    else:
+        params["evaluate"] = "no evaluate section"
+    return params
+
+
+def semantic_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
+    """Checks that a JSON Schema cannot express: cross-field rules and files that must exist."""
+    errors = []
+    split = recipe["data"]["split"]
+    total = split["train"] + split["validation"] + split["test"]
+    if abs(total - 1.0) > 1e-6:
+        errors.append(loaded.error(("data", "split"),
+                                   f"split ratios sum to {total:g}; train + validation + test must sum to 1"))
+    for index, source in enumerate(recipe["data"]["sources"]):
+        path = loaded.directory / source["path"]
+        if not path.is_file():
+            errors.append(loaded.error(("data", "sources", index, "path"),
+                                       f"source file not found: {path} (paths are relative to the recipe file)"))
+    for section in ("train", "evaluate"):
+        if section in recipe and "model" not in recipe:
+            errors.append(loaded.error((section,), f"'{section}' needs a 'model' section naming the base model",
+                                       at_key=True))
+    if "evaluate" in recipe and "train" not in recipe:
+        errors.append(loaded.error(("evaluate",), "'evaluate' compares the tuned model with its base, "
+                                   "so it needs a 'train' section", at_key=True))
+    if "evaluate" in recipe and split["test"] == 0:
+        errors.append(loaded.error(("data", "split", "test"), "'evaluate' needs a test split above 0"))
+    if "train" in recipe and split["validation"] == 0:
+        errors.append(loaded.error(("data", "split", "validation"),
+                                   "training reports validation loss, so the validation split must be above 0"))
+    base = recipe.get("model", {}).get("base", "")
+    if base.startswith(DEMO_MODEL_PREFIX):
+        if base[len(DEMO_MODEL_PREFIX):] not in DEMO_MODELS:
+            errors.append(loaded.error(("model", "base"), f"unknown demo model '{base}'; use one of: "
+                                       + ", ".join(DEMO_MODEL_PREFIX + m for m in DEMO_MODELS)))
+    elif is_local_model(base) and not (loaded.directory / base).is_dir():
+        errors.append(loaded.error(("model", "base"), f"base model directory not found: {loaded.directory / base}"))
+    return errors
+
+
+def _wire(enabled: list[str]) -> dict[str, tuple[dict, dict]]:
+    """Give each stage's inputs and outputs a path in the run directory.
+
+    A record dataset's last writer puts it in data/<name>.jsonl; earlier writers use work/<stage>/.
+    """
+    classes = {name: stage_class(name) for name in enabled}
+    last_writer = {}
+    for name in enabled:
+        for dataset in classes[name].writes:
+            last_writer[dataset] = name
+    current: dict[str, str] = {}
+    wiring = {}
+    for name in enabled:
+        cls = classes[name]
+        needed = cls.reads + cls.references
+        missing = [n for n in needed if n not in current]
+        if missing:
+            raise AssertionError(f"stage {name} reads {missing} that no earlier stage writes")
+        inputs = {n: current[n] for n in needed}
+        outputs = {}
+        for dataset in cls.writes:
+            final = last_writer[dataset] == name and dataset != "records"
+            outputs[dataset] = f"data/{dataset}.jsonl" if final else f"work/{name}/{dataset}.jsonl"
+        outputs.update(cls.artifacts)
+        current.update(outputs)
+        wiring[name] = (inputs, outputs)
+    return wiring
+
+
+def compile_loaded(loaded: LoadedRecipe) -> Plan:
+    errors = schema_errors(loaded)
+    if errors:
+        raise RecipeInvalid(errors)
+    recipe = apply_defaults(loaded.data)
+    errors = semantic_errors(loaded, recipe)
+    if errors:
+        raise RecipeInvalid(errors)
+    stage_params = _stage_params(recipe)
+    enabled = [name for name in STAGE_ORDER if isinstance(stage_params[name], dict)]
+    wiring = _wire(enabled)
+    stages = tuple(StageSpec(name, freeze(stage_params[name]), freeze(wiring[name][0]), freeze(wiring[name][1]))
+                   for name in enabled)
+    skipped = {name: reason for name, reason in stage_params.items() if isinstance(reason, str)}
+    return Plan(name=recipe["name"], recipe_path=loaded.path.resolve(), recipe=freeze(recipe), stages=stages,
+                skipped=freeze(skipped))
+
+
+def compile_recipe(path: str | Path) -> Plan:
+    """Load, validate and compile; raises RecipeInvalid with every error found."""
+    return compile_loaded(load_recipe_file(path))
+

@@ -1,0 +1,79 @@
+"""Reading and writing JSONL record files, streaming, and the text fields of each format."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+# The text-bearing fields of each record format, in the internal (normalised) field names.
+FORMAT_FIELDS = {
+    "alpaca": ("instruction", "input", "output"),
+    "prompt_completion": ("prompt", "completion"),
+    "chat": ("messages",),
+}
+CHAT_ROLES = ("system", "user", "assistant")
+
+
+def read_jsonl(path: Path) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
+
+
+def write_jsonl(path: Path, records: Iterable[dict]) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with open(path, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+            count += 1
+    return count
+
+
+def count_lines(path: Path) -> int:
+    with open(path, "rb") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def text_fields(record: dict) -> Iterator[tuple[str, str]]:
+    """(field path, text) for every text in a record; chat messages as messages[i].content."""
+    if record["format"] == "chat":
+        for index, message in enumerate(record["messages"]):
+            yield f"messages[{index}].content", message["content"]
+    else:
+        for name in FORMAT_FIELDS[record["format"]]:
+            if record.get(name):
+                yield name, record[name]
+
+
+def map_text_fields(record: dict, transform: Callable[[str, str], str]) -> dict:
+    """A copy of `record` with transform(field path, text) applied to each text field."""
+    out = dict(record)
+    if record["format"] == "chat":
+        out["messages"] = [
+            {**message, "content": transform(f"messages[{index}].content", message["content"])}
+            for index, message in enumerate(record["messages"])]
+    else:
+        for name in FORMAT_FIELDS[record["format"]]:
+            if record.get(name):
+                out[name] = transform(name, record[name])
+    return out
+
+
+def prompt_and_response(record: dict) -> tuple[str, str]:
+    """The text a model is prompted with and the text it should produce, for training and evaluation."""
+    fmt = record["format"]
+    if fmt == "alpaca":
+        if record.get("input"):
+            prompt = (f"### Instruction:\n{record['instruction']}\n\n### Input:\n{record['input']}\n\n"
+                      "### Response:\n")
+        else:
+            prompt = f"### Instruction:\n{record['instruction']}\n\n### Response:\n"
+        return prompt, record["output"]
+    if fmt == "prompt_completion":
+        return record["prompt"], record["completion"]
+    messages = record["messages"]
+    last_assistant = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    prompt = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages[:last_assistant]) + "<|assistant|>\n"
+    return prompt, messages[last_assistant]["content"]

@@ -1,0 +1,72 @@
+"""The small interface every stage implements.
+
+A stage declares what it reads and writes by logical name; the compiler turns names into paths in
+the run directory, and the runner hashes inputs, computes the fingerprint, caches outputs, counts
+records and records lineage. A stage only transforms files and returns a summary for the report.
+
+Heavy libraries (torch, transformers, presidio, spaCy) are imported inside `run`, never at module
+level, so that compiling and validating a recipe stays fast.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Iterable, Mapping
+
+# Logical datasets that hold JSONL records; the runner counts them and checks conservation.
+RECORD_DATASETS = ("records", "train", "validation", "test")
+
+
+@dataclass
+class StageContext:
+    params: Mapping[str, Any]
+    inputs: dict[str, Path]  # logical name -> file or directory to read
+    outputs: dict[str, Path]  # logical name -> file or directory to write
+    recipe_dir: Path
+    work_dir: Path  # scratch space private to this stage run
+
+    def resolve(self, path: str) -> Path:
+        """A recipe path, which is relative to the recipe file."""
+        return (self.recipe_dir / path).resolve()
+
+    def progress(self, iterable: Iterable, total: int | None = None, desc: str = ""):
+        """A progress bar on stderr for long steps; silent when stderr is not a terminal."""
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, total=total, desc=desc, file=sys.stderr, leave=False,
+                    disable=not sys.stderr.isatty())
+
+
+@dataclass
+class StageResult:
+    """What a stage tells the runner.
+
+    `removed` and `added` count records by reason; the runner checks that
+    records in - removed + added == records out, so no record disappears unexplained.
+    """
+
+    summary: dict = field(default_factory=dict)
+    removed: dict[str, int] = field(default_factory=dict)
+    added: dict[str, int] = field(default_factory=dict)
+    records_read: int | None = None  # for stages that read outside sources rather than record datasets
+
+
+class Stage:
+    name: ClassVar[str]
+    # Bump when the stage's output for the same inputs and parameters changes, to invalidate caches.
+    version: ClassVar[int] = 1
+    reads: ClassVar[tuple[str, ...]] = ()  # inputs this stage transforms; counted as records in
+    references: ClassVar[tuple[str, ...]] = ()  # inputs only consulted (e.g. to dedup against); not counted
+    writes: ClassVar[tuple[str, ...]] = ()  # record datasets this stage produces or rewrites
+    artifacts: ClassVar[dict[str, str]] = {}  # other outputs: logical name -> path in the run directory
+    # Where this stage's summary goes in report.json.
+    report_section: ClassVar[str]
+
+    @classmethod
+    def external_inputs(cls, params: Mapping[str, Any]) -> list[str]:
+        """Recipe-relative paths (files or directories) this stage reads from outside the run."""
+        return []
+
+    def run(self, ctx: StageContext) -> StageResult:
+        raise NotImplementedError

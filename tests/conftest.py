@@ -1,0 +1,45 @@
+"""Shared helpers: tests build their own tiny fixtures and never read ../shared/data."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fttool.records import write_jsonl
+from fttool.stages import stage_class
+from fttool.stages.base import StageContext
+
+
+def alpaca(instruction: str, output: str, input_text: str = "", **meta) -> dict:
+    """A record in fttool's internal shape, as the ingest stage writes it."""
+    import hashlib
+    import json
+
+    fields = {"instruction": instruction, "input": input_text, "output": output}
+    rid = "r" + hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+    return {"id": rid, "source": "test", "format": "alpaca", **fields, "meta": meta}
+
+
+@pytest.fixture
+def run_stage(tmp_path: Path):
+    """Run one stage directly on record lists: run_stage(name, params, {logical: records or path})."""
+
+    def _run(name: str, params: dict, inputs: dict, outputs: dict | None = None):
+        cls = stage_class(name)
+        in_paths = {}
+        for logical, value in inputs.items():
+            if isinstance(value, Path):
+                in_paths[logical] = value
+            else:
+                in_paths[logical] = tmp_path / "in" / f"{logical}.jsonl"
+                write_jsonl(in_paths[logical], value)
+        out_paths = outputs or {**{w: tmp_path / "out" / f"{w}.jsonl" for w in cls.writes},
+                                **{a: tmp_path / "out" / rel for a, rel in cls.artifacts.items()}}
+        for path in out_paths.values():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        work = tmp_path / "scratch"
+        work.mkdir(exist_ok=True)
+        ctx = StageContext(params=params, inputs=in_paths, outputs=out_paths, recipe_dir=tmp_path, work_dir=work)
+        return cls().run(ctx), out_paths
+
+    return _run
