@@ -1,0 +1,162 @@
+"""Recipe loading, validation messages, defaults and compiling."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fttool.cli import cli
+from fttool.recipe import RecipeInvalid, compile_recipe
+from fttool.recipe.schema import SCHEMA_DIR, load_schema
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_recipe(tmp_path: Path, body: str, with_data: bool = True) -> Path:
+    if with_data:
+        (tmp_path / "d.jsonl").write_text(json.dumps({"instruction": "a", "output": "b"}) + "\n")
+    path = tmp_path / "recipe.yaml"
+    path.write_text(textwrap.dedent(body).lstrip())
+    return path
+
+
+MINIMAL = """
+name: mini
+data:
+  sources:
+    - {path: d.jsonl, format: alpaca}
+"""
+
+
+def errors_of(path: Path) -> list[str]:
+    with pytest.raises(RecipeInvalid) as info:
+        compile_recipe(path)
+    return [str(e) for e in info.value.errors]
+
+
+def test_misspelled_top_level_key_names_line_column_and_suggestion(tmp_path):
+    path = write_recipe(tmp_path, MINIMAL + "trian:\n  epochs: 1\n")
+    assert errors_of(path) == [f"{path}:5:1: unknown key 'trian'; did you mean 'train'? (at trian)"]
+
+
+def test_all_errors_are_reported_in_one_pass(tmp_path):
+    path = write_recipe(tmp_path, """
+        name: mini
+        data:
+          sources:
+            - {path: d.jsonl, format: alpacca}
+          split: {train: 0.7, validation: 0.2, test: 0.2}
+        train:
+          lora: {r: 0, alpah: 32}
+          batch_size: "eight"
+        model: {base: demo:tiny-llama}
+        """)
+    errors = errors_of(path)
+    joined = "\n".join(errors)
+    assert f'{path}:4:31: "alpacca" is not allowed; use one of: "alpaca", "chat", "prompt_completion"' in joined
+    assert "unknown key 'alpah'; did you mean 'alpha'? (at train.lora.alpah)" in joined
+    assert "0 is out of range; the value must be >= 1 (at train.lora.r)" in joined
+    assert 'expected integer, got string "eight" (at train.batch_size)' in joined
+    assert len(errors) == 4  # schema errors stop before cross-field checks, which need a valid shape
+
+
+def test_cross_field_errors(tmp_path):
+    path = write_recipe(tmp_path, """
+        name: mini
+        data:
+          sources:
+            - {path: missing.jsonl, format: alpaca}
+          split: {train: 0.7, validation: 0.2, test: 0.2}
+        evaluate: {}
+        """)
+    joined = "\n".join(errors_of(path))
+    assert "split ratios sum to 1.1; train + validation + test must sum to 1 (at data.split)" in joined
+    assert "source file not found" in joined and "(at data.sources[0].path)" in joined
+    assert "'evaluate' needs a 'model' section" in joined
+    assert "'evaluate' compares the tuned model with its base, so it needs a 'train' section" in joined
+
+
+def test_duplicate_yaml_keys_are_errors(tmp_path):
+    path = write_recipe(tmp_path, MINIMAL + "name: other\n")
+    assert errors_of(path) == [f"{path}:5:1: duplicate key 'name' (first defined on line 1); remove one of them (at name)"]
+
+
+def test_yaml_cannot_construct_python_objects(tmp_path):
+    path = write_recipe(tmp_path, MINIMAL + "description: !!python/object/apply:os.system ['echo hacked']\n")
+    (error,) = errors_of(path)
+    assert error.startswith(f"{path}:5:14: YAML syntax error")
+
+
+def test_syntax_error_has_position(tmp_path):
+    path = write_recipe(tmp_path, "name: [unclosed\ndata: {}\n")
+    (error,) = errors_of(path)
+    assert error.startswith(f"{path}:2:") and "YAML syntax error" in error
+
+
+def test_defaults_are_resolved_and_absent_sections_are_skipped(tmp_path):
+    plan = compile_recipe(write_recipe(tmp_path, MINIMAL))
+    assert [s.name for s in plan.stages] == ["ingest", "dedup", "split"]
+    assert dict(plan.recipe["data"]["split"]) == {"train": 0.7, "validation": 0.15, "test": 0.15, "seed": 42}
+    assert set(plan.skipped) == {"pii", "bias", "augment", "train", "evaluate"}
+    assert "pii" not in plan.recipe  # a left-out section stays out
+    assert plan.stages[-1].outputs["train"] == "data/train.jsonl"
+
+
+def test_plan_is_immutable(tmp_path):
+    plan = compile_recipe(write_recipe(tmp_path, MINIMAL))
+    with pytest.raises(TypeError):
+        plan.stages[0].params["max_chars"] = 1
+
+
+def test_fingerprint_changes_with_any_setting(tmp_path):
+    first = compile_recipe(write_recipe(tmp_path, MINIMAL)).fingerprint
+    again = compile_recipe(write_recipe(tmp_path, MINIMAL)).fingerprint
+    changed = compile_recipe(write_recipe(tmp_path, MINIMAL + "  max_chars: 100\n")).fingerprint
+    assert first == again != changed
+
+
+def test_shipped_recipes_validate():
+    recipes = sorted((REPO / "recipes").glob("*.yaml"))
+    assert recipes
+    result = CliRunner().invoke(cli, ["validate", *map(str, recipes)])
+    assert result.exit_code == 0, result.output
+
+
+def test_validate_cli_exit_code_and_stderr(tmp_path):
+    path = write_recipe(tmp_path, MINIMAL + "trian: {}\n")
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "did you mean 'train'?" in result.stderr
+
+
+def test_schema_command_prints_the_shipped_schema():
+    result = CliRunner().invoke(cli, ["schema"])
+    assert result.exit_code == 0
+    assert json.loads(result.output) == load_schema()
+    assert SCHEMA_DIR.resolve() == (REPO / "schemas").resolve()
+
+
+def test_plan_json_lists_stages_and_fingerprint():
+    result = CliRunner().invoke(cli, ["plan", str(REPO / "recipes" / "quickstart.yaml"), "--json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert [s["name"] for s in plan["stages"]] == ["ingest", "dedup", "split", "pii", "bias", "augment", "train",
+                                                     "evaluate"]
+    assert len(plan["fingerprint"]) == 64
+    assert plan["stages"][3]["outputs"]["test"] == "data/test.jsonl"
+    assert plan["stages"][5]["outputs"]["train"] == "data/train.jsonl"
+
+
+def test_validate_and_plan_do_not_import_ml_libraries():
+    code = ("import sys; from fttool.cli import cli\n"
+            "try:\n    cli(['plan', 'recipes/quickstart.yaml'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'transformers', 'presidio_analyzer', 'spacy', 'peft', 'trl', 'nltk')"
+            " if m in sys.modules]\n"
+            "print('HEAVY', heavy, file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert "HEAVY []" in result.stderr

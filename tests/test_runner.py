@@ -1,0 +1,137 @@
+"""The runner: caching keyed on file contents, resume, lineage and record conservation."""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from fttool.digest import sha256_file
+from fttool.recipe import compile_recipe
+from fttool.records import read_jsonl
+from fttool.runner import RunError, run_plan
+
+RECIPE = """
+name: data-only
+data:
+  sources:
+    - {path: records.jsonl, format: alpaca, tag: t}
+  split: {train: 0.6, validation: 0.2, test: 0.2, seed: 3}
+"""
+
+
+def make_project(tmp_path: Path, n: int = 20, extra: str = "") -> Path:
+    lines = [json.dumps({"instruction": f"Question number {i} about accounts?", "output": f"Answer {i}."})
+             for i in range(n)]
+    lines += [lines[0], "{not json"]  # one duplicate and one malformed line
+    (tmp_path / "records.jsonl").write_text("\n".join(lines) + "\n")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(textwrap.dedent(RECIPE).lstrip() + extra)
+    return recipe
+
+
+def report_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "report.json").read_text())
+
+
+def statuses(run_dir: Path) -> dict:
+    return {s["name"]: s["status"] for s in report_of(run_dir)["stages"]}
+
+
+def test_data_only_run_counts_and_lineage(tmp_path):
+    recipe = make_project(tmp_path)
+    run_dir = run_plan(compile_recipe(recipe), tmp_path / "runs" / "one")
+    report = report_of(run_dir)
+    assert report["data"]["counts"] == {"input": 22, "quarantined": 1, "duplicates": 1, "dropped_by_policy": 0,
+                                        "kept": 20, "augmented": 0}
+    assert report["data"]["splits"] == {"train": 12, "validation": 4, "test": 4}
+    assert {s["name"] for s in report["skipped_stages"]} == {"pii", "bias", "augment", "train", "evaluate"}
+    artifacts = report["lineage"]["artifacts"]
+    for artifact in artifacts:
+        assert sha256_file((run_dir / artifact["path"]).resolve()) == artifact["sha256"], artifact["path"]
+    by_path = {a["path"]: a for a in artifacts}
+    assert {"data/train.jsonl", "data/validation.jsonl", "data/test.jsonl", "quarantine.jsonl"} <= set(by_path)
+    assert by_path["data/train.jsonl"]["parents"] == ["work/dedup/records.jsonl"]
+    assert by_path["../../records.jsonl"]["kind"] == "source"
+    ids = [r["id"] for split in ("train", "validation", "test") for r in read_jsonl(run_dir / "data" / f"{split}.jsonl")]
+    assert len(ids) == len(set(ids)) == 20
+
+
+def test_second_run_reuses_every_stage_and_says_so(tmp_path):
+    recipe = make_project(tmp_path)
+    first = run_plan(compile_recipe(recipe), tmp_path / "runs" / "a")
+    second = run_plan(compile_recipe(recipe), tmp_path / "runs" / "b")
+    assert set(statuses(first).values()) == {"ran"}
+    assert set(statuses(second).values()) == {"cached"}
+    for split in ("train", "validation", "test"):
+        assert (first / "data" / f"{split}.jsonl").read_bytes() == (second / "data" / f"{split}.jsonl").read_bytes()
+    assert report_of(first)["data"]["counts"] == report_of(second)["data"]["counts"]
+
+
+def test_edited_source_is_never_served_stale(tmp_path):
+    recipe = make_project(tmp_path)
+    first = run_plan(compile_recipe(recipe), tmp_path / "runs" / "a")
+    with open(tmp_path / "records.jsonl", "a") as handle:
+        handle.write(json.dumps({"instruction": "A brand new question?", "output": "New."}) + "\n")
+    second = run_plan(compile_recipe(recipe), tmp_path / "runs" / "b")
+    assert statuses(second) == {"ingest": "ran", "dedup": "ran", "split": "ran"}
+    assert report_of(second)["data"]["counts"]["kept"] == report_of(first)["data"]["counts"]["kept"] + 1
+
+
+def test_changed_parameter_reruns_only_downstream_stages(tmp_path):
+    recipe = make_project(tmp_path)
+    run_plan(compile_recipe(recipe), tmp_path / "runs" / "a")
+    recipe.write_text(recipe.read_text().replace("seed: 3", "seed: 4"))
+    second = run_plan(compile_recipe(recipe), tmp_path / "runs" / "b")
+    assert statuses(second) == {"ingest": "cached", "dedup": "cached", "split": "ran"}
+
+
+def test_tampered_cache_entry_is_not_reused(tmp_path):
+    recipe = make_project(tmp_path)
+    first = run_plan(compile_recipe(recipe), tmp_path / "runs" / "a")
+    # Cached files are hard links of the run's files: editing the run edits the cache entry.
+    with open(first / "data" / "train.jsonl", "a") as handle:
+        handle.write('{"id": "forged"}\n')
+    second = run_plan(compile_recipe(recipe), tmp_path / "runs" / "b")
+    assert statuses(second)["split"] == "ran"
+    assert "forged" not in (second / "data" / "train.jsonl").read_text()
+
+
+def test_output_dir_must_be_empty_without_resume(tmp_path):
+    recipe = make_project(tmp_path)
+    run_dir = run_plan(compile_recipe(recipe), tmp_path / "runs" / "a")
+    with pytest.raises(RunError, match="is not empty; pass --resume"):
+        run_plan(compile_recipe(recipe), run_dir)
+
+
+def test_resume_reuses_finished_stages_and_refuses_a_changed_recipe(tmp_path):
+    recipe = make_project(tmp_path)
+    run_dir = run_plan(compile_recipe(recipe), tmp_path / "runs" / "a")
+    run_plan(compile_recipe(recipe), run_dir, resume=True)
+    assert set(statuses(run_dir).values()) == {"resumed"}
+    assert report_of(run_dir)["run"]["resumed_at"]
+    recipe.write_text(recipe.read_text().replace("seed: 3", "seed: 5"))
+    with pytest.raises(RunError, match="the recipe changed since this run started"):
+        run_plan(compile_recipe(recipe), run_dir, resume=True)
+
+
+def test_a_stage_that_loses_records_fails_the_run(tmp_path, monkeypatch):
+    from fttool import runner
+    from fttool.stages import stage_class
+    from fttool.records import write_jsonl
+
+    real_split = stage_class("split")
+
+    class LeakySplit(real_split):
+        def run(self, ctx):
+            result = super().run(ctx)
+            records = list(read_jsonl(ctx.outputs["train"]))
+            write_jsonl(ctx.outputs["train"], records[1:])  # silently drop one record
+            return result
+
+    monkeypatch.setattr(runner, "stage_class", lambda name: LeakySplit if name == "split" else stage_class(name))
+    recipe = make_project(tmp_path)
+    with pytest.raises(RunError, match="stage split lost track of records: 20 in - 0 removed \\+ 0 added = 20, "
+                                       "but 19 written"):
+        run_plan(compile_recipe(recipe), tmp_path / "runs" / "a")
