@@ -81,6 +81,19 @@ def test_cross_field_errors(tmp_path):
     assert "'evaluate' compares the tuned model with its base, so it needs a 'train' section" in joined
 
 
+def test_mapping_a_field_the_format_lacks_is_an_error(tmp_path):
+    path = write_recipe(tmp_path, """
+        name: mini
+        data:
+          sources:
+            - path: d.jsonl
+              format: alpaca
+              fields: {prompt: question}
+        """)
+    assert errors_of(path) == [f"{path}:6:16: 'prompt' is not a field of the alpaca format; map one of: "
+                               "instruction, input, output (at data.sources[0].fields.prompt)"]
+
+
 def test_duplicate_yaml_keys_are_errors(tmp_path):
     path = write_recipe(tmp_path, MINIMAL + "name: other\n")
     assert errors_of(path) == [f"{path}:5:1: duplicate key 'name' (first defined on line 1); remove one of them (at name)"]

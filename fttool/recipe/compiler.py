@@ -10,10 +10,12 @@ from pathlib import Path
 from fttool.recipe.errors import RecipeError, RecipeInvalid
 from fttool.recipe.loader import LoadedRecipe, load_recipe_file
 from fttool.recipe.plan import Plan, StageSpec, freeze
+from fttool.records import FORMAT_FIELDS
 from fttool.recipe.schema import apply_defaults, schema_errors
 from fttool.stages import STAGE_ORDER, stage_class
 
 DEMO_MODEL_PREFIX = "demo:"
+
 DEMO_MODELS = ("tiny-llama",)
 
 
@@ -59,6 +61,12 @@ def semantic_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
         if not path.is_file():
             errors.append(loaded.error(("data", "sources", index, "path"),
                                        f"source file not found: {path} (paths are relative to the recipe file)"))
+        allowed = FORMAT_FIELDS[source["format"]]
+        for name in source.get("fields", {}):
+            if name not in allowed:
+                errors.append(loaded.error(("data", "sources", index, "fields", name),
+                                           f"'{name}' is not a field of the {source['format']} format; "
+                                           f"map one of: {', '.join(allowed)}", at_key=True))
     for section in ("train", "evaluate"):
         if section in recipe and "model" not in recipe:
             errors.append(loaded.error((section,), f"'{section}' needs a 'model' section naming the base model",

@@ -19,9 +19,9 @@ def validate_report(report: dict) -> None:
         raise ValueError(f"report.json does not match schemas/report.schema.json: {details}")
 
 
-def render(report: dict, run_dir: Path, formats) -> list[Path]:
+def write_renderings(report: dict, run_dir: Path, formats) -> list[Path]:
     """Write the HTML and Markdown renderings that `formats` asks for; report.json is always kept."""
-    from fttool.report import render as renderers
+    from fttool.report import render as renderers  # the submodule
 
     written = []
     for fmt in formats:
@@ -36,7 +36,7 @@ def write_report(plan, state, records, lineage, run_dir: Path) -> dict:
     report = build_report(plan, state, records, lineage, run_dir)
     validate_report(report)
     (run_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    render(report, run_dir, report["recipe"]["resolved"]["report"]["formats"])
+    write_renderings(report, run_dir, report["recipe"]["resolved"]["report"]["formats"])
     return report
 
 
@@ -44,4 +44,4 @@ def rerender(run_dir: Path) -> list[Path]:
     """`fttool report`: render HTML and Markdown again from an existing report.json."""
     report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
     validate_report(report)
-    return render(report, run_dir, ["html", "md"])
+    return write_renderings(report, run_dir, ["html", "md"])

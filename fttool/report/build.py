@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fttool import __version__
 from fttool.recipe.plan import Plan, thaw
+from fttool.runner import RunError
 
 REPORT_SCHEMA_VERSION = 1
 # Packages whose versions a reviewer needs to reproduce a run; read from metadata, not imported.
@@ -53,7 +54,8 @@ def data_counts(records) -> dict:
               "dropped_by_policy": removed["pii"], "kept": kept, "augmented": augmented}
     accounted = counts["kept"] + counts["quarantined"] + counts["duplicates"] + counts["dropped_by_policy"]
     if accounted != input_count:
-        raise AssertionError(f"record conservation failed: input {input_count} != accounted {accounted}")
+        raise RunError(f"record conservation failed: {input_count} input records, but kept + quarantined + "
+                       f"duplicates + dropped = {accounted}")
     return counts
 
 

@@ -1,0 +1,554 @@
+"""Render report.json as a self-contained HTML page for reviewers and as a short Markdown summary.
+
+Both renderers show only what the report holds: a missing value prints as an em dash, and a
+section whose stage was skipped says why instead of showing zeros. The HTML loads nothing from
+anywhere (inline CSS and SVG, no scripts), so it can be archived and opened offline.
+"""
+from __future__ import annotations
+
+import json
+import math
+from html import escape
+
+from fttool.recipe.compiler import DEMO_MODEL_PREFIX
+
+MISSING = "—"
+FLOW_STEPS = (("input", "Input"), ("quarantined", "Quarantined"), ("duplicates", "Duplicates"),
+              ("dropped_by_policy", "Dropped by policy"), ("kept", "Kept"), ("augmented", "Augmented"))
+SPLITS = ("train", "validation", "test")
+# Report sections named differently from the stage that writes them, to find why a null section was skipped.
+SECTION_STAGES = {"augmentation": "augment", "training": "train", "evaluation": "evaluate"}
+METRIC_DIRECTION = {"validation_loss": "lower is better", "test_loss": "lower is better",
+                    "perplexity": "lower is better", "rougeL": "higher is better"}
+BADGE_TONES = {"succeeded": "good", "pass": "good", "ran": "good", "cached": "info", "resumed": "info",
+               "warn": "warn", "failed": "bad", "fail": "bad"}
+SHORT_HASH = 12
+MAX_EXAMPLE_ROWS = 10
+
+CSS = """
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2330;margin:0;background:#f6f7f9}
+main{max-width:1100px;margin:0 auto;padding:24px 32px 48px;background:#fff}
+h1{font-size:1.6em;margin:0 0 12px}
+h2{font-size:1.25em;margin:32px 0 10px;padding-bottom:4px;border-bottom:2px solid #dde1e7}
+h3{font-size:1.05em;margin:20px 0 8px}
+table{border-collapse:collapse;margin:8px 0 14px;font-size:.93em}
+th,td{border:1px solid #d5dae1;padding:4px 10px;text-align:left;vertical-align:top}
+th{background:#eef1f5;font-weight:600}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+table.kv th{width:230px}code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.9em}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:.85em;font-weight:600;border:1px solid}
+.badge-good{background:#e3f4e8;color:#17622f;border-color:#9fd3ae}
+.badge-info{background:#e4eefb;color:#1c4f94;border-color:#a9c5ec}
+.badge-warn{background:#fdf1dc;color:#8a5300;border-color:#efc77f}
+.badge-bad{background:#fbe3e3;color:#8f1d1d;border-color:#e9a2a2}
+.badge-neutral{background:#eceef1;color:#444;border-color:#c8cdd4}
+.banner{padding:12px 16px;margin:14px 0;border-radius:6px;border:2px solid #d08a00;background:#fff5e0;color:#6b4200}
+.skipped{color:#5b6470;font-style:italic}nav{margin:10px 0 0;font-size:.92em}nav a{margin-right:12px;color:#1c4f94}
+.share{display:inline-block;height:10px;background:#5b7fb5;vertical-align:middle;margin-right:6px}
+svg.chart{display:block;margin:8px 0 16px;font-size:12px}svg.chart text{fill:#1d2330}
+svg.chart .axis{stroke:#6b7480}svg.chart .grid{stroke:#e3e6ea}svg.chart .line{fill:none;stroke:#1c4f94;stroke-width:2}
+.bar-input{fill:#5b7fb5}.bar-quarantined{fill:#c0504d}.bar-duplicates{fill:#d49a3a}.bar-dropped_by_policy{fill:#8e5ea2}
+.bar-kept{fill:#3f9457}.bar-augmented{fill:#6bb7c4}
+pre{background:#f3f5f8;padding:10px;overflow:auto;font-size:.85em;max-height:480px}
+@media print{body{background:#fff}main{padding:0}}
+"""
+
+
+# -- values ------------------------------------------------------------------------------------
+def _get(value, *keys):
+    """Walk nested mappings; None as soon as a level is missing, so null sections need no checks."""
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def fmt(value) -> str:
+    if value is None or value == "":
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(fmt(item) for item in value) or MISSING
+    if isinstance(value, dict):
+        return "; ".join(f"{key}={fmt(item)}" for key, item in value.items()) or MISSING
+    return str(value)
+
+
+def fmt_percent(share) -> str:
+    return f"{share * 100:.3g}%" if _is_number(share) else MISSING
+
+
+def fmt_signed(value) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:+,}"
+    return f"{value:+.4g}" if _is_number(value) else MISSING
+
+
+def _short(digest) -> str:
+    return digest[:SHORT_HASH] if isinstance(digest, str) else MISSING
+
+
+def _counts_text(counts) -> str:
+    """'A 3, B 1' from a {key: n} mapping, in the report's order; an empty mapping means none."""
+    if not isinstance(counts, dict):
+        return MISSING
+    if not counts:
+        return "none"
+    return ", ".join(f"{key} {fmt(value)}" for key, value in counts.items())
+
+
+def _demo_model(report: dict):
+    """The demo base model's name when the run used one, so no reviewer mistakes it for a real model."""
+    base_model = _get(report, "training", "base_model") or {}
+    if base_model.get("demo"):
+        return base_model.get("name") or "demo model"
+    recipe_base = _get(report, "recipe", "resolved", "model", "base")
+    if isinstance(recipe_base, str) and recipe_base.startswith(DEMO_MODEL_PREFIX):
+        return recipe_base
+    return None
+
+
+def _skip_reason(report: dict, section: str):
+    stage = SECTION_STAGES.get(section, section)
+    for skipped in report.get("skipped_stages") or []:
+        if skipped.get("name") == stage:
+            return skipped.get("reason") or MISSING
+    return None
+
+
+def _metric_names(evaluation: dict) -> list[str]:
+    """Metrics named in base, tuned or delta, first-seen order, so none is silently dropped."""
+    names: dict[str, None] = {}
+    for side in ("base", "tuned", "delta"):
+        names.update(dict.fromkeys(evaluation.get(side) or {}))
+    return list(names)
+
+
+# -- HTML building blocks ----------------------------------------------------------------------
+def _e(value) -> str:
+    return escape(fmt(value))
+
+
+def _badge(status) -> str:
+    if status is None:
+        return MISSING
+    tone = BADGE_TONES.get(status, "neutral")
+    return f'<span class="badge badge-{tone}">{escape(str(status))}</span>'
+
+
+def _table(headers, rows, numeric=()) -> str:
+    """A table of pre-escaped HTML cells; columns whose index is in `numeric` align right."""
+    def cls(index):
+        return ' class="num"' if index in numeric else ""
+
+    head = "".join(f"<th{cls(i)}>{escape(h)}</th>" for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(f"<td{cls(i)}>{cell}</td>" for i, cell in enumerate(row)) + "</tr>"
+                   for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _kv_table(pairs) -> str:
+    rows = "".join(f"<tr><th>{escape(label)}</th><td>{cell}</td></tr>" for label, cell in pairs)
+    return f'<table class="kv"><tbody>{rows}</tbody></table>'
+
+
+def _count_table(first_header: str, counts, second_header: str = "Records") -> str:
+    if not isinstance(counts, dict) or not counts:
+        return f"<p>{escape(first_header)}: {escape(_counts_text(counts))}</p>"
+    return _table([first_header, second_header], [[escape(str(k)), _e(v)] for k, v in counts.items()], numeric={1})
+
+
+def _not_run(report: dict, section: str) -> str:
+    reason = _skip_reason(report, section)
+    text = f"Not run: {reason}." if reason else "No results in this report."
+    return f'<p class="skipped">{escape(text)}</p>'
+
+
+def _section(anchor: str, title: str, body: str) -> str:
+    return f'<section id="{anchor}"><h2>{escape(title)}</h2>{body}</section>'
+
+
+# -- charts ------------------------------------------------------------------------------------
+def _flow_chart(counts: dict) -> str:
+    values = [(key, label, counts.get(key)) for key, label in FLOW_STEPS]
+    known = [value for _, _, value in values if _is_number(value)]
+    if not known:
+        return ""
+    scale = max(known) or 1
+    label_width, bar_space, row_height = 150, 440, 28
+    width, height = label_width + bar_space + 90, row_height * len(values) + 8
+    parts = [f'<svg class="chart" role="img" aria-label="Record flow" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}"><title>Record flow</title>']
+    for index, (key, label, value) in enumerate(values):
+        top = 4 + index * row_height
+        length = bar_space * value / scale if _is_number(value) else 0
+        parts.append(f'<text x="{label_width - 8}" y="{top + 18}" text-anchor="end">{escape(label)}</text>'
+                     f'<rect class="bar-{key}" x="{label_width}" y="{top + 5}" width="{length:.1f}" '
+                     f'height="{row_height - 10}"/>'
+                     f'<text x="{label_width + length + 6:.1f}" y="{top + 18}">{_e(value)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _loss_chart(history) -> str:
+    points = sorted((point["step"], point["loss"]) for point in history or []
+                    if isinstance(point, dict) and _is_number(point.get("step")) and _is_number(point.get("loss")))
+    if len(points) < 2:
+        return '<p class="skipped">Fewer than two logged losses; no loss chart.</p>' if history else ""
+    width, height = 660, 270
+    left, right, top, bottom = 64, 20, 14, 44
+    plot_width, plot_height = width - left - right, height - top - bottom
+    first_step, last_step = points[0][0], points[-1][0]
+    low, high = min(loss for _, loss in points), max(loss for _, loss in points)
+    step_span, loss_span = (last_step - first_step) or 1, (high - low) or 1
+
+    def x(step):
+        return left + (step - first_step) / step_span * plot_width
+
+    def y(loss):
+        return top + (high - loss) / loss_span * plot_height
+
+    parts = [f'<svg class="chart" role="img" aria-label="Training loss by step" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}"><title>Training loss by step</title>']
+    for loss in (high, (high + low) / 2, low):
+        parts.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(loss):.1f}" y2="{y(loss):.1f}"/>'
+                     f'<text x="{left - 6}" y="{y(loss) + 4:.1f}" text-anchor="end">{_e(float(loss))}</text>')
+    parts.append(f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_height}"/>'
+                 f'<line class="axis" x1="{left}" x2="{width - right}" y1="{top + plot_height}" '
+                 f'y2="{top + plot_height}"/>')
+    for step in (first_step, last_step):
+        parts.append(f'<text x="{x(step):.1f}" y="{top + plot_height + 16}" text-anchor="middle">{_e(step)}</text>')
+    parts.append(f'<text x="{left + plot_width / 2:.1f}" y="{height - 6}" text-anchor="middle">step</text>')
+    polyline = " ".join(f"{x(step):.1f},{y(loss):.1f}" for step, loss in points)
+    parts.append(f'<polyline class="line" points="{polyline}"/></svg>')
+    return "".join(parts)
+
+
+# -- HTML sections -----------------------------------------------------------------------------
+def _header_html(report: dict) -> str:
+    run = report.get("run") or {}
+    recipe = report.get("recipe") or {}
+    rows = [("Run id", f'<span class="mono">{_e(run.get("id"))}</span>'), ("Status", _badge(run.get("status"))),
+            ("Started", _e(run.get("started_at"))), ("Finished", _e(run.get("finished_at"))),
+            ("Resumed", _e(run.get("resumed_at"))), ("Recipe", _e(recipe.get("path"))),
+            ("Recipe fingerprint", f'<span class="mono">{_e(recipe.get("fingerprint"))}</span>'),
+            ("fttool version", _e(run.get("fttool_version"))),
+            ("Report schema version", _e(report.get("schema_version")))]
+    html = f"<header><h1>Fine-tuning audit report: {_e(run.get('name'))}</h1>{_kv_table(rows)}"
+    demo = _demo_model(report)
+    if demo:
+        note = _get(report, "training", "base_model", "note")
+        html += (f'<div class="banner" role="alert"><strong>Demo base model: {escape(demo)}.</strong> '
+                 "This run used the small offline demo model that fttool builds, not a production model; its "
+                 "losses and scores show that the pipeline works and say nothing about model quality."
+                 + (f" {escape(str(note))}" if note else "") + "</div>")
+    links = (("data", "Data"), ("pii", "PII"), ("bias", "Bias"), ("augmentation", "Augmentation"),
+             ("training", "Training"), ("evaluation", "Evaluation"), ("stages", "Stages"),
+             ("environment", "Environment"), ("lineage", "Lineage"), ("recipe", "Recipe"))
+    html += "<nav>" + "".join(f'<a href="#{anchor}">{label}</a>' for anchor, label in links) + "</nav></header>"
+    return html
+
+
+def _data_html(report: dict) -> str:
+    data = report.get("data") or {}
+    counts = data.get("counts") or {}
+    html = ("<h3>Record flow</h3>"
+            + _table([label for _, label in FLOW_STEPS], [[_e(counts.get(key)) for key, _ in FLOW_STEPS]],
+                     numeric=set(range(len(FLOW_STEPS))))
+            + "<p>Input = quarantined + duplicates + dropped by policy + kept; augmented records are added "
+              "to the training split on top of the kept records.</p>"
+            + _flow_chart(counts))
+
+    split = data.get("split")
+    assigned = _get(split, "counts") or {}
+    ratios = _get(split, "ratios") or {}
+    final = data.get("splits") or {}
+    html += ("<h3>Splits</h3>"
+             + _table(["Split", "Ratio", "Assigned by split stage", "In final file"],
+                      [[name, _e(ratios.get(name)), _e(assigned.get(name)), _e(final.get(name))] for name in SPLITS],
+                      numeric={1, 2, 3})
+             + f"<p>Split seed: {_e(_get(split, 'seed'))}. Final files include augmented records and exclude "
+               "records dropped by policy.</p>")
+
+    ingest = data.get("ingest")
+    html += "<h3>Ingest and quarantine</h3>"
+    if ingest is None:
+        html += _not_run(report, "ingest")
+    else:
+        source_rows = [[_e(s.get("path")), _e(s.get("tag")), _e(s.get("format")), _e(s.get("lines")),
+                        _e(s.get("kept")), _e(s.get("quarantined"))] for s in ingest.get("sources") or []]
+        html += (_table(["Source", "Tag", "Format", "Lines", "Kept", "Quarantined"], source_rows, numeric={3, 4, 5})
+                 + _count_table("Quarantine reason", ingest.get("quarantined_by_reason"))
+                 + f"<p>Blank lines skipped: {_e(ingest.get('blank_lines'))}. Quarantined records are kept "
+                   "in quarantine.jsonl with their reason.</p>")
+
+    dedup = data.get("dedup")
+    html += "<h3>Deduplication and normalisation</h3>"
+    if dedup is None:
+        html += _not_run(report, "dedup")
+    else:
+        rule_rows = []
+        for rule, outcome in (dedup.get("rules") or {}).items():
+            examples = (outcome or {}).get("example_ids") or []
+            rule_rows.append([escape(rule), _e((outcome or {}).get("removed")),
+                              f'<span class="mono">{_e(examples)}</span>'])
+        html += (_table(["Rule", "Removed", "Example ids"], rule_rows, numeric={1})
+                 + _count_table("Normalisation", dedup.get("normalised"), "Records changed"))
+    return _section("data", "Data", html)
+
+
+def _pii_html(report: dict) -> str:
+    pii = report.get("pii")
+    if pii is None:
+        return _section("pii", "PII", _not_run(report, "pii"))
+    residual_total = pii.get("residual_total")
+    residual_badge = (_badge("pass") + " none found" if residual_total == 0
+                      else _badge("fail") + f" {_e(residual_total)} remaining" if _is_number(residual_total)
+                      else MISSING)
+    html = _kv_table([("Records scanned", _e(pii.get("records_scanned"))),
+                      ("Records with PII", _e(pii.get("records_with_pii"))),
+                      ("Entity types checked", _e(pii.get("entities_checked"))),
+                      ("NLP model", _e(pii.get("nlp_model"))), ("Score threshold", _e(pii.get("score_threshold"))),
+                      ("Residual PII after replacement", residual_badge)])
+    entities, residual = pii.get("entities") or {}, pii.get("residual") or {}
+    types = list(dict.fromkeys([*entities, *residual]))
+    html += ("<h3>Entities by type</h3>"
+             + _table(["Entity type", "Detected and replaced", "Residual after replacement"],
+                      [[escape(t), _e(entities.get(t)), _e(residual.get(t))] for t in types], numeric={1, 2}))
+    by_field = pii.get("by_field") or {}
+    if by_field:
+        field_types = list(dict.fromkeys(t for counts in by_field.values() for t in (counts or {})))
+        html += ("<h3>Entities by field</h3>"
+                 + _table(["Field", *field_types],
+                          [[escape(field), *(_e((counts or {}).get(t)) for t in field_types)]
+                           for field, counts in by_field.items()], numeric=set(range(1, len(field_types) + 1))))
+    return _section("pii", "PII", html)
+
+
+def _bias_html(report: dict) -> str:
+    bias = report.get("bias")
+    if bias is None:
+        return _section("bias", "Bias", _not_run(report, "bias"))
+    html = f"<p>Overall: {_badge(bias.get('status'))}</p>"
+    for field, audit in (bias.get("fields") or {}).items():
+        audit = audit or {}
+        group_rows = []
+        for group, stats in (audit.get("groups") or {}).items():
+            share = (stats or {}).get("share")
+            bar = f'<span class="share" style="width:{share * 120:.0f}px"></span>' if _is_number(share) else ""
+            group_rows.append([escape(str(group)), _e((stats or {}).get("count")), bar + fmt_percent(share)])
+        reasons = audit.get("reasons") or []
+        html += (f"<h3>{escape(field)} {_badge(audit.get('status'))}</h3>"
+                 + _table(["Group", "Records", "Share"], group_rows, numeric={1})
+                 + f"<p>Smallest share: {fmt_percent(audit.get('min_share'))} · "
+                   f"largest / smallest group: {_e(audit.get('imbalance_ratio'))}</p>"
+                 + ("<ul>" + "".join(f"<li>{escape(str(r))}</li>" for r in reasons) + "</ul>" if reasons else ""))
+    return _section("bias", "Bias", html)
+
+
+def _augmentation_html(report: dict) -> str:
+    augmentation = report.get("augmentation")
+    if augmentation is None:
+        return _section("augmentation", "Augmentation", _not_run(report, "augmentation"))
+    rows = [[escape(method), _e((stats or {}).get("generated")), _e((stats or {}).get("kept")),
+             escape(_counts_text((stats or {}).get("rejected")))]
+            for method, stats in (augmentation.get("methods") or {}).items()]
+    html = _table(["Method", "Generated", "Kept", "Rejected by reason"], rows, numeric={1, 2})
+    examples = augmentation.get("examples") or []
+    if examples:
+        html += (f"<h3>Generated records (first {min(len(examples), MAX_EXAMPLE_ROWS)} of {len(examples)} listed)</h3>"
+                 + _table(["Id", "Parent id"], [[f'<span class="mono">{_e(ex.get("id"))}</span>',
+                                                 f'<span class="mono">{_e(ex.get("parent_id"))}</span>']
+                                                for ex in examples[:MAX_EXAMPLE_ROWS]]))
+    return _section("augmentation", "Augmentation", html)
+
+
+def _parameters_cell(training: dict) -> str:
+    trainable, total = training.get("trainable_parameters"), training.get("total_parameters")
+    cell = f"{fmt(trainable)} trainable of {fmt(total)}"
+    if _is_number(trainable) and _is_number(total) and total:
+        cell += f" ({fmt_percent(trainable / total)})"
+    return escape(cell)
+
+
+def _training_html(report: dict) -> str:
+    training = report.get("training")
+    if training is None:
+        return _section("training", "Training", _not_run(report, "training"))
+    base_model = training.get("base_model") or {}
+    rows = [("Method", _e(training.get("method"))), ("Base model", _e(base_model.get("name"))),
+            ("Base model licence", _e(base_model.get("license"))), ("Demo model", _e(base_model.get("demo")))]
+    rows += [(f"LoRA {key}", _e(value)) for key, value in (training.get("lora") or {}).items()]
+    rows += [("Parameters", _parameters_cell(training)), ("Steps", _e(training.get("steps"))),
+             ("Epochs", _e(training.get("epochs"))), ("Final training loss", _e(training.get("train_loss"))),
+             ("Validation loss", _e(training.get("validation_loss"))),
+             ("Share of tokens trained on", escape(fmt_percent(training.get("trained_token_share")))),
+             ("Device", _e(training.get("device"))), ("Seconds", _e(training.get("seconds")))]
+    html = _kv_table(rows)
+    if training.get("loss_history"):
+        html += "<h3>Training loss</h3>" + _loss_chart(training["loss_history"])
+    return _section("training", "Training", html)
+
+
+def _evaluation_html(report: dict) -> str:
+    evaluation = report.get("evaluation")
+    if evaluation is None:
+        return _section("evaluation", "Evaluation", _not_run(report, "evaluation"))
+    base, tuned, delta = (evaluation.get(side) or {} for side in ("base", "tuned", "delta"))
+    rows = [[escape(name) + (f" <small>({METRIC_DIRECTION[name]})</small>" if name in METRIC_DIRECTION else ""),
+             _e(base.get(name)), _e(tuned.get(name)), escape(fmt_signed(delta.get(name)))]
+            for name in _metric_names(evaluation)]
+    html = (f"<p>Test records evaluated: {_e(evaluation.get('samples'))}</p>"
+            + _table(["Metric", "Base model", "Tuned model", "Change"], rows, numeric={1, 2, 3})
+            + f"<p>Decoding: {_e(evaluation.get('decoding'))}</p>")
+    return _section("evaluation", "Evaluation", html)
+
+
+def _stages_html(report: dict) -> str:
+    rows = [[escape(str(stage.get("name"))), _badge(stage.get("status")), _e(stage.get("seconds")),
+             _e(stage.get("records_in")), _e(stage.get("records_out")), escape(_counts_text(stage.get("removed"))),
+             escape(_counts_text(stage.get("added"))),
+             f'<span class="mono" title="{escape(str(stage.get("fingerprint")))}">'
+             f'{escape(_short(stage.get("fingerprint")))}</span>']
+            for stage in report.get("stages") or []]
+    html = ("<p>ran: executed in this run · cached: outputs reused from an earlier run with the same fingerprint · "
+            "resumed: finished before this run was resumed.</p>"
+            + _table(["Stage", "Status", "Seconds", "Records in", "Records out", "Removed", "Added", "Fingerprint"],
+                     rows, numeric={2, 3, 4}))
+    skipped = report.get("skipped_stages") or []
+    html += "<h3>Skipped stages</h3>" + (
+        _table(["Stage", "Reason"], [[_e(s.get("name")), _e(s.get("reason"))] for s in skipped]) if skipped
+        else "<p>No stage was skipped.</p>")
+    return _section("stages", "Stages", html)
+
+
+def _environment_html(report: dict) -> str:
+    environment = report.get("environment") or {}
+    html = _kv_table([("Python", _e(environment.get("python"))), ("Platform", _e(environment.get("platform"))),
+                      ("Machine", _e(environment.get("machine"))), ("CPUs", _e(environment.get("cpu_count"))),
+                      ("fttool git commit",
+                       f'<span class="mono">{_e(environment.get("fttool_git_commit"))}</span>')])
+    packages = environment.get("packages") or {}
+    html += _table(["Package", "Version"], [[escape(name), _e(version)] for name, version in packages.items()])
+    return _section("environment", "Environment", html)
+
+
+def _lineage_html(report: dict) -> str:
+    rows = [[f'<span class="mono">{_e(a.get("path"))}</span>', _e(a.get("kind")), _e(a.get("stage")),
+             f'<span class="mono" title="{escape(str(a.get("sha256")))}">{escape(_short(a.get("sha256")))}</span>',
+             "<br>".join(f'<span class="mono">{escape(p)}</span>' for p in a.get("parents") or []) or MISSING]
+            for a in _get(report, "lineage", "artifacts") or []]
+    html = ("<p>Every source and output with its sha256 (hover for the full digest) and the files it was "
+            "made from.</p>" + _table(["Path", "Kind", "Stage", "sha256", "Parents"], rows))
+    return _section("lineage", "Lineage", html)
+
+
+def _recipe_html(report: dict) -> str:
+    resolved = _get(report, "recipe", "resolved")
+    body = (f"<details><summary>Resolved recipe, defaults filled in</summary>"
+            f"<pre>{escape(json.dumps(resolved, indent=2, ensure_ascii=False))}</pre></details>"
+            if resolved is not None else f"<p>{MISSING}</p>")
+    return _section("recipe", "Recipe", body)
+
+
+def render_html(report: dict) -> str:
+    run = report.get("run") or {}
+    sections = (_header_html, _data_html, _pii_html, _bias_html, _augmentation_html, _training_html,
+                _evaluation_html, _stages_html, _environment_html, _lineage_html, _recipe_html)
+    # The policy forbids every load and script, so the file stays self-contained even if a value slips through.
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>fttool report: {_e(run.get('name'))} {_e(run.get('id'))}</title><style>{CSS}</style></head>"
+            "<body><main>\n" + "\n".join(section(report) for section in sections) + "\n</main></body></html>\n")
+
+
+# -- Markdown ----------------------------------------------------------------------------------
+def _cell(value) -> str:
+    """Text safe inside a Markdown table cell."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_pii(report: dict) -> str:
+    pii = report.get("pii")
+    if pii is None:
+        return f"**PII:** not run ({_skip_reason(report, 'pii') or MISSING})"
+    return (f"**PII:** {fmt(pii.get('records_with_pii'))} of {fmt(pii.get('records_scanned'))} records had PII; "
+            f"replaced: {_counts_text(pii.get('entities'))}; residual after replacement: "
+            f"{fmt(pii.get('residual_total'))}")
+
+
+def _md_bias(report: dict) -> str:
+    bias = report.get("bias")
+    if bias is None:
+        return f"**Bias:** not run ({_skip_reason(report, 'bias') or MISSING})"
+    fields = []
+    for field, audit in (bias.get("fields") or {}).items():
+        reasons = "; ".join(str(r) for r in (audit or {}).get("reasons") or [])
+        fields.append(f"{field} {fmt((audit or {}).get('status'))}" + (f" ({reasons})" if reasons else ""))
+    return f"**Bias:** {fmt(bias.get('status'))}" + (" · " + " · ".join(fields) if fields else "")
+
+
+def _md_training(report: dict) -> str:
+    training = report.get("training")
+    if training is None:
+        return f"**Training:** not run ({_skip_reason(report, 'training') or MISSING})"
+    trainable, total = training.get("trainable_parameters"), training.get("total_parameters")
+    share = f" ({fmt_percent(trainable / total)})" if _is_number(trainable) and _is_number(total) and total else ""
+    return (f"**Training:** {fmt(training.get('method'))} on `{fmt(_get(training, 'base_model', 'name'))}` · "
+            f"{fmt(training.get('steps'))} steps · train loss {fmt(training.get('train_loss'))} · "
+            f"validation loss {fmt(training.get('validation_loss'))} · "
+            f"{fmt(trainable)} trainable parameters{share}")
+
+
+def _md_evaluation(report: dict) -> list[str]:
+    evaluation = report.get("evaluation")
+    if evaluation is None:
+        return [f"- **Evaluation:** not run ({_skip_reason(report, 'evaluation') or MISSING})"]
+    base, tuned, delta = (evaluation.get(side) or {} for side in ("base", "tuned", "delta"))
+    lines = ["", f"**Evaluation** on {fmt(evaluation.get('samples'))} test records:", "",
+             "| metric | base | tuned | change |", "|---|---:|---:|---:|"]
+    lines += [f"| {_cell(name)} | {fmt(base.get(name))} | {fmt(tuned.get(name))} | {fmt_signed(delta.get(name))} |"
+              for name in _metric_names(evaluation)]
+    return lines
+
+
+def render_markdown(report: dict) -> str:
+    run = report.get("run") or {}
+    counts = _get(report, "data", "counts") or {}
+    splits = _get(report, "data", "splits") or {}
+    lines = [f"### fttool audit report: {fmt(run.get('name'))}", "",
+             f"**Status: {fmt(run.get('status'))}** · run `{fmt(run.get('id'))}` · "
+             f"started {fmt(run.get('started_at'))} · finished {fmt(run.get('finished_at'))} · "
+             f"recipe `{_short(_get(report, 'recipe', 'fingerprint'))}`"]
+    demo = _demo_model(report)
+    if demo:
+        lines += ["", f"> **Demo base model ({demo}):** the numbers show the pipeline works, not model quality."]
+    # A bullet list, because consecutive lines would merge into one paragraph in a PR comment.
+    lines += ["",
+              "- **Records:** " + " → ".join(f"{label.lower()} {fmt(counts.get(key))}"
+                                            for key, label in FLOW_STEPS if key != "augmented")
+              + f"; augmented {fmt_signed(counts.get('augmented'))}",
+              "- **Final splits:** " + " · ".join(f"{name} {fmt(splits.get(name))}" for name in SPLITS),
+              "- " + _md_pii(report), "- " + _md_bias(report), "- " + _md_training(report),
+              *_md_evaluation(report), "",
+              "| stage | status | seconds | records in → out |", "|---|---|---:|---|"]
+    lines += [f"| {_cell(fmt(stage.get('name')))} | {fmt(stage.get('status'))} | {fmt(stage.get('seconds'))} | "
+              f"{fmt(stage.get('records_in'))} → {fmt(stage.get('records_out'))} |"
+              for stage in report.get("stages") or []]
+    skipped = report.get("skipped_stages") or []
+    if skipped:
+        lines += ["", "**Skipped:** " + "; ".join(f"{fmt(s.get('name'))} ({fmt(s.get('reason'))})" for s in skipped)]
+    lines += ["", "Full details: report.html (lineage, environment, per-field PII and bias tables)."]
+    return "\n".join(lines) + "\n"

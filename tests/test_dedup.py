@@ -1,0 +1,113 @@
+import random
+import unicodedata
+
+import pytest
+
+from conftest import alpaca
+from fttool.records import read_jsonl
+
+ALL_ON = {"exact": True, "near": True, "near_threshold": 0.8}
+
+FORTY_WORDS = ("Our branch in the old town opens at nine every weekday and closes at five except on Fridays when "
+               "it closes at three so please plan your visit early and bring your card and a photo id with you today")
+ONE_WORD_CHANGED = FORTY_WORDS.replace("Fridays", "Thursdays")
+
+
+def chat(record_id: str, *turns: tuple[str, str]) -> dict:
+    return {"id": record_id, "source": "test", "format": "chat",
+            "messages": [{"role": role, "content": content} for role, content in turns], "meta": {}}
+
+
+def dedup(run_stage, records, **params):
+    result, outputs = run_stage("dedup", {**ALL_ON, **params}, {"records": records})
+    return result, list(read_jsonl(outputs["records"]))
+
+
+def test_forty_words_fixture_is_forty_words():
+    assert len(FORTY_WORDS.split()) == 40 and FORTY_WORDS != ONE_WORD_CHANGED
+
+
+def test_exact_and_case_or_whitespace_duplicates_keep_the_first(run_stage):
+    first = alpaca("How do I reset my PIN?", "Use the app.", region="north")
+    same_line_again = dict(first)
+    shouting = alpaca("HOW do I   reset my\nPIN?", "use THE app.")
+    other = alpaca("Opening hours?", "Nine to five.")
+    result, kept = dedup(run_stage, [first, same_line_again, other, shouting], near=False)
+    assert [r["id"] for r in kept] == [first["id"], other["id"]]
+    assert kept[0]["meta"] == {"region": "north"}
+    assert result.removed == {"exact_duplicate": 2}
+    assert result.summary["rules"] == {"exact_duplicate": {"removed": 2, "example_ids": [first["id"], shouting["id"]]}}
+
+
+def test_same_words_in_different_fields_or_roles_are_not_duplicates(run_stage):
+    records = [alpaca("a b", "c"), alpaca("a", "b c"),
+               chat("c1", ("user", "hi"), ("assistant", "hello")), chat("c2", ("system", "hi"), ("assistant", "hello"))]
+    result, kept = dedup(run_stage, records, near=False)
+    assert len(kept) == 4 and result.removed == {"exact_duplicate": 0}
+
+
+def test_near_duplicate_with_one_word_changed(run_stage):
+    original = alpaca("When are you open?", FORTY_WORDS)
+    edited = alpaca("When are you open?", ONE_WORD_CHANGED)
+    unrelated = alpaca("How do I block a lost card?", "Open the app, choose Cards, then Block card and confirm it.")
+    result, kept = dedup(run_stage, [original, edited, unrelated])
+    assert [r["id"] for r in kept] == [original["id"], unrelated["id"]]
+    assert result.removed == {"exact_duplicate": 0, "near_duplicate": 1}
+    assert result.summary["rules"]["near_duplicate"] == {"removed": 1, "example_ids": [edited["id"]]}
+
+    result, kept = dedup(run_stage, [original, edited, unrelated], near=False)
+    assert len(kept) == 3 and result.removed == {"exact_duplicate": 0}
+    assert "near_duplicate" not in result.summary["rules"]
+
+
+@pytest.mark.parametrize("threshold", [0.99, 1.0])
+def test_a_strict_threshold_keeps_the_edited_copy_and_drops_the_identical_one(run_stage, threshold):
+    original = alpaca("When are you open?", FORTY_WORDS)
+    records = [original, alpaca("When are you open?", ONE_WORD_CHANGED), dict(original)]
+    result, kept = dedup(run_stage, records, exact=False, near_threshold=threshold)
+    assert [r["output"] for r in kept] == [FORTY_WORDS, ONE_WORD_CHANGED]
+    assert result.removed == {"near_duplicate": 1}
+
+
+def test_every_one_word_edit_is_found_among_many_texts(run_stage):
+    rng = random.Random(0)
+    vocabulary = [f"word{i}" for i in range(500)]
+    texts = [[rng.choice(vocabulary) for _ in range(40)] for _ in range(30)]
+    originals = [alpaca(f"Question {i}", " ".join(words)) for i, words in enumerate(texts)]
+    edits = [alpaca(f"Question {i}", " ".join(words[:20] + ["changed"] + words[21:])) for i, words in enumerate(texts)]
+    result, kept = dedup(run_stage, originals + edits, near_threshold=0.7)
+    assert [r["id"] for r in kept] == [r["id"] for r in originals]
+    assert result.removed == {"exact_duplicate": 0, "near_duplicate": 30}
+
+
+def test_cleaning_is_counted_per_rule_and_written(run_stage):
+    decomposed = alpaca("Cafe\u0301 hours?", "Open daily.")
+    with_control = alpaca("Fees?", "None\x00 at\r\nall.")
+    with_blanks = alpaca("Rates?  ", "Three\t\tpercent.   \nFixed.")
+    code = alpaca("Show a loop", "for x in y:\n    print(x)")
+    clean = alpaca("Hours?", "Nine to five.")
+    result, kept = dedup(run_stage, [decomposed, with_control, with_blanks, code, clean])
+    assert result.summary["normalised"] == {"nfc": 1, "control_chars": 1, "whitespace": 1}
+    by_id = {r["id"]: r for r in kept}
+    assert by_id[decomposed["id"]]["instruction"] == unicodedata.normalize("NFC", "Caf\u00e9 hours?")
+    assert by_id[with_control["id"]]["output"] == "None at\nall."
+    assert (by_id[with_blanks["id"]]["instruction"], by_id[with_blanks["id"]]["output"]) == (
+        "Rates?", "Three percent.\nFixed.")
+    assert by_id[code["id"]]["output"] == "for x in y:\n    print(x)"
+    assert [r["id"] for r in kept] == [r["id"] for r in (decomposed, with_control, with_blanks, code, clean)]
+
+
+def test_records_that_differ_only_after_cleaning_are_exact_duplicates(run_stage):
+    composed = alpaca("Caf\u00e9?", "Yes.")
+    decomposed = alpaca("Cafe\u0301?", "Yes.\x07")
+    result, kept = dedup(run_stage, [composed, decomposed], near=False)
+    assert [r["id"] for r in kept] == [composed["id"]]
+    assert result.summary["rules"]["exact_duplicate"]["example_ids"] == [decomposed["id"]]
+
+
+def test_example_ids_are_capped_at_five(run_stage):
+    original = alpaca("Q", "A")
+    copies = [alpaca("q", "A" + " " * n) for n in range(1, 9)]  # trailing spaces: exact duplicates after cleaning
+    result, kept = dedup(run_stage, [original, *copies], near=False)
+    assert len(kept) == 1 and result.removed == {"exact_duplicate": 8}
+    assert result.summary["rules"]["exact_duplicate"]["example_ids"] == [c["id"] for c in copies[:5]]

