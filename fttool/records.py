@@ -10,6 +10,7 @@ FORMAT_FIELDS = {
     "alpaca": ("instruction", "input", "output"),
     "prompt_completion": ("prompt", "completion"),
     "chat": ("messages",),
+    "text": ("text",),
 }
 CHAT_ROLES = ("system", "user", "assistant")
 
@@ -73,6 +74,8 @@ def prompt_and_response(record: dict) -> tuple[str, str]:
         return prompt, record["output"]
     if fmt == "prompt_completion":
         return record["prompt"], record["completion"]
+    if fmt == "text":
+        return "", record["text"]  # plain text has no prompt: the model learns the whole text
     messages = record["messages"]
     last_assistant = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
     prompt = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages[:last_assistant]) + "<|assistant|>\n"

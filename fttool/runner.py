@@ -14,6 +14,7 @@ import secrets
 import shutil
 import sys
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -157,7 +158,13 @@ class Runner:
         for path in ctx.outputs.values():
             path.parent.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        result: StageResult = stage_class(spec.name)().run(ctx)
+        try:
+            result: StageResult = stage_class(spec.name)().run(ctx)
+        except Exception as exc:
+            log = self.run_dir / "logs" / f"{spec.name}.error.log"
+            log.parent.mkdir(exist_ok=True)
+            log.write_text(traceback.format_exc())
+            raise RunError(f"stage {spec.name} failed: {type(exc).__name__}: {exc} (traceback in {log})") from exc
         seconds = time.perf_counter() - started
         missing = [rel for rel in spec.outputs.values() if not (self.run_dir / rel).exists()]
         if missing:
@@ -179,6 +186,7 @@ class Runner:
     def _store_in_cache(self, record: StageRecord) -> None:
         entry = self.cache_dir / record.name / record.fingerprint
         tmp = entry.with_name(entry.name + f".tmp-{secrets.token_hex(3)}")
+        tmp.mkdir(parents=True)
         for rel in record.outputs:
             _place(self.run_dir / rel, tmp / rel)
         (tmp / "record.json").write_text(json.dumps(asdict(record), indent=2))

@@ -1,12 +1,15 @@
 import random
 import unicodedata
 
+import numpy as np
 import pytest
 
 from conftest import alpaca
+from fttool import embeddings
 from fttool.records import read_jsonl
+from fttool.stages import dedup as dedup_module
 
-ALL_ON = {"exact": True, "near": True, "near_threshold": 0.8}
+ALL_ON = {"exact": True, "near": True, "near_threshold": 0.8, "semantic": False, "semantic_threshold": 0.95}
 
 FORTY_WORDS = ("Our branch in the old town opens at nine every weekday and closes at five except on Fridays when "
                "it closes at three so please plan your visit early and bring your card and a photo id with you today")
@@ -57,7 +60,7 @@ def test_near_duplicate_with_one_word_changed(run_stage):
 
     result, kept = dedup(run_stage, [original, edited, unrelated], near=False)
     assert len(kept) == 3 and result.removed == {"exact_duplicate": 0}
-    assert "near_duplicate" not in result.summary["rules"]
+    assert set(result.summary["rules"]) == {"exact_duplicate"}
 
 
 @pytest.mark.parametrize("threshold", [0.99, 1.0])
@@ -111,3 +114,57 @@ def test_example_ids_are_capped_at_five(run_stage):
     result, kept = dedup(run_stage, [original, *copies], near=False)
     assert len(kept) == 1 and result.removed == {"exact_duplicate": 8}
     assert result.summary["rules"]["exact_duplicate"]["example_ids"] == [c["id"] for c in copies[:5]]
+
+
+# -- semantic duplicates, on the real all-MiniLM-L6-v2 encoder --------------------------------------------
+
+RESET = alpaca("How do I reset my password?", "Use the Forgot password link on the sign-in page.")
+RESET_REWORDED = alpaca("How can I reset my password?", "Click 'Forgot password' when you sign in.")
+UNRELATED = [alpaca("What are your opening hours on Saturday?", "We open from nine to one."),
+             alpaca("How do I block a lost card?", "Open the app, choose Cards, then Block card."),
+             alpaca("How do I reset my PIN?", "Use the Forgot password link on the sign-in page."),
+             alpaca("How do I change my password?", "Go to Settings, then Security.")]
+
+
+def test_embeddings_are_unit_length_and_keep_the_input_order():
+    texts = ["A much longer sentence about the opening hours of the branch in the old town.", "Short one."]
+    together = embeddings.embed(texts)
+    assert together.shape == (2, 384) and together.dtype == np.float32
+    assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+    alone = np.vstack([embeddings.embed([text]) for text in texts])
+    assert np.allclose(together, alone, atol=1e-5)  # batching sorts by length, then restores the order
+
+
+def test_a_reworded_question_is_a_semantic_duplicate_at_0_9(run_stage):
+    records = [RESET, *UNRELATED[:2], RESET_REWORDED, *UNRELATED[2:]]
+    result, kept = dedup(run_stage, records, semantic=True, semantic_threshold=0.9)
+    assert [r["id"] for r in kept] == [r["id"] for r in (RESET, *UNRELATED)]
+    assert result.removed == {"exact_duplicate": 0, "near_duplicate": 0, "semantic_duplicate": 1}
+    assert result.summary["rules"]["semantic_duplicate"] == {
+        "removed": 1, "example_ids": [RESET_REWORDED["id"]], "model": embeddings.MODEL_NAME}
+
+
+def test_the_default_threshold_keeps_a_looser_paraphrase(run_stage):
+    result, kept = dedup(run_stage, [RESET, RESET_REWORDED, *UNRELATED], semantic=True)  # cosine about 0.93
+    assert len(kept) == 6 and result.removed["semantic_duplicate"] == 0
+
+
+def test_batches_and_blocks_of_kept_embeddings_give_the_same_answer(run_stage, monkeypatch):
+    reset_please = alpaca("How can I reset my password, please?", "Use the Forgot password link.")
+    records = [RESET, reset_please, *UNRELATED[:3], RESET_REWORDED, UNRELATED[3]]
+    expected, kept = dedup(run_stage, records, semantic=True, semantic_threshold=0.9)
+    assert [r["id"] for r in kept] == [r["id"] for r in (RESET, *UNRELATED)]
+    assert expected.summary["rules"]["semantic_duplicate"]["example_ids"] == [reset_please["id"], RESET_REWORDED["id"]]
+    # Two records a batch and three kept embeddings a block: a duplicate is found within a batch, and
+    # against an earlier, full block.
+    monkeypatch.setattr(dedup_module, "SEMANTIC_BATCH", 2)
+    monkeypatch.setattr(dedup_module, "KEPT_BLOCK_ROWS", 3)
+    result, kept_in_batches = dedup(run_stage, records, semantic=True, semantic_threshold=0.9)
+    assert kept_in_batches == kept and result.summary == expected.summary
+
+
+def test_semantic_dedup_puts_the_encoder_in_the_fingerprint():
+    params = {**ALL_ON, "semantic": True}
+    assert dedup_module.DedupStage.external_inputs(params) == [str(embeddings.model_dir())]
+    assert (embeddings.model_dir() / "model.safetensors").is_file()
+    assert dedup_module.DedupStage.external_inputs(ALL_ON) == []

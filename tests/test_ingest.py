@@ -1,10 +1,16 @@
+import datetime
 import json
+import textwrap
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from conftest import alpaca
-from fttool.records import read_jsonl
+from fttool.recipe import RecipeInvalid, compile_recipe
+from fttool.records import map_text_fields, prompt_and_response, read_jsonl, text_fields
+from fttool.stages import ingest
 from fttool.stages.ingest import IngestStage
 
 # Planted in rejected lines; none may appear in a quarantine message.
@@ -134,10 +140,12 @@ def test_every_line_is_accounted_for(ingested):
     assert result.summary["quarantined_by_reason"] == result.removed
     assert result.summary["blank_lines"] == 2
     assert result.summary["sources"] == [
-        {"path": "data/messy.jsonl", "tag": "messy.jsonl", "format": "alpaca", "lines": 12, "kept": 3,
-         "quarantined": 9},
-        {"path": "data/chat.jsonl", "tag": "chats", "format": "chat", "lines": 6, "kept": 2, "quarantined": 4},
-        {"path": "data/mapped.jsonl", "tag": "faq", "format": "alpaca", "lines": 2, "kept": 1, "quarantined": 1},
+        {"path": "data/messy.jsonl", "tag": "messy.jsonl", "format": "alpaca", "container": "jsonl", "lines": 12,
+         "kept": 3, "quarantined": 9},
+        {"path": "data/chat.jsonl", "tag": "chats", "format": "chat", "container": "jsonl", "lines": 6, "kept": 2,
+         "quarantined": 4},
+        {"path": "data/mapped.jsonl", "tag": "faq", "format": "alpaca", "container": "jsonl", "lines": 2, "kept": 1,
+         "quarantined": 1},
     ]
 
 
@@ -167,3 +175,214 @@ def test_identical_examples_get_the_same_id_across_sources(run_stage, tmp_path):
 
 def test_external_inputs_are_the_source_paths(messy_sources):
     assert IngestStage.external_inputs(messy_sources) == ["data/messy.jsonl", "data/chat.jsonl", "data/mapped.jsonl"]
+
+
+def ingest_one(run_stage, path: str, fmt: str = "alpaca", **source):
+    """Ingest one source; returns the result, the records and the quarantine entries."""
+    result, outputs = run_stage("ingest", {"max_chars": 200, "sources": [{"path": path, "format": fmt, **source}]}, {})
+    records, quarantine = list(read_jsonl(outputs["records"])), list(read_jsonl(outputs["quarantine"]))
+    assert result.records_read - sum(result.removed.values()) == len(records)
+    assert sum(result.removed.values()) == len(quarantine)
+    for entry in quarantine:
+        assert not any(secret in entry["message"] for secret in SECRETS), entry
+    return result, records, quarantine
+
+
+def where_and_why(quarantine: list[dict]) -> list[tuple]:
+    return [(q["line"], q["reason"], q["message"]) for q in quarantine]
+
+
+JSON_ARRAY = b"""\
+[
+  {"instruction": "Opening hours?", "output": "Nine to five."},
+  {
+    "instruction": "Fee?",
+    "output": "None.",
+    "tags": ["a]", "{b"]
+  },
+  {"instruction": "Call Jane Roe", "output": SECRET},
+  ["Jane Roe"],
+  {"instruction": "caf\xe9 SECRET", "output": "ok"},
+  {"instruction": "Card lost?", "output": "Block it in the app."}
+]
+"""
+
+
+@pytest.mark.parametrize("window", [1, 7, ingest.JSON_CHUNK_CHARS])
+def test_json_array_quarantines_a_malformed_element_and_keeps_line_numbers(run_stage, tmp_path, monkeypatch, window):
+    monkeypatch.setattr(ingest, "JSON_CHUNK_CHARS", window)  # elements cut across reads must decode the same
+    (tmp_path / "faq.json").write_bytes(JSON_ARRAY)
+    result, records, quarantine = ingest_one(run_stage, "faq.json")
+    assert [r["instruction"] for r in records] == ["Opening hours?", "Fee?", "Card lost?"]
+    assert records[1]["meta"] == {"tags": ["a]", "{b"]}
+    assert where_and_why(quarantine) == [
+        (8, "malformed_json", "not valid JSON: Expecting value at character 44 of the element"),
+        (9, "not_an_object", "the element is an array, expected a JSON object"),
+        (10, "invalid_utf8", "byte 21 of the element is not valid UTF-8"),
+    ]
+    assert result.records_read == 6
+    assert result.summary["sources"][0]["container"] == "json"
+
+
+@pytest.mark.parametrize("content, line, problem", [
+    (b'[{"instruction": "Q", "output": "A"},\n {"instruction": "Jane Roe', 2, "the file ends inside this element"),
+    (b'[{"instruction": "Q", "output": "A"}\n', 2, "the file ends before the array's closing ']'"),
+    (b'[{"instruction": "Q", "output": "A"}]\n\n{"SECRET": 1}', 3, "there is more after the array's closing ']'"),
+])
+def test_json_array_broken_beyond_recovery_quarantines_the_rest_once(run_stage, tmp_path, content, line, problem):
+    (tmp_path / "cut.json").write_bytes(content)
+    result, records, quarantine = ingest_one(run_stage, "cut.json")
+    assert [r["instruction"] for r in records] == ["Q"]
+    assert where_and_why(quarantine) == [(line, "unreadable_rest", f"{problem}; the rest of the file is not read")]
+    assert result.records_read == 2 and result.removed == {"unreadable_rest": 1}
+
+
+def test_a_json_file_that_is_not_an_array_is_one_quarantined_entry(run_stage, tmp_path):
+    (tmp_path / "one.json").write_text('\n{"instruction": "Q", "output": "A"}\n')
+    result, records, quarantine = ingest_one(run_stage, "one.json")
+    assert records == [] and result.records_read == 1
+    assert where_and_why(quarantine) == [(2, "unreadable_rest", "the file is not a JSON array: it does not start "
+                                                                "with '['; the rest of the file is not read")]
+
+
+CSV = b"""\
+instruction,input,output,region
+How do I reset my PIN?,,Use the app.,north
+"Two lines,
+with a comma",,"And ""quotes""
+over two lines",south
+
+Fee?,,None.
+Jane Roe,,
+SECRET,12345
+Rates?,,3%.,east,SECRET
+"Jane Roe"SECRET,,x,y
+Opening hours?,,Nine to five.,"caf\xe9"
+Card lost?,,Block it.,west
+"""
+
+
+def test_csv_rows_keep_their_physical_line_numbers(run_stage, tmp_path):
+    (tmp_path / "faq.csv").write_bytes(CSV)
+    result, records, quarantine = ingest_one(run_stage, "faq.csv")
+    assert [(r["instruction"], r["input"], r["output"], r["meta"]) for r in records] == [
+        ("How do I reset my PIN?", "", "Use the app.", {"region": "north"}),
+        ("Two lines,\nwith a comma", "", 'And "quotes"\nover two lines', {"region": "south"}),
+        ("Fee?", "", "None.", {}),  # a row cut short lacks the cells after it
+        ("Card lost?", "", "Block it.", {"region": "west"}),
+    ]
+    assert where_and_why(quarantine) == [
+        (8, "empty_field", "field 'output' is empty"),
+        (9, "missing_field", "field 'output' is missing"),
+        (10, "malformed_csv", "the row has 5 cells but the header names 4 columns"),
+        (11, "malformed_csv", "not valid CSV: ',' expected after '\"'"),
+        (12, "invalid_utf8", "the cell in column 'region' is not valid UTF-8"),
+    ]
+    assert result.records_read == 9 and result.summary["blank_lines"] == 1
+    assert result.summary["sources"][0]["container"] == "csv"
+
+
+def test_csv_values_are_strings(run_stage, tmp_path):
+    (tmp_path / "n.csv").write_text("prompt,completion,score\n2+2?,4,0.9\n")
+    _, [record], _ = ingest_one(run_stage, "n.csv", "prompt_completion")
+    assert (record["completion"], record["meta"]) == ("4", {"score": "0.9"})
+
+
+def test_parquet_rows_stream_in_batches_and_name_their_row(run_stage, tmp_path, monkeypatch):
+    monkeypatch.setattr(ingest, "PARQUET_BATCH_ROWS", 2)  # rows are numbered across batches
+    table = pa.table({
+        "instruction": ["How do I reset my PIN?", "Jane Roe", "Fee?", "SECRET"],
+        "output": ["Use the app.", None, "None.", "ok"],
+        "input": [None, None, None, 12345],
+        "asked": [datetime.date(2024, 5, 1), None, None, None],
+    })
+    pq.write_table(table, tmp_path / "faq.parquet", row_group_size=3)
+    result, records, quarantine = ingest_one(run_stage, "faq.parquet")
+    assert [(r["instruction"], r["input"], r["meta"]) for r in records] == [
+        ("How do I reset my PIN?", "", {"asked": "2024-05-01"}), ("Fee?", "", {"asked": None})]
+    assert where_and_why(quarantine) == [
+        (2, "wrong_type", "row 2: field 'output' is null, expected a string"),
+        (4, "wrong_type", "row 4: field 'input' is a number, expected a string"),
+    ]
+    assert result.records_read == 4 and result.summary["sources"][0]["container"] == "parquet"
+
+
+def test_a_parquet_column_of_the_wrong_type_rejects_every_row(run_stage, tmp_path):
+    pq.write_table(pa.table({"prompt": ["2+2?", "3+3?"], "completion": [4, 6]}), tmp_path / "sums.parquet")
+    result, records, quarantine = ingest_one(run_stage, "sums.parquet", "prompt_completion")
+    assert records == [] and result.removed == {"wrong_type": 2}
+    assert [q["message"] for q in quarantine] == [f"row {n}: field 'completion' is a number, expected a string"
+                                                  for n in (1, 2)]
+
+
+def test_an_unreadable_parquet_file_is_one_quarantined_entry(run_stage, tmp_path):
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 SECRET")
+    result, records, quarantine = ingest_one(run_stage, "broken.parquet")
+    assert records == [] and result.records_read == 1
+    assert where_and_why(quarantine) == [(1, "unreadable_rest", "row 1: the file cannot be read as Parquet "
+                                                                "(ArrowInvalid); the rest of the file is not read")]
+
+
+def test_the_container_key_overrides_the_extension(run_stage, tmp_path):
+    (tmp_path / "export.txt").write_text('{"instruction": "Q", "output": "A"}\n')
+    result, [record], _ = ingest_one(run_stage, "export.txt", container="jsonl")
+    assert record["instruction"] == "Q" and result.summary["sources"][0]["container"] == "jsonl"
+
+
+def test_text_format(run_stage, tmp_path):
+    (tmp_path / "notes.ndjson").write_text('{"body": "Rates rose.", "lang": "en"}\n{"body": " "}\n{"text": "x"}\n')
+    _, [record], quarantine = ingest_one(run_stage, "notes.ndjson", "text", fields={"text": "body"})
+    assert (record["format"], record["text"], record["meta"]) == ("text", "Rates rose.", {"lang": "en"})
+    assert [q["message"] for q in quarantine] == ["field 'body' (text) is empty", "field 'body' (text) is missing"]
+    assert list(text_fields(record)) == [("text", "Rates rose.")]
+    assert map_text_fields(record, lambda path, text: text.upper())["text"] == "RATES ROSE."
+    assert prompt_and_response(record) == ("", "Rates rose.")
+
+
+def write_recipe(tmp_path: Path, sources: str) -> Path:
+    for name in ("a/d.jsonl", "b/d.jsonl"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text('{"instruction": "Q", "output": "A"}\n')
+    path = tmp_path / "recipe.yaml"
+    path.write_text("name: tags\ndata:\n  sources:\n" + textwrap.indent(textwrap.dedent(sources).lstrip(), "    "))
+    return path
+
+
+def compile_errors(path: Path) -> list[str]:
+    with pytest.raises(RecipeInvalid) as info:
+        compile_recipe(path)
+    return [str(error) for error in info.value.errors]
+
+
+def test_two_sources_with_the_same_tag_are_a_compile_error(tmp_path):
+    path = write_recipe(tmp_path, """
+        - {path: a/d.jsonl, format: alpaca, tag: faq}
+        - {path: b/d.jsonl, format: alpaca, tag: faq}
+        """)
+    assert compile_errors(path) == [f"{path}:5:46: tag 'faq' is already used by data.sources[0]; "
+                                    "give each source its own tag (at data.sources[1].tag)"]
+
+
+def test_sources_tagged_by_the_same_file_name_are_a_compile_error(tmp_path):
+    path = write_recipe(tmp_path, """
+        - {path: a/d.jsonl, format: alpaca}
+        - {path: b/d.jsonl, format: alpaca}
+        - {path: b/d.jsonl, format: alpaca, tag: b}
+        """)
+    assert compile_errors(path) == [f"{path}:5:14: tag 'd.jsonl' is already used by data.sources[0]; "
+                                    "give each source its own tag (at data.sources[1].path)"]
+
+
+def test_a_source_whose_container_cannot_be_told_is_a_compile_error(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "d.txt").write_text("")
+    path = write_recipe(tmp_path, """
+        - {path: a/d.txt, format: alpaca}
+        - {path: a/d.txt, format: chat, container: csv, tag: chats}
+        """)
+    assert compile_errors(path) == [
+        f"{path}:4:14: cannot tell how 'a/d.txt' is stored from its extension; add container: one of jsonl, json, "
+        "csv, parquet (at data.sources[0].path)",
+        f"{path}:5:31: CSV cells are plain strings, so a CSV source cannot hold chat messages "
+        "(at data.sources[1].format)",
+    ]

@@ -13,6 +13,7 @@ from fttool.recipe.plan import Plan, StageSpec, freeze
 from fttool.records import FORMAT_FIELDS
 from fttool.recipe.schema import apply_defaults, schema_errors
 from fttool.stages import STAGE_ORDER, stage_class
+from fttool.stages.ingest import CONTAINERS, source_container, source_tag
 
 DEMO_MODEL_PREFIX = "demo:"
 
@@ -56,11 +57,32 @@ def semantic_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
     if abs(total - 1.0) > 1e-6:
         errors.append(loaded.error(("data", "split"),
                                    f"split ratios sum to {total:g}; train + validation + test must sum to 1"))
+    if "stratify" in split and "group_by" in split:
+        # Groups can cross strata, so both cannot hold at once; the user must choose.
+        errors.append(loaded.error(("data", "split", "group_by"), "use either 'stratify' or 'group_by', not both",
+                                   at_key=True))
+    first_with_tag: dict[str, int] = {}
     for index, source in enumerate(recipe["data"]["sources"]):
         path = loaded.directory / source["path"]
         if not path.is_file():
             errors.append(loaded.error(("data", "sources", index, "path"),
                                        f"source file not found: {path} (paths are relative to the recipe file)"))
+        container = source_container(source)
+        if container is None:
+            errors.append(loaded.error(("data", "sources", index, "path"),
+                                       f"cannot tell how '{source['path']}' is stored from its extension; "
+                                       f"add container: one of {', '.join(CONTAINERS)}"))
+        elif container == "csv" and source["format"] == "chat":
+            errors.append(loaded.error(("data", "sources", index, "format"),
+                                       "CSV cells are plain strings, so a CSV source cannot hold chat messages"))
+        tag = source_tag(source)
+        if tag in first_with_tag:
+            # Records are traced back to their source by tag alone.
+            where = "tag" if "tag" in source else "path"  # a source without a tag is tagged with its file name
+            errors.append(loaded.error(("data", "sources", index, where),
+                                       f"tag '{tag}' is already used by data.sources[{first_with_tag[tag]}]; "
+                                       "give each source its own tag"))
+        first_with_tag.setdefault(tag, index)
         allowed = FORMAT_FIELDS[source["format"]]
         for name in source.get("fields", {}):
             if name not in allowed:
@@ -84,8 +106,9 @@ def semantic_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
         if base[len(DEMO_MODEL_PREFIX):] not in DEMO_MODELS:
             errors.append(loaded.error(("model", "base"), f"unknown demo model '{base}'; use one of: "
                                        + ", ".join(DEMO_MODEL_PREFIX + m for m in DEMO_MODELS)))
-    elif is_local_model(base) and not (loaded.directory / base).is_dir():
-        errors.append(loaded.error(("model", "base"), f"base model directory not found: {loaded.directory / base}"))
+    elif is_local_model(base) and not (loaded.directory / Path(base).expanduser()).is_dir():
+        errors.append(loaded.error(("model", "base"), f"base model directory not found: {base} "
+                                   "(relative paths are relative to the recipe file)"))
     return errors
 
 

@@ -279,16 +279,19 @@ def _data_html(report: dict) -> str:
                       [[name, _e(ratios.get(name)), _e(assigned.get(name)), _e(final.get(name))] for name in SPLITS],
                       numeric={1, 2, 3})
              + f"<p>Split seed: {_e(_get(split, 'seed'))}. Final files include augmented records and exclude "
-               "records dropped by policy.</p>")
+               "records dropped by policy.</p>"
+             + _split_details(split))
 
     ingest = data.get("ingest")
     html += "<h3>Ingest and quarantine</h3>"
     if ingest is None:
         html += _not_run(report, "ingest")
     else:
-        source_rows = [[_e(s.get("path")), _e(s.get("tag")), _e(s.get("format")), _e(s.get("lines")),
-                        _e(s.get("kept")), _e(s.get("quarantined"))] for s in ingest.get("sources") or []]
-        html += (_table(["Source", "Tag", "Format", "Lines", "Kept", "Quarantined"], source_rows, numeric={3, 4, 5})
+        source_rows = [[_e(s.get("path")), _e(s.get("tag")), _e(s.get("container")), _e(s.get("format")),
+                        _e(s.get("lines")), _e(s.get("kept")), _e(s.get("quarantined"))]
+                       for s in ingest.get("sources") or []]
+        html += (_table(["Source", "Tag", "Container", "Format", "Records", "Kept", "Quarantined"], source_rows,
+                        numeric={4, 5, 6})
                  + _count_table("Quarantine reason", ingest.get("quarantined_by_reason"))
                  + f"<p>Blank lines skipped: {_e(ingest.get('blank_lines'))}. Quarantined records are kept "
                    "in quarantine.jsonl with their reason.</p>")
@@ -524,6 +527,38 @@ def _md_evaluation(report: dict) -> list[str]:
     return lines
 
 
+def _md_leakage(leakage: dict | None) -> str:
+    if not leakage:
+        return ""
+    return (f" · leakage: {leakage['exact_pairs']} exact, {leakage['near_pairs']} near pairs, "
+            f"{leakage['moved']} moved to train")
+
+
+def _split_details(split: dict | None) -> str:
+    """Stratification, group-aware assignment and the cross-split leakage check."""
+    if not split:
+        return ""
+    html = ""
+    stratify, group_by, leakage = split.get("stratify"), split.get("group_by"), split.get("leakage")
+    if stratify:
+        rows = [[_e(name), *(_e(counts.get(s)) for s in SPLITS)] for name, counts in stratify["strata"].items()]
+        html += (f"<p>Stratified by <code>{_e(stratify['field'])}</code>; records without it: "
+                 f"{_e(stratify['missing'])}.</p>" + _table(["Stratum", *SPLITS], rows, numeric={1, 2, 3}))
+    if group_by:
+        html += (f"<p>Group-aware split by <code>{_e(group_by['field'])}</code>: no group is on two sides. Groups "
+                 "per split: " + ", ".join(f"{s} {_e(group_by['groups'].get(s))}" for s in SPLITS)
+                 + f"; records without the field: {_e(group_by['missing'])}.</p>")
+    if leakage:
+        html += (f"<p>Leakage check across splits: {_e(leakage['exact_pairs'])} exact and "
+                 f"{_e(leakage['near_pairs'])} near-duplicate pairs; action <code>{_e(leakage['action'])}</code>, "
+                 f"{_e(leakage['moved'])} records moved to train"
+                 + (f" (e.g. {', '.join(_e(i) for i in leakage['example_ids'])})" if leakage["example_ids"] else "")
+                 + ".</p>")
+    for note in split.get("notes") or []:
+        html += f"<p>Note: {_e(note)}</p>"
+    return html
+
+
 def render_markdown(report: dict) -> str:
     run = report.get("run") or {}
     counts = _get(report, "data", "counts") or {}
@@ -540,7 +575,8 @@ def render_markdown(report: dict) -> str:
               "- **Records:** " + " → ".join(f"{label.lower()} {fmt(counts.get(key))}"
                                             for key, label in FLOW_STEPS if key != "augmented")
               + f"; augmented {fmt_signed(counts.get('augmented'))}",
-              "- **Final splits:** " + " · ".join(f"{name} {fmt(splits.get(name))}" for name in SPLITS),
+              "- **Final splits:** " + " · ".join(f"{name} {fmt(splits.get(name))}" for name in SPLITS)
+              + _md_leakage(_get(report, "data", "split", "leakage")),
               "- " + _md_pii(report), "- " + _md_bias(report), "- " + _md_training(report),
               *_md_evaluation(report), "",
               "| stage | status | seconds | records in → out |", "|---|---|---:|---|"]

@@ -8,6 +8,7 @@ The summary holds counts and entity types only, never the values found.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections import Counter
@@ -21,7 +22,7 @@ from fttool.stages.base import Stage, StageContext, StageResult
 
 SPLITS = ("train", "validation", "test")
 CHUNK_RECORDS = 512  # records analysed together: enough for spaCy batching, small enough to stream
-NLP_BATCH = 64  # texts per spaCy nlp.pipe batch
+NLP_BATCH = 256  # texts per spaCy nlp.pipe batch
 
 # presidio's phonenumbers-based recognizer scores every match 0.4 and leaves out a leading "+1"; these
 # patterns catch the common written formats outright. Trunk-prefixed national numbers look too much
@@ -42,21 +43,44 @@ PHONE_PATTERNS = (
 # The small spaCy models miss many names; a capitalised name right after a title or an introduction
 # is a name. Matched case-sensitively (the triggers are not), so "my name is fine" is left alone.
 _TITLE = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\b"
-_NAME_WORD = rf"(?!{_TITLE})\p{{Lu}}(?:\p{{Ll}}+|['’]\p{{Lu}}\p{{Ll}}+)(?:-\p{{Lu}}\p{{Ll}}+)?"
+_NOT_NAME = rf"(?:{_TITLE}|(?:Sir|Madam|Customer|Team|All|Colleagues|Friends)\b)"
+_NAME_WORD = rf"(?!{_NOT_NAME})\p{{Lu}}(?:\p{{Ll}}+|['’]\p{{Lu}}\p{{Ll}}+)(?:-\p{{Lu}}\p{{Ll}}+)?"
 _FULL_NAME = rf"{_NAME_WORD}(?:[ \t]+(?:\p{{Lu}}\.[ \t]+)?{_NAME_WORD}){{0,2}}"
 NAME_PATTERNS = (
-    ("title", rf"(?<=\b{_TITLE}\.?\s+){_FULL_NAME}", 0.6),
-    ("introduction", rf"(?<=\b(?i:(?:my|his|her|their|your) name is|my name's|call me|dear)\s+){_FULL_NAME}", 0.6),
-    ("sign-off", rf"(?<=\b(?i:regards|sincerely|yours truly),?\s+){_FULL_NAME}", 0.6),
+    ("title", rf"(?<=\b{_TITLE}\.?\s+){_FULL_NAME}", 0.9),
+    ("introduction", rf"(?<=\b(?i:(?:my|his|her|their|your) name is|my name's|call me|dear)\s+){_FULL_NAME}", 0.9),
+    ("sign-off", rf"(?<=\b(?i:regards|sincerely|yours truly),?\s+){_FULL_NAME}", 0.9),
 )
+
+
+# presidio's own default (conf/default.yaml), restated because a configuration naming a model replaces
+# it: without it every spaCy label presidio has no name for (CARDINAL, MONEY, ...) logs a warning.
+NER_MODEL_CONFIGURATION = {
+    "model_to_presidio_entity_mapping": {
+        "PER": "PERSON", "PERSON": "PERSON", "NORP": "NRP", "FAC": "LOCATION", "LOC": "LOCATION",
+        "GPE": "LOCATION", "LOCATION": "LOCATION", "ORG": "ORGANIZATION", "ORGANIZATION": "ORGANIZATION",
+        "DATE": "DATE_TIME", "TIME": "DATE_TIME"},
+    "low_confidence_score_multiplier": 0.4,
+    "low_score_entity_names": [],
+    "labels_to_ignore": ["ORGANIZATION", "CARDINAL", "EVENT", "LANGUAGE", "LAW", "MONEY", "ORDINAL", "PERCENT",
+                         "PRODUCT", "QUANTITY", "WORK_OF_ART"],
+}
 
 
 @dataclass(frozen=True)
 class _Outcome:
-    """What scrubbing one distinct text gave: the text to write and counts by entity type."""
-    scrubbed: str
+    """What scrubbing one distinct text gave: the text to write (None: unchanged) and counts by type."""
+    scrubbed: str | None
     found: Counter
     residual: Counter
+
+
+_NOTHING_FOUND = _Outcome(None, Counter(), Counter())  # shared by the many texts without findings
+
+
+def _key(text: str) -> bytes:
+    """The cache key of a text: a digest, so that the cache does not hold every text of the run."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
 
 class _DropLanguageSkips(logging.Filter):
@@ -84,7 +108,8 @@ def _engines(language: str, nlp_model: str):
     presidio_log.addFilter(language_skips)
     try:
         nlp_engine = NlpEngineProvider(nlp_configuration={
-            "nlp_engine_name": "spacy", "models": [{"lang_code": language, "model_name": nlp_model}]}).create_engine()
+            "nlp_engine_name": "spacy", "models": [{"lang_code": language, "model_name": nlp_model}],
+            "ner_model_configuration": NER_MODEL_CONFIGURATION}).create_engine()
         registry = RecognizerRegistry(supported_languages=[language])
         registry.load_predefined_recognizers(languages=[language], nlp_engine=nlp_engine)
     finally:
@@ -134,21 +159,29 @@ class _Scrubber:
             raise ValueError(f"pii.entities: no recognizer for {', '.join(unknown)} in language "
                              f"'{self.language}'; supported: {', '.join(sorted(supported))}")
         self._placeholder = re.compile("<(?:" + "|".join(map(re.escape, self.entities)) + ")>")
-        self._outcomes: dict[str, _Outcome] = {}
+        self._outcomes: dict[bytes, _Outcome] = {}
 
     def prepare(self, texts: Iterable[str]) -> None:
-        """Scrub every text not seen before in this run, in batches."""
-        new = list(dict.fromkeys(t for t in texts if t not in self._outcomes))
+        """Scrub, in batches, every text not seen before in this run."""
+        new: dict[bytes, str] = {}
+        for text in texts:
+            key = _key(text)
+            if key not in self._outcomes:
+                new.setdefault(key, text)
         if not new:
             return
-        replaced = [self._replace(text, results) for text, results in zip(new, self._analyse(new))]
-        changed = [scrubbed for (scrubbed, _), text in zip(replaced, new) if scrubbed != text]
-        residuals = dict(zip(changed, (self._residual(s, r) for s, r in zip(changed, self._analyse(changed)))))
-        for text, (scrubbed, found) in zip(new, replaced):
-            self._outcomes[text] = _Outcome(scrubbed, found, residuals.get(scrubbed, Counter()))
+        replaced = [self._replace(text, results) for text, results in zip(new.values(), self._analyse(list(new.values())))]
+        # Only scrubbed texts need the second look: a text left unchanged had no findings the first time.
+        changed = list(dict.fromkeys(scrubbed for scrubbed, found in replaced if found))
+        residual = {scrubbed: self._residual(scrubbed, results)
+                    for scrubbed, results in zip(changed, self._analyse(changed))}
+        for key, (scrubbed, found) in zip(new, replaced):
+            self._outcomes[key] = _Outcome(scrubbed, found, residual[scrubbed]) if found else _NOTHING_FOUND
 
-    def outcome(self, text: str) -> _Outcome:
-        return self._outcomes[text]
+    def scrub(self, text: str) -> tuple[str, _Outcome]:
+        """The scrubbed text and what was found in it; the text must have been prepared."""
+        outcome = self._outcomes[_key(text)]
+        return text if outcome.scrubbed is None else outcome.scrubbed, outcome
 
     def _analyse(self, texts: list[str]) -> list:
         return self.batch.analyze_iterator(texts, language=self.language, batch_size=NLP_BATCH,
@@ -190,14 +223,14 @@ class _Tally:
 
         def transform(path: str, text: str) -> str:
             nonlocal found_any
-            outcome = scrubber.outcome(text)
+            scrubbed_text, outcome = scrubber.scrub(text)
             if outcome.found:
                 found_any = True
                 self.entities.update(outcome.found)
                 # messages[3].content -> messages.content: the report counts by field, not by turn
                 self.by_field.setdefault(re.sub(r"\[\d+\]", "", path), Counter()).update(outcome.found)
             self.residual.update(outcome.residual)
-            return outcome.scrubbed
+            return scrubbed_text
 
         scrubbed = map_text_fields(record, transform)
         self.records_scanned += 1
