@@ -116,6 +116,54 @@ def report(run_dir: Path) -> None:
 
 
 @cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def verify(run_dir: Path) -> None:
+    """Check that RUN_DIR matches its report.
+
+    Re-hashes every file in the report's lineage (sources included) and the report files, and
+    checks every sign-off against the report's current digest. Exits 1 and names each file that
+    differs.
+    """
+    from fttool.evidence import verify as verify_run
+
+    problems = verify_run(run_dir)
+    for problem in problems:
+        click.echo(f"{run_dir}/{problem}", err=True)
+    if problems:
+        raise SystemExit(EXIT_FAILED)
+    click.echo(f"{run_dir}: verified")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--by", "by", required=True, help="Name of the person approving the run.")
+@click.option("--role", required=True, help="Their role, e.g. 'model risk officer'.")
+def signoff(run_dir: Path, by: str, role: str) -> None:
+    """Record that BY, acting as ROLE, approved RUN_DIR's report as it is now.
+
+    The run must verify first. The sign-off stores the report's sha256, so a later edit of the
+    report is caught by `fttool verify`.
+    """
+    from fttool.evidence import sign_off
+
+    try:
+        entry = sign_off(run_dir, by, role)
+    except ValueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_FAILED)
+    click.echo(f"signed off by {entry['by']} ({entry['role']}) at {entry['at']}, report {entry['report_sha256']}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def lineage(run_dir: Path) -> None:
+    """Print RUN_DIR's lineage as an OpenLineage RunEvent (JSON)."""
+    from fttool.evidence import openlineage_event
+
+    click.echo(json.dumps(openlineage_event(run_dir), indent=2))
+
+
+@cli.command()
 def schema() -> None:
     """Print the recipe JSON Schema (schemas/recipe.schema.json)."""
     from fttool.recipe.schema import SCHEMA_DIR

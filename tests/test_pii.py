@@ -117,7 +117,8 @@ def test_records_keep_order_and_other_fields(scrubbed):
                    {k: v for k, v in before.items() if k not in text_keys}
     train, validation, test = (list(read_jsonl(outputs[s])) for s in ("train", "validation", "test"))
     assert train[-1] == CLEAN and validation[1] == CLEAN
-    assert train[1]["instruction"] == validation[0]["instruction"] == "Call the office at <PHONE_NUMBER> about the refund."
+    assert train[1]["instruction"] == validation[0]["instruction"] == \
+           "Call the office at <PHONE_NUMBER> about the refund."
     assert train[9]["output"] == "Dear Mr. <PERSON>, the parts ship next week. Kind regards,\n<PERSON>"
     assert test[0]["messages"] == [
         {"role": "system", "content": "You are a helpful assistant."},
@@ -152,7 +153,12 @@ def test_residual_counts_only_text_outside_placeholders():
     assert scrubber._residual(text, results) == Counter({"PERSON": 1})
 
 
-def test_runs_offline_and_quietly(run_stage, monkeypatch, capfd, caplog):
+def test_runs_offline_and_quietly(run_stage, monkeypatch, capfd, caplog, tmp_path):
+    import tldextract
+
+    # As on a new machine: tldextract's shared extractor with an empty cache would fetch the suffix list.
+    monkeypatch.setattr(tldextract.tldextract, "TLD_EXTRACTOR",
+                        tldextract.TLDExtract(cache_dir=str(tmp_path / "tldextract-cache")))
     attempts = []
 
     def refuse(*args, **kwargs):
@@ -175,7 +181,8 @@ def test_runs_offline_and_quietly(run_stage, monkeypatch, capfd, caplog):
 
 def test_unknown_entity_is_an_error(run_stage):
     with pytest.raises(ValueError, match="no recognizer for NOT_AN_ENTITY"):
-        run_stage("pii", {**PARAMS, "entities": ["PERSON", "NOT_AN_ENTITY"]}, {"train": [], "validation": [], "test": []})
+        run_stage("pii", {**PARAMS, "entities": ["PERSON", "NOT_AN_ENTITY"]},
+                  {"train": [], "validation": [], "test": []})
 
 
 def test_missing_spacy_model_is_an_error_not_a_download(run_stage):

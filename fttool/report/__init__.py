@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from fttool.evidence import write_digests
 from fttool.report.build import build_report
 from fttool.recipe.schema import load_schema
 
@@ -37,6 +38,7 @@ def write_report(plan, state, records, lineage, run_dir: Path) -> dict:
     validate_report(report)
     (run_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     write_renderings(report, run_dir, report["recipe"]["resolved"]["report"]["formats"])
+    write_digests(run_dir)
     return report
 
 
@@ -44,4 +46,6 @@ def rerender(run_dir: Path) -> list[Path]:
     """`fttool report`: render HTML and Markdown again from an existing report.json."""
     report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
     validate_report(report)
-    return write_renderings(report, run_dir, ["html", "md"])
+    written = write_renderings(report, run_dir, ["html", "md"])
+    write_digests(run_dir)
+    return written

@@ -33,8 +33,8 @@ PHONE_PATTERNS = (
     # +1 555-123-4567, (555) 123-4567, 555.123.4567, 555 123 4567
     ("north american", r"(?<![\w+])(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?!\w)", 0.6),
     # +44 20 7946 0958, +33 1 23 45 67 89, +49 (30) 123456: at least 8 digits after the "+"
-    ("international", r"(?<![\w+])\+(?=(?:[\s.()-]{0,2}\d){8})\d{1,3}(?:[\s.-]?\(\d{1,5}\)|[\s.-]\d{1,5}){1,6}(?!\w)",
-     0.6),
+    ("international",
+     r"(?<![\w+])\+(?=(?:[\s.()-]{0,2}\d){8})\d{1,3}(?:[\s.-]?\(\d{1,5}\)|[\s.-]\d{1,5}){1,6}(?!\w)", 0.6),
     ("international compact", r"(?<![\w+])\+\d{8,15}(?!\w)", 0.5),
     # 020 7946 0958, 07700 900123
     ("national trunk prefix", r"(?<![\w+])\(?0\d{1,4}\)?[\s.-]\d{3,4}[\s.-]?\d{3,4}(?!\w)", 0.3),
@@ -170,7 +170,8 @@ class _Scrubber:
                 new.setdefault(key, text)
         if not new:
             return
-        replaced = [self._replace(text, results) for text, results in zip(new.values(), self._analyse(list(new.values())))]
+        texts = list(new.values())
+        replaced = [self._replace(text, results) for text, results in zip(texts, self._analyse(texts))]
         # Only scrubbed texts need the second look: a text left unchanged had no findings the first time.
         changed = list(dict.fromkeys(scrubbed for scrubbed, found in replaced if found))
         residual = {scrubbed: self._residual(scrubbed, results)
