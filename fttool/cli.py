@@ -171,5 +171,50 @@ def schema() -> None:
     sys.stdout.write((SCHEMA_DIR / "recipe.schema.json").read_text(encoding="utf-8"))
 
 
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--policy", "policy_file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Policy file, e.g. policies/regulated.yaml.")
+@click.option("--waivers", "waivers_file", type=click.Path(exists=True, dir_okay=False),
+              help="Waivers file, added to the policy's own waivers.")
+# The format names are spelled out so that `fttool --help` does not import the policy package.
+@click.option("--format", "output_format", type=click.Choice(["text", "json", "junit", "github", "sarif"]),
+              default="text", show_default=True)
+def check(paths: tuple[Path, ...], policy_file: str, waivers_file: str | None, output_format: str) -> None:
+    """Check recipes and run reports (PATHS) against a policy.
+
+    A PATH is a recipe, a report.json or a run directory. Recipe rules run before anything is
+    trained; report rules gate a finished run. Exits 0 when no error-severity rule fails (warnings
+    and waived findings are reported), 1 when one does, and 2 when the policy or any input is invalid;
+    then their errors are printed and no rule runs.
+    """
+    from fttool.policy.engine import evaluate
+    from fttool.policy.formats import render
+    from fttool.policy.policy_file import load_policy
+    from fttool.policy.targets import load_target
+    from fttool.recipe import RecipeInvalid
+
+    try:
+        policy = load_policy(policy_file, waivers_file)
+    except RecipeInvalid as exc:
+        for error in exc.errors:
+            click.echo(str(error), err=True)
+        raise SystemExit(EXIT_INVALID)
+    targets, invalid = [], False
+    for path in paths:
+        try:
+            targets.append(load_target(path))
+        except RecipeInvalid as exc:
+            invalid = True
+            for error in exc.errors:
+                click.echo(str(error), err=True)
+    if invalid:
+        raise SystemExit(EXIT_INVALID)
+    check_run = evaluate(policy, targets)
+    click.echo(render(check_run, output_format), nl=False)
+    if not check_run.passed:
+        raise SystemExit(EXIT_FAILED)
+
+
 def main() -> None:
     cli()

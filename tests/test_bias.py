@@ -1,11 +1,20 @@
-"""The bias audit with real fairlearn: group counts and shares, warnings, missing values."""
+"""The bias audit with real fairlearn: group counts and shares, warn and fail thresholds, missing values,
+demographic mentions from the lexicon, the fields-or-mentions rule and how the report shows it all."""
 from __future__ import annotations
+
+import json
+import textwrap
 
 import pytest
 
 from conftest import alpaca
+from fttool.demographic_lexicon import CATEGORIES, LEXICON, groups_mentioned
+from fttool.recipe import RecipeInvalid, compile_recipe
+from fttool.recipe.schema import load_schema
+from fttool.report.render import render_html, render_markdown
 
-PARAMS = {"min_group_share": 0.05, "max_imbalance_ratio": 10}
+PARAMS = {"min_group_share": 0.05, "max_imbalance_ratio": 10, "min_group_size": 0}
+ALL_MENTIONS = {"enabled": True, "categories": list(CATEGORIES)}
 
 
 def _records(prefix: str, groups: list[str | None], field: str = "region") -> list[dict]:
@@ -38,7 +47,7 @@ def test_tiny_group_warns_on_share_and_ratio(run_stage):
     assert audit["imbalance_ratio"] == 40
     assert audit["min_share"] == pytest.approx(1 / 41, abs=1e-6)
     assert len(audit["reasons"]) == 2
-    assert "'tiny'" in audit["reasons"][0] and "5.0%" in audit["reasons"][0]
+    assert "'tiny' (1, 2.4%)" in audit["reasons"][0] and "5.0%" in audit["reasons"][0]
     assert "40.0 times" in audit["reasons"][1]
     assert result.summary["status"] == "warn"
 
@@ -64,7 +73,7 @@ def test_worst_field_sets_overall_status_and_non_strings_are_named(run_stage):
 
 def test_listing_is_capped_at_fifty_groups(run_stage):
     train = _records("t", [f"g{i:02d}" for i in range(60) for _ in range(2)] + ["g00"])
-    result, _ = run_stage("bias", {"fields": ["region"], "min_group_share": 0.0, "max_imbalance_ratio": 10},
+    result, _ = run_stage("bias", {"fields": ["region"], **PARAMS, "min_group_share": 0.0},
                           {"train": train, "validation": [], "test": []})
     audit = result.summary["fields"]["region"]
     assert len(audit["groups"]) == 50 and audit["groups_not_listed"] == 10
@@ -73,6 +82,165 @@ def test_listing_is_capped_at_fifty_groups(run_stage):
 
 
 def test_no_records_warns_instead_of_failing(run_stage):
-    result, _ = run_stage("bias", {"fields": ["region"], **PARAMS}, {"train": [], "validation": [], "test": []})
+    result, _ = run_stage("bias", {"fields": ["region"], "mentions": ALL_MENTIONS, **PARAMS},
+                          {"train": [], "validation": [], "test": []})
+    for audit in [result.summary["fields"]["region"], *result.summary["mentions"].values()]:
+        assert audit["status"] == "warn"
+        assert audit["reasons"] == ["no records to audit"]
+
+
+
+
+def test_fail_thresholds_fail_with_reasons_naming_group_and_number(run_stage):
+    splits = {"train": _records("t", ["big"] * 40 + ["mid"] * 2 + ["tiny"]), "validation": [], "test": []}
+    params = {"fields": ["region"], **PARAMS, "fail_below_share": 0.03, "fail_above_ratio": 20}
+    result, _ = run_stage("bias", params, splits)
+    audit = result.summary["fields"]["region"]
+    assert audit["status"] == "fail" and result.summary["status"] == "fail"
+    # Fail reasons come first; 'tiny' fails on share, so it is not repeated among the warnings.
+    assert audit["reasons"] == [
+        "1 group(s) below the fail share of 3.0%: 'tiny' (1, 2.3%)",
+        "largest group 'big' (40 records) is 40.0 times the smallest 'tiny' (1), above the fail ratio of 20",
+        "1 group(s) below the minimum share of 5.0%: 'mid' (2, 4.7%)",
+    ]
+
+
+def test_fail_thresholds_not_crossed_leave_a_warning(run_stage):
+    splits = {"train": _records("t", ["big"] * 40 + ["tiny"]), "validation": [], "test": []}
+    params = {"fields": ["region"], **PARAMS, "fail_below_share": 0.01, "fail_above_ratio": 50}
+    result, _ = run_stage("bias", params, splits)
     assert result.summary["fields"]["region"]["status"] == "warn"
-    assert result.summary["fields"]["region"]["reasons"] == ["no records to audit"]
+    assert result.summary["status"] == "warn"
+
+
+def test_min_group_size_warns_on_small_absolute_counts(run_stage):
+    splits = {"train": _records("t", ["a"] * 30 + ["b"] * 25), "validation": [], "test": []}
+    result, _ = run_stage("bias", {"fields": ["region"], **PARAMS, "min_group_size": 26}, splits)
+    audit = result.summary["fields"]["region"]
+    assert audit["status"] == "warn" and audit["min_count"] == 25
+    assert audit["reasons"] == ["1 group(s) with fewer than 26 records: 'b' (25, 45.5%)"]
+    result, _ = run_stage("bias", {"fields": ["region"], **PARAMS}, splits)  # 0: the check is off
+    assert result.summary["fields"]["region"]["status"] == "pass"
+
+
+# -- demographic mentions ------------------------------------------------------------------------
+@pytest.mark.parametrize("text, expected", [
+    ("The theme of the other thesis", set()),  # 'he' inside words
+    ("A human manager in the season of the person", set()),  # 'man', 'son'
+    ("HE said so", {"male"}),
+    ("she's here; the women's team", {"female"}),
+    ("Her son and his mother", {"female", "male"}),
+    ("a non-binary person, a non  binary friend", {"non-binary"}),
+])
+def test_gender_terms_match_whole_words_in_any_case(text, expected):
+    assert groups_mentioned([text], "gender") == expected
+
+
+def test_longest_term_wins_and_terms_do_not_join_across_texts():
+    assert groups_mentioned(["Latin American food"], "nationality") == {"latin_america"}
+    assert groups_mentioned(["South African wine"], "nationality") == {"sub_saharan_africa"}
+    assert groups_mentioned(["Latin", "American"], "nationality") == {"north_america"}
+    assert groups_mentioned(["Sikh and Buddhist temples", "a mosque"], "religion") == {"sikh", "buddhist", "muslim"}
+
+
+def test_lexicon_categories_match_the_schema_and_terms_are_lowercase():
+    schema_categories = load_schema()["properties"]["bias"]["properties"]["mentions"]["properties"]["categories"]
+    assert list(CATEGORIES) == schema_categories["items"]["enum"] == schema_categories["default"]
+    for category, groups in LEXICON.items():
+        terms = [term for group_terms in groups.values() for term in group_terms]
+        assert len(terms) == len(set(terms)), category  # each term belongs to one group
+        assert all(term == term.lower() for term in terms)
+
+
+def test_mentions_count_records_per_group_from_every_text_field(run_stage):
+    splits = {"train": [alpaca("She asked her brother", "ok"),  # two groups in one record
+                        alpaca("What is the weather?", "Sunny."),
+                        alpaca("Summarise", "He liked it", "My mother wrote this")],  # output and input fields
+              "validation": [alpaca("Tell the Muslim and Jewish communities", "done")],
+              "test": [alpaca("Her mother called", "noted")]}
+    result, _ = run_stage("bias", {"mentions": ALL_MENTIONS, **PARAMS}, splits)
+    summary = result.summary
+    assert summary["fields"] == {} and set(summary["mentions"]) == set(CATEGORIES)
+    gender = summary["mentions"]["gender"]
+    assert (gender["records"], gender["records_with_mention"], gender["share_with_mention"]) == (5, 3, 0.6)
+    # Shares are of the records mentioning gender; the unmentioned group is listed with 0.
+    assert gender["groups"] == {"female": {"count": 3, "share": 1.0}, "male": {"count": 2, "share": 0.666667},
+                                "non-binary": {"count": 0, "share": 0.0}}
+    assert gender["by_split"] == {"train": {"female": 2, "male": 2}, "validation": {}, "test": {"female": 1}}
+    assert gender["imbalance_ratio"] == 1.5 and gender["status"] == "pass"
+    religion = summary["mentions"]["religion"]
+    assert {g: s["count"] for g, s in religion["groups"].items() if s["count"]} == {"jewish": 1, "muslim": 1}
+    age = summary["mentions"]["age"]
+    assert age["records_with_mention"] == 0 and age["imbalance_ratio"] is None and age["status"] == "pass"
+    assert "brother" not in json.dumps(summary) and "weather" not in json.dumps(summary)  # counts, never text
+
+
+def test_mention_imbalance_fails_and_sets_the_overall_status(run_stage):
+    train = [alpaca(f"He asked question {i}", "ok", region="north") for i in range(30)]
+    train.append(alpaca("She asked", "ok", region="north"))
+    params = {"fields": ["region"], "mentions": {"enabled": True, "categories": ["gender"]}, **PARAMS,
+              "fail_above_ratio": 20}
+    result, _ = run_stage("bias", params, {"train": train, "validation": [], "test": []})
+    assert set(result.summary["mentions"]) == {"gender"}
+    assert result.summary["fields"]["region"]["status"] == "pass"
+    gender = result.summary["mentions"]["gender"]
+    assert gender["status"] == "fail" and result.summary["status"] == "fail"
+    assert gender["reasons"] == [
+        "largest group 'male' (30 records) is 30.0 times the smallest 'female' (1), above the fail ratio of 20",
+        "1 group(s) below the minimum share of 5.0%: 'female' (1, 3.2%)"]
+
+
+def test_disabled_mentions_are_not_audited(run_stage):
+    params = {"fields": ["region"], "mentions": {"enabled": False, "categories": list(CATEGORIES)}, **PARAMS}
+    result, _ = run_stage("bias", params, {"train": _records("t", ["a"]), "validation": [], "test": []})
+    assert result.summary["mentions"] == {}
+
+
+# -- the recipe: fields, mentions or both ----------------------------------------------------------
+def _compile(tmp_path, bias_yaml: str):
+    (tmp_path / "d.jsonl").write_text(json.dumps({"instruction": "a", "output": "b"}) + "\n")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(textwrap.dedent("""
+        name: mini
+        data:
+          sources:
+            - {path: d.jsonl, format: alpaca}
+        """) + bias_yaml)
+    return compile_recipe(recipe)
+
+
+@pytest.mark.parametrize("bias_yaml", ["bias: {min_group_share: 0.1}\n", "bias: {mentions: {enabled: false}}\n"])
+def test_bias_needs_fields_or_enabled_mentions(tmp_path, bias_yaml):
+    with pytest.raises(RecipeInvalid) as info:
+        _compile(tmp_path, bias_yaml)
+    assert [str(e) for e in info.value.errors] == [f"{tmp_path / 'recipe.yaml'}:6:7: missing required key 'fields' "
+                                                   "(at bias)"]
+
+
+def test_mentions_alone_compile_with_all_categories_by_default(tmp_path):
+    plan = _compile(tmp_path, "bias: {mentions: {}, fail_above_ratio: 30}\n")
+    params = next(stage.params for stage in plan.stages if stage.name == "bias")
+    assert "fields" not in params
+    assert params["mentions"] == {"enabled": True, "categories": tuple(CATEGORIES)}
+    assert params["min_group_size"] == 0 and params["fail_above_ratio"] == 30 and "fail_below_share" not in params
+
+
+# -- the report ------------------------------------------------------------------------------------
+def test_report_shows_mention_categories_and_fail_status():
+    bias = {"status": "fail",
+            "fields": {"region": {"groups": {"north": {"count": 9, "share": 0.9}, "south": {"count": 1, "share": 0.1}},
+                                  "min_count": 1, "min_share": 0.1, "imbalance_ratio": 9, "status": "pass",
+                                  "reasons": []}},
+            "mentions": {"gender": {"records": 40, "records_with_mention": 31, "share_with_mention": 0.775,
+                                    "groups": {"male": {"count": 30, "share": 0.967742},
+                                               "female": {"count": 1, "share": 0.032258},
+                                               "non-binary": {"count": 0, "share": 0.0}},
+                                    "min_count": 1, "min_share": 0.032258, "imbalance_ratio": 30, "status": "fail",
+                                    "reasons": ["largest group 'male' (30 records) is 30.0 times the smallest "
+                                                "'female' (1), above the fail ratio of 20"]}}}
+    html = render_html({"bias": bias})
+    assert '<h3>gender mentions <span class="badge badge-bad">fail</span></h3>' in html
+    assert "Records mentioning any group: 31 of 40 (77.5%)" in html and "non-binary" in html
+    assert "above the fail ratio of 20" in html
+    markdown = render_markdown({"bias": bias})
+    assert "**Bias:** fail · region pass · gender mentions fail (largest group 'male'" in markdown

@@ -12,7 +12,7 @@ from fttool.digest import sha256_file
 from fttool.evidence import DIGEST_FILE, openlineage_event, sign_off, verify, write_digests
 from fttool.recipe import compile_recipe
 from fttool.runner import run_plan
-from tests.test_runner import make_project
+from test_runner import make_project
 
 
 @pytest.fixture

@@ -174,3 +174,14 @@ def test_validate_and_plan_do_not_import_ml_libraries():
             "print('HEAVY', heavy, file=sys.stderr)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert "HEAVY []" in result.stderr
+
+
+def test_unquoted_dates_stay_text(tmp_path):
+    path = write_recipe(tmp_path, MINIMAL + "description: 2030-02-30\n")
+    assert compile_recipe(path).recipe["description"] == "2030-02-30"
+
+
+def test_conditional_requirement_says_why(tmp_path):
+    path = write_recipe(tmp_path, MINIMAL + "bias: {mentions: {enabled: false}}\n")
+    (error,) = errors_of(path)
+    assert error.endswith("missing required key 'fields': 'fields' is required unless 'mentions' is enabled (at bias)")

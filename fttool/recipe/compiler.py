@@ -14,6 +14,7 @@ from fttool.records import FORMAT_FIELDS
 from fttool.recipe.schema import apply_defaults, schema_errors
 from fttool.stages import STAGE_ORDER, stage_class
 from fttool.stages.ingest import CONTAINERS, source_container, source_tag
+from fttool.stages.pii import entities_checked
 
 DEMO_MODEL_PREFIX = "demo:"
 
@@ -47,6 +48,42 @@ def _stage_params(recipe: dict) -> dict[str, dict | str]:
     else:
         params["evaluate"] = "no evaluate section"
     return params
+
+
+OPERATOR_OPTIONS = {"replace": {"new_value"}, "redact": set(), "mask": {"masking_char", "chars_to_mask", "from_end"},
+                    "hash": {"salt_env"}}
+
+
+def _pii_errors(loaded: LoadedRecipe, pii: dict) -> list[RecipeError]:
+    """Recipe recognizers that cannot run and operators for entities that are never checked."""
+    import regex  # the engine presidio compiles patterns with, so what passes here runs there
+
+    errors = []
+    names: dict[str, int] = {}
+    for index, recognizer in enumerate(pii["recognizers"]):
+        if recognizer["name"] in names:
+            errors.append(loaded.error(("pii", "recognizers", index, "name"),
+                                       f"recognizer name '{recognizer['name']}' is already used by "
+                                       f"pii.recognizers[{names[recognizer['name']]}]"))
+        names.setdefault(recognizer["name"], index)
+        if not recognizer.get("patterns") and not recognizer.get("deny_list"):
+            errors.append(loaded.error(("pii", "recognizers", index), "a recognizer needs patterns, a deny_list or both"))
+        for number, pattern in enumerate(recognizer.get("patterns", [])):
+            try:
+                regex.compile(pattern["regex"], regex.DOTALL | regex.MULTILINE | regex.IGNORECASE)
+            except regex.error as exc:
+                errors.append(loaded.error(("pii", "recognizers", index, "patterns", number, "regex"),
+                                           f"invalid regular expression: {exc.msg} at character {exc.pos}"))
+    checked = entities_checked(pii)
+    for entity, operator in pii["operators"].items():
+        if entity != "default" and entity not in checked:
+            errors.append(loaded.error(("pii", "operators", entity),
+                                       f"'{entity}' is not among the entities checked ({', '.join(checked)}); "
+                                       "add it to pii.entities or use 'default'", at_key=True))
+        for option in sorted(set(operator) - {"type"} - OPERATOR_OPTIONS[operator["type"]]):
+            errors.append(loaded.error(("pii", "operators", entity, option),
+                                       f"'{option}' does not apply to a {operator['type']} operator", at_key=True))
+    return errors
 
 
 def semantic_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
@@ -109,6 +146,8 @@ def semantic_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
     elif is_local_model(base) and not (loaded.directory / Path(base).expanduser()).is_dir():
         errors.append(loaded.error(("model", "base"), f"base model directory not found: {base} "
                                    "(relative paths are relative to the recipe file)"))
+    if "pii" in recipe:
+        errors += _pii_errors(loaded, recipe["pii"])
     return errors
 
 

@@ -1,6 +1,7 @@
-"""Load a recipe YAML file safely and remember where every key and value sits.
+"""Load a recipe (or another fttool YAML document, such as a policy) safely and remember where every key and
+value sits.
 
-Recipes are data: only YAML's safe constructors run, so no recipe can import or execute code.
+Recipes and policies are data: only YAML's safe constructors run, so no document can import or execute code.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def format_json_path(path: JsonPath) -> str:
 
 
 @dataclass
-class LoadedRecipe:
+class LoadedDocument:
     path: Path
     data: dict
     value_positions: dict = field(default_factory=dict)  # JsonPath -> (line, column), 1-based
@@ -46,12 +47,16 @@ class LoadedRecipe:
         return RecipeError(str(self.path), line, column, message, format_json_path(path))
 
 
+# The compiler and the stages only ever see recipes, so they keep the recipe name.
+LoadedRecipe = LoadedDocument
+
+
 def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def _index_positions(node: yaml.Node, path: JsonPath, recipe: LoadedRecipe, errors: list[RecipeError]) -> None:
-    recipe.value_positions[path] = _mark(node)
+def _index_positions(node: yaml.Node, path: JsonPath, document: LoadedDocument, errors: list[RecipeError]) -> None:
+    document.value_positions[path] = _mark(node)
     if isinstance(node, yaml.MappingNode):
         seen: dict = {}
         for key_node, value_node in node.value:
@@ -59,40 +64,75 @@ def _index_positions(node: yaml.Node, path: JsonPath, recipe: LoadedRecipe, erro
             if key in seen:
                 line, column = _mark(key_node)
                 errors.append(RecipeError(
-                    str(recipe.path), line, column,
+                    str(document.path), line, column,
                     f"duplicate key '{key}' (first defined on line {seen[key]}); remove one of them",
                     format_json_path(path + (key,))))
                 continue
             seen[key] = _mark(key_node)[0]
-            recipe.key_positions[path + (key,)] = _mark(key_node)
-            _index_positions(value_node, path + (key,), recipe, errors)
+            document.key_positions[path + (key,)] = _mark(key_node)
+            _index_positions(value_node, path + (key,), document, errors)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _index_positions(item, path + (index,), recipe, errors)
+            _index_positions(item, path + (index,), document, errors)
 
 
-def load_recipe_file(path: str | Path) -> LoadedRecipe:
-    """Parse `path`; raise RecipeInvalid naming the file, line and column on any problem."""
+def index_positions(document: LoadedDocument, root: yaml.Node) -> list[RecipeError]:
+    """Record where each key and value under `root` sits in `document`; returns the duplicate-key errors.
+
+    `root` is what yaml.compose returns; JSON composes the same way, so JSON files get positions too.
+    """
+    errors: list[RecipeError] = []
+    _index_positions(root, (), document, errors)
+    return errors
+
+
+class DatesAsTextLoader(yaml.SafeLoader):
+    """SafeLoader that keeps an unquoted 2025-06-30 as text.
+
+    Documents are JSON data checked by JSON Schemas, which have strings, not dates; and PyYAML's own date
+    reading fails on an impossible date such as 2030-02-30 without saying where.
+    """
+
+
+DatesAsTextLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+def load_yaml_file(path: str | Path, kind: str, not_a_mapping: str) -> LoadedDocument:
+    """Parse `path`, a YAML mapping; raise RecipeInvalid naming the file, line and column on any problem.
+
+    `kind` names the document in messages ("recipe", "policy"); `not_a_mapping` says what the top level must be.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise RecipeInvalid([RecipeError(str(path), 0, 0, "recipe file not found; check the path")])
+        raise RecipeInvalid([RecipeError(str(path), 0, 0, f"{kind} file not found; check the path")])
     except UnicodeDecodeError as exc:
-        raise RecipeInvalid([RecipeError(str(path), 1, 1, f"recipe is not valid UTF-8 ({exc.reason} at byte {exc.start})")])
-    recipe = LoadedRecipe(path=path, data={})
+        raise RecipeInvalid([RecipeError(str(path), 1, 1, f"{kind} is not valid UTF-8 ({exc.reason} at byte {exc.start})")])
+    document = LoadedDocument(path=path, data={})
+    parser = DatesAsTextLoader(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)
+        # What yaml.load does, keeping the node tree for positions rather than parsing the text twice. Positions
+        # are taken first: constructing a mapping flattens `<<` merges into its node.
+        root = parser.get_single_node()
+        errors = index_positions(document, root) if isinstance(root, yaml.MappingNode) else []
+        data = None if root is None else parser.construct_document(root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise RecipeInvalid([RecipeError(str(path), line, column, f"YAML syntax error: {exc.problem or exc}")])
+    finally:
+        parser.dispose()
     if not isinstance(data, dict):
-        raise RecipeInvalid([RecipeError(str(path), 1, 1, "a recipe must be a YAML mapping with at least 'name' and 'data'")])
-    errors: list[RecipeError] = []
-    _index_positions(root, (), recipe, errors)
+        raise RecipeInvalid([RecipeError(str(path), 1, 1, not_a_mapping)])
     if errors:
         raise RecipeInvalid(errors)
-    recipe.data = data
-    return recipe
+    document.data = data
+    return document
+
+
+def load_recipe_file(path: str | Path) -> LoadedRecipe:
+    """Parse `path`; raise RecipeInvalid naming the file, line and column on any problem."""
+    return load_yaml_file(path, "recipe", "a recipe must be a YAML mapping with at least 'name' and 'data'")

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from fttool.recipe.errors import RecipeError
-from fttool.recipe.loader import LoadedRecipe
+from fttool.recipe.loader import LoadedDocument
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -42,7 +42,8 @@ def _describe(error) -> list[tuple[tuple, str, bool]]:
         return out
     if kind == "required":
         missing = error.message.split("'")[1]
-        return [(path, f"missing required key '{missing}'", False)]
+        why = f": {schema['description']}" if "description" in schema else ""
+        return [(path, f"missing required key '{missing}'{why}", False)]
     if kind == "enum":
         allowed = ", ".join(json.dumps(v) for v in schema["enum"])
         return [(path, f"{json.dumps(error.instance)} is not allowed; use one of: {allowed}", False)]
@@ -60,14 +61,15 @@ def _describe(error) -> list[tuple[tuple, str, bool]]:
     return [(path, error.message, False)]
 
 
-def schema_errors(recipe: LoadedRecipe) -> list[RecipeError]:
+def schema_errors(document: LoadedDocument, schema: dict | None = None) -> list[RecipeError]:
+    """Every way `document` breaks `schema` (the recipe schema unless given), at the line and column."""
     from jsonschema import Draft202012Validator  # noqa: PLC0415  (keeps `import fttool` free of it)
 
-    validator = Draft202012Validator(load_schema())
+    validator = Draft202012Validator(load_schema() if schema is None else schema)
     errors = []
-    for error in validator.iter_errors(recipe.data):
+    for error in validator.iter_errors(document.data):
         for path, message, at_key in _describe(error):
-            errors.append(recipe.error(path, message, at_key=at_key))
+            errors.append(document.error(path, message, at_key=at_key))
     return errors
 
 

@@ -339,41 +339,105 @@ def _pii_html(report: dict) -> str:
     return _section("pii", "PII", html)
 
 
+def _bias_audit_html(title: str, audit: dict, summary: str = "") -> str:
+    """One audited field or mention category: its groups, the smallest group, the ratio and the reasons."""
+    group_rows = []
+    for group, stats in (audit.get("groups") or {}).items():
+        share = (stats or {}).get("share")
+        bar = f'<span class="share" style="width:{share * 120:.0f}px"></span>' if _is_number(share) else ""
+        group_rows.append([escape(str(group)), _e((stats or {}).get("count")), bar + fmt_percent(share)])
+    reasons = audit.get("reasons") or []
+    return (f"<h3>{escape(title)} {_badge(audit.get('status'))}</h3>" + summary
+            + _table(["Group", "Records", "Share"], group_rows, numeric={1})
+            + f"<p>Smallest group: {_e(audit.get('min_count'))} records, {fmt_percent(audit.get('min_share'))} · "
+              f"largest / smallest group: {_e(audit.get('imbalance_ratio'))}</p>"
+            + ("<ul>" + "".join(f"<li>{escape(str(r))}</li>" for r in reasons) + "</ul>" if reasons else ""))
+
+
 def _bias_html(report: dict) -> str:
     bias = report.get("bias")
     if bias is None:
         return _section("bias", "Bias", _not_run(report, "bias"))
     html = f"<p>Overall: {_badge(bias.get('status'))}</p>"
     for field, audit in (bias.get("fields") or {}).items():
+        html += _bias_audit_html(field, audit or {})
+    mentions = bias.get("mentions") or {}
+    if mentions:
+        html += ("<p>Demographic mentions: records whose text mentions a group of the lexicon, whole words only. "
+                 "A record counts for every group it mentions, so shares (of the records mentioning the "
+                 "category) can sum above 100%; groups never mentioned are listed and not checked.</p>")
+    for category, audit in mentions.items():
         audit = audit or {}
-        group_rows = []
-        for group, stats in (audit.get("groups") or {}).items():
-            share = (stats or {}).get("share")
-            bar = f'<span class="share" style="width:{share * 120:.0f}px"></span>' if _is_number(share) else ""
-            group_rows.append([escape(str(group)), _e((stats or {}).get("count")), bar + fmt_percent(share)])
-        reasons = audit.get("reasons") or []
-        html += (f"<h3>{escape(field)} {_badge(audit.get('status'))}</h3>"
-                 + _table(["Group", "Records", "Share"], group_rows, numeric={1})
-                 + f"<p>Smallest share: {fmt_percent(audit.get('min_share'))} · "
-                   f"largest / smallest group: {_e(audit.get('imbalance_ratio'))}</p>"
-                 + ("<ul>" + "".join(f"<li>{escape(str(r))}</li>" for r in reasons) + "</ul>" if reasons else ""))
+        html += _bias_audit_html(
+            f"{category} mentions", audit,
+            f"<p>Records mentioning any group: {_e(audit.get('records_with_mention'))} of "
+            f"{_e(audit.get('records'))} ({fmt_percent(audit.get('share_with_mention'))})</p>")
     return _section("bias", "Bias", html)
+
+
+def _similarity_chart(method: str, histogram) -> str:
+    """Bars of a method's candidate similarities, one per bin of the report's histogram."""
+    counts, edges = (histogram or {}).get("counts") or [], (histogram or {}).get("edges") or []
+    if len(edges) != len(counts) + 1 or not counts or not all(_is_number(v) for v in [*counts, *edges]):
+        return ""
+    bar_width, plot_height, top, bottom = 34, 90, 16, 22
+    width, height = bar_width * len(counts) + 20, top + plot_height + bottom
+    scale = max(counts) or 1
+    label = f"Similarity to the parent text, {method} candidates"
+    parts = [f'<svg class="chart" role="img" aria-label="{escape(label)}" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}"><title>{escape(label)}</title>']
+    for index, count in enumerate(counts):
+        length = plot_height * count / scale
+        x = 10 + index * bar_width
+        parts.append(f'<rect class="bar-augmented" x="{x + 2}" y="{top + plot_height - length:.1f}" '
+                     f'width="{bar_width - 4}" height="{length:.1f}"/>'
+                     f'<text x="{x + bar_width / 2}" y="{top + plot_height - length - 3:.1f}" '
+                     f'text-anchor="middle">{_e(count)}</text>')
+    for index in (0, len(counts) // 2, len(counts)):
+        parts.append(f'<text x="{10 + index * bar_width}" y="{height - 6}" text-anchor="middle">'
+                     f'{_e(edges[index])}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
 
 
 def _augmentation_html(report: dict) -> str:
     augmentation = report.get("augmentation")
     if augmentation is None:
         return _section("augmentation", "Augmentation", _not_run(report, "augmentation"))
-    rows = [[escape(method), _e((stats or {}).get("generated")), _e((stats or {}).get("kept")),
-             escape(_counts_text((stats or {}).get("rejected")))]
-            for method, stats in (augmentation.get("methods") or {}).items()]
+    methods = {method: stats or {} for method, stats in (augmentation.get("methods") or {}).items()}
+    rows = [[escape(method), _e(stats.get("generated")), _e(stats.get("kept")),
+             escape(_counts_text(stats.get("rejected")))] for method, stats in methods.items()]
     html = _table(["Method", "Generated", "Kept", "Rejected by reason"], rows, numeric={1, 2})
-    examples = augmentation.get("examples") or []
-    if examples:
-        html += (f"<h3>Generated records (first {min(len(examples), MAX_EXAMPLE_ROWS)} of {len(examples)} listed)</h3>"
-                 + _table(["Id", "Parent id"], [[f'<span class="mono">{_e(ex.get("id"))}</span>',
-                                                 f'<span class="mono">{_e(ex.get("parent_id"))}</span>']
-                                                for ex in examples[:MAX_EXAMPLE_ROWS]]))
+    html += (f"<p>Meaning check: {_e(augmentation.get('similarity_model'))} · PII re-scan: "
+             f"{_e(_get(augmentation, 'pii_scan', 'nlp_model'))}, score threshold "
+             f"{_e(_get(augmentation, 'pii_scan', 'score_threshold'))}</p>"
+             if "similarity_model" in augmentation else "")
+    scored = {method: stats["similarity"] for method, stats in methods.items() if stats.get("similarity")}
+    if scored:
+        html += ("<h3>Similarity of candidates to their parent text</h3>"
+                 "<p>Cosine similarity of sentence embeddings, the lowest over a candidate's reworded fields; "
+                 "candidates below the method's min_similarity were rejected. Histogram bins span 0 to 1 "
+                 "(below 0 counts in the first).</p>"
+                 + _table(["Method", "Candidates", "Min", "P10", "Median", "P90", "Max"],
+                          [[escape(method), *(_e(dist.get(key)) for key in
+                                              ("count", "min", "p10", "median", "p90", "max"))]
+                           for method, dist in scored.items()], numeric={1, 2, 3, 4, 5, 6})
+                 + "".join(f"<p>{escape(method)}</p>" + _similarity_chart(method, dist.get("histogram"))
+                           for method, dist in scored.items()))
+    # Reports written before examples were kept per method list them once for the whole stage.
+    kept = [(method, example) for method, stats in methods.items() for example in stats.get("examples") or []]
+    kept += [(MISSING, example) for example in augmentation.get("examples") or []]
+    if kept:
+        html += ("<h3>Generated records (examples)</h3>"
+                 + _table(["Method", "Id", "Parent id"],
+                          [[escape(method), f'<span class="mono">{_e(ex.get("id"))}</span>',
+                            f'<span class="mono">{_e(ex.get("parent_id"))}</span>']
+                           for method, ex in kept[:MAX_EXAMPLE_ROWS]]))
+    rejected = [[escape(method), escape(str(reason)), "<br>".join(f'<span class="mono">{_e(i)}</span>' for i in ids)]
+                for method, stats in methods.items() for reason, ids in (stats.get("rejected_examples") or {}).items()]
+    if rejected:
+        html += "<h3>Rejected candidates (parent ids, examples)</h3>" + _table(["Method", "Reason", "Parent ids"],
+                                                                             rejected)
     return _section("augmentation", "Augmentation", html)
 
 
@@ -496,11 +560,13 @@ def _md_bias(report: dict) -> str:
     bias = report.get("bias")
     if bias is None:
         return f"**Bias:** not run ({_skip_reason(report, 'bias') or MISSING})"
-    fields = []
-    for field, audit in (bias.get("fields") or {}).items():
+    audits = [*(bias.get("fields") or {}).items(),
+              *((f"{category} mentions", audit) for category, audit in (bias.get("mentions") or {}).items())]
+    parts = []
+    for name, audit in audits:
         reasons = "; ".join(str(r) for r in (audit or {}).get("reasons") or [])
-        fields.append(f"{field} {fmt((audit or {}).get('status'))}" + (f" ({reasons})" if reasons else ""))
-    return f"**Bias:** {fmt(bias.get('status'))}" + (" · " + " · ".join(fields) if fields else "")
+        parts.append(f"{name} {fmt((audit or {}).get('status'))}" + (f" ({reasons})" if reasons else ""))
+    return f"**Bias:** {fmt(bias.get('status'))}" + (" · " + " · ".join(parts) if parts else "")
 
 
 def _md_training(report: dict) -> str:

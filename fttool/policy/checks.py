@@ -1,0 +1,214 @@
+"""The built-in check kinds. Each takes the checked target and the rule's parameters and returns violations.
+
+Generic kinds (present, compare, one_of, contains_all) read a dotted path and work on recipes and
+reports alike; the others know one part of fttool's recipe or report. policies/README.md documents
+every kind and its parameters; schemas/policy.schema.json validates them before any check runs.
+"""
+from __future__ import annotations
+
+import json
+import operator
+
+from fttool.digest import sha256_path
+from fttool.policy.registry import CheckRegistry, Target, Violation
+
+BUILTIN_CHECKS = CheckRegistry()
+
+ORDERINGS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+# Metrics where a smaller number is the better model, matched by name.
+LOWER_IS_BETTER = ("loss", "perplexity")
+
+
+def split_path(dotted: str) -> tuple:
+    return tuple(int(part) if part.isdigit() else part for part in dotted.split("."))
+
+
+def lookup(data, dotted: str) -> tuple[bool, object, tuple]:
+    """(found, value, json path); a null value counts as not found, as the schema uses null for 'skipped'."""
+    keys = split_path(dotted)
+    value = data
+    for key in keys:
+        if isinstance(key, int) and isinstance(value, list) and key < len(value):
+            value = value[key]
+        elif isinstance(value, dict) and key in value:
+            value = value[key]
+        else:
+            return False, None, keys
+    return value is not None, value, keys
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def shown(value) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+@BUILTIN_CHECKS.register("present")
+def present(target: Target, params: dict) -> list[Violation]:
+    found, _, keys = lookup(target.data, params["path"])
+    return [] if found else [Violation(f"{params['path']} is not set", keys)]
+
+
+@BUILTIN_CHECKS.register("compare")
+def compare(target: Target, params: dict) -> list[Violation]:
+    path, op, expected = params["path"], params["op"], params["value"]
+    found, value, keys = lookup(target.data, path)
+    if not found:
+        return [Violation(f"{path} is not set; the policy requires {op} {shown(expected)}", keys)]
+    if op in ORDERINGS and not is_number(value):
+        return [Violation(f"{path} is {shown(value)}, not a number; the policy requires {op} {shown(expected)}", keys)]
+    # Python has True == 1; a policy asking for `true` means the boolean, not a count.
+    equal = value == expected and isinstance(value, bool) == isinstance(expected, bool)
+    holds = ORDERINGS[op](value, expected) if op in ORDERINGS else equal == (op == "==")
+    if not holds:
+        return [Violation(f"{path} is {shown(value)}; the policy requires {op} {shown(expected)}", keys)]
+    return []
+
+
+@BUILTIN_CHECKS.register("one_of")
+def one_of(target: Target, params: dict) -> list[Violation]:
+    path, allowed = params["path"], params["values"]
+    found, value, keys = lookup(target.data, path)
+    listing = ", ".join(shown(v) for v in allowed)
+    if not found:
+        return [Violation(f"{path} is not set; allowed: {listing}", keys)]
+
+    def folded(item):
+        return item.casefold() if params.get("ignore_case") and isinstance(item, str) else item
+
+    if folded(value) not in {folded(v) for v in allowed}:
+        return [Violation(f"{path} is {shown(value)}, which is not allowed; allowed: {listing}", keys)]
+    return []
+
+
+@BUILTIN_CHECKS.register("contains_all")
+def contains_all(target: Target, params: dict) -> list[Violation]:
+    path, required = params["path"], params["values"]
+    found, value, keys = lookup(target.data, path)
+    if not found:
+        return [Violation(f"{path} is not set; it must include {', '.join(map(shown, required))}", keys)]
+    if not isinstance(value, list):
+        return [Violation(f"{path} is {shown(value)}, not a list", keys)]
+    missing = [item for item in required if item not in value]
+    if missing:
+        return [Violation(f"{path} leaves out {', '.join(map(shown, missing))}", keys)]
+    return []
+
+
+@BUILTIN_CHECKS.register("differential_privacy", targets=("recipe",))
+def differential_privacy(target: Target, params: dict) -> list[Violation]:
+    """train.privacy.enabled is true and train.privacy.target_epsilon is within the budget."""
+    budget = params["max_epsilon"]
+    found, enabled, keys = lookup(target.data, "train.privacy.enabled")
+    if enabled is not True:
+        state = f"is {shown(enabled)}" if found else "is not set"
+        return [Violation(f"differential privacy is off: train.privacy.enabled {state}", keys)]
+    found, epsilon, keys = lookup(target.data, "train.privacy.target_epsilon")
+    if not is_number(epsilon):
+        return [Violation(f"train.privacy.target_epsilon is not set; the budget is epsilon <= {budget:g}", keys)]
+    if epsilon > budget:
+        return [Violation(f"train.privacy.target_epsilon is {epsilon:g}, above the budget of {budget:g}", keys)]
+    return []
+
+
+@BUILTIN_CHECKS.register("privacy_budget", targets=("report",))
+def privacy_budget(target: Target, params: dict) -> list[Violation]:
+    """The epsilon spent is within the budget; a missing epsilon fails only where the data's sensitivity requires DP."""
+    path, budget = params["epsilon_path"], params["max_epsilon"]
+    found, epsilon, keys = lookup(target.data, path)
+    if found:
+        if not is_number(epsilon):
+            return [Violation(f"{path} is {shown(epsilon)}, not a number", keys)]
+        if epsilon > budget:
+            return [Violation(f"the run spent epsilon {epsilon:g}, above the budget of {budget:g}", keys)]
+        return []
+    _, sensitivity, _ = lookup(target.data, "recipe.resolved.data.sensitivity")
+    if sensitivity in params.get("required_when_sensitivity", []):
+        return [Violation(f"the data's sensitivity is {sensitivity}, so the run must be differentially private, "
+                          f"but the report has no {path}", keys)]
+    return []
+
+
+@BUILTIN_CHECKS.register("fairness_within_limits", targets=("report",))
+def fairness_within_limits(target: Target, params: dict) -> list[Violation]:
+    """The bias audit did not fail, and every number under gaps_path (when present) is within max_gap."""
+    violations = []
+    bias = target.data.get("bias") or {}
+    if bias.get("status") == "fail":
+        # The audit covers declared fields and demographic mentions in the text; name each part that failed.
+        for part, label in (("fields", "field"), ("mentions", "mentions of")):
+            for name, audit in (bias.get(part) or {}).items():
+                if audit.get("status") == "fail":
+                    reasons = "; ".join(audit.get("reasons") or []) or "no reason given"
+                    violations.append(Violation(f"the bias audit of {label} '{name}' failed: {reasons}",
+                                                ("bias", part, name, "status")))
+        if not violations:
+            violations.append(Violation("the bias audit failed", ("bias", "status")))
+    found, gaps, keys = lookup(target.data, params["gaps_path"])
+    limit = params["max_gap"]
+    for at, gap in (_numbers_under(gaps, keys) if found else []):
+        if abs(gap) > limit:
+            where = ".".join(map(str, at))
+            violations.append(Violation(f"{where} is {gap:g}, above the maximum gap of {limit:g}", at))
+    return violations
+
+
+def _numbers_under(value, at: tuple):
+    """(json path, number) for every number in a nested structure of mappings and lists."""
+    if is_number(value):
+        yield at, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _numbers_under(item, at + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _numbers_under(item, at + (index,))
+
+
+@BUILTIN_CHECKS.register("not_worse_than_base", targets=("report",))
+def not_worse_than_base(target: Target, params: dict) -> list[Violation]:
+    """The tuned model is no worse than its base on `metric`, read from evaluation.delta (tuned - base)."""
+    metric = params["metric"]
+    evaluation = target.data.get("evaluation")
+    if evaluation is None:
+        if target.data.get("training") is None:
+            return []  # nothing was trained, so there is nothing to compare
+        return [Violation("the run trained a model but did not evaluate it against its base", ("evaluation",))]
+    deltas = evaluation.get("delta") or {}
+    at = ("evaluation", "delta", metric)
+    if metric not in deltas:
+        return [Violation(f"evaluation.delta has no '{metric}'; it has: {', '.join(deltas) or 'nothing'}", at)]
+    delta = deltas[metric]
+    if not is_number(delta):
+        return [Violation(f"evaluation.delta.{metric} could not be computed, so the tuned model cannot be "
+                          "shown to be no worse than its base", at)]
+    direction = params.get("direction") or ("lower" if any(w in metric for w in LOWER_IS_BETTER) else "higher")
+    tolerance = params.get("tolerance", 0)
+    worse = delta > tolerance if direction == "lower" else delta < -tolerance
+    if worse:
+        base = (evaluation.get("base") or {}).get(metric)
+        tuned = (evaluation.get("tuned") or {}).get(metric)
+        return [Violation(f"the tuned model is worse than its base on {metric} ({direction} is better): "
+                          f"base {shown(base)}, tuned {shown(tuned)}, delta {delta:+g}", at)]
+    return []
+
+
+@BUILTIN_CHECKS.register("lineage_verifies", targets=("report",))
+def lineage_verifies(target: Target, params: dict) -> list[Violation]:
+    """Every artifact in the report's lineage exists and has the sha256 the report recorded.
+
+    Paths are relative to the report's directory, as the runner writes them.
+    """
+    run_dir = target.document.path.parent
+    violations = []
+    for index, artifact in enumerate(target.data["lineage"]["artifacts"]):
+        path = run_dir / artifact["path"]
+        at = ("lineage", "artifacts", index, "path")
+        if not path.exists():
+            violations.append(Violation(f"{artifact['kind']} {artifact['path']} is missing", at))
+        elif sha256_path(path) != artifact["sha256"]:
+            violations.append(Violation(f"{artifact['kind']} {artifact['path']} was changed after the run: its sha256 "
+                                        "differs from the report's lineage", at))
+    return violations

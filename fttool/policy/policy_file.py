@@ -1,0 +1,115 @@
+"""Load a policy file and waivers files: safe YAML with positions, validated by schemas/policy.schema.json.
+
+Errors are RecipeError/RecipeInvalid, the same FILE:LINE:COL errors recipes give, found all at once.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from fttool.policy.checks import BUILTIN_CHECKS
+from fttool.policy.registry import CheckRegistry
+from fttool.recipe.errors import RecipeError, RecipeInvalid
+from fttool.recipe.loader import LoadedDocument, load_yaml_file
+from fttool.recipe.schema import load_schema, schema_errors
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    description: str
+    severity: str  # "error" | "warn"
+    applies_to: str  # "recipe" | "report"
+    check: dict
+    when: tuple[dict, ...]
+
+
+@dataclass(frozen=True)
+class Waiver:
+    rule: str
+    target: str  # glob
+    reason: str
+    approver: str
+    expires: dt.date  # the last day it applies
+    origin: str  # FILE:LINE where it is written, so a reviewer can find it
+
+    def active_on(self, day: dt.date) -> bool:
+        return day <= self.expires
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    path: Path
+    rules: tuple[Rule, ...]
+    waivers: tuple[Waiver, ...]
+
+
+def _load(path, kind: str, not_a_mapping: str, schema: dict) -> LoadedDocument:
+    document = load_yaml_file(path, kind, not_a_mapping)
+    errors = schema_errors(document, schema)
+    if errors:
+        raise RecipeInvalid(errors)
+    return document
+
+
+def _rule_errors(document: LoadedDocument, registry: CheckRegistry) -> list[RecipeError]:
+    """What the schema cannot say: ids are unique and each check can read the kind of file its rule applies to."""
+    errors = []
+    first_index: dict[str, int] = {}
+    for index, rule in enumerate(document.data["rules"]):
+        if rule["id"] in first_index:
+            errors.append(document.error(("rules", index, "id"),
+                                         f"rule id '{rule['id']}' is already used by rules[{first_index[rule['id']]}]"))
+        first_index.setdefault(rule["id"], index)
+        specs = [(("rules", index, "check"), rule["check"])]
+        specs += [(("rules", index, "when", position), spec) for position, spec in enumerate(rule.get("when", []))]
+        for at, spec in specs:
+            if rule["applies_to"] not in registry.get(spec["kind"]).targets:
+                readable = " and ".join(sorted(registry.get(spec["kind"]).targets))
+                errors.append(document.error(at + ("kind",), f"check '{spec['kind']}' reads {readable} files, "
+                                             f"but the rule applies to {rule['applies_to']} files"))
+    return errors
+
+
+def _waivers(document: LoadedDocument, rule_ids: set[str]) -> tuple[list[Waiver], list[RecipeError]]:
+    waivers, errors = [], []
+    for index, entry in enumerate(document.data.get("waivers", [])):
+        at = ("waivers", index)
+        if entry["rule"] not in rule_ids:
+            errors.append(document.error(at + ("rule",), f"the policy has no rule '{entry['rule']}'; "
+                                         f"its rules: {', '.join(sorted(rule_ids))}"))
+        try:
+            expires = dt.date.fromisoformat(entry["expires"])
+        except ValueError:
+            errors.append(document.error(at + ("expires",), f"'{entry['expires']}' is not a calendar date"))
+            continue
+        line, _ = document.position(at)
+        waivers.append(Waiver(entry["rule"], entry["target"], entry["reason"], entry["approver"], expires,
+                              f"{document.path}:{line}"))
+    return waivers, errors
+
+
+def load_policy(path: str | Path, waivers_path: str | Path | None = None,
+                registry: CheckRegistry = BUILTIN_CHECKS) -> Policy:
+    """The policy in `path`, with the waivers of `waivers_path` added to its own; raises RecipeInvalid."""
+    schema = load_schema("policy")
+    document = _load(path, "policy", "a policy must be a YAML mapping with 'name' and 'rules'", schema)
+    errors = _rule_errors(document, registry)
+    rule_ids = {rule["id"] for rule in document.data["rules"]}
+    waivers, waiver_errors = _waivers(document, rule_ids)
+    errors += waiver_errors
+    if waivers_path is not None:
+        # The file's own schema is the waivers_file definition, with the policy's definitions for its references.
+        file_schema = {**schema["$defs"]["waivers_file"], "$defs": schema["$defs"]}
+        waivers_document = _load(waivers_path, "waivers", "a waivers file must be a YAML mapping with 'waivers'",
+                                 file_schema)
+        more, waiver_errors = _waivers(waivers_document, rule_ids)
+        waivers += more
+        errors += waiver_errors
+    if errors:
+        raise RecipeInvalid(errors)
+    rules = tuple(Rule(rule["id"], rule["description"], rule["severity"], rule["applies_to"], rule["check"],
+                       tuple(rule.get("when", []))) for rule in document.data["rules"])
+    return Policy(document.data["name"], Path(path), rules, tuple(waivers))

@@ -1,0 +1,77 @@
+"""Read the files `fttool check` is given: recipes (YAML) and run reports (report.json).
+
+A recipe is validated as `fttool validate` does and checked with its schema defaults filled in. A
+report is validated against schemas/report.schema.json. Both keep the position of every key, so a
+finding points at the line to fix.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+from fttool.policy.registry import Target
+from fttool.recipe.compiler import semantic_errors
+from fttool.recipe.errors import RecipeError, RecipeInvalid
+from fttool.recipe.loader import LoadedDocument, index_positions, load_recipe_file
+from fttool.recipe.schema import apply_defaults, load_schema, schema_errors
+
+REPORT_FILE = "report.json"
+
+
+def _path_forms(path: Path) -> list[str]:
+    """The path as given and relative to the working directory, so a waiver's glob can be written either way."""
+    return [path.as_posix(), Path(os.path.relpath(path.resolve())).as_posix()]
+
+
+def load_recipe_target(path: Path) -> Target:
+    document = load_recipe_file(path)
+    errors = schema_errors(document)
+    if errors:
+        raise RecipeInvalid(errors)
+    recipe = apply_defaults(document.data)
+    errors = semantic_errors(document, recipe)
+    if errors:
+        raise RecipeInvalid(errors)
+    return Target("recipe", document, recipe, tuple(_path_forms(path) + [recipe["name"]]))
+
+
+def load_report_target(path: Path, text: str, report: dict) -> Target:
+    document = LoadedDocument(path=path, data=report)
+    try:
+        # JSON is YAML as far as node positions go; report.json written by fttool has no duplicate keys.
+        index_positions(document, yaml.compose(text, Loader=yaml.SafeLoader))
+    except yaml.YAMLError:
+        pass  # without positions, findings point at line 1
+    errors = schema_errors(document, load_schema("report"))
+    if errors:
+        raise RecipeInvalid(errors)
+    recipe_path = path.parent / report["recipe"]["path"]
+    names = _path_forms(path) + [report["run"]["name"]] + _path_forms(Path(os.path.normpath(recipe_path)))
+    return Target("report", document, report, tuple(names))
+
+
+def load_target(path: str | Path) -> Target:
+    """A recipe or a report: a run directory or a .json file holding an fttool report is a report.
+
+    Raises RecipeInvalid, with FILE:LINE:COL errors, when the file cannot be read or is not valid.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / REPORT_FILE
+    if path.suffix != ".json":
+        return load_recipe_target(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text)
+    except FileNotFoundError:
+        raise RecipeInvalid([RecipeError(str(path), 0, 0, "file not found; check the path")])
+    except UnicodeDecodeError as exc:
+        raise RecipeInvalid([RecipeError(str(path), 1, 1, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")])
+    except json.JSONDecodeError as exc:
+        raise RecipeInvalid([RecipeError(str(path), exc.lineno, exc.colno, f"not valid JSON: {exc.msg}")])
+    is_report = isinstance(data, dict) and "schema_version" in data and "lineage" in data
+    # A recipe may be written in JSON, which is YAML too.
+    return load_report_target(path, text, data) if is_report else load_recipe_target(path)
