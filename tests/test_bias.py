@@ -213,8 +213,8 @@ def _compile(tmp_path, bias_yaml: str):
 def test_bias_needs_fields_or_enabled_mentions(tmp_path, bias_yaml):
     with pytest.raises(RecipeInvalid) as info:
         _compile(tmp_path, bias_yaml)
-    assert [str(e) for e in info.value.errors] == [f"{tmp_path / 'recipe.yaml'}:6:7: missing required key 'fields' "
-                                                   "(at bias)"]
+    assert [str(e) for e in info.value.errors] == [f"{tmp_path / 'recipe.yaml'}:6:7: missing required key 'fields': "
+                                                   "'fields' is required unless 'mentions' is enabled (at bias)"]
 
 
 def test_mentions_alone_compile_with_all_categories_by_default(tmp_path):
