@@ -140,7 +140,8 @@ class Runner:
         inputs = {name: sha256_path(self.run_dir / rel) for name, rel in spec.inputs.items()}
         return sha256_text(canonical_json({
             "stage": spec.name, "version": cls.version, "params": spec.params,
-            "inputs": inputs, "external": self._external_digests(spec)}))
+            # Where outputs go is part of the key: a cached entry is materialised at its recorded paths.
+            "outputs": spec.outputs, "inputs": inputs, "external": self._external_digests(spec)}))
 
     # -- one stage -------------------------------------------------------------------------------
     def _count(self, paths: dict[str, str], names) -> int | None:

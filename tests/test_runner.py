@@ -135,3 +135,14 @@ def test_a_stage_that_loses_records_fails_the_run(tmp_path, monkeypatch):
     with pytest.raises(RunError, match="stage split lost track of records: 20 in - 0 removed \\+ 0 added = 20, "
                                        "but 19 written"):
         run_plan(compile_recipe(recipe), tmp_path / "runs" / "a")
+
+
+def test_cache_entry_is_not_reused_when_the_stage_writes_elsewhere(tmp_path):
+    recipe = make_project(tmp_path)
+    run_plan(compile_recipe(recipe), tmp_path / "runs" / "a")
+    # With augmentation, split no longer writes the final data/train.jsonl but an intermediate file.
+    with open(recipe, "a") as handle:
+        handle.write("augment:\n  - {method: random, action: swap, ratio: 0.5, min_similarity: 0}\n")
+    second = run_plan(compile_recipe(recipe), tmp_path / "runs" / "b")
+    assert statuses(second)["split"] == "ran"
+    assert (second / "work" / "split" / "train.jsonl").is_file()

@@ -38,7 +38,12 @@ def _stage_params(recipe: dict) -> dict[str, dict | str]:
     params["pii"] = ({k: v for k, v in pii.items() if k != "enabled"} if pii and pii["enabled"]
                      else "pii section absent or disabled")
     params["bias"] = recipe["bias"] if "bias" in recipe else "no bias section"
-    params["augment"] = {"methods": recipe["augment"]} if recipe.get("augment") else "no augment section"
+    if recipe.get("augment"):
+        # Augmented text is scanned for PII again with the recipe's own PII settings.
+        params["augment"] = {"methods": recipe["augment"], "pii": params["pii"] if isinstance(params["pii"], dict)
+                             else None}
+    else:
+        params["augment"] = "no augment section"
     if "train" in recipe:
         params["train"] = {**recipe["train"], "model": recipe["model"]}
     else:
