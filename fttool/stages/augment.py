@@ -1,15 +1,22 @@
-"""Augment the train split with new records whose wording differs from a train record.
+"""Augment the train split with new records that reword a train record without changing its meaning.
 
-Each method entry picks round(ratio * n) parents from the n train records with its seed (a ratio above
-1 gives each record several copies), rewrites the entry's fields of each copy and keeps the copy
-unless it is unchanged or duplicates, after casefolding and collapsing whitespace, any train,
-validation or test record or another new record. Validation and test are only consulted, so no
-rewording of an evaluation record can leak into training. Originals are written first, unchanged and
-in order, followed by the kept records.
-
-Method "synonym" swaps words for WordNet synonyms with nlpaug (see fttool.augment_wordnet); PII
-placeholders, numbers, URLs and e-mail addresses are left byte-identical, which is checked for every
-kept record. Nothing here logs or reports text: the summary holds counts and ids.
+Each entry of the recipe's augment list is one method (see fttool.augmenters). It picks `count`, or
+round(ratio * n), parents from the n train records with its seed (more than n gives each record several
+copies) and rewrites the entry's fields of each copy; a field whose text parses as JSON is left alone.
+A candidate is rejected, and counted by reason, when it is
+- unchanged;
+- protected_span_changed: a protected span (placeholder, number, code, URL, e-mail) is missing, altered
+  or added;
+- low_similarity: the MiniLM cosine similarity between a rewritten field and the parent's field is
+  below min_similarity (the lowest over its fields counts);
+- pii_detected: the PII stage, with the recipe's PII settings (schema defaults when none are passed),
+  would replace something in a rewritten field;
+- duplicate: after casefolding and collapsing whitespace it equals a train, validation or test record or
+  another new record.
+Validation and test are only consulted, so no rewording of an evaluation record can leak into training.
+Originals are written first, unchanged and in order, followed by the kept records, each with parent_id
+and augmentation {method, params}. Nothing here logs or reports text: the summary holds counts, ids and
+similarities.
 """
 from __future__ import annotations
 
@@ -17,111 +24,254 @@ import hashlib
 import json
 import random
 from collections import Counter
-from itertools import chain
+from itertools import chain, islice
+from typing import Iterator
 
+from fttool.embeddings import MODEL_NAME, model_dir
 from fttool.recipe.plan import thaw
-from fttool.records import read_jsonl, text_fields, write_jsonl
+from fttool.records import read_jsonl, write_jsonl
 from fttool.stages.base import Stage, StageContext, StageResult
 from fttool.stages.dedup import exact_key
 
 MAX_EXAMPLES = 5
-REJECTION_REASONS = ("unchanged", "duplicate")
+REJECTION_REASONS = ("unchanged", "protected_span_changed", "low_similarity", "pii_detected", "duplicate")
+# Candidates rewritten, embedded and scanned together: large enough for model batches, small enough to stream.
+CHUNK_CANDIDATES = 256
+HISTOGRAM_BINS = 10
 
 
-def _swap_seed(seed: int, entry: int, parent_id: str, copy: int, field: str) -> int:
+def _text_seed(seed: int, entry: int, parent_id: str, copy: int, field: str) -> int:
     # Derived per text rather than drawn in sequence, so one record's result does not depend on the others.
     digest = hashlib.sha256(f"{seed}/{entry}/{parent_id}/{copy}/{field}".encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big")
 
 
-def _copies_per_parent(n: int, ratio: float, seed: int) -> list[int]:
-    """How many new records to derive from each of the n train records: round(ratio * n) in all."""
-    each, extra = divmod(round(ratio * n), n) if n else (0, 0)
+def _copies_per_parent(n: int, total: int, seed: int) -> list[int]:
+    """How many new records to derive from each of the n train records: `total` in all."""
+    each, extra = divmod(total, n) if n else (0, 0)
     chosen = set(random.Random(seed).sample(range(n), extra))
     return [each + (index in chosen) for index in range(n)]
 
 
-def _swapped_texts(augmenter, parent: dict, entry: dict, entry_index: int, copy: int) -> dict[str, str]:
-    """The entry's fields of one copy of `parent`, rewritten; fields the record lacks or leaves empty are skipped."""
-    return {field: augmenter.swap(parent[field], _swap_seed(entry["seed"], entry_index, parent["id"], copy, field))
-            for field in entry["fields"] if parent.get(field)}
+def _labels(entries) -> list[str]:
+    """Report keys: the method name, or method[index] when the recipe uses that method more than once."""
+    uses = Counter(entry["method"] for entry in entries)
+    return [entry["method"] if uses[entry["method"]] == 1 else f"{entry['method']}[{index}]"
+            for index, entry in enumerate(entries)]
 
 
-def _check_protected(parent: dict, texts: dict[str, str]) -> None:
-    """The tokenizer and skip rule already keep protected spans; this turns the report's claim into a check."""
-    from fttool.augment_wordnet import protected_spans
+def _pii_params(params) -> dict:
+    """The PII stage's parameters: those the compiler passes, with the recipe schema's defaults filled in."""
+    from fttool.recipe.schema import apply_defaults, load_schema
 
-    for field, text in texts.items():
-        if protected_spans(text) != protected_spans(parent[field]):
-            raise RuntimeError(f"synonym swap altered a protected span in field '{field}' of a copy of record "
-                               f"{parent['id']}")
+    pii = apply_defaults(thaw(params.get("pii") or {}), load_schema()["properties"]["pii"])
+    pii.pop("enabled", None)
+    return pii
+
+
+def _pii_found(texts: list[str], params: dict, ctx: StageContext) -> list[bool]:
+    """Whether the PII stage would change (or drop) each text.
+
+    The stage itself is run on the texts, through its public Stage interface, so augmented text meets
+    exactly the bar every original met, whatever recognizers the PII stage has.
+    """
+    from fttool.stages.pii import PiiStage
+
+    root = ctx.work_dir / "pii-scan"
+    carrier = PiiStage.reads[0]
+    records = [{"id": str(index), "source": "augment", "format": "text", "text": text, "meta": {}}
+               for index, text in enumerate(texts)]
+    inputs = {name: root / "in" / f"{name}.jsonl" for name in PiiStage.reads}
+    for name, path in inputs.items():
+        write_jsonl(path, records if name == carrier else [])
+    outputs = {**{name: root / "out" / f"{name}.jsonl" for name in PiiStage.writes},
+               **{name: root / "out" / rel for name, rel in PiiStage.artifacts.items()}}
+    (root / "scratch").mkdir(parents=True, exist_ok=True)
+    PiiStage().run(StageContext(params=params, inputs=inputs, outputs=outputs, recipe_dir=ctx.recipe_dir,
+                                work_dir=root / "scratch"))
+    # By id: a PII setting may drop records with findings instead of scrubbing them.
+    scanned = {record["id"]: record["text"] for record in read_jsonl(outputs[carrier])}
+    return [scanned.get(str(index)) != text for index, text in enumerate(texts)]
+
+
+def _similarities(pairs: list[tuple[str, str]]) -> list[float]:
+    """Cosine similarity of each (parent text, new text) pair; each distinct text is embedded once."""
+    from fttool.embeddings import embed
+
+    unique = list(dict.fromkeys(text for pair in pairs for text in pair))
+    row = {text: index for index, text in enumerate(unique)}
+    vectors = embed(unique)
+    return [float(vectors[row[old]] @ vectors[row[new]]) for old, new in pairs]
+
+
+def _distribution(values: list[float]) -> dict | None:
+    """Summary of candidate similarities; the histogram's bins split [0, 1], cosines below 0 count in the first."""
+    import numpy as np
+
+    if not values:
+        return None
+    array = np.asarray(values, dtype=np.float64)
+    p10, median, p90 = np.percentile(array, [10, 50, 90])
+    counts, edges = np.histogram(np.clip(array, 0.0, 1.0), bins=HISTOGRAM_BINS, range=(0.0, 1.0))
+    return {"count": len(values), **{name: round(float(value), 4) for name, value in (
+                ("min", array.min()), ("p10", p10), ("median", median), ("p90", p90), ("max", array.max()))},
+            "histogram": {"edges": [round(float(edge), 2) for edge in edges], "counts": counts.tolist()}}
+
+
+class _Tally:
+    """Counts, similarities and example ids of one augment entry."""
+
+    def __init__(self):
+        self.counts = Counter({"generated": 0, "kept": 0, **{reason: 0 for reason in REJECTION_REASONS}})
+        self.similarities: list[float] = []
+        self.kept_examples: list[dict] = []
+        self.rejected_examples: dict[str, list[str]] = {reason: [] for reason in REJECTION_REASONS}
+
+    def reject(self, parent: dict, reason: str) -> None:
+        self.counts[reason] += 1
+        if len(self.rejected_examples[reason]) < MAX_EXAMPLES:
+            self.rejected_examples[reason].append(parent["id"])
+
+    def keep(self, child: dict) -> None:
+        self.counts["kept"] += 1
+        if len(self.kept_examples) < MAX_EXAMPLES:
+            self.kept_examples.append({"id": child["id"], "parent_id": child["parent_id"]})
+
+    def summary(self, resources: dict) -> dict:
+        return {"generated": self.counts["generated"], "kept": self.counts["kept"],
+                "rejected": {reason: self.counts[reason] for reason in REJECTION_REASONS},
+                "similarity": _distribution(self.similarities), "examples": self.kept_examples,
+                "rejected_examples": {reason: ids for reason, ids in self.rejected_examples.items() if ids},
+                "resources": resources}
+
+
+def _spans_kept(old: str, new: str | None) -> bool:
+    from fttool.augmenters import protected_spans
+
+    # A multiset: translation may reorder a sentence, but every span must come back exactly once.
+    return new is not None and Counter(protected_spans(new)) == Counter(protected_spans(old))
+
+
+class _Entry:
+    """One entry of the augment list: rewrites chunks of (parent, copy) candidates and screens them."""
+
+    def __init__(self, entry: dict, index: int, ctx: StageContext, pii_params: dict):
+        from fttool.augmenters import METHODS
+
+        method = METHODS[entry["method"]]
+        self.entry, self.index, self.ctx, self.pii_params = entry, index, ctx, pii_params
+        # Recorded on every new record: the entry as compiled plus the method's own defaults.
+        self.params = {**method.defaults, **{key: value for key, value in entry.items() if key != "method"}}
+        self.rewriter = method.build(self.params, ctx.resolve)
+        self.tally = _Tally()
+
+    def _rewritten(self, chunk: list[tuple[dict, int]]) -> list[dict[str, str | None]]:
+        """The fields each candidate's rewrite changed; empty fields and JSON are not rewritten."""
+        from fttool.augmenters import is_structured
+
+        jobs = [(index, field, parent[field], _text_seed(self.entry["seed"], self.index, parent["id"], copy, field))
+                for index, (parent, copy) in enumerate(chunk) for field in self.entry["fields"]
+                if parent.get(field) and not is_structured(parent[field])]
+        changed: list[dict[str, str | None]] = [{} for _ in chunk]
+        outputs = self.rewriter.rewrite([job[2] for job in jobs], [job[3] for job in jobs])
+        for (index, field, old, _), new in zip(jobs, outputs):
+            if new != old:
+                changed[index][field] = new
+        return changed
+
+    def screen(self, chunk: list[tuple[dict, int]], seen: set[bytes]) -> Iterator[dict]:
+        """The kept records among one chunk of candidates, in order; each check runs on the whole chunk."""
+        tally = self.tally
+        intact = []  # (parent, changed fields)
+        for (parent, _), changed in zip(chunk, self._rewritten(chunk)):
+            tally.counts["generated"] += 1
+            if not changed:
+                tally.reject(parent, "unchanged")
+            elif not all(_spans_kept(parent[field], text) for field, text in changed.items()):
+                tally.reject(parent, "protected_span_changed")
+            else:
+                intact.append((parent, changed))
+
+        pairs = [(parent[field], text) for parent, changed in intact for field, text in changed.items()]
+        scores = iter(_similarities(pairs) if pairs else [])
+        similar = []
+        for parent, changed in intact:
+            similarity = min(next(scores) for _ in changed)
+            tally.similarities.append(similarity)
+            if similarity < self.params["min_similarity"]:
+                tally.reject(parent, "low_similarity")
+            else:
+                similar.append((parent, changed))
+
+        texts = [text for _, changed in similar for text in changed.values()]
+        found = iter(_pii_found(texts, self.pii_params, self.ctx) if texts else [])
+        method = self.entry["method"]
+        for parent, changed in similar:
+            if any([next(found) for _ in changed]):  # a list, so every flag of the candidate is consumed
+                tally.reject(parent, "pii_detected")
+                continue
+            child = {**parent, **changed}
+            key = exact_key(child)
+            if key in seen:
+                tally.reject(parent, "duplicate")
+                continue
+            seen.add(key)
+            identity = json.dumps([parent["id"], method, changed], sort_keys=True, ensure_ascii=False)
+            child.update(id="a" + hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16],
+                         parent_id=parent["id"], augmentation={"method": method, "params": self.params})
+            tally.keep(child)
+            yield child
 
 
 class AugmentStage(Stage):
     name = "augment"
+    version = 2
     reads = ("train",)
     references = ("validation", "test")
     writes = ("train",)
     report_section = "augmentation"
 
-    def run(self, ctx: StageContext) -> StageResult:
-        from fttool.augment_wordnet import ProtectedSynonymAug, resources
+    @classmethod
+    def external_inputs(cls, params) -> list[str]:
+        from fttool.augmenters import METHODS
 
+        # The models decide what is written: the encoder through the similarity check, the others directly.
+        paths = [str(model_dir())]
+        for entry in params["methods"]:
+            paths += [entry[key] for key in METHODS[entry["method"]].model_keys]
+        return list(dict.fromkeys(paths))
+
+    def run(self, ctx: StageContext) -> StageResult:
         seen: set[bytes] = set()  # keys of every original record and every kept new record
         n_train = 0
         for split in ("train", "validation", "test"):
             for record in read_jsonl(ctx.inputs[split]):
                 seen.add(exact_key(record))
                 n_train += split == "train"
+        pii_params = _pii_params(ctx.params)
+        entries = [thaw(entry) for entry in ctx.params["methods"]]
+        reports: dict[str, dict] = {}
 
-        stats: dict[str, Counter] = {}
-        examples: list[dict] = []
-
-        def new_records():
-            for entry_index, entry in enumerate(ctx.params["methods"]):
-                method = entry["method"]
-                if method != "synonym":
-                    raise ValueError(f"unknown augmentation method '{method}'")
-                augmenter = ProtectedSynonymAug(entry["aug_p"])
-                params = {key: value for key, value in thaw(entry).items() if key != "method"}
-                counts = stats.setdefault(method, Counter({"generated": 0, "kept": 0,
-                                                           **{reason: 0 for reason in REJECTION_REASONS}}))
-                copies = _copies_per_parent(n_train, entry["ratio"], entry["seed"])
+        def new_records() -> Iterator[dict]:
+            for index, (entry, label) in enumerate(zip(entries, _labels(entries))):
+                run = _Entry(entry, index, ctx, pii_params)
+                total = entry["count"] if "count" in entry else round(entry["ratio"] * n_train)
+                copies = _copies_per_parent(n_train, total, entry["seed"])
                 parents = ctx.progress(zip(read_jsonl(ctx.inputs["train"]), copies), total=n_train,
-                                       desc=f"augment {method}")
-                for parent, n_copies in parents:
-                    for copy in range(n_copies):
-                        counts["generated"] += 1
-                        texts = _swapped_texts(augmenter, parent, entry, entry_index, copy)
-                        if all(text == parent[field] for field, text in texts.items()):
-                            counts["unchanged"] += 1
-                            continue
-                        _check_protected(parent, texts)
-                        child = {**parent, **texts}
-                        key = exact_key(child)
-                        if key in seen:
-                            counts["duplicate"] += 1
-                            continue
-                        seen.add(key)
-                        identity = json.dumps([parent["id"], method, texts], sort_keys=True, ensure_ascii=False)
-                        child.update(id="a" + hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16],
-                                     parent_id=parent["id"], augmentation={"method": method, "params": params})
-                        counts["kept"] += 1
-                        if len(examples) < MAX_EXAMPLES:
-                            examples.append({"id": child["id"], "parent_id": parent["id"]})
-                        yield child
+                                       desc=f"augment {label}")
+                candidates = ((parent, copy) for parent, n_copies in parents for copy in range(n_copies))
+                while chunk := list(islice(candidates, CHUNK_CANDIDATES)):
+                    yield from run.screen(chunk, seen)
+                reports[label] = run.tally.summary(run.rewriter.resources)
 
         # New records wait in scratch space because they go after every original.
         scratch = ctx.work_dir / "augmented.jsonl"
         write_jsonl(scratch, new_records())
         write_jsonl(ctx.outputs["train"], chain(read_jsonl(ctx.inputs["train"]), read_jsonl(scratch)))
-        methods = {method: {"generated": counts["generated"], "kept": counts["kept"],
-                            "rejected": {reason: counts[reason] for reason in REJECTION_REASONS}}
-                   for method, counts in stats.items()}
         return StageResult(
-            added={method: summary["kept"] for method, summary in methods.items()},
-            summary={"methods": methods, "examples": examples, "protected_spans_checked": True,
-                     "resources": resources()})
+            added={label: report["kept"] for label, report in reports.items()},
+            summary={"methods": reports, "protected_spans_checked": True, "similarity_model": MODEL_NAME,
+                     "pii_scan": pii_params})
 
 
 STAGE = AugmentStage
