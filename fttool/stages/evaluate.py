@@ -1,8 +1,8 @@
 """Compare the tuned model with its base on held-out data.
 
 For each model: the mean token cross-entropy on the response tokens of the validation and test splits
-(prompt tokens masked, as in training), perplexity from the test loss, and ROUGE-L F-measure (with
-stemming) of greedy generations on the test prompts against the reference responses. The model is
+(prompt tokens masked, as in training), perplexity from the test loss, and ROUGE-1/2/L, BLEU, exact
+match and token F1 (fttool.metrics) of greedy generations on the test prompts against the references. The model is
 loaded once: the base is the tuned model with its adapter switched off, so both see identical weights
 and tokenization.
 """
@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 
+from fttool.metrics import DEFINITIONS, GENERATION_METRICS, generation_metrics
 from fttool.modeling import load_causal_lm, load_tokenizer, quiet_libraries, resolve_base_model
 from fttool.recipe.plan import thaw
 from fttool.records import prompt_and_response, read_jsonl, write_jsonl
 from fttool.stages.base import Stage, StageContext, StageResult
 
-METRICS = ("validation_loss", "test_loss", "perplexity", "rougeL")
+METRICS = ("validation_loss", "test_loss", "perplexity", *GENERATION_METRICS)
 GENERATION_SEED = 0
 
 
@@ -83,15 +84,6 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
     return texts
 
 
-def rouge_l(predictions: list[str], references: list[str]) -> float | None:
-    from rouge_score import rouge_scorer
-
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    scores = [scorer.score(reference, prediction)["rougeL"].fmeasure
-              for prediction, reference in zip(predictions, references)]
-    return sum(scores) / len(scores) if scores else None
-
-
 def _round(value: float | None, digits: int = 6) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -102,6 +94,7 @@ class EvaluateStage(Stage):
     writes = ()
     artifacts = {"predictions": "evaluation/predictions.jsonl"}
     report_section = "evaluation"
+    version = 2
 
     def run(self, ctx: StageContext) -> StageResult:
         import torch
@@ -135,7 +128,8 @@ class EvaluateStage(Stage):
                 "validation_loss": _round(response_loss(model, tokenizer, validation, batch_size, limit)),
                 "test_loss": _round(test_loss),
                 "perplexity": None if test_loss is None else round(math.exp(test_loss), 4),
-                "rougeL": _round(rouge_l(texts, [response for _, _, response in prompted])),
+                **{name: _round(value) for name, value in
+                   generation_metrics(texts, [response for _, _, response in prompted]).items()},
             }
             return metrics, texts
 
@@ -159,8 +153,7 @@ class EvaluateStage(Stage):
             "delta": delta,
             "definitions": {
                 "loss": "mean cross-entropy per response token (prompt tokens masked), EOS included",
-                "perplexity": "exp(test_loss)",
-                "rougeL": "mean ROUGE-L F-measure (Porter stemming) of generations against reference responses"},
+                "perplexity": "exp(test_loss)", **DEFINITIONS},
             "decoding": {"strategy": "greedy", "max_new_tokens": max_new_tokens, "batch_size": batch_size,
                          "padding_side": "left", "seed": GENERATION_SEED},
         })
