@@ -6,6 +6,7 @@ pays for loading the spaCy model.
 from __future__ import annotations
 
 import json
+import re
 import logging
 import socket
 import subprocess
@@ -142,15 +143,19 @@ def test_national_format_found_with_context(run_stage):
     assert result.summary["entities"] == {"PHONE_NUMBER": 1}
 
 
-def test_residual_counts_only_text_outside_placeholders():
+def test_residual_counts_only_text_the_anonymizer_did_not_write():
     from presidio_analyzer import RecognizerResult
+    from presidio_anonymizer.entities import EngineResult, OperatorResult
 
-    scrubber = pii._Scrubber(PARAMS)
-    text = "<PERSON> Smith wrote to <EMAIL_ADDRESS>"
+    text = "<PERSON> Smith wrote to <EMAIL_ADDRESS> from ***-123-4567"
+    anonymised = EngineResult(text, [OperatorResult(0, 8, "PERSON", "<PERSON>", "replace"),
+                                     OperatorResult(24, 39, "EMAIL_ADDRESS", "<EMAIL_ADDRESS>", "replace"),
+                                     OperatorResult(45, 57, "PHONE_NUMBER", "***-123-4567", "mask")])
     results = [RecognizerResult("PERSON", 0, 14, 0.85),  # a placeholder plus a name left behind
                RecognizerResult("PERSON", 1, 7, 0.85),  # inside a placeholder
-               RecognizerResult("EMAIL_ADDRESS", 24, 39, 1.0)]  # exactly a placeholder
-    assert scrubber._residual(text, results) == Counter({"PERSON": 1})
+               RecognizerResult("EMAIL_ADDRESS", 24, 39, 1.0),  # exactly a placeholder
+               RecognizerResult("PHONE_NUMBER", 49, 57, 0.6)]  # digits a partial mask left standing
+    assert pii._residual(anonymised, results) == Counter({"PERSON": 1, "PHONE_NUMBER": 1})
 
 
 def test_runs_offline_and_quietly(run_stage, monkeypatch, capfd, caplog, tmp_path):
@@ -196,3 +201,304 @@ def test_import_loads_no_nlp_libraries():
             "'tldextract', 'thinc'}; print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# -- operators ---------------------------------------------------------------------------------
+EMAIL_ONLY = {"train": [alpaca("Send the invoice to maria.gonzalez@example.com today.", "Done.")],
+              "validation": [], "test": []}
+SALT = "test-salt-0123456789abcdef"
+
+
+@pytest.mark.parametrize("operator, expected", [
+    ({"type": "replace"}, "Send the invoice to <EMAIL_ADDRESS> today."),
+    ({"type": "replace", "new_value": "[email]"}, "Send the invoice to [email] today."),
+    ({"type": "redact"}, "Send the invoice to  today."),
+    ({"type": "mask"}, "Send the invoice to " + "*" * len("maria.gonzalez@example.com") + " today."),
+    ({"type": "mask", "masking_char": "#", "chars_to_mask": 6, "from_end": True},
+     "Send the invoice to maria.gonzalez@examp###### today."),
+])
+def test_operators(run_stage, operator, expected):
+    result, outputs = run_stage("pii", {**PARAMS, "operators": {"EMAIL_ADDRESS": operator}}, EMAIL_ONLY)
+    assert next(read_jsonl(outputs["train"]))["instruction"] == expected
+    assert result.summary["operators"]["EMAIL_ADDRESS"] == operator["type"]
+    assert result.summary["operators"]["PERSON"] == "replace"  # types not named keep the default
+
+
+def test_default_operator_applies_to_types_not_named(run_stage):
+    operators = {"default": {"type": "redact"}, "PHONE_NUMBER": {"type": "replace"}}
+    result, outputs = run_stage("pii", {**PARAMS, "operators": operators}, {
+        "train": [alpaca("Mail maria.gonzalez@example.com or call +1 555-123-4567.", "Okay.")],
+        "validation": [], "test": []})
+    assert next(read_jsonl(outputs["train"]))["instruction"] == "Mail  or call <PHONE_NUMBER>."
+    assert result.summary["operators"] == {entity: "redact" for entity in PARAMS["entities"]} | \
+           {"PHONE_NUMBER": "replace"}
+
+
+HASHED_SPLITS = {
+    "train": [alpaca("Send the invoice to maria.gonzalez@example.com today.", "Done."),
+              alpaca("Forward the receipt to maria.gonzalez@example.com as well.", "Forwarded."),
+              alpaca("Copy amara.okafor@example.net on the reply.", "Copied.")],
+    "validation": [prompt_completion("p2", "Is maria.gonzalez@example.com still active?", "Yes.")],
+    "test": [],
+}
+PSEUDONYM = re.compile(r"<EMAIL_ADDRESS_[0-9a-f]{8}>")
+
+
+def hashed(run_stage, monkeypatch, salt: str) -> tuple[dict, list[str]]:
+    monkeypatch.setenv("FTTOOL_PII_SALT", salt)
+    result, outputs = run_stage("pii", {**PARAMS, "operators": {"EMAIL_ADDRESS": {"type": "hash"}}}, HASHED_SPLITS)
+    written = [path.read_text(encoding="utf-8") for path in outputs.values()]
+    return result.summary, [match for text in written for match in PSEUDONYM.findall(text)]
+
+
+def test_keyed_hash_is_stable_across_records_and_depends_on_the_key(run_stage, monkeypatch):
+    summary, pseudonyms = hashed(run_stage, monkeypatch, SALT)
+    maria, maria_again, amara, maria_in_validation = pseudonyms
+    assert maria == maria_again == maria_in_validation != amara
+    assert summary["operators"]["EMAIL_ADDRESS"] == "hash"
+    assert SALT not in json.dumps(summary)
+    _, other_key = hashed(run_stage, monkeypatch, "another-salt-0123456789abcdef")
+    assert other_key[0] != maria and other_key[0] == other_key[1]
+
+
+def test_keyed_hash_without_its_key_is_an_error_naming_the_variable(run_stage, monkeypatch):
+    monkeypatch.delenv("PII_KEY_NOT_SET", raising=False)
+    with pytest.raises(ValueError, match="environment variable PII_KEY_NOT_SET, which is not set"):
+        run_stage("pii", {**PARAMS, "operators": {"default": {"type": "hash", "salt_env": "PII_KEY_NOT_SET"}}},
+                  EMAIL_ONLY)
+    monkeypatch.setenv("PII_KEY_NOT_SET", "short")
+    with pytest.raises(ValueError, match="shorter than 16 characters") as info:
+        run_stage("pii", {**PARAMS, "operators": {"default": {"type": "hash", "salt_env": "PII_KEY_NOT_SET"}}},
+                  EMAIL_ONLY)
+    assert "short" not in str(info.value).replace("shorter", "")
+
+
+# -- recognizers and allow list ----------------------------------------------------------------
+EMPLOYEE_IDS = {"name": "employee id", "entity": "EMPLOYEE_ID",
+                "patterns": [{"regex": r"\bEMP-\d{6}\b", "score": 0.3}], "context": ["employee", "staff"]}
+CODENAMES = {"name": "project codenames", "entity": "CODENAME", "deny_list": ["Nightingale", "Blue Heron"]}
+
+
+def test_recipe_recognizers_with_context_and_deny_list(run_stage):
+    result, outputs = run_stage("pii", {**PARAMS, "recognizers": [EMPLOYEE_IDS, CODENAMES]}, {
+        "train": [alpaca("The employee EMP-123456 asked about the Nightingale rollout.", "Noted."),
+                  alpaca("Order EMP-654321 shipped with the blue heron sticker.", "Good.")],
+        "validation": [], "test": []})
+    first, second = read_jsonl(outputs["train"])
+    assert first["instruction"] == "The employee <EMPLOYEE_ID> asked about the <CODENAME> rollout."
+    # no context word before the id, so its score stays below the threshold; deny lists ignore case
+    assert second["instruction"] == "Order EMP-654321 shipped with the <CODENAME> sticker."
+    summary = result.summary
+    assert summary["entities"] == {"CODENAME": 2, "EMPLOYEE_ID": 1}
+    assert summary["entities_checked"] == PARAMS["entities"] + ["EMPLOYEE_ID", "CODENAME"]
+    assert summary["custom_recognizers"] == ["employee id", "project codenames"]
+    assert summary["operators"]["EMPLOYEE_ID"] == "replace"
+
+
+def test_allow_list_values_are_kept(run_stage):
+    result, outputs = run_stage("pii", {**PARAMS, "allow_list": ["Kwame Mensah", "support@example.com"]}, {
+        "train": [alpaca("Please draft a thank-you note to Kwame Mensah for his help with the audit.",
+                         "Sure, and copy support@example.com and maria.gonzalez@example.com.")],
+        "validation": [], "test": []})
+    record = next(read_jsonl(outputs["train"]))
+    assert record["instruction"] == "Please draft a thank-you note to Kwame Mensah for his help with the audit."
+    assert record["output"] == "Sure, and copy support@example.com and <EMAIL_ADDRESS>."
+    assert result.summary["entities"] == {"EMAIL_ADDRESS": 1}
+
+
+# -- person names ------------------------------------------------------------------------------
+INTERFACE_TEXTS = ["To raise your limit in the app: open Settings, choose the card and confirm.",
+                   "Select Documents, then follow the steps.", "Tap Close when you are done.",
+                   "Go to Statements in the web and download the PDF.", "Select Cancel if you change your mind.",
+                   "Open My Documents and attach the file."]
+NAMED_TEXTS = {"Ask Kwame to review the claim.": "Kwame", "I spoke with Sarah yesterday about my loan.": "Sarah",
+               "Mark called about the late fee.": "Mark", "Thanks, Siobhan!": "Siobhan",
+               "Hi Will, your card is on its way.": "Will",
+               "Transfer 200 euros to Oluwaseun Adeyemi please.": "Oluwaseun Adeyemi",
+               "The account holder is Tomasz Kowalski.": "Tomasz Kowalski"}
+
+
+def test_interface_words_are_not_names_but_names_still_are(run_stage):
+    records = [alpaca(text, "Okay.") for text in [*INTERFACE_TEXTS, *NAMED_TEXTS]]
+    result, outputs = run_stage("pii", {**PARAMS, "entities": ["PERSON"]},
+                                {"train": records, "validation": [], "test": []})
+    written = [record["instruction"] for record in read_jsonl(outputs["train"])]
+    assert written[:len(INTERFACE_TEXTS)] == INTERFACE_TEXTS
+    for text, name in zip(written[len(INTERFACE_TEXTS):], NAMED_TEXTS.values()):
+        assert name not in text and "<PERSON>" in text
+    assert result.summary["entities"] == {"PERSON": len(NAMED_TEXTS)}
+
+
+# -- strict and drop ---------------------------------------------------------------------------
+def test_strict_fails_on_residual_pii_naming_counts_not_values(run_stage):
+    partial_mask = {**PARAMS, "operators": {"PHONE_NUMBER": {"type": "mask", "chars_to_mask": 3}}}
+    result, outputs = run_stage("pii", partial_mask, {"train": [CALL_OFFICE], "validation": [], "test": []})
+    assert next(read_jsonl(outputs["train"]))["instruction"] == "Call the office at ***555-123-4567 about the refund."
+    assert result.summary["residual"] == {"PHONE_NUMBER": 1} and result.summary["strict"] is False
+    with pytest.raises(pii.PiiResidualError, match=r"\(PHONE_NUMBER 1\)") as info:
+        run_stage("pii", {**partial_mask, "strict": True}, {"train": [CALL_OFFICE], "validation": [], "test": []})
+    assert "555" not in str(info.value)
+
+
+def test_drop_action_removes_records_with_pii(run_stage):
+    result, outputs = run_stage("pii", {**PARAMS, "action": "drop"}, SPLITS)
+    kept = {split: list(read_jsonl(path)) for split, path in outputs.items()}
+    assert [r["id"] for r in kept["train"]] == [SPLITS["train"][-1]["id"]]  # CLEAN, the one record without PII
+    assert kept["validation"] == [CLEAN] and kept["test"] == []
+    assert result.removed == {"pii_detected": 13}
+    summary = result.summary
+    assert summary["dropped"] == summary["records_with_pii"] == 13 and summary["action"] == "drop"
+    assert summary["dropped_example_ids"] == [r["id"] for r in SPLITS["train"][:10]]
+    assert summary["operators"] == {} and summary["residual_total"] == 0
+    assert summary["entities"]["PERSON"] == 5  # counted as when scrubbing
+
+
+DROP_RECIPE = """
+name: pii-drop
+data:
+  sources:
+    - {path: records.jsonl, format: alpaca, tag: t}
+  split: {train: 0.6, validation: 0.2, test: 0.2, seed: 3}
+pii: {action: drop, workers: 1}
+"""
+
+
+def test_drop_through_the_runner_keeps_records_conserved(tmp_path):
+    from fttool.recipe import compile_recipe
+    from fttool.runner import run_plan
+
+    clean = [{"instruction": f"Question number {i} about savings accounts?", "output": f"Answer {i}."}
+             for i in range(12)]
+    with_pii = [{"instruction": "Mail the statement to maria.gonzalez@example.com.", "output": "Sent."},
+                {"instruction": "Call me on +1 555-123-4567.", "output": "Will do."},
+                {"instruction": "My SSN is 536-22-8191.", "output": "Please do not share it."}]
+    (tmp_path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in clean + with_pii))
+    (tmp_path / "recipe.yaml").write_text(DROP_RECIPE.lstrip())
+    run_dir = run_plan(compile_recipe(tmp_path / "recipe.yaml"), tmp_path / "runs" / "one")
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["data"]["counts"] == {"input": 15, "quarantined": 0, "duplicates": 0, "dropped_by_policy": 3,
+                                        "kept": 12, "augmented": 0}
+    assert sum(report["data"]["splits"].values()) == 12
+    assert next(s for s in report["stages"] if s["name"] == "pii")["removed"] == {"pii_detected": 3}
+    before = {r["id"] for split in SPLITS for r in read_jsonl(run_dir / "work" / "split" / f"{split}.jsonl")}
+    after = {r["id"] for split in SPLITS for r in read_jsonl(run_dir / "data" / f"{split}.jsonl")}
+    assert sorted(before - after) == sorted(report["pii"]["dropped_example_ids"])
+    assert "maria.gonzalez" not in json.dumps(report)
+
+
+HASH_RECIPE = """
+name: pii-hash
+data:
+  sources:
+    - {path: records.jsonl, format: alpaca, tag: t}
+  split: {train: 0.5, validation: 0.25, test: 0.25, seed: 3}
+pii:
+  operators: {default: {type: hash, salt_env: FTTOOL_TEST_PII_KEY}}
+"""
+
+
+def test_hash_key_appears_nowhere_in_the_run(tmp_path, monkeypatch):
+    from fttool.recipe import compile_recipe
+    from fttool.runner import run_plan
+
+    monkeypatch.setenv("FTTOOL_TEST_PII_KEY", SALT)
+    records = [{"instruction": f"Ticket {i}: mail maria.gonzalez@example.com about the refund.", "output": "Done."}
+               for i in range(8)]
+    (tmp_path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / "recipe.yaml").write_text(HASH_RECIPE.lstrip())
+    run_dir = run_plan(compile_recipe(tmp_path / "recipe.yaml"), tmp_path / "runs" / "one")
+    written = [r["instruction"] for split in SPLITS for r in read_jsonl(run_dir / "data" / f"{split}.jsonl")]
+    assert len({PSEUDONYM.search(text).group() for text in written}) == 1
+    files = [path for path in tmp_path.rglob("*") if path.is_file() and path.name != "recipe.yaml"]
+    assert any(path.name == "report.html" for path in files)
+    assert [path for path in files if SALT.encode() in path.read_bytes()] == []
+
+
+# -- worker processes --------------------------------------------------------------------------
+def test_worker_processes_give_the_same_outputs_and_counts(run_stage, monkeypatch):
+    monkeypatch.setenv("FTTOOL_PII_SALT", SALT)  # the workers read the key from the environment they inherit
+    params = {**PARAMS, "operators": {"PERSON": {"type": "hash"}}}
+    # Small chunks and batches, so that texts repeat across chunks still being analysed and each worker gets several.
+    monkeypatch.setattr(pii, "CHUNK_RECORDS", 3)
+    monkeypatch.setattr(pii, "NLP_BATCH", 2)
+    monkeypatch.setattr(pii, "MIN_RECORDS_FOR_WORKERS", 1)
+
+    def run(workers: int):
+        result, outputs = run_stage("pii", {**params, "workers": workers}, SPLITS)
+        return result.summary, {split: path.read_text(encoding="utf-8") for split, path in outputs.items()}
+
+    in_process = run(1)
+
+    def not_in_this_process(*args):
+        raise AssertionError("texts were analysed in the stage's own process")
+
+    monkeypatch.setattr(pii._Scrubber, "outcomes", not_in_this_process)
+    assert run(2) == in_process
+
+
+# -- recipe checks -----------------------------------------------------------------------------
+PII_RECIPE = """
+name: pii-checks
+data:
+  sources:
+    - {path: records.jsonl, format: alpaca}
+pii:
+  recognizers:
+    - name: employee id
+      entity: EMPLOYEE_ID
+      patterns: [{regex: "EMP-(\\\\d{6}", score: 0.3}]
+    - {name: employee id, entity: MRN, context: [record]}
+  operators:
+    PERSN: {type: replace}
+    EMAIL_ADDRESS: {type: replace, masking_char: "#"}
+    EMPLOYEE_ID: {type: hash, salt_env: FTTOOL_PII_SALT}
+"""
+
+
+def test_recipe_recognizers_and_operators_are_checked_when_compiling(tmp_path):
+    from fttool.recipe import RecipeInvalid, compile_recipe
+
+    (tmp_path / "records.jsonl").write_text(json.dumps({"instruction": "a", "output": "b"}) + "\n")
+    path = tmp_path / "recipe.yaml"
+    path.write_text(PII_RECIPE.lstrip())
+    with pytest.raises(RecipeInvalid) as info:
+        compile_recipe(path)
+    assert [str(error) for error in info.value.errors] == [
+        f"{path}:9:26: invalid regular expression: missing ) at character 10 "
+        "(at pii.recognizers[0].patterns[0].regex)",
+        f"{path}:10:7: a recognizer needs patterns, a deny_list or both (at pii.recognizers[1])",
+        f"{path}:10:14: recognizer name 'employee id' is already used by pii.recognizers[0] "
+        "(at pii.recognizers[1].name)",
+        f"{path}:12:5: 'PERSN' is not among the entities checked (PERSON, EMAIL_ADDRESS, PHONE_NUMBER, "
+        "CREDIT_CARD, US_SSN, IP_ADDRESS, IBAN_CODE, LOCATION, EMPLOYEE_ID, MRN); add it to pii.entities or use "
+        "'default' (at pii.operators.PERSN)",
+        f"{path}:13:36: 'masking_char' does not apply to a replace operator "
+        "(at pii.operators.EMAIL_ADDRESS.masking_char)"]
+
+
+def test_plan_names_the_key_variable_but_holds_no_key(tmp_path, monkeypatch):
+    from fttool.recipe import compile_recipe
+    from fttool.recipe.plan import canonical_json
+
+    monkeypatch.setenv("FTTOOL_TEST_PII_KEY", SALT)
+    (tmp_path / "records.jsonl").write_text(json.dumps({"instruction": "a", "output": "b"}) + "\n")
+    (tmp_path / "recipe.yaml").write_text(HASH_RECIPE.lstrip())
+    plan = compile_recipe(tmp_path / "recipe.yaml")
+    pii_params = next(stage.params for stage in plan.stages if stage.name == "pii")
+    assert pii_params["operators"]["default"]["salt_env"] == "FTTOOL_TEST_PII_KEY"
+    assert SALT not in canonical_json(pii_params) and SALT not in canonical_json(plan.recipe)
+
+
+def test_report_shows_action_operators_and_dropped_ids():
+    from fttool.report.render import _md_pii, _pii_html
+
+    scrubbed = {"entities": {"PERSON": 2}, "residual": {}, "residual_total": 0, "records_with_pii": 2,
+                "records_scanned": 9, "action": "scrub", "operators": {"PERSON": "hash"},
+                "custom_recognizers": ["employee id"], "strict": True, "dropped": 0, "dropped_example_ids": []}
+    html = _pii_html({"pii": scrubbed})
+    assert "scrub: each finding anonymised by its operator" in html and "employee id" in html
+    assert "<td>PERSON</td><td class=\"num\">2</td><td>hash</td>" in html
+    dropped = {**scrubbed, "action": "drop", "operators": {}, "dropped": 2, "dropped_example_ids": ["r1", "r2"]}
+    html = _pii_html({"pii": dropped})
+    assert "drop: records with any finding removed" in html and "r1, r2" in html and "Residual" not in html
+    assert _md_pii({"pii": dropped}) == ("**PII:** 2 of 9 records had PII; found: PERSON 2; records dropped: 2")

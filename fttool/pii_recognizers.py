@@ -1,0 +1,150 @@
+"""The recognizers fttool runs on top of presidio's predefined ones, and those a recipe declares.
+
+`build_registry` assembles them in the style of presidio's RecognizerRegistry: presidio's predefined
+recognizers for the language, with the e-mail and spaCy recognizers swapped for the ones below, plus
+pattern recognizers for written phone numbers and introduced names. Recipe recognizers (`pii.recognizers`)
+are built per run by `recipe_recognizers` and passed to each analysis as ad-hoc recognizers, so the
+cached engines stay the same for every recipe.
+
+This module imports presidio at import time; import it only where the analysis runs.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Mapping
+
+import regex
+import tldextract
+from presidio_analyzer import Pattern, PatternRecognizer, RecognizerRegistry
+from presidio_analyzer.predefined_recognizers import EmailRecognizer, SpacyRecognizer
+
+# presidio's phonenumbers-based recognizer scores every match 0.4 and leaves out a leading "+1"; these
+# patterns catch the common written formats outright. Trunk-prefixed national numbers look too much
+# like other digit groups, so they score below the default threshold unless a context word is near.
+PHONE_CONTEXT = ["phone", "telephone", "tel", "call", "mobile", "cell", "cellphone", "fax", "number",
+                 "contact", "reach", "text", "sms", "whatsapp"]
+PHONE_PATTERNS = (
+    # +1 555-123-4567, (555) 123-4567, 555.123.4567, 555 123 4567
+    ("north american", r"(?<![\w+])(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?!\w)", 0.6),
+    # +44 20 7946 0958, +33 1 23 45 67 89, +49 (30) 123456: at least 8 digits after the "+"
+    ("international",
+     r"(?<![\w+])\+(?=(?:[\s.()-]{0,2}\d){8})\d{1,3}(?:[\s.-]?\(\d{1,5}\)|[\s.-]\d{1,5}){1,6}(?!\w)", 0.6),
+    ("international compact", r"(?<![\w+])\+\d{8,15}(?!\w)", 0.5),
+    # 020 7946 0958, 07700 900123
+    ("national trunk prefix", r"(?<![\w+])\(?0\d{1,4}\)?[\s.-]\d{3,4}[\s.-]?\d{3,4}(?!\w)", 0.3),
+)
+
+# The small spaCy models miss many names; a capitalised name right after a title, an introduction, a
+# greeting or a sign-off is a name. Matched case-sensitively (the triggers are not), so "my name is fine"
+# is left alone.
+_TITLE = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\b"
+_NOT_NAME = rf"(?:{_TITLE}|(?:Sir|Madam|Customer|Team|All|Everyone|There|Again|Colleagues|Friends)\b)"
+_NAME_WORD = rf"(?!{_NOT_NAME})\p{{Lu}}(?:\p{{Ll}}+|['’]\p{{Lu}}\p{{Ll}}+)(?:-\p{{Lu}}\p{{Ll}}+)?"
+_FULL_NAME = rf"{_NAME_WORD}(?:[ \t]+(?:\p{{Lu}}\.[ \t]+)?{_NAME_WORD}){{0,2}}"
+NAME_PATTERNS = (
+    ("title", rf"(?<=\b{_TITLE}\.?\s+){_FULL_NAME}", 0.9),
+    ("introduction", rf"(?<=\b(?i:(?:my|his|her|their|your) name is|my name's|call me|dear)\s+){_FULL_NAME}", 0.9),
+    ("sign-off", rf"(?<=\b(?i:regards|sincerely|yours truly),?\s+){_FULL_NAME}", 0.9),
+    ("greeting", rf"(?<=\b(?i:hi|hello|hey|thanks|thank you|good (?:morning|afternoon|evening)),?\s+){_FULL_NAME}", 0.9),
+)
+
+# Capitalised labels of screens, menus and buttons ("open Settings", "tap Close", "Select Documents"),
+# which the small spaCy models often tag as PERSON. None of them is a common given name or surname.
+INTERFACE_WORDS = frozenset("""
+    accessibility account accounts activity add advanced alerts allow apply apps archive back basket billing bin
+    block calendar cancel card cards cart change chat checkout choose claims click close confirm contacts continue
+    copy create dashboard delete devices documents done download downloads drafts edit enable export favorites
+    favourites feedback files finish freeze gallery go help hide history home import inbox insurance investments
+    invoices limits loans lock login logout mailbox manage menu messages my new next notifications offers ok open
+    options orders overview payments photos preferences press print privacy profile refresh remove reset rewards
+    save savings search security select send services settings share show sign start statements storage submit
+    support tap tools transactions transfers trash undo unlock update updates upload view wallet
+""".split())
+
+
+class PlausibleNameSpacyRecognizer(SpacyRecognizer):
+    """presidio's spaCy recognizer, without PERSON spans that read as interface words rather than names.
+
+    A PERSON span is dropped when every word in it is an interface word, or when the tagger reads none
+    of its words as a proper noun (it then sees a common noun or a verb, such as "Settings" or "Tap").
+    Fine-grained tags (NNP, NNPS) are used rather than coarse POS because they come from the tagger alone.
+    """
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        results = super().analyze(text, entities, nlp_artifacts)
+        if nlp_artifacts is None:
+            return results
+        implausible = {(span.start_char, span.end_char) for span in nlp_artifacts.entities
+                       if span.label_ == "PERSON" and not _plausible_name(span)}
+        return [r for r in results if r.entity_type != "PERSON" or (r.start, r.end) not in implausible]
+
+
+def _plausible_name(span) -> bool:
+    words = [token.lower_ for token in span if token.is_alpha]
+    if words and all(word in INTERFACE_WORDS for word in words):
+        return False
+    return any(token.tag_ in ("NNP", "NNPS") for token in span)
+
+
+class _DropLanguageSkips(logging.Filter):
+    """presidio warns once per recognizer of every other language it skips; that is expected, not news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Recognizer not added to registry because language")
+
+
+def build_registry(language: str, nlp_engine) -> RecognizerRegistry:
+    """presidio's predefined recognizers for `language` with fttool's replacements and additions."""
+    presidio_log = logging.getLogger("presidio-analyzer")
+    language_skips = _DropLanguageSkips()
+    presidio_log.addFilter(language_skips)
+    try:
+        registry = RecognizerRegistry(supported_languages=[language])
+        registry.load_predefined_recognizers(languages=[language], nlp_engine=nlp_engine)
+    finally:
+        presidio_log.removeFilter(language_skips)
+    stock_spacy = next(r for r in registry.recognizers if r.name == "SpacyRecognizer")
+    registry.remove_recognizer("SpacyRecognizer")
+    registry.add_recognizer(PlausibleNameSpacyRecognizer(
+        supported_language=language, supported_entities=stock_spacy.supported_entities,
+        ner_strength=stock_spacy.ner_strength))
+    registry.remove_recognizer("EmailRecognizer")
+    registry.add_recognizer(_offline_email_recognizer(language))
+    registry.add_recognizer(PatternRecognizer(
+        supported_entity="PHONE_NUMBER", name="FormattedPhoneRecognizer", supported_language=language,
+        patterns=[Pattern(name, pattern, score) for name, pattern, score in PHONE_PATTERNS], context=PHONE_CONTEXT))
+    registry.add_recognizer(PatternRecognizer(
+        supported_entity="PERSON", name="IntroducedNameRecognizer", supported_language=language,
+        patterns=[Pattern(name, pattern, score) for name, pattern, score in NAME_PATTERNS],
+        global_regex_flags=regex.DOTALL | regex.MULTILINE))
+    return registry
+
+
+def _offline_email_recognizer(language: str) -> EmailRecognizer:
+    """presidio's email recognizer, validating domains against tldextract's bundled suffix list.
+
+    The stock one calls the module-level tldextract.extract, which downloads the public suffix list on
+    first use and logs a connection error without a network; this one never touches the network or disk.
+    """
+    extract = tldextract.TLDExtract(cache_dir=None, suffix_list_urls=())
+
+    class OfflineEmailRecognizer(EmailRecognizer):
+        def validate_result(self, pattern_text: str) -> bool:
+            return extract(pattern_text).fqdn != ""
+
+    return OfflineEmailRecognizer(supported_language=language)
+
+
+def recipe_recognizers(declarations: Iterable[Mapping], language: str) -> list[PatternRecognizer]:
+    """Pattern and deny-list recognizers from `pii.recognizers`; regexes were checked when the recipe compiled.
+
+    Context words raise a pattern's score (presidio adds 0.35 when one occurs shortly before the match),
+    so a pattern scored below the threshold counts only where its context is present.
+    """
+    return [PatternRecognizer(
+        supported_entity=declaration["entity"], name=declaration["name"], supported_language=language,
+        patterns=[Pattern(f"{declaration['name']} {index}", pattern["regex"], pattern["score"])
+                  for index, pattern in enumerate(declaration.get("patterns", []))],
+        deny_list=list(declaration.get("deny_list", [])) or None,
+        context=list(declaration.get("context", [])) or None)
+        for declaration in declarations]
