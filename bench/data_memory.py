@@ -27,6 +27,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -122,20 +123,44 @@ def write_recipe(directory: Path, data_file: Path, config: str) -> Path:
     return recipe
 
 
-def measure(recipe: Path, run_dir: Path) -> tuple[float, float, dict]:
-    """(peak RSS MiB, wall seconds, report.json) of `fttool run` in a fresh child process."""
+def _scratch_bytes(work: Path) -> int:
+    """Bytes in the stages' scratch directories (where dedup and split keep their on-disk state)."""
+    total = 0
+    for scratch in work.glob("*/scratch"):
+        for folder, _, files in os.walk(scratch):
+            for name in files:
+                try:
+                    total += os.stat(os.path.join(folder, name)).st_size
+                except FileNotFoundError:  # deleted while we looked
+                    pass
+    return total
+
+
+def measure(recipe: Path, run_dir: Path) -> tuple[float, float, float, dict]:
+    """(peak RSS MiB, wall seconds, peak scratch disk MiB, report.json) of `fttool run` in a fresh child process."""
     started = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-m", "fttool", "run", str(recipe), "--output-dir", str(run_dir)],
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    disk = [0]
+    done = threading.Event()
+
+    def watch_disk() -> None:  # sampled twice a second; the child's memory is read exactly, from wait4
+        while not done.wait(0.5):
+            disk[0] = max(disk[0], _scratch_bytes(run_dir / "work"))
+
+    watcher = threading.Thread(target=watch_disk, daemon=True)
+    watcher.start()
     output = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
+    done.set()
+    watcher.join()
     child.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait for it again
     if child.returncode != 0:
         sys.stderr.write(output.decode("utf-8", "replace"))
         raise SystemExit(f"fttool run failed with exit code {child.returncode}")
     report = json.loads((run_dir / "report.json").read_text())
-    return usage.ru_maxrss / 1024, wall, report  # ru_maxrss is in KiB on Linux
+    return usage.ru_maxrss / 1024, wall, disk[0] / 2**20, report  # ru_maxrss is in KiB on Linux
 
 
 def run_one(n: int, config: str, seed: int, keep: Path | None) -> dict:
@@ -145,12 +170,13 @@ def run_one(n: int, config: str, seed: int, keep: Path | None) -> dict:
         data_file = directory / "data.jsonl"
         planted = generate(data_file, n, seed)
         recipe = write_recipe(directory, data_file, config)
-        rss, wall, report = measure(recipe, directory / "run")
+        rss, wall, disk, report = measure(recipe, directory / "run")
     data = report["data"]
-    return {"n": n, "config": config, "rss_mib": rss, "wall_s": wall, "planted": planted,
-            "kept": data["counts"]["kept"], "splits": data["splits"], "dedup_removed": {rule: entry["removed"] for rule, entry in
-                                                            data["dedup"]["rules"].items()},
-            "leakage": data["split"]["leakage"]}
+    return {"n": n, "config": config, "rss_mib": rss, "wall_s": wall, "scratch_disk_mib": disk, "planted": planted,
+            "kept": data["counts"]["kept"], "splits": data["splits"],
+            "dedup_removed": {rule: entry["removed"] for rule, entry in data["dedup"]["rules"].items()},
+            "leakage": data["split"]["leakage"],
+            "stage_s": {stage["name"]: stage["seconds"] for stage in report["stages"]}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", choices=["near", "exact", "both"], default="near",
                         help="near: exact + near dedup (default); exact: exact dedup only; both: each in turn")
     parser.add_argument("--max-ratio", type=float, default=1.3)
+    parser.add_argument("--base", type=int, default=50_000,
+                        help="the N that ratios are taken to (default 50000; the smallest N when not measured)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, help="keep the data and run directories under this directory")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
@@ -166,25 +194,28 @@ def main(argv: list[str] | None = None) -> int:
     sizes = sorted(args.sizes)
     configs = ["near", "exact"] if args.config == "both" else [args.config]
 
+    base_n = args.base if args.base in sizes else sizes[0]
     results, failed = [], False
     for config in configs:
         rows = []
         for n in sizes:
             print(f"[{config}] N={n} ...", file=sys.stderr, flush=True)
             rows.append(run_one(n, config, args.seed, args.keep))
-        base = rows[0]["rss_mib"]
+        base = next(row["rss_mib"] for row in rows if row["n"] == base_n)
         dedup = "exact + near" if CONFIGS[config]["near"] else "exact only"
-        print(f"\ndedup: {dedup}; split leakage check on (exact + MinHash)")
-        print(f"{'N':>8} {'peak RSS MiB':>13} {'wall s':>8} {'ratio to ' + str(sizes[0]):>16}  records out / removed")
+        print(f"\ndedup: {dedup}; split with its leakage check (exact key + MinHash)")
+        print(f"{'N':>8} {'peak RSS MiB':>13} {'ratio to ' + str(base_n):>15} {'wall s':>7}"
+              f"  {'ingest/dedup/split s':>20} {'scratch disk MiB':>16}  kept  removed")
         for row in rows:
             row["ratio"] = row["rss_mib"] / base
             removed = ", ".join(f"{k} {v}" for k, v in row["dedup_removed"].items())
-            print(f"{row['n']:>8} {row['rss_mib']:>13.1f} {row['wall_s']:>8.1f} {row['ratio']:>16.2f}  "
-                  f"{row['kept']} / {removed}; "
-                  f"leak pairs moved {row['leakage']['moved']}")
+            stages = "/".join(f"{row['stage_s'][name]:.1f}" for name in ("ingest", "dedup", "split"))
+            print(f"{row['n']:>8} {row['rss_mib']:>13.1f} {row['ratio']:>15.2f} {row['wall_s']:>7.1f}"
+                  f"  {stages:>20} {row['scratch_disk_mib']:>16.0f}  {row['kept']}  {removed};"
+                  f" moved by leak check {row['leakage']['moved']}")
         worst = rows[-1]["ratio"]
         verdict = "PASS" if worst <= args.max_ratio else "FAIL"
-        print(f"{verdict}: peak RSS at N={sizes[-1]} is {worst:.2f}x that at N={sizes[0]} (limit {args.max_ratio}x)")
+        print(f"{verdict}: peak RSS at N={sizes[-1]} is {worst:.2f}x that at N={base_n} (limit {args.max_ratio}x)")
         failed |= worst > args.max_ratio
         results.extend(rows)
     if args.json:

@@ -2,16 +2,22 @@
 
 Exact duplicates are found by a hash of the record's text after casefolding and collapsing whitespace;
 near duplicates by MinHash LSH over word 3-grams; semantic duplicates by the cosine similarity of
-sentence embeddings. Only hashes, signatures and embeddings stay in memory, never the records themselves.
+sentence embeddings. The records themselves are never held. Exact keys, LSH bands and MinHash signatures,
+which grow with the number of records, live on disk in a scratch SQLite database (`ScratchDB`) behind a
+fixed page cache, so memory does not grow with the data; only the kept embeddings of semantic dedup do.
 The split stage reuses the exact key and the MinHash index to check for leakage across splits.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import sqlite3
+import tempfile
 import unicodedata
 from collections import Counter
+from pathlib import Path
 from typing import Iterator
 
 from fttool.embeddings import MODEL_NAME, embed, model_dir
@@ -33,6 +39,8 @@ KEPT_CONTROL_CHARS = "\n\t"
 INNER_BLANK_RUN = re.compile(r"(?<=\S)[ \t]{2,}")
 TRAILING_BLANKS = re.compile(r"[ \t]+$", re.MULTILINE)
 WHITESPACE_RUN = re.compile(r"\s+")
+# Page cache of each scratch database: the memory its state may use, however many records it holds.
+SCRATCH_CACHE_KIB = 8192
 
 
 def _nfc(text: str) -> str:
@@ -78,35 +86,131 @@ def _shingles(record: dict) -> set[bytes]:
     return {" ".join(words[i:i + SHINGLE_WORDS]).encode("utf-8") for i in range(len(words) - SHINGLE_WORDS + 1)}
 
 
-class NearDuplicateIndex:
-    """MinHash signatures of indexed records; LSH finds candidates, the signatures confirm them."""
+class ScratchDB:
+    """A throwaway SQLite database in a new temporary directory, for state that grows with the number of records.
 
-    def __init__(self, threshold: float):
+    Pages beyond a fixed cache stay on disk, so memory does not grow with the data. Nothing is ever committed
+    or made durable: close() (or garbage collection) deletes the directory.
+    """
+
+    def __init__(self, directory: Path | None, prefix: str):
+        self._tmp = tempfile.TemporaryDirectory(prefix=prefix + "-", dir=directory)
+        self.dir = Path(self._tmp.name)
+        self.db = sqlite3.connect(self.dir / "state.sqlite", isolation_level=None)
+        for pragma in ("journal_mode = OFF", "synchronous = OFF", "locking_mode = EXCLUSIVE",
+                       f"cache_size = -{SCRATCH_CACHE_KIB}", "temp_store = FILE"):
+            self.db.execute(f"PRAGMA {pragma}")
+        self.db.execute("BEGIN")  # one transaction throughout: no commit per statement
+
+    def close(self) -> None:
+        self.db.close()
+        self._tmp.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class KeySet:
+    """A set of byte strings, on disk."""
+
+    def __init__(self, directory: Path | None):
+        self.scratch = ScratchDB(directory, "keys")
+        self.scratch.db.execute("CREATE TABLE seen (key BLOB PRIMARY KEY) WITHOUT ROWID")
+
+    def add(self, key: bytes) -> bool:
+        """Add `key`; whether it was new."""
+        return self.scratch.db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (key,)).rowcount == 1
+
+    def close(self) -> None:
+        self.scratch.close()
+
+
+class NearDuplicateIndex:
+    """MinHash signatures of indexed records; LSH finds candidates, the signatures confirm them.
+
+    Banding is datasketch's MinHashLSH (the bands it picks for the threshold): a candidate shares every value of
+    at least one band. The index lives on disk: a 64-bit hash of each band in SQLite, which narrows the search,
+    and the signatures in a flat file, which decide it (same band, and estimated Jaccard at the threshold).
+    """
+
+    def __init__(self, threshold: float, directory: Path | None = None):
+        import numpy as np
         from datasketch import MinHash, MinHashLSH
 
         self.threshold = threshold
         try:
-            self.lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM, weights=LSH_RECALL_WEIGHTS)
+            lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM, weights=LSH_RECALL_WEIGHTS)
         except ValueError:  # near 1, datasketch picks a single band, which it then refuses
-            self.lsh = MinHashLSH(num_perm=NUM_PERM, params=(2, NUM_PERM // 2))
+            lsh = MinHashLSH(num_perm=NUM_PERM, params=(2, NUM_PERM // 2))
+        self.bands, self.rows = lsh.b, lsh.r
+        assert lsh.hashranges == [(i * lsh.r, (i + 1) * lsh.r) for i in range(lsh.b)]
         self.template = MinHash(num_perm=NUM_PERM)  # copies reuse its permutations instead of redrawing them
-        self.signatures: list = []  # hash value arrays; the list index is the LSH key
+        self.dtype = self.template.hashvalues.dtype
+        self.signature_bytes = NUM_PERM * self.dtype.itemsize
+        # Odd 64-bit multipliers, one per band value: sum(value * multiplier) mod 2**64 hashes a band.
+        self.multipliers = np.random.default_rng(0).integers(
+            0, 2**63, size=(self.bands, self.rows), dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        self.scratch = ScratchDB(directory, "minhash")
+        self.scratch.db.execute("CREATE TABLE band (hash INTEGER NOT NULL, key INTEGER NOT NULL,"
+                                " PRIMARY KEY (hash, key)) WITHOUT ROWID")
+        self.signatures = open(self.scratch.dir / "signatures", "w+b", buffering=0)  # key i at i * signature_bytes
+        self.size = 0
 
     def minhash(self, record: dict):
         minhash = self.template.copy()
         minhash.update_batch(list(_shingles(record)))
         return minhash
 
+    def _banded(self, hashvalues):
+        return hashvalues[:self.bands * self.rows].reshape(self.bands, self.rows)
+
+    def _band_hashes(self, hashvalues) -> list[int]:
+        """One signed 64-bit hash per band; each band has its own multipliers, so equal values in two bands differ."""
+        import numpy as np
+
+        hashes = (self._banded(hashvalues).astype(np.uint64) * self.multipliers).sum(axis=1, dtype=np.uint64)
+        return hashes.view(np.int64).tolist()
+
+    def _signature(self, key: int):
+        import numpy as np
+
+        data = os.pread(self.signatures.fileno(), self.signature_bytes, key * self.signature_bytes)
+        return np.frombuffer(data, dtype=self.dtype)
+
+    def _candidates(self, band_hashes: list[int]):
+        """(hash, key) of the indexed bands that have one of these hashes."""
+        marks = ", ".join("?" * len(band_hashes))
+        return self.scratch.db.execute(f"SELECT hash, key FROM band WHERE hash IN ({marks})", band_hashes)
+
     def similar(self, minhash) -> list[int]:
         """Keys of the indexed records whose estimated Jaccard similarity reaches the threshold."""
-        # LSH banding also returns some pairs below the threshold; the estimated Jaccard decides.
-        return [key for key in self.lsh.query(minhash)
-                if (self.signatures[key] == minhash.hashvalues).mean() >= self.threshold]
+        values = minhash.hashvalues
+        band_of = {h: band for band, h in reversed(list(enumerate(self._band_hashes(values))))}
+        # A set filled band by band, as datasketch's query fills it, so candidates come out in its order (which
+        # only decides the examples a LeakageError names).
+        candidates = set()
+        for _, key in sorted((band_of[h], key) for h, key in self._candidates(list(band_of))):
+            candidates.add(key)
+        similar = []
+        for key in candidates:
+            other = self._signature(key)
+            # Band hashes can collide, so a candidate must also share a whole band, as in datasketch. Banding
+            # also returns some pairs below the threshold; the estimated Jaccard decides.
+            if ((self._banded(other) == self._banded(values)).all(axis=1).any()
+                    and (other == values).mean() >= self.threshold):
+                similar.append(key)
+        return similar
 
     def add(self, minhash) -> None:
         """Index a record; its key is its arrival order, because ids can repeat (identical input lines share one)."""
-        self.lsh.insert(len(self.signatures), minhash, check_duplication=False)
-        self.signatures.append(minhash.hashvalues)
+        key = self.size
+        self.scratch.db.executemany("INSERT OR IGNORE INTO band VALUES (?, ?)",
+                                    [(h, key) for h in self._band_hashes(minhash.hashvalues)])
+        self.signatures.write(minhash.hashvalues.astype(self.dtype, copy=False).tobytes())
+        self.size += 1
 
     def seen_before(self, record: dict) -> bool:
         """Whether the record nearly duplicates one indexed earlier; if not, it is indexed."""
@@ -115,6 +219,16 @@ class NearDuplicateIndex:
             return True
         self.add(minhash)
         return False
+
+    def close(self) -> None:
+        self.signatures.close()
+        self.scratch.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class _SemanticIndex:
@@ -167,16 +281,13 @@ class DedupStage(Stage):
         removed: Counter[str] = Counter({rule: 0 for rule in rules_on})
         example_ids: dict[str, list[str]] = {rule: [] for rule in rules_on}
         changed_by: Counter[str] = Counter({rule: 0 for rule, _ in CLEANING_RULES})
-        exact_keys: set[bytes] = set()
-        near_index = NearDuplicateIndex(params["near_threshold"]) if params["near"] else None
+        exact_keys = KeySet(ctx.work_dir) if params["exact"] else None
+        near_index = NearDuplicateIndex(params["near_threshold"], ctx.work_dir) if params["near"] else None
         semantic_index = _SemanticIndex(params["semantic_threshold"]) if params["semantic"] else None
 
         def duplicate_rule(record: dict) -> str | None:
-            if params["exact"]:
-                key = exact_key(record)
-                if key in exact_keys:
-                    return "exact_duplicate"
-                exact_keys.add(key)
+            if exact_keys is not None and not exact_keys.add(exact_key(record)):
+                return "exact_duplicate"
             if near_index is not None and near_index.seen_before(record):
                 return "near_duplicate"
             return None
@@ -211,7 +322,12 @@ class DedupStage(Stage):
             if pending:
                 yield from semantically_new(pending)
 
-        write_jsonl(ctx.outputs["records"], kept_records())
+        try:
+            write_jsonl(ctx.outputs["records"], kept_records())
+        finally:
+            for index in (exact_keys, near_index):
+                if index is not None:
+                    index.close()
         rules = {rule: {"removed": removed[rule], "example_ids": ids} for rule, ids in example_ids.items()}
         if semantic_index is not None:
             rules["semantic_duplicate"]["model"] = MODEL_NAME
