@@ -2,7 +2,7 @@
 
 `build_registry` assembles them in the style of presidio's RecognizerRegistry: presidio's predefined
 recognizers for the language, with the e-mail and spaCy recognizers swapped for the ones below, plus
-pattern recognizers for written phone numbers and introduced names. Recipe recognizers (`pii.recognizers`)
+recognizers for card numbers outside presidio's pattern, written phone numbers and introduced names. Recipe recognizers (`pii.recognizers`)
 are built per run by `recipe_recognizers` and passed to each analysis as ad-hoc recognizers, so the
 cached engines stay the same for every recipe.
 
@@ -16,7 +16,7 @@ from typing import Iterable, Mapping
 import regex
 import tldextract
 from presidio_analyzer import Pattern, PatternRecognizer, RecognizerRegistry
-from presidio_analyzer.predefined_recognizers import EmailRecognizer, SpacyRecognizer
+from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, EmailRecognizer, SpacyRecognizer
 
 # presidio's phonenumbers-based recognizer scores every match 0.4 and leaves out a leading "+1"; these
 # patterns catch the common written formats outright. Trunk-prefixed national numbers look too much
@@ -33,6 +33,27 @@ PHONE_PATTERNS = (
     # 020 7946 0958, 07700 900123
     ("national trunk prefix", r"(?<![\w+])\(?0\d{1,4}\)?[\s.-]\d{3,4}[\s.-]?\d{3,4}(?!\w)", 0.3),
 )
+
+# presidio's card pattern admits only 13 to 17 digits led by 1, 3, 4, 5[0-5] or 6, so it never matches
+# Mastercard's 2-series (2221-2720), 15-digit JCB (2131, 1800), 19-digit Visa or 12-digit Maestro. This one
+# admits every length a payment card number has (12 to 19 digits, single spaces or hyphens between digit
+# groups) for those issuer prefixes; as in presidio's, the Luhn checksum decides, so a match that fails it
+# is dropped and one that passes scores 1.
+CARD_PATTERN = r"(?<![\w-])(?=2[2-7]|2131|1800|35|4|5[0-8]|6)\d{2,6}(?:[ -]?\d{2,6}){1,5}(?![\w-])"
+CARD_DIGITS = range(12, 20)
+
+
+class IssuerRangeCardRecognizer(CreditCardRecognizer):
+    """Card numbers of the issuer ranges and lengths presidio's CreditCardRecognizer leaves out."""
+
+    def __init__(self, supported_language: str):
+        super().__init__(patterns=[Pattern("issuer ranges, 12 to 19 digits", CARD_PATTERN, 0.3)],
+                         supported_language=supported_language, name="IssuerRangeCardRecognizer")
+
+    def validate_result(self, pattern_text: str) -> bool:
+        digits = [c for c in pattern_text if c.isdigit()]
+        return len(digits) in CARD_DIGITS and super().validate_result(pattern_text)
+
 
 # The small spaCy models miss many names; a capitalised name right after a title, an introduction, a
 # greeting or a sign-off is a name. Matched case-sensitively (the triggers are not), so "my name is fine"
@@ -110,6 +131,7 @@ def build_registry(language: str, nlp_engine) -> RecognizerRegistry:
         ner_strength=stock_spacy.ner_strength))
     registry.remove_recognizer("EmailRecognizer")
     registry.add_recognizer(_offline_email_recognizer(language))
+    registry.add_recognizer(IssuerRangeCardRecognizer(language))
     registry.add_recognizer(PatternRecognizer(
         supported_entity="PHONE_NUMBER", name="FormattedPhoneRecognizer", supported_language=language,
         patterns=[Pattern(name, pattern, score) for name, pattern, score in PHONE_PATTERNS], context=PHONE_CONTEXT))

