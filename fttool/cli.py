@@ -84,7 +84,8 @@ def plan(recipe: str, as_json: bool) -> None:
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Run directory. Default: reports/<name>-<run id>.")
-@click.option("--resume", is_flag=True, help="Continue the run in --output-dir; refused if the recipe changed.")
+@click.option("--resume", is_flag=True, help="Continue the run in --output-dir (training from its last checkpoint); "
+              "refused if the recipe or its inputs changed.")
 def run(recipe: str, output_dir: Path | None, resume: bool) -> None:
     """Run RECIPE and write the run directory with its audit report.
 

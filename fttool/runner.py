@@ -150,7 +150,8 @@ class Runner:
 
     def _execute(self, spec: StageSpec, fingerprint: str) -> StageRecord:
         _remove_outputs(self.run_dir, dict(spec.outputs))
-        work_dir = self.run_dir / "work" / spec.name / "scratch"
+        # Keyed by fingerprint, so what a failed attempt left there is only ever reused for the same inputs.
+        work_dir = self.run_dir / "work" / spec.name / f"scratch-{fingerprint[:16]}"
         work_dir.mkdir(parents=True, exist_ok=True)
         ctx = StageContext(params=spec.params,
                            inputs={n: self.run_dir / rel for n, rel in spec.inputs.items()},
@@ -219,10 +220,24 @@ class Runner:
         record.status = "resumed"
         return record
 
+    def _check_unchanged(self, spec: StageSpec, fingerprint: str) -> None:
+        """On resume, a stage that finished or started before must see the same inputs as then."""
+        before = (self.state["stages"].get(spec.name, {}).get("fingerprint")
+                  or self.state.get("started", {}).get(spec.name))
+        if before and before != fingerprint:
+            raise RunError(
+                f"{self.run_dir}: the inputs of stage {spec.name} changed since this run started (fingerprint "
+                f"{before[:12]} -> {fingerprint[:12]}: a source file or the base model differs); resuming would mix "
+                "old and new results. Start a new run, or restore the inputs to resume.")
+
     def run_stage(self, spec: StageSpec) -> StageRecord:
         fingerprint = self.fingerprint(spec)
+        if self.resume:
+            self._check_unchanged(spec, fingerprint)
         record = (self.resume and self._from_resume(spec, fingerprint)) or self._from_cache(spec, fingerprint)
         if record is None:
+            self.state.setdefault("started", {})[spec.name] = fingerprint
+            self._save_state()
             record = self._execute(spec, fingerprint)
             self._store_in_cache(record)
         self.state["stages"][spec.name] = asdict(record)
@@ -241,7 +256,14 @@ class Runner:
                                   "parents": parents})
         return {"artifacts": artifacts}
 
+    def check_requirements(self) -> None:
+        problems = [f"stage {spec.name}: {problem}" for spec in self.plan.stages
+                    for problem in stage_class(spec.name).unmet_requirements(spec.params)]
+        if problems:
+            raise RunError("this machine cannot run the plan: " + "; ".join(problems))
+
     def run(self) -> tuple[list[StageRecord], dict]:
+        self.check_requirements()
         self.prepare()
         records = []
         for index, spec in enumerate(self.plan.stages, start=1):

@@ -1,19 +1,26 @@
-"""The train stage: real LoRA fine-tuning with TRL on a tiny Llama, on CPU, and the demo model it starts from."""
+"""The train stage: real fine-tuning with TRL on a tiny Llama, on CPU, and the demo model it starts from."""
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+import textwrap
 from pathlib import Path
 
 import pytest
 
 from conftest import alpaca
 from fttool.demo_model import build_demo_model
-from fttool.stages.train import TrainStage
+from fttool.recipe import compile_recipe
+from fttool.records import write_jsonl
+from fttool.runner import RunError, run_plan
+from fttool.stages.train import TrainStage, prompt_and_sequence_ids, tokenized_examples, trained_token_share
 
 TOPICS = ["savings account", "credit card", "home insurance", "mortgage", "pension plan", "travel insurance"]
 ACTIONS = ["open", "close", "change", "review", "cancel", "renew"]
+# A minimal chat template in the usual shape: turns wrapped in role markers, each closed by EOS.
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
 
 
 def records(n: int, offset: int = 0) -> list[dict]:
@@ -26,13 +33,27 @@ def train_params(base: str, **overrides) -> dict:
     """The train section with the schema's defaults filled in, as the compiler passes it."""
     return {"method": "lora",
             "lora": {"r": 4, "alpha": 8, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]},
-            "epochs": 1, "max_steps": 8, "learning_rate": 0.01, "batch_size": 4, "gradient_accumulation_steps": 1,
-            "max_seq_length": 64, "seed": 7,
+            "epochs": 1, "max_steps": 8, "learning_rate": 0.01, "lr_scheduler_type": "linear", "warmup_ratio": 0,
+            "warmup_steps": 0, "weight_decay": 0, "batch_size": 4, "gradient_accumulation_steps": 1,
+            "max_seq_length": 64, "train_on_inputs": False, "packing": False, "gradient_checkpointing": False,
+            "save_steps": 100, "save_total_limit": 2, "seed": 7,
             "model": {"base": base, "license": "apache-2.0", "trust_remote_code": False}} | overrides
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def demo_tokenizers(tmp_path_factory):
+    """The demo model's tokenizer as it is (no chat template) and with a chat template."""
+    from transformers import AutoTokenizer
+
+    base = build_demo_model(tmp_path_factory.mktemp("demo") / "base")
+    plain = AutoTokenizer.from_pretrained(base)
+    chat = AutoTokenizer.from_pretrained(base)
+    chat.chat_template = CHAT_TEMPLATE
+    return plain, chat
 
 
 def test_demo_model_build_is_deterministic_and_labelled(tmp_path):
@@ -52,6 +73,44 @@ def test_external_inputs_name_only_local_base_models():
     assert TrainStage.external_inputs({"model": {"base": "demo:tiny-llama"}}) == []
 
 
+def test_prompts_use_the_chat_template_when_the_tokenizer_has_one_and_alpaca_otherwise(demo_tokenizers):
+    plain, chat = demo_tokenizers
+    record = alpaca("How do I open my savings account?", "Open the app.", input_text="I am a new customer.")
+
+    prompt, full = prompt_and_sequence_ids(plain, record)
+    assert plain.decode(prompt) == ("<s>### Instruction:\nHow do I open my savings account?\n\n"
+                                    "### Input:\nI am a new customer.\n\n### Response:\n")
+    assert plain.decode(full[len(prompt):]) == "Open the app.</s>"
+
+    prompt, full = prompt_and_sequence_ids(chat, record)
+    assert chat.decode(prompt) == ("<|user|>\nHow do I open my savings account?\n\nI am a new customer.</s>"
+                                   "<|assistant|>\n")
+    assert chat.decode(full[len(prompt):]) == "Open the app.</s>"
+    assert full.count(chat.bos_token_id) == 0, "the template writes its own special tokens; none is added"
+
+    conversation = {"id": "c", "source": "t", "format": "chat", "meta": {},
+                    "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                                 {"role": "assistant", "content": "Hello."}]}
+    prompt, full = prompt_and_sequence_ids(chat, conversation)
+    assert chat.decode(prompt) == "<|system|>\nBe brief.</s><|user|>\nHi</s><|assistant|>\n"
+    assert chat.decode(full) == chat.decode(prompt) + "Hello.</s>"
+
+
+def test_train_on_inputs_trains_on_prompt_tokens_too(demo_tokenizers, tmp_path):
+    plain, _ = demo_tokenizers
+    write_jsonl(tmp_path / "train.jsonl", records(6))
+    masked, _ = tokenized_examples(tmp_path / "train.jsonl", plain, 64, train_on_inputs=False)
+    unmasked, _ = tokenized_examples(tmp_path / "train.jsonl", plain, 64, train_on_inputs=True)
+    trained_masked, total = trained_token_share(masked)
+    trained_unmasked, total_unmasked = trained_token_share(unmasked)
+    assert total == total_unmasked and trained_unmasked == total
+    assert 0 < trained_masked < total / 2  # the responses are shorter than the alpaca prompts
+    # The masked labels are the response (and EOS) at the end of each sequence.
+    for example in masked:
+        first = next(i for i, label in enumerate(example["labels"]) if label != -100)
+        assert example["labels"][first:] == example["input_ids"][first:]
+
+
 @pytest.mark.slow
 def test_lora_training_writes_an_adapter_that_loads_and_moved(run_stage, tmp_path, capfd):
     import torch
@@ -60,7 +119,7 @@ def test_lora_training_writes_an_adapter_that_loads_and_moved(run_stage, tmp_pat
 
     # A local base directory, named relative to the recipe directory (tmp_path), like a recipe would.
     build_demo_model(tmp_path / "models" / "base")
-    result, outputs = run_stage("train", train_params("./models/base"),
+    result, outputs = run_stage("train", train_params("./models/base", save_steps=4),
                                 {"train": records(24), "validation": records(6, offset=24)})
     assert capfd.readouterr().out == ""  # progress goes to stderr; stdout is the CLI's
 
@@ -71,17 +130,20 @@ def test_lora_training_writes_an_adapter_that_loads_and_moved(run_stage, tmp_pat
     assert json.loads((model_dir / "adapter_config.json").read_text())["base_model_name_or_path"] == "./models/base"
     card = (model_dir / "README.md").read_text()
     assert "`./models/base`" in card and "apache-2.0" in card and str(tmp_path) not in card
+    assert not (tmp_path / "scratch" / "checkpoints").exists(), "checkpoints are removed once the model is saved"
 
     tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tmp_path / "models" / "base"), model_dir)
     lora_b = {name: p for name, p in tuned.named_parameters() if "lora_B" in name}
     assert lora_b and all(torch.count_nonzero(p) > 0 for p in lora_b.values()), "LoRA B starts at zero and must move"
 
     summary = result.summary
-    assert summary["method"] == "lora" and summary["steps"] == 8
+    assert summary["method"] == "lora" and summary["steps"] == 8 and summary["resumed_from_step"] is None
     assert summary["base_model"] == {"name": "./models/base", "demo": False, "license": "apache-2.0",
                                      "revision": None, "trust_remote_code": False}
-    assert summary["lora"]["updated_tensors"] == summary["lora"]["adapter_tensors"] == 8
+    assert summary["updated_tensors"] == summary["trained_tensors"] == 8  # q and v, A and B, 2 layers
     assert 0 < summary["trainable_parameters"] < summary["total_parameters"]
+    assert summary["prompt_format"] == "alpaca" and summary["quantization"] is None
+    assert summary["precision"] == ("fp32" if not torch.cuda.is_available() else summary["precision"])
     # Prompt tokens are masked, response tokens are not.
     assert 0 < summary["trained_token_share"] < 1
     history = summary["loss_history"]
@@ -94,9 +156,169 @@ def test_lora_training_writes_an_adapter_that_loads_and_moved(run_stage, tmp_pat
 
 
 @pytest.mark.slow
+def test_full_fine_tuning_writes_the_whole_model(run_stage, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    base_dir = build_demo_model(tmp_path / "models" / "base")
+    params = train_params("./models/base", method="full", learning_rate=0.001, max_steps=4)
+    result, outputs = run_stage("train", params, {"train": records(16), "validation": records(4, offset=16)})
+    model_dir = outputs["model"]
+    assert (model_dir / "model.safetensors").is_file() and not (model_dir / "adapter_config.json").exists()
+    tuned = AutoModelForCausalLM.from_pretrained(model_dir)
+    base = AutoModelForCausalLM.from_pretrained(base_dir)
+    moved = [name for (name, p), (_, q) in zip(tuned.named_parameters(), base.named_parameters())
+             if not torch.equal(p, q)]
+    assert len(moved) == len(list(base.parameters()))  # every weight was trained
+    summary = result.summary
+    assert summary["method"] == "full" and summary["lora"] is None and summary["steps"] == 4
+    assert summary["trainable_parameters"] == summary["total_parameters"] == sum(p.numel() for p in base.parameters())
+    assert "Full fine-tune" in (model_dir / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_all_linear_lora_with_a_chat_template(run_stage, tmp_path, demo_tokenizers):
+    _, chat = demo_tokenizers
+    base_dir = build_demo_model(tmp_path / "models" / "base")
+    chat.save_pretrained(base_dir)  # the same tokenizer, now with a chat template
+    params = train_params("./models/base", max_steps=3,
+                          lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"})
+    result, outputs = run_stage("train", params, {"train": records(12), "validation": records(4, offset=12)})
+    summary = result.summary
+    # q, k, v, o, gate, up and down projections (never the output layer) in 2 layers, A and B each.
+    assert summary["trained_tensors"] == summary["updated_tensors"] == 7 * 2 * 2
+    assert summary["prompt_format"] == "chat_template"
+    assert json.loads((outputs["model"] / "tokenizer_config.json").read_text()).get("chat_template") \
+        or (outputs["model"] / "chat_template.jinja").is_file()
+
+
+@pytest.mark.slow
+def test_early_stopping_stops_when_validation_loss_stops_improving(run_stage):
+    # No fall of validation loss counts as an improvement, so training stops `patience` checkpoints after the first.
+    params = train_params("demo:tiny-llama", max_steps=40, save_steps=2,
+                          early_stopping={"patience": 2, "min_delta": 1000.0})
+    result, _ = run_stage("train", params, {"train": records(24), "validation": records(6, offset=24)})
+    summary = result.summary
+    assert summary["steps"] == 6
+    assert summary["early_stopping"]["stopped_early"] is True
+    evaluations = summary["validation_loss_history"][:3]
+    assert [entry["step"] for entry in evaluations] == [2, 4, 6]
+    # The weights kept are those of the checkpoint with the lowest validation loss.
+    assert summary["early_stopping"]["best_step"] == min(evaluations, key=lambda entry: entry["loss"])["step"]
+    assert summary["validation_loss"] == pytest.approx(summary["early_stopping"]["best_validation_loss"])
+
+
+@pytest.mark.slow
 def test_training_refuses_when_no_response_token_fits(run_stage):
     long_prompt = alpaca("Please describe, step by step and in detail, how I open a new savings account today.",
                          "Use the app.")
     params = train_params("demo:tiny-llama", max_seq_length=16)
     with pytest.raises(ValueError, match="no response token is left to train on"):
         run_stage("train", params, {"train": [long_prompt] * 4, "validation": records(2)})
+
+
+# -- through the runner: QLoRA's hardware check, crash and resume ----------------------------------------------------
+
+RECIPE = """
+name: train-resume
+data:
+  sources:
+    - {path: records.jsonl, format: alpaca, tag: t}
+  split: {train: 0.7, validation: 0.3, test: 0.0, seed: 3}
+  dedup: {exact: true, near: false}
+model: {base: "demo:tiny-llama", license: apache-2.0}
+train:
+  lora: {r: 4, alpha: 8, target_modules: [q_proj, v_proj]}
+  method: METHOD
+  max_steps: 10
+  save_steps: 3
+  batch_size: 4
+  learning_rate: 0.005
+  max_seq_length: 64
+  seed: 11
+"""
+
+
+def make_project(root: Path, method: str = "lora") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"instruction": f"How do I {action} my {topic}?",
+                         "output": f"To {action} your {topic}, open the app and follow the steps."})
+             for action in ACTIONS for topic in TOPICS]
+    (root / "records.jsonl").write_text("\n".join(lines) + "\n")
+    (root / "recipe.yaml").write_text(textwrap.dedent(RECIPE).lstrip().replace("METHOD", method))
+    return root / "recipe.yaml"
+
+
+def report_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "report.json").read_text())
+
+
+def test_contradicting_train_settings_are_reported_together_with_their_position(tmp_path):
+    from fttool.recipe import RecipeInvalid
+
+    recipe = make_project(tmp_path, method="full")  # the recipe also sets lora, which full does not use
+    recipe.write_text(recipe.read_text() + "  warmup_ratio: 0.1\n  warmup_steps: 5\n")
+    with pytest.raises(RecipeInvalid) as info:
+        compile_recipe(recipe)
+    messages = str(info.value)
+    assert "recipe.yaml:9:3: lora settings do not apply to method: full" in messages
+    assert "recipe.yaml:18:3: set either warmup_ratio or warmup_steps, not both" in messages
+
+
+def test_qlora_compiles_everywhere_but_stops_before_any_stage_without_a_gpu(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU; the check is for machines without one")
+    plan = compile_recipe(make_project(tmp_path, method="qlora"))  # validate and plan pass
+    run_dir = tmp_path / "runs" / "a"
+    with pytest.raises(RunError, match="stage train: method qlora .* needs a CUDA GPU and the bitsandbytes "
+                                       "package, but no CUDA GPU is visible.*use train.method: lora"):
+        run_plan(plan, run_dir)
+    assert not run_dir.exists(), "nothing ran"
+
+
+@pytest.mark.slow
+def test_a_crashed_run_resumed_ends_like_an_uninterrupted_one(tmp_path, monkeypatch):
+    recipe = make_project(tmp_path / "project")
+    whole = run_plan(compile_recipe(recipe), tmp_path / "a" / "run")
+
+    crashed = tmp_path / "b" / "run"
+    monkeypatch.setenv("FTTOOL_FAULT", "train_step:6")
+    with pytest.raises(RunError, match="stage train failed: InjectedFault: .*after step 6"):
+        run_plan(compile_recipe(recipe), crashed)
+    # The checkpoint due at step 6 was written before the fault, in the run directory.
+    checkpoints = sorted(p.name for p in crashed.glob("work/train/scratch-*/checkpoints/checkpoint-*"))
+    assert checkpoints == ["checkpoint-3", "checkpoint-6"]
+
+    monkeypatch.delenv("FTTOOL_FAULT")
+    run_plan(compile_recipe(recipe), crashed, resume=True)
+    resumed, uninterrupted = report_of(crashed), report_of(whole)
+    assert {row["name"]: row["status"] for row in resumed["stages"]} == {
+        "ingest": "resumed", "dedup": "resumed", "split": "resumed", "train": "ran"}
+    assert resumed["training"]["resumed_from_step"] == 6 and uninterrupted["training"]["resumed_from_step"] is None
+    assert resumed["training"]["steps"] == uninterrupted["training"]["steps"] == 10
+    for loss in ("train_loss", "validation_loss"):
+        assert resumed["training"][loss] == pytest.approx(uninterrupted["training"][loss], rel=0.01), loss
+    assert not list(crashed.glob("work/train/scratch-*/checkpoints")), "checkpoints are removed once saved"
+
+
+@pytest.mark.slow
+def test_resume_is_refused_when_the_recipe_or_the_data_changed(tmp_path, monkeypatch):
+    recipe = make_project(tmp_path)
+    run_dir = tmp_path / "runs" / "a"
+    monkeypatch.setenv("FTTOOL_FAULT", "train_step:3")
+    with pytest.raises(RunError, match="InjectedFault"):
+        run_plan(compile_recipe(recipe), run_dir)
+    monkeypatch.delenv("FTTOOL_FAULT")
+
+    original = recipe.read_text()
+    recipe.write_text(original.replace("learning_rate: 0.005", "learning_rate: 0.001"))
+    with pytest.raises(RunError, match="the recipe changed since this run started"):
+        run_plan(compile_recipe(recipe), run_dir, resume=True)
+
+    recipe.write_text(original)
+    data = tmp_path / "records.jsonl"
+    data.write_text(data.read_text().replace("open the app", "call us"))
+    with pytest.raises(RunError, match="the inputs of stage ingest changed since this run started"):
+        run_plan(compile_recipe(recipe), run_dir, resume=True)

@@ -91,6 +91,18 @@ def _pii_errors(loaded: LoadedRecipe, pii: dict) -> list[RecipeError]:
     return errors
 
 
+def _train_errors(loaded: LoadedRecipe, train: dict) -> list[RecipeError]:
+    """Training settings that contradict each other."""
+    errors = []
+    if train["warmup_ratio"] and train["warmup_steps"]:
+        errors.append(loaded.error(("train", "warmup_steps"), "set either warmup_ratio or warmup_steps, not both",
+                                   at_key=True))
+    if train["method"] == "full" and "lora" in loaded.data["train"]:  # as written, before defaults
+        errors.append(loaded.error(("train", "lora"), "lora settings do not apply to method: full; remove them "
+                                   "or use method: lora", at_key=True))
+    return errors
+
+
 def semantic_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
     """Checks that a JSON Schema cannot express: cross-field rules and files that must exist."""
     errors = []
@@ -153,6 +165,8 @@ def semantic_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
                                    "(relative paths are relative to the recipe file)"))
     if "pii" in recipe:
         errors += _pii_errors(loaded, recipe["pii"])
+    if "train" in recipe:
+        errors += _train_errors(loaded, recipe["train"])
     return errors
 
 

@@ -480,6 +480,9 @@ def _training_html(report: dict) -> str:
              ("Epochs", _e(training.get("epochs"))), ("Final training loss", _e(training.get("train_loss"))),
              ("Validation loss", _e(training.get("validation_loss"))),
              ("Share of tokens trained on", escape(fmt_percent(training.get("trained_token_share")))),
+             ("Prompt format", _e(training.get("prompt_format"))), ("Precision", _e(training.get("precision"))),
+             ("Resumed from step", _e(training.get("resumed_from_step"))),
+             ("Stopped early", _e((training.get("early_stopping") or {}).get("stopped_early"))),
              ("Device", _e(training.get("device"))), ("Seconds", _e(training.get("seconds")))]
     html = _kv_table(rows)
     if training.get("loss_history"):

@@ -24,7 +24,8 @@ class StageContext:
     inputs: dict[str, Path]  # logical name -> file or directory to read
     outputs: dict[str, Path]  # logical name -> file or directory to write
     recipe_dir: Path
-    work_dir: Path  # scratch space private to this stage run
+    # Private to this stage and its fingerprint; kept after a failure, so --resume finds what it left (checkpoints).
+    work_dir: Path
 
     def resolve(self, path: str) -> Path:
         """A recipe path, which is relative to the recipe file."""
@@ -66,6 +67,14 @@ class Stage:
     @classmethod
     def external_inputs(cls, params: Mapping[str, Any]) -> list[str]:
         """Recipe-relative paths (files or directories) this stage reads from outside the run."""
+        return []
+
+    @classmethod
+    def unmet_requirements(cls, params: Mapping[str, Any]) -> list[str]:
+        """Why this machine cannot run the stage (e.g. it needs a GPU), each saying what to do; empty if it can.
+
+        The runner asks every stage before the first one runs, so no earlier stage's work is wasted.
+        """
         return []
 
     def run(self, ctx: StageContext) -> StageResult:

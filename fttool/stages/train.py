@@ -1,21 +1,27 @@
-"""LoRA fine-tuning of the base model with TRL's SFTTrainer.
+"""Fine-tuning the base model with TRL's SFTTrainer: LoRA, QLoRA (4-bit base, CUDA only) or full.
 
-Records become prompt/completion pairs (fttool.records.prompt_and_response), so TRL computes the
-loss on the response tokens only. The stage writes the adapter and the tokenizer to model/, fails
-when training did not move the LoRA weights or when no token is left to train on, and reports what
-a reviewer needs: the base model and its licence, the LoRA settings, the share of tokens trained on
-and the loss curve.
+Records are formatted with the tokenizer's chat template when it has one, with the alpaca layout of
+fttool.records.prompt_and_response otherwise, and tokenized here, so that the labels are explicit:
+prompt tokens are masked (-100) unless `train_on_inputs`, and a dataset with no token left to train
+on fails before the model is loaded. Checkpoints go to the stage's work directory, which the runner
+keys by the stage fingerprint and keeps after a failure, so `fttool run --resume` continues from the
+last one with the optimizer, scheduler and RNG states it saved. The stage writes the adapter (or the
+full model) and the tokenizer to model/, fails when training left every trained weight unchanged,
+and reports what a reviewer needs: the base model and its licence, the method and hyperparameters,
+the precision, the share of tokens trained on and the loss curve.
 """
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import sys
 import time
+from pathlib import Path
 from typing import Any, Mapping
 
 from fttool.demo_model import DEMO_LABEL
-from fttool.modeling import (is_demo_model, load_causal_lm, load_tokenizer, quiet_libraries, resolve_base_model,
-                             use_bf16)
+from fttool.modeling import is_demo_model, load_causal_lm, load_tokenizer, quiet_libraries, resolve_base_model
 from fttool.recipe.compiler import is_local_model
 from fttool.recipe.plan import thaw
 from fttool.records import prompt_and_response, read_jsonl
@@ -23,44 +29,141 @@ from fttool.stages.base import Stage, StageContext, StageResult
 
 # At most about this many points in the reported loss curve, whatever the run length.
 LOSS_POINTS = 25
+IGNORED_LABEL = -100  # the label PyTorch's cross-entropy (and so every HF model) leaves out of the loss
+# FTTOOL_FAULT=train_step:N makes training fail right after optimizer step N (and its checkpoint, if one is due),
+# to test that --resume continues where a crashed run stopped.
+FAULT_ENV = "FTTOOL_FAULT"
+FAULT_KIND = "train_step"
+CHECKPOINT_DIR = "checkpoints"
+QLORA_QUANTIZATION = {"bits": 4, "quant_type": "nf4", "double_quant": True}
 
 
-def prompt_completion_examples(path) -> list[dict]:
-    examples = []
+class InjectedFault(RuntimeError):
+    """The failure FTTOOL_FAULT asked for."""
+
+
+def qlora_requirements_unmet(params: Mapping[str, Any]) -> list[str]:
+    """Why this machine cannot run a QLoRA recipe (no CUDA GPU, no bitsandbytes); empty otherwise."""
+    if params["method"] != "qlora":
+        return []
+    import importlib.util
+
+    import torch
+
+    problems = []
+    if not torch.cuda.is_available():
+        problems.append("no CUDA GPU is visible")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        problems.append("bitsandbytes is not installed")
+    if not problems:
+        return []
+    return [f"method qlora loads the base model in 4 bits with bitsandbytes, which needs a CUDA GPU and the "
+            f"bitsandbytes package, but {' and '.join(problems)}. Run it on a machine with both, or use "
+            "train.method: lora"]
+
+
+def fault_step() -> int | None:
+    """The step FTTOOL_FAULT=train_step:N names, or None; faults meant for other stages are ignored."""
+    value = os.environ.get(FAULT_ENV, "")
+    kind, _, step = value.partition(":")
+    if kind != FAULT_KIND:
+        return None
+    if not step.isdigit() or int(step) < 1:
+        raise ValueError(f"{FAULT_ENV}={value!r}: expected {FAULT_KIND}:N with N a step number from 1")
+    return int(step)
+
+
+def chat_messages(record: dict) -> tuple[list[dict], str]:
+    """The prompt as chat messages and the response, for a tokenizer with a chat template."""
+    if record["format"] == "chat":
+        messages = record["messages"]
+        last_assistant = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+        prompt = [{"role": m["role"], "content": m["content"]} for m in messages[:last_assistant]]
+        return prompt, messages[last_assistant]["content"]
+    if record["format"] == "alpaca":
+        request = record["instruction"] + (f"\n\n{record['input']}" if record.get("input") else "")
+        return [{"role": "user", "content": request}], record["output"]
+    return [{"role": "user", "content": record["prompt"]}], record["completion"]
+
+
+def uses_chat_template(tokenizer, record: dict) -> bool:
+    # Plain text has no prompt and no turns: it is trained as it is, whatever the tokenizer.
+    return bool(tokenizer.chat_template) and record["format"] != "text"
+
+
+def prompt_and_sequence_ids(tokenizer, record: dict) -> tuple[list[int], list[int]]:
+    """(ids of the prompt alone, ids of prompt and response), formatted the way the model will be prompted."""
+    if uses_chat_template(tokenizer, record):
+        prompt, response = chat_messages(record)
+        prompt_text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        full_text = tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": response}],
+                                                  tokenize=False)
+        # The template writes the special tokens itself; adding them again would double the BOS token.
+        return (tokenizer(prompt_text, add_special_tokens=False)["input_ids"],
+                tokenizer(full_text, add_special_tokens=False)["input_ids"])
+    prompt, response = prompt_and_response(record)
+    full = tokenizer(prompt + response)["input_ids"]
+    if tokenizer.eos_token_id is not None and full[-1:] != [tokenizer.eos_token_id]:
+        full = full + [tokenizer.eos_token_id]  # so the model learns to stop
+    return tokenizer(prompt)["input_ids"], full
+
+
+def tokenized_examples(path, tokenizer, max_seq_length: int, train_on_inputs: bool) -> tuple[list[dict], int]:
+    """Examples with input_ids and labels, cut to max_seq_length; and how many were dropped with no label left."""
+    examples, dropped = [], 0
     for record in read_jsonl(path):
-        prompt, response = prompt_and_response(record)
-        examples.append({"prompt": prompt, "completion": response})
-    return examples
+        prompt_ids, ids = prompt_and_sequence_ids(tokenizer, record)
+        # Where the two diverge, not len(prompt_ids): tokens can merge across the prompt/response boundary.
+        prompt_length = next((i for i, (a, b) in enumerate(zip(prompt_ids, ids)) if a != b),
+                             min(len(prompt_ids), len(ids)))
+        labels = list(ids) if train_on_inputs else [IGNORED_LABEL] * prompt_length + ids[prompt_length:]
+        ids, labels = ids[:max_seq_length], labels[:max_seq_length]
+        if all(label == IGNORED_LABEL for label in labels):
+            dropped += 1
+            continue
+        examples.append({"input_ids": ids, "labels": labels})
+    return examples, dropped
 
 
-def trained_token_share(dataset) -> tuple[int, int]:
-    """(tokens with a label, all tokens) over a prepared dataset, before padding is added."""
-    trained = total = 0
-    for labels in dataset["labels"]:
-        trained += sum(1 for label in labels if label != -100)
-        total += len(labels)
-    return trained, total
+def trained_token_share(examples: list[dict]) -> tuple[int, int]:
+    """(tokens with a label, all tokens) over prepared examples, before padding is added."""
+    trained = sum(1 for example in examples for label in example["labels"] if label != IGNORED_LABEL)
+    return trained, sum(len(example["labels"]) for example in examples)
 
 
-def model_card(model_params: Mapping[str, Any], lora: Mapping[str, Any], steps: int, seed: int) -> str:
-    base = model_params["base"]
-    targets = lora["target_modules"]
-    lines = ["# LoRA adapter trained by fttool", "",
-             f"- Base model: `{base}`" + (f" at revision `{model_params['revision']}`" if model_params.get("revision")
-                                          else ""),
-             f"- Base model licence: {model_params.get('license') or 'not stated in the recipe'}",
-             f"- LoRA: r={lora['r']}, alpha={lora['alpha']}, dropout={lora['dropout']}, "
-             f"target modules: {targets if isinstance(targets, str) else ', '.join(targets)}",
-             f"- Steps: {steps}, seed: {seed}", "",
-             "Load it with `peft.PeftModel.from_pretrained(base_model, this_directory)`. The run's report.json "
-             "records the data, checks and evaluation behind it."]
+def precision() -> str:
+    """bf16 on GPUs that support it, fp16 (mixed, fp32 weights) on older GPUs, fp32 on CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def model_card(model_params: Mapping[str, Any], params: Mapping[str, Any], steps: int) -> str:
+    base, method = model_params["base"], params["method"]
+    revision = f" at revision `{model_params['revision']}`" if model_params.get("revision") else ""
+    lines = [f"# {'Full fine-tune' if method == 'full' else method.upper() + ' adapter'} trained by fttool", "",
+             f"- Base model: `{base}`{revision}",
+             f"- Base model licence: {model_params.get('license') or 'not stated in the recipe'}"]
+    if method == "full":
+        load = "Load it with `transformers.AutoModelForCausalLM.from_pretrained(this_directory)`."
+    else:
+        lora, targets = params["lora"], params["lora"]["target_modules"]
+        lines.append(f"- LoRA: r={lora['r']}, alpha={lora['alpha']}, dropout={lora['dropout']}, "
+                     f"target modules: {targets if isinstance(targets, str) else ', '.join(targets)}")
+        if method == "qlora":
+            lines.append("- Base model quantized to 4 bits (NF4, double quantization) during training")
+        load = "Load it with `peft.PeftModel.from_pretrained(base_model, this_directory)`."
+    lines += [f"- Steps: {steps}, seed: {params['seed']}", "",
+              f"{load} The run's report.json records the data, checks and evaluation behind it."]
     if is_demo_model(model_params):
-        lines[1:1] = ["", f"**The base is an {DEMO_LABEL}: this adapter is for pipeline demos only.**"]
+        lines[1:1] = ["", f"**The base is an {DEMO_LABEL}: this model is for pipeline demos only.**"]
     return "\n".join(lines) + "\n"
 
 
-def _progress_callback():
-    from transformers import TrainerCallback
+def _callbacks(params: Mapping[str, Any]) -> list:
+    from transformers import EarlyStoppingCallback, TrainerCallback
 
     class StderrProgress(TrainerCallback):
         """Loss lines on stderr: the Trainer's own printers write to stdout, which the CLI keeps for results."""
@@ -70,11 +173,111 @@ def _progress_callback():
                 print(f"train step {state.global_step}/{state.max_steps}: loss {logs['loss']:.4f}",
                       file=sys.stderr, flush=True)
 
-    return StderrProgress()
+    class FailAfterStep(TrainerCallback):
+        """Raises after optimizer step N: in on_save when a checkpoint is due at N (so it is written first)."""
+
+        def __init__(self, step: int):
+            self.step = step
+
+        def on_step_end(self, args, state, control, **kwargs):
+            # The Trainer saves after on_step_end, when should_save is set (by the callback that runs first).
+            if state.global_step == self.step and not control.should_save:
+                raise InjectedFault(f"{FAULT_ENV} asked training to fail after step {self.step}")
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == self.step:
+                raise InjectedFault(f"{FAULT_ENV} asked training to fail after step {self.step} (checkpoint written)")
+
+    callbacks = [StderrProgress()]
+    if params.get("early_stopping"):
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=params["early_stopping"]["patience"],
+                                               early_stopping_threshold=params["early_stopping"]["min_delta"]))
+    step = fault_step()
+    if step is not None:
+        callbacks.append(FailAfterStep(step))
+    return callbacks
+
+
+def _load_model(base_path: str, model_params: Mapping[str, Any], method: str):
+    if method != "qlora":
+        return load_causal_lm(base_path, model_params)
+    import torch
+    from peft import prepare_model_for_kbit_training
+    from transformers import BitsAndBytesConfig
+
+    compute_dtype = torch.bfloat16 if precision() == "bf16" else torch.float16
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=QLORA_QUANTIZATION["quant_type"],
+                                      bnb_4bit_use_double_quant=QLORA_QUANTIZATION["double_quant"],
+                                      bnb_4bit_compute_dtype=compute_dtype)
+    return prepare_model_for_kbit_training(load_causal_lm(base_path, model_params, quantization_config=quantization))
+
+
+def _trainer_config(params: Mapping[str, Any], checkpoint_dir: Path, planned_steps: int, mixed: str):
+    import torch
+    from trl import SFTConfig
+
+    early_stopping = bool(params.get("early_stopping"))
+    return SFTConfig(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=params["epochs"],
+        max_steps=params["max_steps"],
+        learning_rate=params["learning_rate"],
+        lr_scheduler_type=params["lr_scheduler_type"],
+        # transformers reads a value below 1 as a share of the steps.
+        warmup_steps=params["warmup_ratio"] or params["warmup_steps"],
+        weight_decay=params["weight_decay"],
+        per_device_train_batch_size=params["batch_size"],
+        per_device_eval_batch_size=params["batch_size"],
+        gradient_accumulation_steps=params["gradient_accumulation_steps"],
+        seed=params["seed"],
+        max_length=params["max_seq_length"],
+        packing=params["packing"],
+        save_strategy="steps",
+        save_steps=params["save_steps"],
+        save_total_limit=params["save_total_limit"],
+        # Early stopping measures validation loss at every checkpoint and keeps the best one.
+        eval_strategy="steps" if early_stopping else "no",
+        eval_steps=params["save_steps"],
+        load_best_model_at_end=early_stopping,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        restore_callback_states_from_checkpoint=early_stopping,  # the patience counter resumes too
+        logging_strategy="steps",
+        logging_steps=max(1, math.ceil(planned_steps / LOSS_POINTS)),
+        logging_first_step=True,
+        report_to="none",
+        disable_tqdm=True,
+        bf16=mixed == "bf16",
+        fp16=mixed == "fp16",
+        # TRL turns checkpointing on by default; it trades speed for memory, so the recipe decides.
+        activation_checkpointing=params["gradient_checkpointing"],
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+
+
+def _trained_tensor_norms(model) -> dict:
+    """A norm per trained tensor: enough to tell that it moved, without a second copy of the weights."""
+    return {name: p.detach().float().norm().item() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _save_model(trainer, tokenizer, model_params: Mapping[str, Any], params: Mapping[str, Any], out: Path) -> None:
+    model = trainer.model
+    if params["method"] == "full":
+        model.save_pretrained(out)
+    else:
+        # Name the base as the recipe does, not the scratch directory it was loaded from, so the
+        # adapter files are the same in every run and say which model they belong to.
+        model.peft_config["default"].base_model_name_or_path = model_params["base"]
+        # The vocabulary is never resized, so no embedding weights need saving (and peft need not look the base up).
+        model.save_pretrained(out, save_embedding_layers=False)
+    tokenizer.save_pretrained(out)
+    # Replaces the library's boilerplate card, which names the scratch directory the base was loaded from.
+    (out / "README.md").write_text(model_card(model_params, params, trainer.state.global_step), encoding="utf-8")
 
 
 class TrainStage(Stage):
     name = "train"
+    version = 2
     reads = ("train", "validation")
     writes = ()
     artifacts = {"model": "model"}
@@ -85,122 +288,147 @@ class TrainStage(Stage):
         base = params["model"]["base"]
         return [base] if is_local_model(base) else []
 
-    def run(self, ctx: StageContext) -> StageResult:
-        import datasets
-        import torch
-        import transformers
-        from peft import LoraConfig
-        from trl import SFTConfig, SFTTrainer
+    @classmethod
+    def unmet_requirements(cls, params: Mapping[str, Any]) -> list[str]:
+        return qlora_requirements_unmet(params)
 
+    def prepare_data(self, ctx: StageContext, params: Mapping[str, Any], tokenizer) -> dict:
+        """Tokenized train and validation examples; fails when nothing is left to train on."""
+        length, on_inputs = params["max_seq_length"], params["train_on_inputs"]
+        train, dropped = tokenized_examples(ctx.inputs["train"], tokenizer, length, on_inputs)
+        validation, _ = tokenized_examples(ctx.inputs["validation"], tokenizer, length, on_inputs)
+        if not train:
+            raise ValueError(
+                f"train: no response token is left to train on ({dropped} examples, max_seq_length {length}): "
+                "the train split is empty, every prompt fills the sequence, or every response is empty. "
+                "Raise train.max_seq_length or shorten the prompts." if dropped else
+                "train: the train split is empty; there is nothing to fine-tune on")
+        if params.get("early_stopping") and not validation:
+            raise ValueError("train: early stopping needs validation examples, but none has a token to score "
+                             "within max_seq_length; raise train.max_seq_length or remove train.early_stopping")
+        trained, total = trained_token_share(train)
+        return {"train": train, "validation": validation, "dropped": dropped, "trained_tokens": trained,
+                "total_tokens": total,
+                "prompt_format": "chat_template" if tokenizer.chat_template else "alpaca"}
+
+    def run(self, ctx: StageContext) -> StageResult:
+        problems = qlora_requirements_unmet(ctx.params)
+        if problems:
+            raise RuntimeError("train: " + "; ".join(problems))
+        if ctx.params.get("privacy", {}).get("enabled"):  # DP-SGD needs its own loop with opacus
+            from fttool.private_training import train_privately
+
+            return train_privately(ctx)
         quiet_libraries()
         params = thaw(ctx.params)
-        model_params, lora = params["model"], params["lora"]
-
-        train_examples = prompt_completion_examples(ctx.inputs["train"])
-        validation_examples = prompt_completion_examples(ctx.inputs["validation"])
-        if not train_examples:
-            raise ValueError("train: the train split is empty; there is nothing to fine-tune on")
-
+        model_params = params["model"]
         base_path = resolve_base_model(model_params, ctx.work_dir, ctx.recipe_dir)
         tokenizer = load_tokenizer(base_path, model_params)
-        model = load_causal_lm(base_path, model_params)
+        data = self.prepare_data(ctx, params, tokenizer)
+        model = _load_model(base_path, model_params, params["method"])
+        trainer, resume_from, seconds = self.fit(ctx, params, tokenizer, model, data)
+        return StageResult(summary=self.finish(ctx, params, tokenizer, trainer, data, resume_from, seconds))
 
-        batches_per_epoch = math.ceil(len(train_examples) / params["batch_size"])
+    def fit(self, ctx: StageContext, params: Mapping[str, Any], tokenizer, model, data: dict):
+        """Train, continuing from the last checkpoint in the work directory when a failed run left one."""
+        import datasets
+        import transformers
+        from peft import LoraConfig
+        from transformers.trainer_utils import get_last_checkpoint
+        from trl import SFTTrainer
+
+        checkpoint_dir = ctx.work_dir / CHECKPOINT_DIR
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        resume_from = get_last_checkpoint(str(checkpoint_dir))
+        batches_per_epoch = math.ceil(len(data["train"]) / params["batch_size"])
         planned_steps = (params["max_steps"] if params["max_steps"] > 0 else
                          math.ceil(batches_per_epoch / params["gradient_accumulation_steps"] * params["epochs"]))
-        config = SFTConfig(
-            output_dir=str(ctx.work_dir / "trainer"),
-            num_train_epochs=params["epochs"],
-            max_steps=params["max_steps"],
-            learning_rate=params["learning_rate"],
-            per_device_train_batch_size=params["batch_size"],
-            per_device_eval_batch_size=params["batch_size"],
-            gradient_accumulation_steps=params["gradient_accumulation_steps"],
-            seed=params["seed"],
-            max_length=params["max_seq_length"],
-            completion_only_loss=True,
-            eval_strategy="no",  # validation loss is measured once, after training
-            save_strategy="no",
-            logging_strategy="steps",
-            logging_steps=max(1, math.ceil(planned_steps / LOSS_POINTS)),
-            logging_first_step=True,
-            report_to="none",
-            disable_tqdm=True,
-            # TRL turns both on by default: on CPU bf16 is slow and imprecise, and activation checkpointing
-            # only trades speed for memory, which matters on a GPU.
-            bf16=use_bf16(),
-            fp16=False,
-            activation_checkpointing=torch.cuda.is_available(),
-            dataloader_pin_memory=torch.cuda.is_available(),
-        )
-        peft_config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                                 target_modules=lora["target_modules"], bias="none", task_type="CAUSAL_LM")
+        peft_config = None
+        if params["method"] != "full":
+            lora = params["lora"]
+            peft_config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                                     target_modules=lora["target_modules"], bias="none", task_type="CAUSAL_LM")
         trainer = SFTTrainer(
-            model=model, args=config, processing_class=tokenizer, peft_config=peft_config,
-            train_dataset=datasets.Dataset.from_list(train_examples),
-            eval_dataset=datasets.Dataset.from_list(validation_examples) if validation_examples else None,
-            callbacks=[_progress_callback()])
+            model=model, args=_trainer_config(params, checkpoint_dir, planned_steps, precision()),
+            processing_class=tokenizer, peft_config=peft_config,
+            train_dataset=datasets.Dataset.from_list(data["train"]),
+            eval_dataset=datasets.Dataset.from_list(data["validation"]) if data["validation"] else None,
+            callbacks=_callbacks(params))
         trainer.remove_callback(transformers.PrinterCallback)
 
-        # TRL drops examples whose response was cut off entirely by max_seq_length; a dataset with no
-        # trained token would "train" on nothing and still report a loss.
-        trained, total = trained_token_share(trainer.train_dataset)
-        if trained == 0:
-            raise ValueError(
-                f"train: no response token is left to train on ({len(train_examples)} examples, max_seq_length "
-                f"{params['max_seq_length']}): every prompt fills the sequence, or every response is empty. "
-                "Raise train.max_seq_length or shorten the prompts.")
-
-        adapter = trainer.model
-        initial = {name: p.detach().clone() for name, p in adapter.named_parameters() if p.requires_grad}
+        data["initial_norms"] = _trained_tensor_norms(trainer.model)
         started = time.perf_counter()
-        output = trainer.train()
-        seconds = time.perf_counter() - started
-        changed = [name for name, p in adapter.named_parameters()
-                   if p.requires_grad and not torch.equal(p.detach(), initial[name])]
+        trainer.train(resume_from_checkpoint=resume_from)
+        return trainer, resume_from, time.perf_counter() - started
+
+    def finish(self, ctx: StageContext, params: Mapping[str, Any], tokenizer, trainer, data: dict,
+               resume_from: str | None, seconds: float) -> dict:
+        """Check that training moved the weights, save the model, and summarise the run for the report."""
+        model_params = params["model"]
+        initial = data["initial_norms"]
+        final = _trained_tensor_norms(trainer.model)
+        # Measured before the checkpoint is loaded, so a resumed run is compared with the same starting point.
+        changed = [name for name, norm in final.items() if norm != initial.get(name)]
         if not changed:
-            raise RuntimeError(f"train: {output.global_step} steps left every LoRA weight at its initial value; "
-                               "check train.learning_rate and that the data has response tokens")
-        # TRL drops validation examples with no response token left, possibly all of them.
+            raise RuntimeError(f"train: {trainer.state.global_step} steps left every trained weight at its initial "
+                               "value; check train.learning_rate and that the data has response tokens")
+        # TRL may pack or drop validation examples; evaluate whatever it kept.
         validation_loss = (trainer.evaluate()["eval_loss"]
                            if trainer.eval_dataset is not None and len(trainer.eval_dataset) else None)
+        _save_model(trainer, tokenizer, model_params, params, ctx.outputs["model"])
+        # The model is saved: the checkpoints were only there to resume an interrupted run.
+        shutil.rmtree(ctx.work_dir / CHECKPOINT_DIR, ignore_errors=True)
 
-        # Name the base as the recipe does, not the scratch directory it was loaded from, so the
-        # adapter files are the same in every run and say which model they belong to.
-        adapter.peft_config["default"].base_model_name_or_path = model_params["base"]
-        # The vocabulary is never resized, so no embedding weights need saving (and peft need not look the base up).
-        adapter.save_pretrained(ctx.outputs["model"], save_embedding_layers=False)
-        tokenizer.save_pretrained(ctx.outputs["model"])
-        # Replaces peft's boilerplate card, which names the scratch directory the base was loaded from.
-        (ctx.outputs["model"] / "README.md").write_text(
-            model_card(model_params, lora, output.global_step, params["seed"]), encoding="utf-8")
-
-        trainable, total_parameters = adapter.get_nb_trainable_parameters()
+        state, method = trainer.state, params["method"]
+        log = state.log_history
+        loss_history = [{"step": entry["step"], "loss": entry["loss"]} for entry in log if "loss" in entry]
+        trainable, total_parameters = (trainer.model.get_nb_trainable_parameters() if method != "full" else
+                                       (sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+                                        sum(p.numel() for p in trainer.model.parameters())))
         demo = is_demo_model(model_params)
         base_model = {"name": model_params["base"], "demo": demo, "license": model_params.get("license"),
                       "revision": model_params.get("revision"),
                       "trust_remote_code": bool(model_params.get("trust_remote_code", False))}
         if demo:
             base_model["note"] = DEMO_LABEL
-        summary = {
-            "method": "lora",
+        early_stopping = None
+        if params.get("early_stopping"):
+            best_step = (int(Path(state.best_model_checkpoint).name.rsplit("-", 1)[1])
+                         if state.best_model_checkpoint else None)
+            early_stopping = {**params["early_stopping"], "stopped_early": state.global_step < state.max_steps,
+                              "best_step": best_step, "best_validation_loss": state.best_metric}
+        return {
+            "method": method,
             "base_model": base_model,
-            "lora": {**lora, "updated_tensors": len(changed), "adapter_tensors": len(initial)},
+            "lora": params["lora"] if method != "full" else None,
+            "quantization": QLORA_QUANTIZATION if method == "qlora" else None,
+            "precision": precision(),
+            "prompt_format": data["prompt_format"],
+            "train_on_inputs": params["train_on_inputs"],
+            "hyperparameters": {key: params[key] for key in (
+                "learning_rate", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay", "epochs",
+                "max_steps", "batch_size", "gradient_accumulation_steps", "max_seq_length", "packing",
+                "gradient_checkpointing", "save_steps", "save_total_limit", "seed")},
             "trainable_parameters": trainable,
             "total_parameters": total_parameters,
-            "steps": output.global_step,
-            "epochs": round(trainer.state.epoch or 0.0, 4),
-            "train_examples": len(trainer.train_dataset),
-            "dropped_examples": len(train_examples) - len(trainer.train_dataset),
-            "train_loss": output.training_loss,
+            "updated_tensors": len(changed),
+            "trained_tensors": len(final),
+            "steps": state.global_step,
+            "epochs": round(state.epoch or 0.0, 4),
+            "resumed_from_step": (int(Path(resume_from).name.rsplit("-", 1)[1]) if resume_from else None),
+            "early_stopping": early_stopping,
+            "train_examples": len(data["train"]),
+            "dropped_examples": data["dropped"],
+            "train_loss": loss_history[-1]["loss"] if loss_history else None,
             "validation_loss": validation_loss,
-            "loss_history": [{"step": entry["step"], "loss": entry["loss"]}
-                             for entry in trainer.state.log_history if "loss" in entry],
-            "trained_token_share": round(trained / total, 6),
+            "loss_history": loss_history,
+            "validation_loss_history": [{"step": entry["step"], "loss": entry["eval_loss"]}
+                                        for entry in log if "eval_loss" in entry],
+            "trained_tokens": data["trained_tokens"],
+            "trained_token_share": round(data["trained_tokens"] / data["total_tokens"], 6),
             "device": trainer.args.device.type,
             "seconds": round(seconds, 3),
         }
-        return StageResult(summary=summary)
 
 
 STAGE = TrainStage
