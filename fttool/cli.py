@@ -104,6 +104,11 @@ def run(recipe: str, output_dir: Path | None, resume: bool) -> None:
     click.echo(f"run {report['run']['id']} {report['run']['status']}: {run_dir}")
     click.echo("records: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     click.echo("stages: " + ", ".join(f"{s['name']} {s['status']}" for s in report["stages"]))
+    from fttool.report.render import evaluation_outcome
+
+    outcome = evaluation_outcome(report)
+    if outcome:
+        click.echo(outcome)
 
 
 @cli.command()

@@ -1,20 +1,49 @@
-"""The evaluate stage: the tuned model against its base, after real LoRA training on the demo model."""
+"""The evaluate stage: the tuned model against its base, after real LoRA training on the demo model, overall,
+per group and on general text; its recipe checks, gates and rendering."""
 from __future__ import annotations
 
+import copy
+import json
 import math
+import textwrap
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from conftest import alpaca
+from fttool.cli import cli
 from fttool.demo_model import build_demo_model
-from fttool.records import prompt_and_response, read_jsonl
-from fttool.stages.evaluate import METRICS, _loss_example
+from fttool.recipe import RecipeInvalid, compile_recipe
+from fttool.records import prompt_and_response, read_jsonl, write_jsonl
+from fttool.report import validate_report
+from fttool.report.render import render_html, render_markdown
+from fttool.stages import stage_class
+from fttool.stages.base import StageContext
+from fttool.stages.evaluate import (METRICS, _field_status, _labels, _loss_example, forgetting_check,
+                                    general_passages, primary_metric)
+from test_report_render import full_report
 from test_train import records, train_params
 
+REGULATED = Path(__file__).resolve().parent.parent / "policies" / "regulated.yaml"
 MODEL = {"base": "demo:tiny-llama", "license": "apache-2.0", "trust_remote_code": False}
+GROUP_SETTINGS = {"fields": [], "metrics": ["token_f1", "rougeL"], "min_group_size": 2, "max_difference": 0.1,
+                  "min_ratio": 0.8, "bootstrap": {"resamples": 200, "confidence": 0.95, "seed": 0}}
+GENERAL_TEXT = "The library opens at nine every morning.\n\nA short walk after lunch helps many people think.\n"
 
 
 def evaluate_params(**overrides) -> dict:
-    return {"max_new_tokens": 6, "max_samples": 0, "batch_size": 4, "model": MODEL} | overrides
+    """The evaluate section as the compiler passes it, defaults resolved."""
+    return {"max_new_tokens": 6, "max_samples": 0, "batch_size": 4, "task": "generation",
+            "decoding": {"strategy": "greedy", "temperature": 1.0, "top_p": 1.0, "seed": 0},
+            "primary_metric": "test_loss", "groups": GROUP_SETTINGS, "model": MODEL} | overrides
+
+
+def with_region(items: list[dict]) -> list[dict]:
+    """Records with a sensitive attribute in meta, as ingest keeps it; one record lacks it."""
+    regions = ["north", "south", "east"]
+    return [alpaca(r["instruction"], r["output"], **({"region": regions[i % 3]} if i else {}))
+            for i, r in enumerate(items)]
 
 
 def test_loss_masks_the_prompt_and_ends_with_eos(tmp_path):
@@ -30,34 +59,327 @@ def test_loss_masks_the_prompt_and_ends_with_eos(tmp_path):
     assert _loss_example(tokenizer, prompt, response, 5) == (ids[:5], labels[:5])
 
 
+# -- gates ---------------------------------------------------------------------------------------
+def test_primary_metric_knows_its_direction():
+    base, tuned = {"test_loss": 2.0, "rougeL": 0.3}, {"test_loss": 1.5, "rougeL": 0.25}
+    loss = primary_metric("test_loss", base, tuned)
+    assert loss == {"name": "test_loss", "direction": "lower is better", "base": 2.0, "tuned": 1.5, "delta": -0.5,
+                    "improved": True}
+    rouge = primary_metric("rougeL", base, tuned)
+    assert rouge["improved"] is False and rouge["delta"] == pytest.approx(-0.05)
+    assert primary_metric("rougeL", {"rougeL": 0.3}, {"rougeL": 0.3})["improved"] is False  # unchanged is no gain
+    assert primary_metric("rougeL", {"rougeL": None}, {"rougeL": 0.3})["improved"] is False
+
+
+def group_result(values: dict[str, float], compared=None) -> dict:
+    compared = sorted(values) if compared is None else compared
+    shown = [values[g] for g in compared]
+    return {"compared_groups": compared, "difference": max(shown) - min(shown) if len(shown) > 1 else None,
+            "ratio": (min(shown) / max(shown) if max(shown) else None) if len(shown) > 1 else None}
+
+
+@pytest.mark.parametrize("values, limits, status", [
+    ({"a": 0.50, "b": 0.45}, {}, "pass"),  # difference 0.05, ratio 0.9
+    ({"a": 0.50, "b": 0.35}, {}, "warn"),  # difference 0.15 > 0.1, ratio 0.7 < 0.8
+    ({"a": 0.50, "b": 0.35}, {"fail_above_difference": 0.12}, "fail"),
+    ({"a": 0.50, "b": 0.35}, {"fail_below_ratio": 0.75}, "fail"),
+    ({"a": 0.50, "b": 0.35}, {"fail_above_difference": 0.2, "fail_below_ratio": 0.5}, "warn"),
+])
+def test_group_thresholds_pass_warn_fail(values, limits, status):
+    settings = {**GROUP_SETTINGS, **limits}
+    got, reasons = _field_status("region", {"token_f1": {"tuned": group_result(values)}}, settings)
+    assert got == status and (reasons == []) == (status == "pass")
+
+
+def test_too_few_compared_groups_warns_and_zero_scores_have_no_ratio():
+    status, reasons = _field_status("region", {"token_f1": {"tuned": group_result({"a": 0.5}, ["a"])}},
+                                    GROUP_SETTINGS)
+    assert status == "warn" and "fewer than two 'region' groups have 2 or more" in reasons[0]
+    status, reasons = _field_status("region", {"token_f1": {"tuned": group_result({"a": 0.0, "b": 0.0})}},
+                                    GROUP_SETTINGS)
+    assert status == "warn" and "no ratio exists" in reasons[0]
+
+
+def test_forgetting_check_gates_the_relative_increase():
+    settings = {"path": "general.txt", "max_increase": 0.1, "action": "fail"}
+    assert forgetting_check(20.0, 21.0, 3, settings)["status"] == "pass"  # +5%
+    too_much = forgetting_check(20.0, 23.0, 3, settings)
+    assert too_much["increase"] == pytest.approx(0.15) and too_much["status"] == "fail"
+    assert forgetting_check(20.0, 23.0, 3, {**settings, "action": "warn"})["status"] == "warn"
+    assert forgetting_check(20.0, None, 3, settings)["status"] == "fail"  # not measured cannot pass
+
+
+def test_general_passages_from_txt_and_jsonl(tmp_path):
+    (tmp_path / "g.txt").write_text("First line\nof one passage.\n  \n\n  Second passage.  \n")
+    assert general_passages(tmp_path / "g.txt") == ["First line of one passage.", "Second passage."]
+    write_jsonl(tmp_path / "g.jsonl", [{"text": "One."}, {"text": "Two."}])
+    assert general_passages(tmp_path / "g.jsonl") == ["One.", "Two."]
+    write_jsonl(tmp_path / "bad.jsonl", [{"text": "One."}, {"body": "Two."}])
+    with pytest.raises(ValueError, match="record 2 has no 'text'"):
+        general_passages(tmp_path / "bad.jsonl")
+
+
+def test_classification_labels_from_references_or_recipe():
+    assert _labels({}, ["Yes.", "no", "yes"]) == (["no", "Yes."], ["Yes.", "no", "Yes."])
+    assert _labels({"labels": ["yes", "no"]}, ["Yes!", "NO"]) == (["yes", "no"], ["yes", "no"])
+    with pytest.raises(ValueError, match="1 of 2 test references are not one of evaluate.labels"):
+        _labels({"labels": ["yes", "no"]}, ["yes", "maybe"])
+
+
+# -- recipe --------------------------------------------------------------------------------------
+RECIPE = """
+name: evaluation
+data:
+  sources:
+    - {path: d.jsonl, format: alpaca}
+  split: {train: 0.6, validation: 0.2, test: 0.2}
+bias: {fields: [region]}
+model: {base: "demo:tiny-llama", license: apache-2.0}
+train: {max_steps: 2}
+"""
+
+
+def compile_with(tmp_path, evaluate: str):
+    (tmp_path / "d.jsonl").write_text(json.dumps({"instruction": "a", "output": "b"}) + "\n")
+    path = tmp_path / "recipe.yaml"
+    path.write_text(textwrap.dedent(RECIPE).lstrip() + textwrap.dedent(evaluate))
+    return compile_recipe(path)
+
+
+def evaluate_spec(plan) -> dict:
+    return next(stage for stage in plan.stages if stage.name == "evaluate").params
+
+
+def test_compiler_resolves_task_groups_and_defaults(tmp_path):
+    params = evaluate_spec(compile_with(tmp_path, "evaluate: {}\n"))
+    assert params["task"] == "generation" and params["primary_metric"] == "test_loss"
+    assert params["decoding"] == {"strategy": "greedy", "temperature": 1.0, "top_p": 1.0, "seed": 0}
+    groups = params["groups"]
+    assert groups["fields"] == ("region",) and groups["metrics"] == ("token_f1", "rougeL")  # from bias.fields
+    assert groups["bootstrap"] == {"resamples": 1000, "confidence": 0.95, "seed": 0}
+    labelled = evaluate_spec(compile_with(tmp_path,
+                                          "evaluate: {labels: [positive, negative], groups: {fields: [channel]}}\n"))
+    assert labelled["task"] == "classification" and labelled["groups"]["metrics"] == ("accuracy",)
+    assert labelled["groups"]["fields"] == ("channel",)
+
+
+def test_contradicting_evaluate_settings_are_reported_together(tmp_path):
+    with pytest.raises(RecipeInvalid) as info:
+        compile_with(tmp_path, """\
+            evaluate:
+              task: generation
+              labels: [Positive, "positive!"]
+              primary_metric: f1_macro
+              decoding: {temperature: 0.7}
+              groups: {metrics: [accuracy]}
+              forgetting: {path: missing.txt}
+            """)
+    messages = "\n".join(str(error) for error in info.value.errors)
+    for expected in ("labels apply to a classification task", "label 'positive!' is the same as 'Positive'",
+                     "'f1_macro' is a classification metric", "accuracy needs task: classification",
+                     "'temperature' applies only to sampling", "general text file not found"):
+        assert expected in messages
+    assert all(":" in str(error).split(" ")[0] for error in info.value.errors)  # file:line:col
+
+
+def test_forgetting_file_is_fingerprinted(tmp_path):
+    (tmp_path / "general.txt").write_text(GENERAL_TEXT)
+    params = evaluate_spec(compile_with(tmp_path, "evaluate: {forgetting: {path: general.txt}}\n"))
+    assert params["forgetting"] == {"path": "general.txt", "max_increase": 0.1, "action": "fail"}
+    assert stage_class("evaluate").external_inputs(params) == ["general.txt"]
+
+
+# -- the stage on a trained adapter ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One adapter trained for 12 steps, shared by the evaluations below; and a directory to run them in."""
+    root = tmp_path_factory.mktemp("evaluate")
+    (root / "general.txt").write_text(GENERAL_TEXT)
+
+    def run(name: str, params: dict, inputs: dict, tag: str):
+        cls = stage_class(name)
+        in_paths = {}
+        for logical, value in inputs.items():
+            in_paths[logical] = value if not isinstance(value, list) else root / tag / "in" / f"{logical}.jsonl"
+            if isinstance(value, list):
+                write_jsonl(in_paths[logical], value)
+        outputs = {**{w: root / tag / f"{w}.jsonl" for w in cls.writes},
+                   **{a: root / tag / rel for a, rel in cls.artifacts.items()}}
+        for path in outputs.values():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        (root / tag / "scratch").mkdir(parents=True, exist_ok=True)
+        ctx = StageContext(params=params, inputs=in_paths, outputs=outputs, recipe_dir=root,
+                           work_dir=root / tag / "scratch")
+        return cls().run(ctx), outputs
+
+    _, outputs = run("train", train_params("demo:tiny-llama", max_steps=12),
+                     {"train": records(24), "validation": records(6, offset=24)}, "train")
+    return run, outputs["model"]
+
+
 @pytest.mark.slow
-def test_evaluate_compares_tuned_with_base(run_stage):
-    test = records(5, offset=30)
-    _, trained = run_stage("train", train_params("demo:tiny-llama", max_steps=12),
-                           {"train": records(24), "validation": records(6, offset=24)})
-    result, outputs = run_stage("evaluate", evaluate_params(),
-                                {"validation": records(6, offset=24), "test": test, "model": trained["model"]})
+def test_evaluate_compares_tuned_with_base_overall_by_group_and_on_general_text(trained):
+    run, model = trained
+    test = with_region(records(6, offset=30))
+    params = evaluate_params(groups={**GROUP_SETTINGS, "fields": ["region"]},
+                             forgetting={"path": "general.txt", "max_increase": 0.1, "action": "warn"})
+    inputs = {"validation": records(6, offset=24), "test": test, "model": model}
+    result, outputs = run("evaluate", params, inputs, "first")
 
     summary = result.summary
     assert summary["samples"] == summary["test_records"] == len(test) and summary["test_records_without_prompt"] == 0
-    for model in ("base", "tuned"):
-        assert set(summary[model]) == set(METRICS)
-        assert all(isinstance(v, float) and math.isfinite(v) for v in summary[model].values()), summary[model]
-        assert summary[model]["perplexity"] == pytest.approx(math.exp(summary[model]["test_loss"]), rel=1e-4)
-        assert 0 <= summary[model]["rougeL"] <= 1
+    for side in ("base", "tuned"):
+        assert set(summary[side]) == set(METRICS)
+        assert all(isinstance(v, float) and math.isfinite(v) for v in summary[side].values()), summary[side]
+        assert summary[side]["perplexity"] == pytest.approx(math.exp(summary[side]["test_loss"]), rel=1e-4)
+        assert 0 <= summary[side]["rougeL"] <= 1
     for metric in METRICS:
         assert summary["delta"][metric] == pytest.approx(summary["tuned"][metric] - summary["base"][metric], abs=1e-5)
     # The adapter is applied to "tuned" only, and training on look-alike records lowers the held-out loss.
     assert summary["tuned"]["test_loss"] < summary["base"]["test_loss"]
-    assert summary["decoding"]["strategy"] == "greedy" and summary["decoding"]["max_new_tokens"] == 6
+    assert summary["primary_metric"]["name"] == "test_loss" and summary["primary_metric"]["improved"] is True
+    assert summary["decoding"] == {"strategy": "greedy", "seed": 0, "max_new_tokens": 6, "batch_size": 4,
+                                   "padding_side": "left"}
+
+    fairness = summary["fairness"]
+    assert fairness["evaluated"] is True and fairness["status"] in ("pass", "warn", "fail")
+    region = fairness["fields"]["region"]
+    assert region["groups"] == {"(missing)": {"count": 1, "compared": False}, "east": {"count": 2, "compared": True},
+                                "north": {"count": 1, "compared": False}, "south": {"count": 2, "compared": True}}
+    for side in ("base", "tuned"):
+        token_f1 = region["metrics"]["token_f1"][side]
+        assert token_f1["compared_groups"] == ["east", "south"]
+        for group in region["groups"]:
+            value, (low, high) = token_f1["by_group"][group]["value"], token_f1["by_group"][group]["ci"]
+            assert low - 1e-9 <= value <= high + 1e-9
+        east, south = token_f1["by_group"]["east"]["value"], token_f1["by_group"]["south"]["value"]
+        assert token_f1["difference"] == pytest.approx(abs(east - south), abs=1e-6)
+    assert fairness["gaps"]["region"]["token_f1"] == region["metrics"]["token_f1"]["tuned"]["difference"]
+
+    forgetting = summary["forgetting"]
+    assert forgetting["passages"] == 2 and forgetting["base_perplexity"] > 1 and forgetting["tuned_perplexity"] > 1
+    assert forgetting["increase"] == pytest.approx(forgetting["tuned_perplexity"] / forgetting["base_perplexity"] - 1,
+                                                   abs=1e-5)
+    assert forgetting["status"] == ("pass" if forgetting["increase"] <= 0.1 else "warn")
 
     predictions = list(read_jsonl(outputs["predictions"]))
     assert [p["id"] for p in predictions] == [r["id"] for r in test]
     assert all(p["reference_id"] == p["id"] and isinstance(p["base"], str) and isinstance(p["tuned"], str)
                for p in predictions)
 
-    # max_samples caps generation (and so the predictions), not the losses.
-    capped, _ = run_stage("evaluate", evaluate_params(max_samples=2),
-                          {"validation": records(6, offset=24), "test": test, "model": trained["model"]})
-    assert capped.summary["samples"] == 2 and len(list(read_jsonl(outputs["predictions"]))) == 2
+    # Same inputs, same seeds: the same results, bootstrap intervals included.
+    again, _ = run("evaluate", params, inputs, "again")
+    assert again.summary == summary
+
+    # max_samples caps generation (and so the predictions), not the losses; a metric that fell fails the gate.
+    capped, capped_outputs = run("evaluate", evaluate_params(max_samples=2, primary_metric="validation_loss"),
+                                 {**inputs, "validation": records(6, offset=30)}, "capped")
+    assert capped.summary["samples"] == 2 and len(list(read_jsonl(capped_outputs["predictions"]))) == 2
     assert capped.summary["tuned"]["test_loss"] == summary["tuned"]["test_loss"]
+    assert capped.summary["fairness"] == {"evaluated": False, "reason": "no sensitive fields declared "
+                                          "(bias.fields or evaluate.groups.fields)"}
+
+
+@pytest.mark.slow
+def test_sampling_is_seeded_and_classification_is_scored(trained):
+    run, model = trained
+    labels = ["open", "close"]
+    test = [alpaca(f"Should I {action} my {topic}?", action, region=region)
+            for action in labels for topic, region in zip(["card", "loan", "pension"], ["north", "south", "north"])]
+    sampling = {"strategy": "sample", "temperature": 1.5, "top_p": 0.9, "seed": 3}
+    params = evaluate_params(task="classification", labels=labels, primary_metric="accuracy", decoding=sampling,
+                             max_new_tokens=3, groups={**GROUP_SETTINGS, "fields": ["region"], "metrics": ["accuracy"]})
+    inputs = {"validation": records(4, offset=24), "test": test, "model": model}
+    first, first_out = run("evaluate", params, inputs, "sample-1")
+    second, second_out = run("evaluate", params, inputs, "sample-2")
+    assert first_out["predictions"].read_text() == second_out["predictions"].read_text()
+    other, other_out = run("evaluate", params | {"decoding": {**sampling, "seed": 4}}, inputs, "sample-3")
+    assert other_out["predictions"].read_text() != first_out["predictions"].read_text()
+
+    summary = first.summary
+    assert summary["decoding"] == {"strategy": "sample", "seed": 3, "temperature": 1.5, "top_p": 0.9,
+                                   "max_new_tokens": 3, "batch_size": 4, "padding_side": "left"}
+    assert summary["task"] == "classification" and summary["labels"] == labels
+    predictions = list(read_jsonl(first_out["predictions"]))
+    for side in ("base", "tuned"):
+        named = [next((label for label in labels if p[side].lower().startswith(label)), None) for p in predictions]
+        correct = sum(label == record["output"] for label, record in zip(named, test))
+        assert summary[side]["accuracy"] == pytest.approx(correct / len(test), abs=1e-6)
+        assert summary[side]["unmatched"] == pytest.approx(named.count(None) / len(test), abs=1e-6)
+        assert 0 <= summary[side]["f1_macro"] <= 1
+        accuracy = summary["fairness"]["fields"]["region"]["metrics"]["accuracy"][side]
+        assert accuracy["overall"] == pytest.approx(summary[side]["accuracy"], abs=1e-6)
+    assert summary["primary_metric"]["name"] == "accuracy"
+
+
+# -- report --------------------------------------------------------------------------------------
+def evaluated_report() -> dict:
+    report = copy.deepcopy(full_report())
+    report["training"] = None  # the training section is another test's business
+    report["evaluation"].update({
+        "directions": {"validation_loss": "lower", "test_loss": "lower", "perplexity": "lower", "rougeL": "higher"},
+        "primary_metric": {"name": "rougeL", "direction": "higher is better", "base": 0.031, "tuned": 0.2874,
+                           "delta": 0.2564, "improved": True},
+        "forgetting": {"path": "data/general.txt", "passages": 12, "base_perplexity": 410.2,
+                       "tuned_perplexity": 480.0, "increase": 0.17, "max_increase": 0.1, "action": "fail",
+                       "status": "fail"}})
+
+    def side(values, compared=("north", "south")):
+        shown = [values[g] for g in compared]
+        return {"overall": 0.3, "by_group": {g: {"value": v, "ci": [max(0.0, v - 0.1), min(1.0, v + 0.1)]}
+                                             for g, v in values.items()},
+                "compared_groups": list(compared), "difference": max(shown) - min(shown),
+                "difference_ci": [0.01, 0.3], "ratio": min(shown) / max(shown), "ratio_ci": [0.4, 0.95]}
+
+    report["fairness"] = {
+        "evaluated": True, "status": "warn", "metrics": ["token_f1"], "records": 180,
+        "thresholds": {"min_group_size": 10, "max_difference": 0.1, "min_ratio": 0.8},
+        "bootstrap": {"resamples": 1000, "confidence": 0.95, "seed": 0},
+        "fields": {"region": {
+            "groups": {"north": {"count": 100, "compared": True}, "south": {"count": 74, "compared": True},
+                       "islands": {"count": 6, "compared": False}},
+            "metrics": {"token_f1": {"base": side({"north": 0.05, "south": 0.04, "islands": 0.0}),
+                                     "tuned": side({"north": 0.41, "south": 0.27, "islands": 0.5})}},
+            "status": "warn", "reasons": ["tuned token_f1 differs by 0.140 between 'region' groups, above 0.1"]}},
+        "gaps": {"region": {"token_f1": 0.14}}}
+    return report
+
+
+def test_report_with_fairness_validates_and_renders():
+    report = evaluated_report()
+    validate_report(report)
+    html = render_html(report)
+    assert 'id="fairness"' in html and 'aria-label="token_f1 by region"' in html
+    assert html.count('class="ci"') == 6  # base and tuned whiskers for three groups
+    assert "token_f1 by region" in html and "islands" in html and "not compared" in html
+    assert "differs by 0.140" in html and "data/general.txt" in html
+    assert "http" not in html.split("</style>", 1)[1].replace("http-equiv", "")  # nothing loaded from anywhere
+    markdown = render_markdown(report)
+    assert "**Primary metric:** rougeL improved" in markdown
+    assert "**Fairness:** warn" in markdown and "region token_f1 gap 0.14" in markdown
+    assert "**Forgetting:** fail" in markdown
+
+    report["fairness"] = {"evaluated": False, "reason": "evaluate stage skipped: no evaluate section"}
+    validate_report(report)
+    assert "Not evaluated: evaluate stage skipped" in render_html(report)
+
+
+def test_regulated_policy_gates_the_evaluation_fields(tmp_path):
+    def failed_rules(report: dict) -> set[str]:
+        (tmp_path / "report.json").write_text(json.dumps(report))
+        result = CliRunner().invoke(cli, ["check", str(tmp_path / "report.json"), "--policy", str(REGULATED),
+                                          "--format", "json"])
+        assert result.exit_code in (0, 1), result.stderr
+        return {outcome["rule"] for outcome in json.loads(result.stdout)["results"]
+                if outcome["status"] == "failed"} & {"EVAL-102", "EVAL-103", "FAIR-101", "FAIR-102"}
+
+    report = evaluated_report()
+    assert failed_rules(report) == {"EVAL-103", "FAIR-101"}  # forgetting failed; a gap of 0.14 is above 0.1
+    report["evaluation"]["primary_metric"]["improved"] = False
+    report["evaluation"]["forgetting"]["status"] = "warn"
+    report["fairness"]["status"] = "fail"
+    report["fairness"]["gaps"]["region"]["token_f1"] = 0.05
+    assert failed_rules(report) == {"EVAL-102", "FAIR-102"}
+    report["fairness"] = {"evaluated": False, "reason": "no sensitive fields declared"}
+    report["evaluation"]["primary_metric"]["improved"] = True
+    assert failed_rules(report) == set()

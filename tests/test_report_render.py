@@ -66,6 +66,7 @@ def data_only_report() -> dict:
                       "counts": {"train": 840, "validation": 180, "test": 180}},
         },
         "pii": None, "bias": None, "augmentation": None, "training": None, "evaluation": None,
+        "fairness": {"evaluated": False, "reason": "evaluate stage skipped: no evaluate section"},
         "lineage": {"artifacts": [
             {"path": "../../recipes/data/faq.jsonl", "sha256": digest("faq"), "kind": "source", "stage": None,
              "parents": []},

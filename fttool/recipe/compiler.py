@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fttool.metrics import CLASSIFICATION_METRICS, normalise
 from fttool.recipe.errors import RecipeError, RecipeInvalid
 from fttool.recipe.loader import LoadedRecipe, load_recipe_file
 from fttool.recipe.plan import Plan, StageSpec, freeze
@@ -49,10 +50,57 @@ def _stage_params(recipe: dict) -> dict[str, dict | str]:
     else:
         params["train"] = "no train section"
     if "evaluate" in recipe:
-        params["evaluate"] = {**recipe["evaluate"], "model": recipe["model"]}
+        params["evaluate"] = _evaluate_params(recipe)
     else:
         params["evaluate"] = "no evaluate section"
     return params
+
+
+def _evaluate_params(recipe: dict) -> dict:
+    """The evaluate section with the defaults that depend on other keys and sections resolved."""
+    evaluate = recipe["evaluate"]
+    task = evaluate.get("task") or ("classification" if evaluate.get("labels") else "generation")
+    groups = evaluate["groups"]
+    fields = groups.get("fields") or recipe.get("bias", {}).get("fields", [])
+    metrics = groups.get("metrics") or (["accuracy"] if task == "classification" else ["token_f1", "rougeL"])
+    return {**evaluate, "task": task, "groups": {**groups, "fields": fields, "metrics": metrics},
+            "model": recipe["model"]}
+
+
+def _evaluate_errors(loaded: LoadedRecipe, evaluate: dict) -> list[RecipeError]:
+    """Settings that contradict each other, and a forgetting file that is missing."""
+    errors = []
+    classification = evaluate.get("task") == "classification" or ("task" not in evaluate and "labels" in evaluate)
+    if "labels" in evaluate and not classification:
+        errors.append(loaded.error(("evaluate", "labels"), "labels apply to a classification task; "
+                                   "set task: classification or remove labels", at_key=True))
+    forms: dict[str, str] = {}
+    for index, label in enumerate(evaluate.get("labels", [])):
+        form = normalise(label)
+        if not form or form in forms:
+            clash = f"is the same as '{forms[form]}'" if form else "is empty"
+            errors.append(loaded.error(("evaluate", "labels", index),
+                                       f"label '{label}' {clash} after normalisation (case, punctuation and "
+                                       "articles are ignored); give each label distinct words"))
+        forms.setdefault(form, label)
+    if evaluate["primary_metric"] in CLASSIFICATION_METRICS and not classification:
+        errors.append(loaded.error(("evaluate", "primary_metric"), f"'{evaluate['primary_metric']}' is a "
+                                   "classification metric; set task: classification or choose another metric"))
+    if "accuracy" in evaluate["groups"].get("metrics", []) and not classification:
+        index = evaluate["groups"]["metrics"].index("accuracy")
+        errors.append(loaded.error(("evaluate", "groups", "metrics", index),
+                                   "accuracy needs task: classification; use token_f1 or rougeL for generation"))
+    raw_decoding = loaded.data.get("evaluate", {}).get("decoding", {})  # as written, before defaults
+    if evaluate["decoding"]["strategy"] == "greedy":
+        for key in ("temperature", "top_p"):
+            if key in raw_decoding:
+                errors.append(loaded.error(("evaluate", "decoding", key), f"'{key}' applies only to sampling; "
+                                           "set strategy: sample or remove it", at_key=True))
+    forgetting = evaluate.get("forgetting")
+    if forgetting and not (loaded.directory / forgetting["path"]).is_file():
+        errors.append(loaded.error(("evaluate", "forgetting", "path"), f"general text file not found: "
+                                   f"{loaded.directory / forgetting['path']} (paths are relative to the recipe file)"))
+    return errors
 
 
 OPERATOR_OPTIONS = {"replace": {"new_value"}, "redact": set(), "mask": {"masking_char", "chars_to_mask", "from_end"},
@@ -165,6 +213,8 @@ def semantic_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
                                    "(relative paths are relative to the recipe file)"))
     if "pii" in recipe:
         errors += _pii_errors(loaded, recipe["pii"])
+    if "evaluate" in recipe:
+        errors += _evaluate_errors(loaded, recipe["evaluate"])
     if "train" in recipe:
         errors += _train_errors(loaded, recipe["train"])
     return errors

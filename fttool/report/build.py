@@ -59,6 +59,25 @@ def data_counts(records) -> dict:
     return counts
 
 
+def _evaluation_and_fairness(plan: Plan, records) -> tuple[dict | None, dict]:
+    """The evaluate stage's summary, with its per-group results moved to their own top-level section."""
+    evaluation = _section(records, "evaluate")
+    if evaluation is None:
+        reason = thaw(plan.skipped).get("evaluate", "the evaluate stage did not run")
+        return None, {"evaluated": False, "reason": f"evaluate stage skipped: {reason}"}
+    evaluation = dict(evaluation)
+    return evaluation, evaluation.pop("fairness")
+
+
+def _training_and_privacy(records) -> tuple[dict | None, dict]:
+    """The train stage's summary, with its differential privacy moved to its own top-level section."""
+    training = _section(records, "train")
+    if training is None or "privacy" not in training:
+        return training, {"enabled": False}
+    training = dict(training)
+    return training, training.pop("privacy")
+
+
 def build_report(plan: Plan, state: dict, records, lineage: dict, run_dir: Path) -> dict:
     recipe = thaw(plan.recipe)
     splits = {}
@@ -68,6 +87,7 @@ def build_report(plan: Plan, state: dict, records, lineage: dict, run_dir: Path)
     stage_rows = [{"name": r.name, "status": r.status, "fingerprint": r.fingerprint, "seconds": r.seconds,
                    "records_in": r.records_in, "records_out": r.records_out, "removed": r.removed,
                    "added": r.added} for r in records]
+    evaluation, fairness = _evaluation_and_fairness(plan, records)
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "run": {"name": plan.name, "id": state["run_id"], "status": "succeeded", "started_at": state["started_at"],
@@ -85,6 +105,7 @@ def build_report(plan: Plan, state: dict, records, lineage: dict, run_dir: Path)
         "bias": _section(records, "bias"),
         "augmentation": _section(records, "augment"),
         "training": _section(records, "train"),
-        "evaluation": _section(records, "evaluate"),
+        "evaluation": evaluation,
+        "fairness": fairness,
         "lineage": lineage,
     }

@@ -50,6 +50,7 @@ svg.chart{display:block;margin:8px 0 16px;font-size:12px}svg.chart text{fill:#1d
 svg.chart .axis{stroke:#6b7480}svg.chart .grid{stroke:#e3e6ea}svg.chart .line{fill:none;stroke:#1c4f94;stroke-width:2}
 .bar-input{fill:#5b7fb5}.bar-quarantined{fill:#c0504d}.bar-duplicates{fill:#d49a3a}.bar-dropped_by_policy{fill:#8e5ea2}
 .bar-kept{fill:#3f9457}.bar-augmented{fill:#6bb7c4}
+.bar-base{fill:#a9b4c4}.bar-tuned{fill:#1c4f94}svg.chart .ci{stroke:#1d2330;stroke-width:1.5}
 pre{background:#f3f5f8;padding:10px;overflow:auto;font-size:.85em;max-height:480px}
 @media print{body{background:#fff}main{padding:0}}
 """
@@ -256,7 +257,7 @@ def _header_html(report: dict) -> str:
                  "losses and scores show that the pipeline works and say nothing about model quality."
                  + (f" {escape(str(note))}" if note else "") + "</div>")
     links = (("data", "Data"), ("pii", "PII"), ("bias", "Bias"), ("augmentation", "Augmentation"),
-             ("training", "Training"), ("evaluation", "Evaluation"), ("stages", "Stages"),
+             ("training", "Training"), ("evaluation", "Evaluation"), ("fairness", "Fairness"), ("stages", "Stages"),
              ("environment", "Environment"), ("lineage", "Lineage"), ("recipe", "Recipe"))
     html += "<nav>" + "".join(f'<a href="#{anchor}">{label}</a>' for anchor, label in links) + "</nav></header>"
     return html
@@ -490,18 +491,145 @@ def _training_html(report: dict) -> str:
     return _section("training", "Training", html)
 
 
+def _direction(evaluation: dict, name: str):
+    """'lower' or 'higher' (is better), as the report states it; older reports name a few metrics only."""
+    stated = (evaluation.get("directions") or {}).get(name)
+    if stated:
+        return stated
+    known = METRIC_DIRECTION.get(name)
+    return known.split()[0] if known else None
+
+
+def _better(direction, delta) -> str:
+    if direction is None or not _is_number(delta):
+        return MISSING
+    if delta == 0:
+        return "same"
+    return "better" if (delta < 0) == (direction == "lower") else "worse"
+
+
 def _evaluation_html(report: dict) -> str:
     evaluation = report.get("evaluation")
     if evaluation is None:
         return _section("evaluation", "Evaluation", _not_run(report, "evaluation"))
     base, tuned, delta = (evaluation.get(side) or {} for side in ("base", "tuned", "delta"))
-    rows = [[escape(name) + (f" <small>({METRIC_DIRECTION[name]})</small>" if name in METRIC_DIRECTION else ""),
-             _e(base.get(name)), _e(tuned.get(name)), escape(fmt_signed(delta.get(name)))]
-            for name in _metric_names(evaluation)]
-    html = (f"<p>Test records evaluated: {_e(evaluation.get('samples'))}</p>"
-            + _table(["Metric", "Base model", "Tuned model", "Change"], rows, numeric={1, 2, 3})
-            + f"<p>Decoding: {_e(evaluation.get('decoding'))}</p>")
+    primary = evaluation.get("primary_metric") or {}
+    rows = []
+    for name in _metric_names(evaluation):
+        direction = _direction(evaluation, name)
+        label = escape(name) + (f" <small>({direction} is better)</small>" if direction else "")
+        if name == primary.get("name"):
+            label = f"<strong>{label}</strong> (primary)"
+        rows.append([label, _e(base.get(name)), _e(tuned.get(name)), escape(fmt_signed(delta.get(name))),
+                     escape(_better(direction, delta.get(name)))])
+    html = (f"<p>Test records evaluated: {_e(evaluation.get('samples'))}"
+            + (f"; task: {_e(evaluation.get('task'))}" if evaluation.get("task") else "")
+            + (f"; labels: {_e(evaluation.get('labels'))}" if evaluation.get("labels") else "") + ".</p>"
+            + _table(["Metric", "Base model", "Tuned model", "Change", "Tuned vs base"], rows, numeric={1, 2, 3}))
+    if primary:
+        verdict = "improved" if primary.get("improved") else "did not improve"
+        html += (f"<p>Primary metric <code>{_e(primary.get('name'))}</code> ({_e(primary.get('direction'))}): "
+                 f"{_badge('pass' if primary.get('improved') else 'fail')} the tuned model {verdict} on its base "
+                 f"({_e(primary.get('base'))} → {_e(primary.get('tuned'))}, "
+                 f"{escape(fmt_signed(primary.get('delta')))}).</p>")
+    forgetting = evaluation.get("forgetting")
+    if forgetting:
+        html += ("<h3>Forgetting check</h3>"
+                 + _kv_table([("General text", f'<span class="mono">{_e(forgetting.get("path"))}</span>'),
+                              ("Passages", _e(forgetting.get("passages"))),
+                              ("Base perplexity", _e(forgetting.get("base_perplexity"))),
+                              ("Tuned perplexity", _e(forgetting.get("tuned_perplexity"))),
+                              ("Increase", escape(fmt_percent(forgetting.get("increase")))),
+                              ("Allowed increase", escape(fmt_percent(forgetting.get("max_increase")))),
+                              ("Status", _badge(forgetting.get("status")))]))
+    html += f"<p>Decoding (the same for both models): {_e(evaluation.get('decoding'))}</p>"
     return _section("evaluation", "Evaluation", html)
+
+
+def _interval_text(interval) -> str:
+    if not isinstance(interval, list) or len(interval) != 2 or not all(_is_number(v) for v in interval):
+        return MISSING
+    return f"[{fmt(float(interval[0]))}, {fmt(float(interval[1]))}]"
+
+
+def _group_chart(title: str, groups: dict, results: dict) -> str:
+    """Base and tuned bars per group on a 0-1 scale, with confidence-interval whiskers; each group is labelled
+    with its record count, and groups left out of the comparison say so."""
+    label_width, bar_space, bar_height, row_height = 220, 420, 10, 32
+    width, height = label_width + bar_space + 60, row_height * len(groups) + 30
+    parts = [f'<svg class="chart" role="img" aria-label="{escape(title)}" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}"><title>{escape(title)}</title>']
+
+    def x(value):
+        return label_width + bar_space * min(max(value, 0.0), 1.0)
+
+    for index, (group, info) in enumerate(groups.items()):
+        top = 4 + index * row_height
+        info = info or {}
+        label = f"{group} ({fmt(info.get('count'))}{'' if info.get('compared') else ', not compared'})"
+        parts.append(f'<text x="{label_width - 8}" y="{top + 17}" text-anchor="end">{escape(label)}</text>')
+        for offset, side in ((3, "base"), (3 + bar_height + 2, "tuned")):
+            point = _get(results, side, "by_group", group) or {}
+            value, interval = point.get("value"), point.get("ci")
+            if not _is_number(value):
+                continue
+            parts.append(f'<rect class="bar-{side}" x="{label_width}" y="{top + offset}" '
+                         f'width="{x(value) - label_width:.1f}" height="{bar_height}"/>')
+            if isinstance(interval, list) and len(interval) == 2 and all(_is_number(v) for v in interval):
+                middle = top + offset + bar_height / 2
+                parts.append(f'<line class="ci" x1="{x(interval[0]):.1f}" x2="{x(interval[1]):.1f}" '
+                             f'y1="{middle}" y2="{middle}"/>')
+    axis = 4 + len(groups) * row_height
+    parts.append(f'<line class="axis" x1="{label_width}" x2="{label_width + bar_space}" y1="{axis}" y2="{axis}"/>')
+    for tick in (0, 0.5, 1):
+        parts.append(f'<text x="{x(tick):.1f}" y="{axis + 16}" text-anchor="middle">{tick:g}</text>')
+    parts.append(f'<rect class="bar-base" x="{label_width + bar_space - 150}" y="{axis + 6}" width="10" height="10"/>'
+                 f'<text x="{label_width + bar_space - 136}" y="{axis + 15}">base</text>'
+                 f'<rect class="bar-tuned" x="{label_width + bar_space - 90}" y="{axis + 6}" width="10" height="10"/>'
+                 f'<text x="{label_width + bar_space - 76}" y="{axis + 15}">tuned</text></svg>')
+    return "".join(parts)
+
+
+def _fairness_html(report: dict) -> str:
+    fairness = report.get("fairness") or {}
+    if not fairness.get("evaluated"):
+        return _section("fairness", "Fairness by group", f'<p class="skipped">Not evaluated: '
+                        f'{escape(str(fairness.get("reason") or MISSING))}.</p>')
+    thresholds, bootstrap = fairness.get("thresholds") or {}, fairness.get("bootstrap") or {}
+    html = (f"<p>Status: {_badge(fairness.get('status'))}. Each metric is a mean over the test records of each "
+            "group, for the base and the tuned model; intervals are "
+            f"{escape(fmt_percent(bootstrap.get('confidence')))} percentile bootstrap intervals from "
+            f"{_e(bootstrap.get('resamples'))} resamples (seed {_e(bootstrap.get('seed'))}). The tuned model's "
+            "difference (highest minus lowest group) and ratio (lowest over highest) are checked over groups with "
+            f"at least {_e(thresholds.get('min_group_size'))} records: above a difference of "
+            f"{_e(thresholds.get('max_difference'))} or below a ratio of {_e(thresholds.get('min_ratio'))} warns"
+            + (f"; above {_e(thresholds['fail_above_difference'])} fails" if thresholds.get("fail_above_difference")
+               is not None else "")
+            + (f"; below {_e(thresholds['fail_below_ratio'])} fails" if thresholds.get("fail_below_ratio")
+               is not None else "") + ".</p>")
+    for field, result in (fairness.get("fields") or {}).items():
+        groups = result.get("groups") or {}
+        html += (f"<h3>{escape(str(field))} {_badge(result.get('status'))}</h3>"
+                 + "".join(f"<p>{_e(reason)}</p>" for reason in result.get("reasons") or []))
+        for metric, results in (result.get("metrics") or {}).items():
+            rows = []
+            for group, info in groups.items():
+                cells = []
+                for side in ("base", "tuned"):
+                    point = _get(results, side, "by_group", group) or {}
+                    cells += [_e(point.get("value")), escape(_interval_text(point.get("ci")))]
+                rows.append([escape(str(group)), _e(info.get("count")),
+                             "yes" if info.get("compared") else "no (too few records; not compared)", *cells])
+            for name in ("difference", "ratio"):
+                rows.append([f"<em>{name}</em>", "", "",
+                             *(cell for side in ("base", "tuned")
+                               for cell in (_e(_get(results, side, name)),
+                                            escape(_interval_text(_get(results, side, name + "_ci")))))])
+            html += (f"<p><strong>{escape(metric)} by {escape(str(field))}</strong></p>"
+                     + _table(["Group", "Records", "Compared", "Base", "Base interval", "Tuned", "Tuned interval"],
+                              rows, numeric={1, 3, 5})
+                     + _group_chart(f"{metric} by {field}", groups, results))
+    return _section("fairness", "Fairness by group", html)
 
 
 def _stages_html(report: dict) -> str:
@@ -554,7 +682,7 @@ def _recipe_html(report: dict) -> str:
 def render_html(report: dict) -> str:
     run = report.get("run") or {}
     sections = (_header_html, _data_html, _pii_html, _bias_html, _augmentation_html, _training_html,
-                _evaluation_html, _stages_html, _environment_html, _lineage_html, _recipe_html)
+                _evaluation_html, _fairness_html, _stages_html, _environment_html, _lineage_html, _recipe_html)
     # The policy forbids every load and script, so the file stays self-contained even if a value slips through.
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
@@ -610,11 +738,73 @@ def _md_evaluation(report: dict) -> list[str]:
     if evaluation is None:
         return [f"- **Evaluation:** not run ({_skip_reason(report, 'evaluation') or MISSING})"]
     base, tuned, delta = (evaluation.get(side) or {} for side in ("base", "tuned", "delta"))
-    lines = ["", f"**Evaluation** on {fmt(evaluation.get('samples'))} test records:", "",
-             "| metric | base | tuned | change |", "|---|---:|---:|---:|"]
+    lines = []
+    primary = evaluation.get("primary_metric")
+    if primary:
+        lines.append(f"- **Primary metric:** {fmt(primary.get('name'))} "
+                     f"{'improved' if primary.get('improved') else 'did NOT improve'} "
+                     f"({fmt(primary.get('base'))} → {fmt(primary.get('tuned'))}, "
+                     f"{fmt_signed(primary.get('delta'))})")
+    forgetting = evaluation.get("forgetting")
+    if forgetting:
+        lines.append(f"- **Forgetting:** {fmt(forgetting.get('status'))} · general-text perplexity "
+                     f"{fmt(forgetting.get('base_perplexity'))} → {fmt(forgetting.get('tuned_perplexity'))} "
+                     f"({fmt_percent(forgetting.get('increase'))}, "
+                     f"limit {fmt_percent(forgetting.get('max_increase'))})")
+    fairness = report.get("fairness") or {}
+    if fairness.get("evaluated"):
+        gaps = [f"{field} {metric} gap {fmt(gap)}" for field, by_metric in (fairness.get("gaps") or {}).items()
+                for metric, gap in by_metric.items()]
+        lines.append(f"- **Fairness:** {fmt(fairness.get('status'))}" + (" · " + " · ".join(gaps) if gaps else ""))
+    elif fairness:
+        lines.append(f"- **Fairness:** not evaluated ({fmt(fairness.get('reason'))})")
+    lines += ["", f"**Evaluation** on {fmt(evaluation.get('samples'))} test records:", "",
+              "| metric | base | tuned | change |", "|---|---:|---:|---:|"]
     lines += [f"| {_cell(name)} | {fmt(base.get(name))} | {fmt(tuned.get(name))} | {fmt_signed(delta.get(name))} |"
               for name in _metric_names(evaluation)]
     return lines
+
+
+def _md_memorisation(report: dict) -> str:
+    memorisation = report.get("memorisation")
+    if memorisation is None:
+        return f"**Memorisation:** not run ({_skip_reason(report, 'memorisation') or MISSING})"
+    return (f"**Memorisation:** {fmt(memorisation.get('status'))} · most exposed canary "
+            f"{fmt(memorisation.get('max_exposure_bits'))} bits (limit {fmt(memorisation.get('limit_bits'))}) · mean "
+            f"{fmt(memorisation.get('mean_exposure_bits'))} · never-planted controls mean "
+            f"{fmt(_get(memorisation, 'controls', 'mean_exposure_bits'))}")
+
+
+def _md_review_and_policy(report: dict) -> str:
+    review, policy = report.get("review"), report.get("policy") or {}
+    text = ("**Human review:** none imported" if review is None else
+            f"**Human review:** {fmt(review.get('rated'))} of {fmt(review.get('predictions'))} rated · mean base "
+            f"{fmt(_get(review, 'mean_rating', 'base'))}, tuned {fmt(_get(review, 'mean_rating', 'tuned'))} · "
+            f"preferred: {_counts_text(review.get('preference'))}")
+    if policy.get("evaluated"):
+        failed = [str(rule.get("id")) for rule in policy.get("rules") or [] if rule.get("status") == "failed"]
+        text += (f" · **Policy {fmt(policy.get('policy'))}:** " + ("pass" if policy.get("passed") else "fail")
+                 + (f" ({', '.join(failed)})" if failed else ""))
+    else:
+        text += " · **Policy:** not evaluated"
+    return text
+
+
+def evaluation_outcome(report: dict) -> str | None:
+    """One line for the terminal: the evaluation's gated results, which policies turn into pass or fail."""
+    evaluation = report.get("evaluation")
+    if evaluation is None:
+        return None
+    parts = []
+    primary = evaluation.get("primary_metric")
+    if primary:
+        verdict = "improved" if primary.get("improved") else "did NOT improve"
+        parts.append(f"primary metric {primary.get('name')} {verdict}")
+    if evaluation.get("forgetting"):
+        parts.append(f"forgetting {evaluation['forgetting'].get('status')}")
+    fairness = report.get("fairness") or {}
+    parts.append(f"fairness {fairness.get('status')}" if fairness.get("evaluated") else "fairness not evaluated")
+    return "evaluation: " + ", ".join(parts) + " (gate with fttool check --policy)"
 
 
 def _md_leakage(leakage: dict | None) -> str:
