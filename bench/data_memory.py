@@ -126,7 +126,7 @@ def write_recipe(directory: Path, data_file: Path, config: str) -> Path:
 def _scratch_bytes(work: Path) -> int:
     """Bytes in the stages' scratch directories (where dedup and split keep their on-disk state)."""
     total = 0
-    for scratch in work.glob("*/scratch"):
+    for scratch in work.glob("*/scratch*"):  # work/<stage>/scratch-<fingerprint>
         for folder, _, files in os.walk(scratch):
             for name in files:
                 try:
