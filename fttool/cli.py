@@ -43,13 +43,17 @@ def validate(recipes: tuple[str, ...]) -> None:
     Errors are printed as FILE:LINE:COL: message (at json.path). Exits 0 when all recipes are
     valid and 2 when any is not.
     """
+    from fttool.private_training import delta_rule
     from fttool.recipe import RecipeInvalid, compile_recipe
 
     failed = False
     for recipe in recipes:
         try:
-            compile_recipe(recipe)
+            compiled = compile_recipe(recipe)
             click.echo(f"{recipe}: valid")
+            rule = delta_rule(compiled.recipe.get("train", {}))
+            if rule:  # N is only known when the run has split the data
+                click.echo(f"{recipe}: note: {rule}", err=True)
         except RecipeInvalid as exc:
             failed = True
             for error in exc.errors:

@@ -66,7 +66,7 @@ def default_delta(units: int) -> float:
 def delta_warning(delta: float, units: int) -> str | None:
     if delta * units < 1:
         return None
-    return (f"train.privacy.delta {delta:g} is not below 1/N = {1 / units:g} (N = {units} privacy units): "
+    return (f"train.privacy.delta {delta:g} is not below 1/N = {1 / units:.4g} (N = {units} privacy units): "
             "such a delta allows publishing a unit in full; leave delta out for the default, or set it below 1/N")
 
 
@@ -195,7 +195,7 @@ class DPRun:
     seconds: float
 
 
-def _collate(units: list[list[dict]], pad_id: int):
+def collate_units(units: list[list[dict]], pad_id: int):
     """A batch of unit indices -> padded rows of all their examples, with the unit of each row."""
     import torch
 
@@ -256,7 +256,7 @@ def run_dp_sgd(model, units: list[list[dict]], *, pad_id: int, batch_size: int, 
     device = next(model.parameters()).device
     logical_batch = batch_size * gradient_accumulation_steps
     loader = DataLoader(TensorDataset(torch.arange(len(units))), batch_size=logical_batch,
-                        collate_fn=_collate(units, pad_id))
+                        collate_fn=collate_units(units, pad_id))
     sample_rate = 1 / len(loader)  # what opacus' Poisson sampler uses
     allowed = steps_within_budget(planned_steps, noise_multiplier, sample_rate, delta, accountant, epsilon_budget)
     if allowed == 0:
@@ -337,7 +337,7 @@ def validation_loss(model, examples: list[dict], pad_id: int, batch_size: int) -
 
     if not examples:
         return None
-    collate = _collate([[example] for example in examples], pad_id)
+    collate = collate_units([[example] for example in examples], pad_id)
     device = next(model.parameters()).device
     total, count = 0.0, 0
     with torch.no_grad():
@@ -481,8 +481,8 @@ def train_privately(ctx) -> StageResult:
         "train_examples": len(examples),
         "dropped_examples": dropped,
         "train_loss": run.loss_history[-1]["loss"] if run.loss_history else None,
-        "validation_loss": validation_loss(model, [e for unit in validation_units for e in unit], tokenizer.pad_token_id,
-                                           params["batch_size"]),
+        "validation_loss": validation_loss(model, [example for unit in validation_units for example in unit],
+                                           tokenizer.pad_token_id, params["batch_size"]),
         "loss_history": run.loss_history,
         "trained_tokens": trained,
         "trained_token_share": round(trained / total_tokens, 6),

@@ -67,6 +67,7 @@ def data_only_report() -> dict:
         },
         "pii": None, "bias": None, "augmentation": None, "training": None, "evaluation": None,
         "fairness": {"evaluated": False, "reason": "evaluate stage skipped: no evaluate section"},
+        "privacy": {"enabled": False},
         "lineage": {"artifacts": [
             {"path": "../../recipes/data/faq.jsonl", "sha256": digest("faq"), "kind": "source", "stage": None,
              "parents": []},

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fttool.metrics import CLASSIFICATION_METRICS, normalise
+from fttool.private_training import privacy_errors
 from fttool.recipe.errors import RecipeError, RecipeInvalid
 from fttool.recipe.loader import LoadedRecipe, load_recipe_file
 from fttool.recipe.plan import Plan, StageSpec, freeze
@@ -217,6 +218,7 @@ def semantic_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
         errors += _evaluate_errors(loaded, recipe["evaluate"])
     if "train" in recipe:
         errors += _train_errors(loaded, recipe["train"])
+        errors += privacy_errors(loaded, recipe["train"])
     return errors
 
 

@@ -88,6 +88,7 @@ def build_report(plan: Plan, state: dict, records, lineage: dict, run_dir: Path)
                    "records_in": r.records_in, "records_out": r.records_out, "removed": r.removed,
                    "added": r.added} for r in records]
     evaluation, fairness = _evaluation_and_fairness(plan, records)
+    training, privacy = _training_and_privacy(records)
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "run": {"name": plan.name, "id": state["run_id"], "status": "succeeded", "started_at": state["started_at"],
@@ -104,7 +105,8 @@ def build_report(plan: Plan, state: dict, records, lineage: dict, run_dir: Path)
         "pii": _section(records, "pii"),
         "bias": _section(records, "bias"),
         "augmentation": _section(records, "augment"),
-        "training": _section(records, "train"),
+        "training": training,
+        "privacy": privacy,
         "evaluation": evaluation,
         "fairness": fairness,
         "lineage": lineage,

@@ -257,7 +257,8 @@ def _header_html(report: dict) -> str:
                  "losses and scores show that the pipeline works and say nothing about model quality."
                  + (f" {escape(str(note))}" if note else "") + "</div>")
     links = (("data", "Data"), ("pii", "PII"), ("bias", "Bias"), ("augmentation", "Augmentation"),
-             ("training", "Training"), ("evaluation", "Evaluation"), ("fairness", "Fairness"), ("stages", "Stages"),
+             ("training", "Training"), ("privacy", "Privacy"), ("evaluation", "Evaluation"), ("fairness", "Fairness"),
+             ("stages", "Stages"),
              ("environment", "Environment"), ("lineage", "Lineage"), ("recipe", "Recipe"))
     html += "<nav>" + "".join(f'<a href="#{anchor}">{label}</a>' for anchor, label in links) + "</nav></header>"
     return html
@@ -491,6 +492,40 @@ def _training_html(report: dict) -> str:
     return _section("training", "Training", html)
 
 
+def _privacy_unit(privacy: dict) -> str:
+    if privacy.get("unit") == "source record":
+        return f"source record (with its augmented copies: up to {fmt(privacy.get('max_examples_per_unit'))} examples)"
+    return fmt(privacy.get("unit"))
+
+
+def _privacy_html(report: dict) -> str:
+    privacy = report.get("privacy") or {}
+    if not privacy.get("enabled"):
+        return _section("privacy", "Differential privacy", '<p class="skipped">Not differentially private: '
+                        "train.privacy is off, or no model was trained.</p>")
+    epsilons = privacy.get("epsilons") or {}
+    steps = f"{fmt(privacy.get('steps'))} of {fmt(privacy.get('planned_steps'))} planned"
+    if privacy.get("stopped_by_budget"):
+        steps += ", stopped before the budget would be exceeded"
+    rows = [("Guarantee", escape(f"(ε = {fmt(privacy.get('epsilon'))}, δ = {fmt(privacy.get('delta'))})-DP per "
+                                 f"{_privacy_unit(privacy)}")),
+            ("Budget (target ε)", _e(privacy.get("target_epsilon"))),
+            ("Accountant", escape(f"{fmt(privacy.get('accountant')).upper()} (ε by PRV {fmt(epsilons.get('prv'))}, "
+                                  f"by RDP {fmt(epsilons.get('rdp'))})")),
+            ("δ", escape(f"{fmt(privacy.get('delta'))} ({fmt(privacy.get('delta_source'))})")),
+            ("Noise multiplier",
+             escape(f"{fmt(privacy.get('noise_multiplier'))} ({fmt(privacy.get('noise_source'))})")),
+            ("Clipping norm per unit", _e(privacy.get("max_grad_norm"))),
+            ("Sampling", escape(f"{fmt(privacy.get('sampler'))}, rate {fmt(privacy.get('sample_rate'))}, about "
+                                f"{fmt(privacy.get('expected_units_per_step'))} units per step")),
+            ("Steps", escape(steps)),
+            ("Privacy units", escape(f"{fmt(privacy.get('units'))} ({fmt(privacy.get('examples'))} train examples)")),
+            ("Trainable parameters", _e(privacy.get("trainable_parameters")))]
+    html = "".join(f'<div class="banner" role="alert">{escape(str(warning))}</div>'
+                   for warning in privacy.get("warnings") or [])
+    return _section("privacy", "Differential privacy", html + _kv_table(rows))
+
+
 def _direction(evaluation: dict, name: str):
     """'lower' or 'higher' (is better), as the report states it; older reports name a few metrics only."""
     stated = (evaluation.get("directions") or {}).get(name)
@@ -681,7 +716,7 @@ def _recipe_html(report: dict) -> str:
 
 def render_html(report: dict) -> str:
     run = report.get("run") or {}
-    sections = (_header_html, _data_html, _pii_html, _bias_html, _augmentation_html, _training_html,
+    sections = (_header_html, _data_html, _pii_html, _bias_html, _augmentation_html, _training_html, _privacy_html,
                 _evaluation_html, _fairness_html, _stages_html, _environment_html, _lineage_html, _recipe_html)
     # The policy forbids every load and script, so the file stays self-contained even if a value slips through.
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -731,6 +766,18 @@ def _md_training(report: dict) -> str:
             f"{fmt(training.get('steps'))} steps · train loss {fmt(training.get('train_loss'))} · "
             f"validation loss {fmt(training.get('validation_loss'))} · "
             f"{fmt(trainable)} trainable parameters{share}")
+
+
+def _md_privacy(report: dict) -> str:
+    privacy = report.get("privacy") or {}
+    if not privacy.get("enabled"):
+        return "**Differential privacy:** off"
+    stop = " (stopped at the budget)" if privacy.get("stopped_by_budget") else ""
+    return (f"**Differential privacy:** (ε {fmt(privacy.get('epsilon'))}, δ {fmt(privacy.get('delta'))}) per "
+            f"{_privacy_unit(privacy)} · {fmt(privacy.get('accountant')).upper()} · noise "
+            f"{fmt(privacy.get('noise_multiplier'))} · "
+            f"{fmt(privacy.get('steps'))}/{fmt(privacy.get('planned_steps'))} steps{stop}"
+            + "".join(f" · ⚠ {warning}" for warning in privacy.get("warnings") or []))
 
 
 def _md_evaluation(report: dict) -> list[str]:
@@ -857,7 +904,7 @@ def render_markdown(report: dict) -> str:
               + f"; augmented {fmt_signed(counts.get('augmented'))}",
               "- **Final splits:** " + " · ".join(f"{name} {fmt(splits.get(name))}" for name in SPLITS)
               + _md_leakage(_get(report, "data", "split", "leakage")),
-              "- " + _md_pii(report), "- " + _md_bias(report), "- " + _md_training(report),
+              "- " + _md_pii(report), "- " + _md_bias(report), "- " + _md_training(report), "- " + _md_privacy(report),
               *_md_evaluation(report), "",
               "| stage | status | seconds | records in → out |", "|---|---|---:|---|"]
     lines += [f"| {_cell(fmt(stage.get('name')))} | {fmt(stage.get('status'))} | {fmt(stage.get('seconds'))} | "
