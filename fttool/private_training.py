@@ -226,7 +226,7 @@ def example_losses(logits, labels):
     return tokens.sum(dim=1) / counted
 
 
-def _per_unit_grad_samples(parameters, unit_of_row, units_in_batch: int) -> None:
+def per_unit_grad_samples(parameters, unit_of_row, units_in_batch: int) -> None:
     """Replace each per-example gradient batch by per-unit sums, so that the optimizer clips units."""
     for p in parameters:
         samples = p.grad_sample
@@ -296,7 +296,7 @@ def run_dp_sgd(model, units: list[list[dict]], *, pad_id: int, batch_size: int, 
                     losses = example_losses(logits, batch["labels"])
                     losses.mean().backward()  # opacus' "mean" reduction turns this back into per-example gradients
                     step_losses += losses.detach().tolist()
-                    _per_unit_grad_samples(trainable, batch["unit_of_row"], int(batch["unit_of_row"].max()) + 1)
+                    per_unit_grad_samples(trainable, batch["unit_of_row"], int(batch["unit_of_row"].max()) + 1)
                 if optimizer._check_skip_next_step(pop_next=False):  # more physical batches in this logical one
                     optimizer.step()
                     continue

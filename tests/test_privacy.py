@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from fttool.cli import cli
-from fttool.private_training import (check_trainable_layers, default_delta, epsilon_after, lora_model, run_dp_sgd,
-                                     unchanged_tensors, unit_keys)
+from fttool.private_training import (check_trainable_layers, default_delta, epsilon_after, lora_model,
+                                     per_unit_grad_samples, run_dp_sgd, unchanged_tensors, unit_keys)
 from fttool.recipe import compile_recipe
 from fttool.recipe.plan import thaw
 from fttool.records import read_jsonl
@@ -79,6 +79,28 @@ def test_a_layer_without_grad_sampler_is_named():
     with pytest.raises(ValueError, match=r"no per-example gradient.*model\.embed_tokens\.lora_embedding_A"
                                          r".*train\.lora\.target_modules"):
         check_trainable_layers(adapted)
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")  # the inputs need no gradient here
+def test_a_units_examples_are_one_gradient_for_clipping():
+    """opacus' per-example gradients of the mean loss are each example's own gradient; a unit gets their sum."""
+    import torch
+    from opacus import GradSampleModule
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(3, 2)
+    inputs, targets = torch.randn(4, 3), torch.randn(4, 2)
+    own = []
+    for row in range(4):  # each example's gradient, one at a time
+        layer.zero_grad()
+        ((layer(inputs[row:row + 1]) - targets[row:row + 1]) ** 2).sum().backward()
+        own.append(layer.weight.grad.clone())
+    model = GradSampleModule(layer, loss_reduction="mean")
+    ((model(inputs) - targets) ** 2).sum(dim=1).mean().backward()
+    per_unit_grad_samples([layer.weight], torch.tensor([0, 0, 1, 0]), 2)
+    assert layer.weight.grad_sample.shape == (2, 2, 3)
+    assert torch.allclose(layer.weight.grad_sample[0], own[0] + own[1] + own[3], atol=1e-6)
+    assert torch.allclose(layer.weight.grad_sample[1], own[2], atol=1e-6)
 
 
 def test_training_stops_before_the_budget_is_exceeded():
