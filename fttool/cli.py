@@ -118,7 +118,7 @@ def run(recipe: str, output_dir: Path | None, resume: bool) -> None:
 @cli.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def report(run_dir: Path) -> None:
-    """Render report.html and report.md again from RUN_DIR/report.json."""
+    """Render report.html, report.md and MODEL_CARD.md again from RUN_DIR/report.json."""
     from fttool.report import rerender
 
     for path in rerender(run_dir):
@@ -134,11 +134,15 @@ def verify(run_dir: Path) -> None:
     checks every sign-off against the report's current digest. Exits 1 and names each file that
     differs.
     """
-    from fttool.evidence import verify as verify_run
+    from fttool.evidence import superseded_signoffs, verify as verify_run
 
     problems = verify_run(run_dir)
     for problem in problems:
         click.echo(f"{run_dir}/{problem}", err=True)
+    for entry in superseded_signoffs(run_dir):
+        click.echo(f"note: the sign-off by {entry['by']} ({entry['role']}) at {entry['at']} approved an older report "
+                   f"(sha256 {entry['report_sha256'][:12]}), before fttool added to it; it does not approve this one",
+                   err=True)
     if problems:
         raise SystemExit(EXIT_FAILED)
     click.echo(f"{run_dir}: verified")
@@ -162,6 +166,52 @@ def signoff(run_dir: Path, by: str, role: str) -> None:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(EXIT_FAILED)
     click.echo(f"signed off by {entry['by']} ({entry['role']}) at {entry['at']}, report {entry['report_sha256']}")
+
+
+@cli.group()
+def review() -> None:
+    """Human review: export a ratings sheet, import the filled-in ratings into the report."""
+
+
+@review.command("export")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def review_export(run_dir: Path) -> None:
+    """Write RUN_DIR/review/review.csv: prompt, reference, base and tuned output, empty rating columns.
+
+    The sheet holds model inputs and outputs, so it is written inside the run directory only. Raters
+    fill in base_rating and tuned_rating (1 to 5) and preferred (base, tuned or tie).
+    """
+    from fttool.review import ReviewError, export_sheet
+
+    try:
+        path = export_sheet(run_dir)
+    except ReviewError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_FAILED)
+    click.echo(f"{path} (holds model inputs and outputs: keep it with the run's data)")
+
+
+@review.command("import")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("ratings", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def review_import(run_dir: Path, ratings: Path) -> None:
+    """Check RATINGS (a filled-in review.csv) and add its summary to RUN_DIR's report.
+
+    Every invalid row is listed as FILE:LINE: problem, and nothing is imported unless all rows are
+    valid (exit 2). The report is rendered and its digests written again; sign-offs given before
+    are kept and marked as approving the older report.
+    """
+    from fttool.review import ReviewError, import_ratings
+
+    try:
+        summary = import_ratings(run_dir, ratings)
+    except ReviewError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_INVALID)
+    means = summary["mean_rating"]
+    click.echo(f"imported {summary['rated']} rated of {summary['predictions']} predictions "
+               f"({summary['unrated']} unrated); mean rating base {means['base']}, tuned {means['tuned']}; "
+               "preferred: " + ", ".join(f"{k} {v}" for k, v in summary["preference"].items()))
 
 
 @cli.command()

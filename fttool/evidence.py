@@ -18,7 +18,7 @@ from fttool.digest import sha256_file, sha256_path
 
 DIGEST_FILE = "report.sha256"
 SIGNOFF_FILE = "signoff.json"
-REPORT_FILES = ("report.json", "report.html", "report.md")
+REPORT_FILES = ("report.json", "report.html", "report.md", "MODEL_CARD.md")
 
 
 @dataclass(frozen=True)
@@ -65,11 +65,29 @@ def verify(run_dir: Path) -> list[Mismatch]:
         elif sha256_path(path) != artifact["sha256"]:
             problems.append(Mismatch(artifact["path"], f"{artifact['kind']} sha256 differs from the report's lineage"))
     report_digest = sha256_file(run_dir / "report.json")
+    superseded = [_signoff_key(entry) for entry in report.get("signoff") or []]
     for signoff in read_signoffs(run_dir):
-        if signoff["report_sha256"] != report_digest:
+        # fttool rewrites a signed-off report only to add to it (review import), and then lists the old sign-offs.
+        if signoff["report_sha256"] != report_digest and _signoff_key(signoff) not in superseded:
             problems.append(Mismatch("report.json", f"changed after {signoff['by']} ({signoff['role']}) signed off "
                                                     f"at {signoff['at']}"))
     return problems
+
+
+def _signoff_key(entry: dict) -> tuple:
+    return entry["by"], entry["role"], entry["at"], entry["report_sha256"]
+
+
+def superseded_signoffs(run_dir: Path) -> list[dict]:
+    """Sign-offs of an older version of the report, which the current report lists as superseded.
+
+    They approved the report as it was before fttool added to it (e.g. human review ratings), not as it is now.
+    """
+    report = json.loads((Path(run_dir) / "report.json").read_text(encoding="utf-8"))
+    listed = [_signoff_key(entry) for entry in report.get("signoff") or []]
+    current = sha256_file(Path(run_dir) / "report.json")
+    return [entry for entry in read_signoffs(run_dir)
+            if entry["report_sha256"] != current and _signoff_key(entry) in listed]
 
 
 def read_signoffs(run_dir: Path) -> list[dict]:

@@ -116,7 +116,7 @@ def test_defaults_are_resolved_and_absent_sections_are_skipped(tmp_path):
     assert [s.name for s in plan.stages] == ["ingest", "dedup", "split"]
     assert dict(plan.recipe["data"]["split"]) == {"train": 0.7, "validation": 0.15, "test": 0.15, "seed": 42,
                                                  "on_leak": "move", "leak_threshold": 0.8}
-    assert set(plan.skipped) == {"pii", "bias", "augment", "train", "evaluate"}
+    assert set(plan.skipped) == {"pii", "bias", "augment", "canaries", "train", "evaluate", "memorisation"}
     assert "pii" not in plan.recipe  # a left-out section stays out
     assert plan.stages[-1].outputs["train"] == "data/train.jsonl"
 

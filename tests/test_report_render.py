@@ -68,6 +68,8 @@ def data_only_report() -> dict:
         "pii": None, "bias": None, "augmentation": None, "training": None, "evaluation": None,
         "fairness": {"evaluated": False, "reason": "evaluate stage skipped: no evaluate section"},
         "privacy": {"enabled": False},
+        "memorisation": None, "review": None, "signoff": None,
+        "policy": {"evaluated": False, "how": "fttool check RUN_DIR --policy policies/regulated.yaml"},
         "lineage": {"artifacts": [
             {"path": "../../recipes/data/faq.jsonl", "sha256": digest("faq"), "kind": "source", "stage": None,
              "parents": []},
@@ -235,7 +237,7 @@ def write_run_dir(tmp_path, report):
 def test_rerender_writes_html_and_markdown(tmp_path):
     run_dir = write_run_dir(tmp_path, full_report())
     written = rerender(run_dir)
-    assert sorted(p.name for p in written) == ["report.html", "report.md"]
+    assert sorted(p.name for p in written) == ["MODEL_CARD.md", "report.html", "report.md"]
     assert "kept 1,200" in (run_dir / "report.md").read_text(encoding="utf-8")
     assert "Lineage" in (run_dir / "report.html").read_text(encoding="utf-8")
 

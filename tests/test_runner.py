@@ -46,7 +46,8 @@ def test_data_only_run_counts_and_lineage(tmp_path):
     assert report["data"]["counts"] == {"input": 22, "quarantined": 1, "duplicates": 1, "dropped_by_policy": 0,
                                         "kept": 20, "augmented": 0}
     assert report["data"]["splits"] == {"train": 12, "validation": 4, "test": 4}
-    assert {s["name"] for s in report["skipped_stages"]} == {"pii", "bias", "augment", "train", "evaluate"}
+    assert {s["name"] for s in report["skipped_stages"]} == {"pii", "bias", "augment", "canaries", "train", "evaluate",
+                                                             "memorisation"}
     artifacts = report["lineage"]["artifacts"]
     for artifact in artifacts:
         assert sha256_file((run_dir / artifact["path"]).resolve()) == artifact["sha256"], artifact["path"]

@@ -54,6 +54,14 @@ def _stage_params(recipe: dict) -> dict[str, dict | str]:
         params["evaluate"] = _evaluate_params(recipe)
     else:
         params["evaluate"] = "no evaluate section"
+    memorisation = recipe.get("memorisation")
+    if memorisation and memorisation["enabled"]:
+        # Both stages draw the same secrets from these parameters; the measurement also loads the model.
+        canaries = {k: v for k, v in memorisation.items() if k != "enabled"}
+        params["canaries"] = canaries
+        params["memorisation"] = {**canaries, "model": recipe["model"]}
+    else:
+        params["canaries"] = params["memorisation"] = "memorisation section absent or disabled"
     return params
 
 
@@ -219,7 +227,50 @@ def semantic_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
     if "train" in recipe:
         errors += _train_errors(loaded, recipe["train"])
         errors += privacy_errors(loaded, recipe["train"])
+    if "memorisation" in recipe:
+        errors += _memorisation_errors(loaded, recipe)
+    report_policy = recipe.get("report", {}).get("policy")
+    if report_policy:
+        errors += _report_policy_errors(loaded, report_policy)
     return errors
+
+
+def _memorisation_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
+    """The canaries need a model trained on them, and a reference set large enough to show the limit."""
+    import math
+
+    memorisation = recipe["memorisation"]
+    errors = []
+    if memorisation["enabled"] and "train" not in recipe:
+        errors.append(loaded.error(("memorisation",), "'memorisation' measures the tuned model, so it needs a "
+                                   "'train' section; add one or set memorisation.enabled: false", at_key=True))
+    if memorisation["enabled"] and recipe.get("train", {}).get("method") == "full":
+        errors.append(loaded.error(("train", "method"), "the memorisation check compares the LoRA adapter switched on "
+                                   "and off, so it needs train.method lora or qlora, not full"))
+    measurable = math.log2(memorisation["references"] + 1)
+    if memorisation["max_exposure_bits"] >= measurable:
+        needed = math.ceil(2 ** memorisation["max_exposure_bits"])
+        where = ("memorisation", "references") if "references" in loaded.data["memorisation"] else ("memorisation",)
+        errors.append(loaded.error(where, f"{memorisation['references']} references can show at most "
+                                   f"{measurable:.2f} bits of exposure, so the limit of "
+                                   f"{memorisation['max_exposure_bits']:g} bits could never be reached; "
+                                   f"use at least {needed} references or lower max_exposure_bits"))
+    return errors
+
+
+def _report_policy_errors(loaded: LoadedRecipe, policy: str) -> list[RecipeError]:
+    """The policy the finished report is checked against must exist and be valid before anything runs."""
+    from fttool.policy.policy_file import load_policy  # the policy package imports this module
+
+    path = loaded.directory / policy
+    if not path.is_file():
+        return [loaded.error(("report", "policy"), f"policy file not found: {path} "
+                             "(paths are relative to the recipe file)")]
+    try:
+        load_policy(path)
+    except RecipeInvalid as exc:
+        return list(exc.errors)
+    return []
 
 
 def _wire(enabled: list[str]) -> dict[str, tuple[dict, dict]]:

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from fttool.evidence import write_digests
+from fttool.model_card import write_model_card
 from fttool.report.build import build_report
 from fttool.recipe.schema import load_schema
 
@@ -38,14 +39,16 @@ def write_report(plan, state, records, lineage, run_dir: Path) -> dict:
     validate_report(report)
     (run_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     write_renderings(report, run_dir, report["recipe"]["resolved"]["report"]["formats"])
+    write_model_card(report, run_dir)
     write_digests(run_dir)
     return report
 
 
 def rerender(run_dir: Path) -> list[Path]:
-    """`fttool report`: render HTML and Markdown again from an existing report.json."""
+    """`fttool report`: render HTML, Markdown and MODEL_CARD.md again from an existing report.json."""
     report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
     validate_report(report)
     written = write_renderings(report, run_dir, ["html", "md"])
+    written.append(write_model_card(report, run_dir))
     write_digests(run_dir)
     return written

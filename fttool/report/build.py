@@ -19,20 +19,55 @@ TRACKED_PACKAGES = ("fttool", "torch", "transformers", "peft", "trl", "datasets"
                     "rouge-score", "jsonschema", "click", "PyYAML")
 
 
-def environment() -> dict:
+def environment(recipe_path: Path) -> dict:
     packages = {}
     for name in TRACKED_PACKAGES:
         try:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             packages[name] = None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                cwd=Path(__file__).parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
+    commit = _git(Path(__file__).parent, "rev-parse", "HEAD")
     return {"python": sys.version.split()[0], "platform": platform.platform(), "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "fttool_git_commit": commit, "packages": packages}
+            "cpu_count": os.cpu_count(), "fttool_git_commit": commit, "packages": packages, **hardware(),
+            "recipe_git": recipe_git(recipe_path)}
+
+
+def _git(directory: Path, *args: str) -> str | None:
+    """A git command's output in `directory`; None outside a repository or without git."""
+    try:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=directory)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def recipe_git(recipe_path: Path) -> dict | None:
+    """The commit of the repository holding the recipe, and whether its working tree differs from that commit."""
+    directory = recipe_path.parent
+    commit = _git(directory, "rev-parse", "HEAD")
+    if not commit:
+        return None
+    status = _git(directory, "status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "uncommitted_changes": None if status is None else bool(status)}
+
+
+def hardware() -> dict:
+    """Memory, CPU model and the GPUs torch sees; torch is asked only when a stage already loaded it."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = None
+    cpu_model = platform.processor() or None
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    torch = sys.modules.get("torch")
+    gpus = ([torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            if torch is not None and torch.cuda.is_available() else [])
+    return {"memory_bytes": memory, "cpu_model": cpu_model, "gpus": gpus}
 
 
 def _section(records, stage_name):
@@ -52,6 +87,8 @@ def data_counts(records) -> dict:
     kept = by_name["split"].records_out - removed["pii"]  # split writes every surviving record once
     counts = {"input": input_count, "quarantined": removed["ingest"], "duplicates": removed["dedup"],
               "dropped_by_policy": removed["pii"], "kept": kept, "augmented": augmented}
+    if "canaries" in by_name:
+        counts["canaries"] = sum(by_name["canaries"].added.values())
     accounted = counts["kept"] + counts["quarantined"] + counts["duplicates"] + counts["dropped_by_policy"]
     if accounted != input_count:
         raise RunError(f"record conservation failed: {input_count} input records, but kept + quarantined + "
@@ -89,14 +126,14 @@ def build_report(plan: Plan, state: dict, records, lineage: dict, run_dir: Path)
                    "added": r.added} for r in records]
     evaluation, fairness = _evaluation_and_fairness(plan, records)
     training, privacy = _training_and_privacy(records)
-    return {
+    report = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "run": {"name": plan.name, "id": state["run_id"], "status": "succeeded", "started_at": state["started_at"],
                 "finished_at": state.get("finished_at"), "resumed_at": state.get("resumed_at"),
                 "fttool_version": __version__},
         "recipe": {"path": os.path.relpath(plan.recipe_path, run_dir), "fingerprint": plan.fingerprint,
                    "resolved": recipe},
-        "environment": environment(),
+        "environment": environment(plan.recipe_path),
         "stages": stage_rows,
         "skipped_stages": [{"name": name, "reason": reason} for name, reason in thaw(plan.skipped).items()],
         "data": {"counts": data_counts(records), "splits": splits,
@@ -109,5 +146,43 @@ def build_report(plan: Plan, state: dict, records, lineage: dict, run_dir: Path)
         "privacy": privacy,
         "evaluation": evaluation,
         "fairness": fairness,
+        "memorisation": _section(records, "memorisation"),
         "lineage": lineage,
+        "review": None,  # filled in by `fttool review import`
+        # Sign-offs are given on a written report; a report rewritten later lists those it supersedes.
+        "signoff": None,
+    }
+    report["policy"] = policy_outcome(report, run_dir, plan.recipe_path.parent)
+    return report
+
+
+POLICY_HOW = "fttool check {run_dir} --policy policies/regulated.yaml (or name a policy in the recipe's report.policy)"
+
+
+def policy_outcome(report: dict, run_dir: Path, recipe_dir: Path) -> dict:
+    """The recipe's report.policy applied to `report`; {evaluated: false, how} when the recipe names none."""
+    policy_path = report["recipe"]["resolved"].get("report", {}).get("policy")
+    if not policy_path:
+        return {"evaluated": False, "how": POLICY_HOW.format(run_dir=run_dir)}
+    import json
+
+    from fttool.digest import sha256_file
+    from fttool.policy.engine import evaluate
+    from fttool.policy.policy_file import load_policy
+    from fttool.policy.targets import load_report_target
+
+    path = (recipe_dir / policy_path).resolve()
+    policy = load_policy(path)
+    # The report is checked as it will be written; rules never read the policy section itself.
+    draft = {**report, "policy": {"evaluated": False, "how": ""}}
+    target = load_report_target(run_dir / "report.json", json.dumps(draft, indent=2, ensure_ascii=False), draft)
+    check_run = evaluate(policy, [target])
+    return {
+        "evaluated": True, "policy": policy.name, "path": os.path.relpath(path, run_dir), "sha256": sha256_file(path),
+        "checked_on": check_run.day.isoformat(), "passed": check_run.passed, "summary": check_run.summary(),
+        "rules": [{"id": o.rule.id, "description": o.rule.description, "severity": o.rule.severity, "status": o.status,
+                   "findings": [f.message for f in o.findings],
+                   "waiver": None if o.waiver is None else {"reason": o.waiver.reason, "approver": o.waiver.approver,
+                                                            "expires": o.waiver.expires.isoformat()}}
+                  for o in check_run.outcomes],
     }

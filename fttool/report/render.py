@@ -258,7 +258,8 @@ def _header_html(report: dict) -> str:
                  + (f" {escape(str(note))}" if note else "") + "</div>")
     links = (("data", "Data"), ("pii", "PII"), ("bias", "Bias"), ("augmentation", "Augmentation"),
              ("training", "Training"), ("privacy", "Privacy"), ("evaluation", "Evaluation"), ("fairness", "Fairness"),
-             ("stages", "Stages"),
+             ("memorisation", "Memorisation"), ("review", "Review"),
+             ("policy", "Policy and sign-off"), ("stages", "Stages"),
              ("environment", "Environment"), ("lineage", "Lineage"), ("recipe", "Recipe"))
     html += "<nav>" + "".join(f'<a href="#{anchor}">{label}</a>' for anchor, label in links) + "</nav></header>"
     return html
@@ -283,7 +284,9 @@ def _data_html(report: dict) -> str:
                       [[name, _e(ratios.get(name)), _e(assigned.get(name)), _e(final.get(name))] for name in SPLITS],
                       numeric={1, 2, 3})
              + f"<p>Split seed: {_e(_get(split, 'seed'))}. Final files include augmented records and exclude "
-               "records dropped by policy.</p>"
+               "records dropped by policy."
+             + (f" The train file also holds {_e(counts['canaries'])} memorisation canary records (see Memorisation)."
+                if counts.get("canaries") else "") + "</p>"
              + _split_details(split))
 
     ingest = data.get("ingest")
@@ -687,10 +690,19 @@ def _stages_html(report: dict) -> str:
 
 def _environment_html(report: dict) -> str:
     environment = report.get("environment") or {}
+    recipe_git = environment.get("recipe_git")
+    memory = environment.get("memory_bytes")
     html = _kv_table([("Python", _e(environment.get("python"))), ("Platform", _e(environment.get("platform"))),
                       ("Machine", _e(environment.get("machine"))), ("CPUs", _e(environment.get("cpu_count"))),
                       ("fttool git commit",
-                       f'<span class="mono">{_e(environment.get("fttool_git_commit"))}</span>')])
+                       f'<span class="mono">{_e(environment.get("fttool_git_commit"))}</span>'),
+                      ("CPU model", _e(environment.get("cpu_model"))),
+                      ("Memory", escape(f"{memory / 2 ** 30:.1f} GiB") if _is_number(memory) else MISSING),
+                      ("GPUs", _e(environment.get("gpus"))),
+                      ("Recipe repository commit",
+                       f'<span class="mono">{_e(_get(recipe_git, "commit"))}</span>'
+                       + (" (uncommitted changes)" if _get(recipe_git, "uncommitted_changes") else "")
+                       if recipe_git else "not in a git repository")])
     packages = environment.get("packages") or {}
     html += _table(["Package", "Version"], [[escape(name), _e(version)] for name, version in packages.items()])
     return _section("environment", "Environment", html)
@@ -714,10 +726,124 @@ def _recipe_html(report: dict) -> str:
     return _section("recipe", "Recipe", body)
 
 
+def _exposure_chart(memorisation: dict) -> str:
+    """Each canary's exposure after tuning (dark) and under the base model (light), with the limit as a line."""
+    canaries = [c for c in memorisation.get("canaries") or [] if _is_number(c.get("exposure_bits"))]
+    top_bits = memorisation.get("max_measurable_bits")
+    if not canaries or not _is_number(top_bits) or top_bits <= 0:
+        return ""
+    label_width, bar_space, bar_height, row_height = 110, 420, 9, 26
+    width, height = label_width + bar_space + 70, row_height * len(canaries) + 34
+    title = "Canary exposure in bits, tuned and base model"
+    parts = [f'<svg class="chart" role="img" aria-label="{title}" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}"><title>{title}</title>']
+
+    def x(bits):
+        return label_width + bar_space * min(max(bits, 0.0), top_bits) / top_bits
+
+    for index, canary in enumerate(canaries):
+        top = 4 + index * row_height
+        tuned, base = canary["exposure_bits"], canary.get("base_exposure_bits")
+        parts.append(f'<text x="{label_width - 8}" y="{top + 14}" text-anchor="end">canary {_e(canary.get("index"))}'
+                     f'</text><rect class="bar-tuned" x="{label_width}" y="{top + 2}" width="{x(tuned) - label_width:.1f}" '
+                     f'height="{bar_height}"/><text x="{x(tuned) + 5:.1f}" y="{top + 10}">{_e(float(tuned))}</text>')
+        if _is_number(base):
+            parts.append(f'<rect class="bar-base" x="{label_width}" y="{top + 2 + bar_height}" '
+                         f'width="{x(base) - label_width:.1f}" height="{bar_height}"/>')
+    limit = memorisation.get("limit_bits")
+    bottom = row_height * len(canaries) + 4
+    if _is_number(limit):
+        parts.append(f'<line class="axis" x1="{x(limit):.1f}" x2="{x(limit):.1f}" y1="0" y2="{bottom}" '
+                     f'stroke-dasharray="4 3"/><text x="{x(limit):.1f}" y="{bottom + 14}" text-anchor="middle">'
+                     f'limit {_e(float(limit))}</text>')
+    parts.append(f'<text x="{label_width}" y="{bottom + 28}">0</text><text x="{label_width + bar_space}" '
+                 f'y="{bottom + 28}" text-anchor="end">{_e(float(top_bits))} bits (most measurable)</text></svg>')
+    return "".join(parts)
+
+
+def _memorisation_html(report: dict) -> str:
+    memorisation = report.get("memorisation")
+    if memorisation is None:
+        return _section("memorisation", "Memorisation", _not_run(report, "memorisation"))
+    controls = memorisation.get("controls") or {}
+    base = memorisation.get("base_model") or {}
+    rows = [("Status", _badge(memorisation.get("status"))),
+            ("Most exposed canary", escape(f"{fmt(memorisation.get('max_exposure_bits'))} bits (limit "
+                                           f"{fmt(memorisation.get('limit_bits'))} bits)")),
+            ("Mean canary exposure", escape(f"{fmt(memorisation.get('mean_exposure_bits'))} bits")),
+            ("Never-planted controls", escape(f"mean {fmt(controls.get('mean_exposure_bits'))}, max "
+                                              f"{fmt(controls.get('max_exposure_bits'))} bits "
+                                              f"({fmt(controls.get('count'))} secrets)")),
+            ("Base model, canaries", escape(f"mean {fmt(_get(base, 'canaries', 'mean_exposure_bits'))}, max "
+                                            f"{fmt(_get(base, 'canaries', 'max_exposure_bits'))} bits")),
+            ("Canaries × repetitions", escape(f"{fmt(len(memorisation.get('canaries') or []))} × "
+                                              f"{fmt(memorisation.get('repetitions'))} = "
+                                              f"{fmt(memorisation.get('planted_records'))} train records")),
+            ("References", escape(f"{fmt(memorisation.get('references'))} (at most "
+                                  f"{fmt(memorisation.get('max_measurable_bits'))} bits can be shown)")),
+            ("Template", f"<code>{_e(memorisation.get('template'))}</code>"),
+            ("Method", _e(memorisation.get("method")))]
+    canary_rows = [[_e(c.get("index")), _e(c.get("rank")), _e(c.get("exposure_bits")), _e(c.get("base_rank")),
+                    _e(c.get("base_exposure_bits"))] for c in memorisation.get("canaries") or []]
+    html = ("<p>Random secrets were planted in the train split only; exposure says how far above chance the tuned "
+            "model ranks them among secrets it never saw. Secrets are not shown. Chart: dark bars after tuning, light bars "
+            "under the base model.</p>" + _kv_table(rows)
+            + _exposure_chart(memorisation)
+            + _table(["Canary", "Rank", "Exposure (bits)", "Base rank", "Base exposure (bits)"], canary_rows,
+                     numeric={0, 1, 2, 3, 4}))
+    return _section("memorisation", "Memorisation", html)
+
+
+def _review_html(report: dict) -> str:
+    review = report.get("review")
+    if review is None:
+        return _section("review", "Human review", '<p class="skipped">No human review imported: run '
+                        "<code>fttool review export RUN_DIR</code>, have the sheet rated, then "
+                        "<code>fttool review import RUN_DIR ratings.csv</code>.</p>")
+    means = review.get("mean_rating") or {}
+    scale = review.get("scale") or {}
+    rows = [("Ratings file", f'<span class="mono">{_e(review.get("file"))}</span> '
+                             f'<span class="mono" title="{escape(str(review.get("sha256")))}">'
+                             f'{escape(_short(review.get("sha256")))}</span>'),
+            ("Imported", _e(review.get("imported_at"))),
+            ("Predictions rated", escape(f"{fmt(review.get('rated'))} of {fmt(review.get('predictions'))} "
+                                         f"({fmt(review.get('unrated'))} unrated)")),
+            ("Mean rating, base model", _e(means.get("base"))), ("Mean rating, tuned model", _e(means.get("tuned"))),
+            ("Scale", escape(f"{fmt(scale.get('min'))} to {fmt(scale.get('max'))}"))]
+    return _section("review", "Human review", _kv_table(rows) + _count_table("Preferred", review.get("preference"),
+                                                                              "Outputs"))
+
+
+def _policy_html(report: dict) -> str:
+    policy = report.get("policy") or {}
+    if policy.get("evaluated"):
+        html = (f"<p>Policy <code>{_e(policy.get('policy'))}</code> ({_e(policy.get('path'))}, sha256 "
+                f'<span class="mono">{escape(_short(policy.get("sha256")))}</span>), checked on '
+                f"{_e(policy.get('checked_on'))}: {_badge('pass' if policy.get('passed') else 'fail')}</p>")
+        rows = [[escape(str(rule.get("id"))), _e(rule.get("severity")),
+                 _badge({"passed": "pass", "failed": "fail", "waived": "warn"}.get(rule.get("status"), rule.get("status"))),
+                 escape(str(rule.get("description") or MISSING)),
+                 "<br>".join(escape(str(f)) for f in rule.get("findings") or []) or MISSING]
+                for rule in policy.get("rules") or [] if rule.get("status") != "not_applicable"]
+        html += _table(["Rule", "Severity", "Outcome", "Description", "Findings"], rows)
+    else:
+        html = f'<p class="skipped">No policy was applied when the report was written: {_e(policy.get("how"))}</p>'
+    signoffs = report.get("signoff")
+    html += "<h3>Sign-off</h3>" + (
+        _table(["By", "Role", "At", "Approved report sha256", "Superseded"],
+               [[_e(s.get("by")), _e(s.get("role")), _e(s.get("at")),
+                 f'<span class="mono">{escape(_short(s.get("report_sha256")))}</span>', _e(s.get("superseded"))]
+                for s in signoffs])
+        + "<p>These sign-offs approved an earlier version of this report, before fttool added to it.</p>"
+        if signoffs else "<p>Sign-offs are recorded in signoff.json after the report is written "
+                         "(<code>fttool signoff</code>); <code>fttool verify</code> checks them.</p>")
+    return _section("policy", "Policy and sign-off", html)
+
+
 def render_html(report: dict) -> str:
     run = report.get("run") or {}
     sections = (_header_html, _data_html, _pii_html, _bias_html, _augmentation_html, _training_html, _privacy_html,
-                _evaluation_html, _fairness_html, _stages_html, _environment_html, _lineage_html, _recipe_html)
+                _evaluation_html, _fairness_html, _memorisation_html, _review_html, _policy_html, _stages_html, _environment_html, _lineage_html, _recipe_html)
     # The policy forbids every load and script, so the file stays self-contained even if a value slips through.
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
@@ -905,7 +1031,7 @@ def render_markdown(report: dict) -> str:
               "- **Final splits:** " + " · ".join(f"{name} {fmt(splits.get(name))}" for name in SPLITS)
               + _md_leakage(_get(report, "data", "split", "leakage")),
               "- " + _md_pii(report), "- " + _md_bias(report), "- " + _md_training(report), "- " + _md_privacy(report),
-              *_md_evaluation(report), "",
+              *_md_evaluation(report), "", "- " + _md_memorisation(report), "- " + _md_review_and_policy(report), "",
               "| stage | status | seconds | records in → out |", "|---|---|---:|---|"]
     lines += [f"| {_cell(fmt(stage.get('name')))} | {fmt(stage.get('status'))} | {fmt(stage.get('seconds'))} | "
               f"{fmt(stage.get('records_in'))} → {fmt(stage.get('records_out'))} |"

@@ -5,7 +5,8 @@ import importlib
 
 from fttool.stages.base import Stage
 
-STAGE_ORDER = ("ingest", "dedup", "split", "pii", "bias", "augment", "train", "evaluate")
+STAGE_ORDER = ("ingest", "dedup", "split", "pii", "bias", "augment", "canaries", "train", "evaluate",
+               "memorisation")
 
 
 def stage_class(name: str) -> type[Stage]:

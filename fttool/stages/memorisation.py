@@ -1,0 +1,158 @@
+"""Measure how much the tuned model memorised the planted canaries (the Secret Sharer, Carlini et al. 2019).
+
+Every candidate secret is scored by its log-perplexity under the model: the summed cross-entropy of
+the template's tokens after the canary prompt, both formatted as the train stage formats them (with
+the tokenizer's chat template when it has one), EOS included. A candidate's rank is 1 + the number of references
+(secrets from the same template that were never planted) that score strictly lower, so ties count
+against the canary. Its exposure in bits is
+
+    exposure = log2(references + 1) - log2(rank)
+
+the rank estimate of the paper with the sampled references standing in for the whole secret space:
+0 bits when every reference is more likely, log2(references + 1) bits (the most this sample can show)
+when none is. Unplanted controls are scored the same way, and the base model (adapter off) as well,
+so the report shows what exposure looks like without memorisation. The report holds indices, ranks
+and exposures only, never a secret.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from fttool.modeling import load_causal_lm, load_tokenizer, quiet_libraries, resolve_base_model
+from fttool.recipe.plan import thaw
+from fttool.records import read_jsonl
+from fttool.stages.base import Stage, StageContext, StageResult
+from fttool.stages.canaries import CANARY_SOURCE, SECRET_SPACE, TEMPLATE, canary_record, draw_secrets
+from fttool.stages.train import prompt_and_sequence_ids
+
+BATCH_SIZE = 64
+METHOD = ("Secret Sharer rank exposure (Carlini et al. 2019): log2(references + 1) - log2(rank of the secret's "
+          "log-perplexity among never-planted references); ties rank the canary first")
+
+
+def completion_start(prompt_ids: list[int], ids: list[int]) -> int:
+    """Where the completion's tokens begin: where they part from the prompt's (a token can merge across the boundary)."""
+    start = 0
+    while start < min(len(prompt_ids), len(ids)) and prompt_ids[start] == ids[start]:
+        start += 1
+    return start
+
+
+def log_perplexities(model, tokenizer, records: list[dict]) -> list[float]:
+    """Summed cross-entropy (nats) of each record's response tokens after its prompt, tokenized as in training."""
+    import torch
+    import torch.nn.functional as F
+
+    encoded = [prompt_and_sequence_ids(tokenizer, record) for record in records]
+    scores = []
+    for first in range(0, len(encoded), BATCH_SIZE):
+        batch = encoded[first:first + BATCH_SIZE]
+        width = max(len(ids) for _, ids in batch)
+        input_ids = torch.full((len(batch), width), tokenizer.pad_token_id)
+        labels = torch.full((len(batch), width), -100)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, (prompt_ids, ids) in enumerate(batch):
+            start = completion_start(prompt_ids, ids)
+            input_ids[row, :len(ids)] = torch.tensor(ids)
+            labels[row, start:len(ids)] = torch.tensor(ids[start:])
+            attention[row, :len(ids)] = 1
+        with torch.no_grad():
+            logits = model(input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device)).logits
+        targets = labels[:, 1:].to(logits.device)  # position t predicts token t + 1
+        losses = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, ignore_index=-100,
+                                 reduction="none")
+        scores += losses.sum(dim=1).tolist()
+    return scores
+
+
+def exposures(scores: list[float], reference_scores: list[float]) -> list[tuple[int, float]]:
+    """(rank, exposure in bits) of each score among the reference scores; lower scores are likelier."""
+    import bisect
+
+    ordered = sorted(reference_scores)
+    top = math.log2(len(ordered) + 1)
+    ranked = []
+    for score in scores:
+        rank = 1 + bisect.bisect_left(ordered, score)  # references strictly likelier than the candidate
+        ranked.append((rank, top - math.log2(rank)))
+    return ranked
+
+
+def _stats(values: list[float]) -> dict:
+    return {"max_exposure_bits": round(max(values), 4), "mean_exposure_bits": round(sum(values) / len(values), 4)}
+
+
+def planted_counts(train_path) -> Counter:
+    """Canary index -> copies found in the train split."""
+    return Counter(record["meta"]["canary"] for record in read_jsonl(train_path)
+                   if record.get("source") == CANARY_SOURCE)
+
+
+class MemorisationStage(Stage):
+    name = "memorisation"
+    references = ("train", "model")
+    report_section = "memorisation"
+
+    def run(self, ctx: StageContext) -> StageResult:
+        import torch
+        from peft import PeftModel
+
+        quiet_libraries()
+        params = thaw(ctx.params)
+        canaries, controls, references = draw_secrets(params["seed"], params["canaries"], params["references"])
+        found = planted_counts(ctx.inputs["train"])
+        expected = {index: params["repetitions"] for index in range(len(canaries))}
+        if dict(found) != expected:
+            raise ValueError(f"memorisation: the train split holds {sum(found.values())} canary records for "
+                             f"{len(found)} canaries, but {len(canaries)} canaries x {params['repetitions']} "
+                             "repetitions were planted; was data/train.jsonl changed after the canaries stage?")
+
+        if not (ctx.inputs["model"] / "adapter_config.json").is_file():
+            raise ValueError("memorisation: model/ holds no LoRA adapter; the check compares the adapter switched "
+                             "on and off, so it needs train.method lora or qlora")
+        model_params = params["model"]
+        tokenizer = load_tokenizer(str(ctx.inputs["model"]), model_params)
+        base = load_causal_lm(resolve_base_model(model_params, ctx.work_dir, ctx.recipe_dir), model_params)
+        model = PeftModel.from_pretrained(base, str(ctx.inputs["model"]))
+        model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+
+        candidates = [canary_record(index, 0, secret)
+                      for index, secret in enumerate((*canaries, *controls, *references))]
+        ranked_count = 2 * len(canaries)  # canaries, then controls; the rest are the references
+
+        def measure() -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+            scores = log_perplexities(model, tokenizer, candidates)
+            ranked = exposures(scores[:ranked_count], scores[ranked_count:])
+            return ranked[:len(canaries)], ranked[len(canaries):]
+
+        with model.disable_adapter():
+            base_canaries, base_controls = measure()
+        tuned_canaries, tuned_controls = measure()
+
+        canary_bits = [bits for _, bits in tuned_canaries]
+        limit = params["max_exposure_bits"]
+        summary = {
+            "status": "pass" if max(canary_bits) < limit else "fail",
+            "method": METHOD,
+            "template": TEMPLATE,
+            "secret_space": SECRET_SPACE,
+            "repetitions": params["repetitions"],
+            "planted_records": len(canaries) * params["repetitions"],
+            "references": len(references),
+            "max_measurable_bits": round(math.log2(len(references) + 1), 4),
+            "limit_bits": limit,
+            **_stats(canary_bits),
+            "canaries": [{"index": index, "rank": rank, "exposure_bits": round(bits, 4),
+                          "base_rank": base_rank, "base_exposure_bits": round(base_bits, 4)}
+                         for index, ((rank, bits), (base_rank, base_bits))
+                         in enumerate(zip(tuned_canaries, base_canaries))],
+            "controls": {"count": len(controls), **_stats([bits for _, bits in tuned_controls])},
+            "base_model": {"canaries": _stats([bits for _, bits in base_canaries]),
+                           "controls": _stats([bits for _, bits in base_controls])},
+            "seed": params["seed"],
+        }
+        return StageResult(summary=summary)
+
+
+STAGE = MemorisationStage
