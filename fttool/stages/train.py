@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -40,6 +41,14 @@ QLORA_QUANTIZATION = {"bits": 4, "quant_type": "nf4", "double_quant": True}
 
 class InjectedFault(RuntimeError):
     """The failure FTTOOL_FAULT asked for."""
+
+
+@dataclass
+class TrainingRun:
+    trainer: Any
+    resumed_from: str | None  # the checkpoint directory training continued from
+    initial_norms: dict[str, float]
+    seconds: float
 
 
 def qlora_requirements_unmet(params: Mapping[str, Any]) -> list[str]:
@@ -188,18 +197,28 @@ def _callbacks(params: Mapping[str, Any]) -> list:
             if state.global_step == self.step:
                 raise InjectedFault(f"{FAULT_ENV} asked training to fail after step {self.step} (checkpoint written)")
 
+    class NoCheckpointAtTheEnd(TrainerCallback):
+        """The Trainer checkpoints the last step; the stage saves the model right after, so that would only cost
+        time and disk (optimizer state included). Early stopping keeps it: the last evaluation may be the best."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps:
+                control.should_save = False
+
     callbacks = [StderrProgress()]
     if params.get("early_stopping"):
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=params["early_stopping"]["patience"],
                                                early_stopping_threshold=params["early_stopping"]["min_delta"]))
+    else:
+        callbacks.append(NoCheckpointAtTheEnd())
     step = fault_step()
     if step is not None:
         callbacks.append(FailAfterStep(step))
     return callbacks
 
 
-def _load_model(base_path: str, model_params: Mapping[str, Any], method: str):
-    if method != "qlora":
+def _load_model(base_path: str, model_params: Mapping[str, Any], params: Mapping[str, Any]):
+    if params["method"] != "qlora":
         return load_causal_lm(base_path, model_params)
     import torch
     from peft import prepare_model_for_kbit_training
@@ -209,10 +228,11 @@ def _load_model(base_path: str, model_params: Mapping[str, Any], method: str):
     quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=QLORA_QUANTIZATION["quant_type"],
                                       bnb_4bit_use_double_quant=QLORA_QUANTIZATION["double_quant"],
                                       bnb_4bit_compute_dtype=compute_dtype)
-    return prepare_model_for_kbit_training(load_causal_lm(base_path, model_params, quantization_config=quantization))
+    return prepare_model_for_kbit_training(load_causal_lm(base_path, model_params, quantization_config=quantization),
+                                           use_gradient_checkpointing=params["gradient_checkpointing"])
 
 
-def _trainer_config(params: Mapping[str, Any], checkpoint_dir: Path, planned_steps: int, mixed: str):
+def _trainer_config(params: Mapping[str, Any], checkpoint_dir: Path, planned_steps: int, mixed_precision: str):
     import torch
     from trl import SFTConfig
 
@@ -247,8 +267,8 @@ def _trainer_config(params: Mapping[str, Any], checkpoint_dir: Path, planned_ste
         logging_first_step=True,
         report_to="none",
         disable_tqdm=True,
-        bf16=mixed == "bf16",
-        fp16=mixed == "fp16",
+        bf16=mixed_precision == "bf16",
+        fp16=mixed_precision == "fp16",
         # TRL turns checkpointing on by default; it trades speed for memory, so the recipe decides.
         activation_checkpointing=params["gradient_checkpointing"],
         dataloader_pin_memory=torch.cuda.is_available(),
@@ -325,11 +345,11 @@ class TrainStage(Stage):
         base_path = resolve_base_model(model_params, ctx.work_dir, ctx.recipe_dir)
         tokenizer = load_tokenizer(base_path, model_params)
         data = self.prepare_data(ctx, params, tokenizer)
-        model = _load_model(base_path, model_params, params["method"])
-        trainer, resume_from, seconds = self.fit(ctx, params, tokenizer, model, data)
-        return StageResult(summary=self.finish(ctx, params, tokenizer, trainer, data, resume_from, seconds))
+        model = _load_model(base_path, model_params, params)
+        run = self.fit(ctx, params, tokenizer, model, data)
+        return StageResult(summary=self.finish(ctx, params, tokenizer, data, run))
 
-    def fit(self, ctx: StageContext, params: Mapping[str, Any], tokenizer, model, data: dict):
+    def fit(self, ctx: StageContext, params: Mapping[str, Any], tokenizer, model, data: dict) -> TrainingRun:
         """Train, continuing from the last checkpoint in the work directory when a failed run left one."""
         import datasets
         import transformers
@@ -356,19 +376,17 @@ class TrainStage(Stage):
             callbacks=_callbacks(params))
         trainer.remove_callback(transformers.PrinterCallback)
 
-        data["initial_norms"] = _trained_tensor_norms(trainer.model)
+        # Measured before a checkpoint is loaded, so a resumed run is compared with the same starting point.
+        initial_norms = _trained_tensor_norms(trainer.model)
         started = time.perf_counter()
         trainer.train(resume_from_checkpoint=resume_from)
-        return trainer, resume_from, time.perf_counter() - started
+        return TrainingRun(trainer, resume_from, initial_norms, time.perf_counter() - started)
 
-    def finish(self, ctx: StageContext, params: Mapping[str, Any], tokenizer, trainer, data: dict,
-               resume_from: str | None, seconds: float) -> dict:
+    def finish(self, ctx: StageContext, params: Mapping[str, Any], tokenizer, data: dict, run: TrainingRun) -> dict:
         """Check that training moved the weights, save the model, and summarise the run for the report."""
-        model_params = params["model"]
-        initial = data["initial_norms"]
+        model_params, trainer, resume_from = params["model"], run.trainer, run.resumed_from
         final = _trained_tensor_norms(trainer.model)
-        # Measured before the checkpoint is loaded, so a resumed run is compared with the same starting point.
-        changed = [name for name, norm in final.items() if norm != initial.get(name)]
+        changed = [name for name, norm in final.items() if norm != run.initial_norms.get(name)]
         if not changed:
             raise RuntimeError(f"train: {trainer.state.global_step} steps left every trained weight at its initial "
                                "value; check train.learning_rate and that the data has response tokens")
@@ -427,7 +445,7 @@ class TrainStage(Stage):
             "trained_tokens": data["trained_tokens"],
             "trained_token_share": round(data["trained_tokens"] / data["total_tokens"], 6),
             "device": trainer.args.device.type,
-            "seconds": round(seconds, 3),
+            "seconds": round(run.seconds, 3),
         }
 
 
