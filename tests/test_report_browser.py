@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from fttool.cli import cli
+from fttool.records import read_jsonl
 
 REGULATED = Path(__file__).resolve().parent.parent / "policies" / "regulated.yaml"
 RECIPE = f"""
@@ -150,6 +151,11 @@ def test_report_json_has_every_section(run_dir):
     outcomes = {rule["id"]: rule["status"] for rule in report["policy"]["rules"]}
     assert outcomes["MEM-101"] == "passed" and outcomes["LIN-001"] == "passed"
     assert outcomes["PII-101"] == "failed"  # the recipe has no pii section, so nothing shows the data is clean
+    # Canaries are in the final train file only.
+    sources = {split: [r["source"] for r in read_jsonl(run_dir / "data" / f"{split}.jsonl")]
+               for split in ("train", "validation", "test")}
+    assert sources["train"].count("canary") == report["data"]["counts"]["canaries"] == 6
+    assert "canary" not in sources["validation"] + sources["test"]
 
 
 def test_environment_names_the_commit_of_the_recipe_repository(tmp_path):
