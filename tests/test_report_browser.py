@@ -132,6 +132,7 @@ def test_report_renders_in_chromium_with_every_section_and_chart(run_dir, tmp_pa
     for chart in ("Record flow", "Training loss by step", "Canary exposure in bits"):
         assert f'aria-label="{chart}' in dom, chart
     assert dom.count('class="share"') >= 2  # one bar per region group of the bias audit
+    assert 'aria-label="token_f1 by region"' in dom  # base and tuned bars per group (fairness)
     assert "<polyline" in dom  # the loss curve has points
     assert "Policy <code>regulated</code>" in dom
     assert "No human review imported" in dom
