@@ -207,6 +207,11 @@ def semantic_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
     if "evaluate" in recipe and "train" not in recipe:
         errors.append(loaded.error(("evaluate",), "'evaluate' compares the tuned model with its base, "
                                    "so it needs a 'train' section", at_key=True))
+    if "evaluate" in recipe and recipe.get("train", {}).get("method") == "full":
+        # The evaluate stage loads model/ as a LoRA adapter on the base and switches it off for the base's scores.
+        errors.append(loaded.error(("train", "method"), "'evaluate' cannot score a full fine-tune yet: it compares "
+                                   "a LoRA adapter switched on and off; use method lora or qlora, or remove "
+                                   "the evaluate section"))
     if "evaluate" in recipe and split["test"] == 0:
         errors.append(loaded.error(("data", "split", "test"), "'evaluate' needs a test split above 0"))
     if "train" in recipe and split["validation"] == 0:
