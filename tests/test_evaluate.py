@@ -39,6 +39,14 @@ def evaluate_params(**overrides) -> dict:
             "primary_metric": "test_loss", "groups": GROUP_SETTINGS, "model": MODEL} | overrides
 
 
+def tokenized_examples_of(items: list[dict], tokenizer, tmp_path):
+    from fttool.records import write_jsonl
+    from fttool.stages.train import tokenized_examples
+
+    write_jsonl(tmp_path / "items.jsonl", items)
+    return tokenized_examples(tmp_path / "items.jsonl", tokenizer, 10_000, train_on_inputs=False)
+
+
 def with_region(items: list[dict]) -> list[dict]:
     """Records with a sensitive attribute in meta, as ingest keeps it; one record lacks it."""
     regions = ["north", "south", "east"]
@@ -50,16 +58,31 @@ def test_loss_masks_the_prompt_and_ends_with_eos(tmp_path):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(build_demo_model(tmp_path / "demo"))
-    prompt, response = prompt_and_response(records(1)[0])
-    ids, labels = _loss_example(tokenizer, prompt, response, None)
+    record = records(1)[0]
+    prompt, response = prompt_and_response(record)
+    ids, labels = _loss_example(tokenizer, record, None)
     prompt_length = len(tokenizer(prompt)["input_ids"])
     assert labels[:prompt_length] == [-100] * prompt_length
     assert labels[prompt_length:] == ids[prompt_length:] and ids[-1] == tokenizer.eos_token_id
     assert tokenizer.decode(ids[prompt_length:], skip_special_tokens=True) == response
-    assert _loss_example(tokenizer, prompt, response, 5) == (ids[:5], labels[:5])
+    assert _loss_example(tokenizer, record, 5) == (ids[:5], labels[:5])
 
 
-# -- gates ---------------------------------------------------------------------------------------
+def test_a_chat_template_formats_evaluation_as_it_formatted_training(tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(build_demo_model(tmp_path / "demo"))
+    tokenizer.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</{{ m['role'] }}>"
+                               "{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}")
+    record = records(1)[0]
+    ids, labels = _loss_example(tokenizer, record, None)
+    trained, _ = tokenized_examples_of([record], tokenizer, tmp_path)
+    assert (ids, labels) == (trained[0]["input_ids"], trained[0]["labels"])
+    scored = tokenizer.decode([i for i, label in zip(ids, labels) if label != -100])
+    assert scored.startswith(record["output"]) and "<user>" in tokenizer.decode(ids)
+
+
+# -- gates# -- gates ---------------------------------------------------------------------------------------
 def test_primary_metric_knows_its_direction():
     base, tuned = {"test_loss": 2.0, "rougeL": 0.3}, {"test_loss": 1.5, "rougeL": 0.25}
     loss = primary_metric("test_loss", base, tuned)

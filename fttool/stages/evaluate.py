@@ -4,8 +4,9 @@ For each model: the mean token cross-entropy on the response tokens of the valid
 (prompt tokens masked, as in training), perplexity from the test loss, and the metrics of
 fttool.metrics on generations for the test prompts: ROUGE, BLEU, exact match and token F1, and for a
 classification task accuracy and macro precision, recall and F1 of the label each generation names.
-Both models generate with the same decoding settings and seed. The model is loaded once: the base is
-the tuned model with its adapter switched off, so both see identical weights and tokenization.
+Both models generate with the same decoding settings and seed. For an adapter the model is loaded once:
+the base is the tuned model with its adapter switched off, so both see identical weights and
+tokenization; a full fine-tune is loaded beside a fresh copy of the base, one after the other.
 
 The recipe's primary metric must improve: the summary records whether it did, and policies gate on it
 (`evaluation.primary_metric.improved`); the run itself still succeeds, so the report shows the failure.
@@ -31,33 +32,28 @@ from fttool.recipe.plan import thaw
 from fttool.records import prompt_and_response, read_jsonl, write_jsonl
 from fttool.stages.base import Stage, StageContext, StageResult
 from fttool.stages.bias import MISSING_GROUP, STATUS_ORDER, _group_name
+from fttool.stages.train import prompt_and_sequence_ids, response_start
 
 LOSS_METRICS = ("validation_loss", "test_loss", "perplexity")
 METRICS = (*LOSS_METRICS, *GENERATION_METRICS)
 MODELS = ("base", "tuned")
 
 
-def _loss_example(tokenizer, prompt: str, response: str, limit: int | None) -> tuple[list[int], list[int]]:
-    """(input ids, labels) built like TRL builds them: EOS after the response, the prompt masked with -100.
-
-    The response starts where the tokenized prompt and prompt + response diverge, as in TRL, since a
-    token can merge across the boundary.
-    """
-    prompt_ids = tokenizer(prompt)["input_ids"]
-    ids = tokenizer(prompt + response + tokenizer.eos_token)["input_ids"]
-    start = 0
-    while start < min(len(prompt_ids), len(ids)) and prompt_ids[start] == ids[start]:
-        start += 1
+def _loss_example(tokenizer, record: dict, limit: int | None) -> tuple[list[int], list[int]]:
+    """(input ids, labels) exactly as training builds them (chat template or alpaca layout, EOS after the
+    response), with every prompt token masked with -100."""
+    prompt_ids, ids = prompt_and_sequence_ids(tokenizer, record)
+    start = response_start(prompt_ids, ids)
     labels = [-100] * start + ids[start:]
     return ids[:limit], labels[:limit]
 
 
-def response_loss(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int, limit: int | None) -> float | None:
-    """Mean cross-entropy over every response token of `pairs` (not a mean of per-example means)."""
+def response_loss(model, tokenizer, records: list[dict], batch_size: int, limit: int | None) -> float | None:
+    """Mean cross-entropy over every response token of `records` (not a mean of per-example means)."""
     import torch
     import torch.nn.functional as F
 
-    examples = [_loss_example(tokenizer, prompt, response, limit) for prompt, response in pairs]
+    examples = [_loss_example(tokenizer, record, limit) for record in records]
     total, count = 0.0, 0
     for start in range(0, len(examples), batch_size):
         batch = examples[start:start + batch_size]
@@ -79,9 +75,10 @@ def response_loss(model, tokenizer, pairs: list[tuple[str, str]], batch_size: in
     return total / count if count else None
 
 
-def generate(model, tokenizer, prompts: list[str], decoding: dict, max_new_tokens: int, batch_size: int,
+def generate(model, tokenizer, prompts: list[list[int]], decoding: dict, max_new_tokens: int, batch_size: int,
              limit: int | None) -> list[str]:
-    """Continuations, batched with left padding so every prompt ends where generation starts.
+    """Continuations of tokenized prompts, batched with left padding so every prompt ends where generation
+    starts; a prompt too long for the context keeps its end.
 
     The generator is seeded before the first batch, so two calls with the same settings draw the same
     random numbers: greedy decoding draws none, sampling draws them in the same order for both models.
@@ -95,13 +92,13 @@ def generate(model, tokenizer, prompts: list[str], decoding: dict, max_new_token
                               eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
                               **({"temperature": decoding["temperature"], "top_p": decoding["top_p"], "top_k": 0}
                                  if sampling else {}))
-    tokenizer.padding_side = tokenizer.truncation_side = "left"  # an overlong prompt keeps its end
+    tokenizer.padding_side = "left"
+    keep = None if limit is None else max(1, limit - max_new_tokens)
     torch.manual_seed(decoding["seed"])
     texts = []
     for start in range(0, len(prompts), batch_size):
-        encoded = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
-                            truncation=limit is not None,
-                            max_length=None if limit is None else max(1, limit - max_new_tokens)).to(model.device)
+        batch = [ids if keep is None else ids[-keep:] for ids in prompts[start:start + batch_size]]
+        encoded = tokenizer.pad({"input_ids": batch}, padding=True, return_tensors="pt").to(model.device)
         with torch.no_grad():
             output = model.generate(**encoded, generation_config=config)
         new_tokens = output[:, encoded["input_ids"].shape[1]:]
@@ -271,32 +268,34 @@ class EvaluateStage(Stage):
         quiet_libraries()
         params = thaw(ctx.params)
         model_params = params["model"]
-        validation = [prompt_and_response(record) for record in read_jsonl(ctx.inputs["validation"])]
+        validation = list(read_jsonl(ctx.inputs["validation"]))
         test_records = list(read_jsonl(ctx.inputs["test"]))
-        test = [prompt_and_response(record) for record in test_records]
         # Generation needs a prompt to continue; records without one (plain text) count in the losses only.
-        prompted = [(record, prompt, response) for record, (prompt, response) in zip(test_records, test) if prompt]
+        prompted = [record for record in test_records if record["format"] != "text"]
         if params["max_samples"]:
             prompted = prompted[:params["max_samples"]]
-        references = [response for _, _, response in prompted]
+        references = [prompt_and_response(record)[1] for record in prompted]
         classification = params["task"] == "classification"
         if classification:
             labels, expected = _labels(params, references)
         forgetting = params.get("forgetting")
         passages = general_passages(ctx.resolve(forgetting["path"])) if forgetting else []
 
-        # The tokenizer saved with the adapter is the one training used (pad token included).
-        tokenizer = load_tokenizer(str(ctx.inputs["model"]), model_params)
-        base = load_causal_lm(resolve_base_model(model_params, ctx.work_dir, ctx.recipe_dir), model_params)
-        model = PeftModel.from_pretrained(base, str(ctx.inputs["model"]))
-        model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-        limit = getattr(model.config, "max_position_embeddings", None)
+        # The tokenizer saved with the model is the one training used (pad token included).
+        tuned_dir = ctx.inputs["model"]
+        tokenizer = load_tokenizer(str(tuned_dir), model_params)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
         batch_size, max_new_tokens, decoding = params["batch_size"], params["max_new_tokens"], params["decoding"]
 
-        def measure() -> dict:
-            texts = generate(model, tokenizer, [prompt for _, prompt, _ in prompted], decoding, max_new_tokens,
+        def load_base():
+            return load_causal_lm(resolve_base_model(model_params, ctx.work_dir, ctx.recipe_dir), model_params)
+
+        def measure(model) -> dict:
+            limit = getattr(model.config, "max_position_embeddings", None)
+            prompts = [prompt_and_sequence_ids(tokenizer, record)[0] for record in prompted]
+            texts = generate(model, tokenizer, prompts, decoding, max_new_tokens,
                              batch_size, limit)
-            test_loss = response_loss(model, tokenizer, test, batch_size, limit)
+            test_loss = response_loss(model, tokenizer, test_records, batch_size, limit)
             metrics = {
                 "validation_loss": _round(response_loss(model, tokenizer, validation, batch_size, limit)),
                 "test_loss": _round(test_loss),
@@ -311,18 +310,25 @@ class EvaluateStage(Stage):
                 scores["accuracy"] = [float(p == e) for p, e in zip(predicted, expected)]
             general = None
             if passages:
-                general_loss = response_loss(model, tokenizer, [("", passage) for passage in passages], batch_size,
+                general_loss = response_loss(model, tokenizer, [{"format": "text", "text": passage} for passage in passages],
+                                             batch_size,
                                              limit)
                 general = None if general_loss is None else round(math.exp(general_loss), 4)
             return {"metrics": metrics, "texts": texts, "scores": scores, "general_perplexity": general}
 
-        with model.disable_adapter():
-            results = {"base": measure()}
-        results["tuned"] = measure()
+        if (tuned_dir / "adapter_config.json").exists():
+            # One copy of the weights: the base is the tuned model with its adapter switched off.
+            model = PeftModel.from_pretrained(load_base(), str(tuned_dir)).to(device).eval()
+            with model.disable_adapter():
+                results = {"base": measure(model)}
+            results["tuned"] = measure(model)
+        else:  # a full fine-tune: two models, loaded one after the other
+            results = {"base": measure(load_base().to(device).eval())}
+            results["tuned"] = measure(load_causal_lm(str(tuned_dir), model_params).to(device).eval())
 
         write_jsonl(ctx.outputs["predictions"], (
             {"id": record["id"], "base": base_text, "tuned": tuned_text, "reference_id": record["id"]}
-            for (record, _, _), base_text, tuned_text in zip(prompted, results["base"]["texts"],
+            for record, base_text, tuned_text in zip(prompted, results["base"]["texts"],
                                                               results["tuned"]["texts"])))
         base_metrics, tuned_metrics = results["base"]["metrics"], results["tuned"]["metrics"]
         names = list(base_metrics)
@@ -331,7 +337,7 @@ class EvaluateStage(Stage):
             "task": params["task"],
             "samples": len(prompted),
             "test_records": len(test_records),
-            "test_records_without_prompt": sum(1 for prompt, _ in test if not prompt),
+            "test_records_without_prompt": len(test_records) - sum(1 for r in test_records if r["format"] != "text"),
             "base": base_metrics,
             "tuned": tuned_metrics,
             "delta": {name: _delta(base_metrics[name], tuned_metrics[name]) for name in names},
@@ -345,7 +351,7 @@ class EvaluateStage(Stage):
                          **({"temperature": decoding["temperature"], "top_p": decoding["top_p"]}
                             if decoding["strategy"] == "sample" else {}),
                          "max_new_tokens": max_new_tokens, "batch_size": batch_size, "padding_side": "left"},
-            "fairness": group_results([record for record, _, _ in prompted],
+            "fairness": group_results(prompted,
                                       {model: results[model]["scores"] for model in MODELS}, params["groups"]),
         }
         if classification:

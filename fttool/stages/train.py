@@ -117,14 +117,18 @@ def prompt_and_sequence_ids(tokenizer, record: dict) -> tuple[list[int], list[in
     return tokenizer(prompt)["input_ids"], full
 
 
+def response_start(prompt_ids: list[int], ids: list[int]) -> int:
+    """Where the response begins in `ids`: where the two diverge, not len(prompt_ids), because tokens can
+    merge across the prompt/response boundary."""
+    return next((i for i, (a, b) in enumerate(zip(prompt_ids, ids)) if a != b), min(len(prompt_ids), len(ids)))
+
+
 def tokenized_examples(path, tokenizer, max_seq_length: int, train_on_inputs: bool) -> tuple[list[dict], int]:
     """Examples with input_ids and labels, cut to max_seq_length; and how many were dropped with no label left."""
     examples, dropped = [], 0
     for record in read_jsonl(path):
         prompt_ids, ids = prompt_and_sequence_ids(tokenizer, record)
-        # Where the two diverge, not len(prompt_ids): tokens can merge across the prompt/response boundary.
-        prompt_length = next((i for i, (a, b) in enumerate(zip(prompt_ids, ids)) if a != b),
-                             min(len(prompt_ids), len(ids)))
+        prompt_length = response_start(prompt_ids, ids)
         labels = list(ids) if train_on_inputs else [IGNORED_LABEL] * prompt_length + ids[prompt_length:]
         ids, labels = ids[:max_seq_length], labels[:max_seq_length]
         if all(label == IGNORED_LABEL for label in labels):
