@@ -254,7 +254,7 @@ class EvaluateStage(Stage):
     writes = ()
     artifacts = {"predictions": "evaluation/predictions.jsonl"}
     report_section = "evaluation"
-    version = 3
+    version = 4
 
     @classmethod
     def external_inputs(cls, params) -> list[str]:
