@@ -47,9 +47,7 @@ def _stage_params(recipe: dict) -> dict[str, dict | str]:
     else:
         params["augment"] = "no augment section"
     if "train" in recipe:
-        tracking = recipe["tracking"]
-        params["train"] = {**recipe["train"], "model": recipe["model"], "compute": recipe["compute"],
-                           "tracking": {**tracking, "experiment": tracking["experiment"] or recipe["name"]}}
+        params["train"] = {**recipe["train"], "model": recipe["model"]}
     else:
         params["train"] = "no train section"
     if "evaluate" in recipe:
@@ -229,11 +227,6 @@ def semantic_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
     if "train" in recipe:
         errors += _train_errors(loaded, recipe["train"])
         errors += privacy_errors(loaded, recipe["train"])
-        if recipe["train"].get("privacy", {}).get("enabled") and recipe["compute"]["num_processes"] > 1:
-            # Each process would sample, clip and add noise on its own: the accountant's epsilon would not hold.
-            errors.append(loaded.error(("compute", "num_processes"), "differentially private training runs in "
-                                       "one process only (the privacy accounting assumes one sampler and one "
-                                       "noise draw a step); set compute.num_processes: 1 or disable train.privacy"))
     if "memorisation" in recipe:
         errors += _memorisation_errors(loaded, recipe)
     report_policy = recipe.get("report", {}).get("policy")
