@@ -57,7 +57,9 @@ def test_exposure_is_log2_of_the_reference_count_minus_log2_of_the_rank():
     (top, bottom, tied) = exposures([0.5, 100.0, 3.0], references)
     assert top == (1, 3.0)
     assert bottom == (8, 0.0)
-    assert tied == (3, pytest.approx(3 - math.log2(3)))  # a tie ranks the canary ahead of the reference
+    assert tied == (3.5, pytest.approx(3 - math.log2(3.5)))  # two references likelier, one tied: mid-rank
+    (flat,) = exposures([2.0], [2.0] * 7)  # a model that cannot tell the secrets apart
+    assert flat == (4.5, pytest.approx(3 - math.log2(4.5)))
 
 
 RECIPE = """

@@ -3,8 +3,9 @@
 Every candidate secret is scored by its log-perplexity under the model: the summed cross-entropy of
 the template's tokens after the canary prompt, both formatted as the train stage formats them (with
 the tokenizer's chat template when it has one), EOS included. A candidate's rank is 1 + the number of references
-(secrets from the same template that were never planted) that score strictly lower, so ties count
-against the canary. Its exposure in bits is
+(secrets from the same template that were never planted) that score strictly lower + half the number
+that score exactly the same (the mid-rank: a model too flat to tell secrets apart, whose scores all
+tie, shows about 1 bit, not the maximum). Its exposure in bits is
 
     exposure = log2(references + 1) - log2(rank)
 
@@ -28,7 +29,7 @@ from fttool.stages.train import prompt_and_sequence_ids
 
 BATCH_SIZE = 64
 METHOD = ("Secret Sharer rank exposure (Carlini et al. 2019): log2(references + 1) - log2(rank of the secret's "
-          "log-perplexity among never-planted references); ties rank the canary first")
+          "log-perplexity among never-planted references); ties take the mid-rank")
 
 
 def completion_start(prompt_ids: list[int], ids: list[int]) -> int:
@@ -66,7 +67,7 @@ def log_perplexities(model, tokenizer, records: list[dict]) -> list[float]:
     return scores
 
 
-def exposures(scores: list[float], reference_scores: list[float]) -> list[tuple[int, float]]:
+def exposures(scores: list[float], reference_scores: list[float]) -> list[tuple[float, float]]:
     """(rank, exposure in bits) of each score among the reference scores; lower scores are likelier."""
     import bisect
 
@@ -74,7 +75,8 @@ def exposures(scores: list[float], reference_scores: list[float]) -> list[tuple[
     top = math.log2(len(ordered) + 1)
     ranked = []
     for score in scores:
-        rank = 1 + bisect.bisect_left(ordered, score)  # references strictly likelier than the candidate
+        likelier = bisect.bisect_left(ordered, score)
+        rank = 1 + likelier + (bisect.bisect_right(ordered, score) - likelier) / 2
         ranked.append((rank, top - math.log2(rank)))
     return ranked
 
