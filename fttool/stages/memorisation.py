@@ -93,6 +93,7 @@ def planted_counts(train_path) -> Counter:
 
 class MemorisationStage(Stage):
     name = "memorisation"
+    version = 2  # 2: ties take the mid-rank
     references = ("train", "model")
     report_section = "memorisation"
 
