@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ROOT / "docs" / "benchmarks.md"
+from benchmarks_doc import BENCHMARKS, write_section  # noqa: E402 (bench/ is on sys.path when run as a script)
+
 SECTION = "## fttool check: start-up time"
 BASELINE = ["-c", "import yaml, jsonschema, click"]
 CHECK = ["-m", "fttool", "check", "recipes/quickstart.yaml", "--policy", "policies/regulated.yaml"]
@@ -79,22 +80,6 @@ def section_text(baseline: list[float], check: list[float], ratio: float, max_ra
         "the rules; training, PII and fairness libraries are never imported.",
         "",
     ])
-
-
-def write_section(text: str) -> None:
-    """Replace this benchmark's section of docs/benchmarks.md, or append it; other sections stay as they are."""
-    # Read just before writing: other benchmarks write their own sections of the same file.
-    current = BENCHMARKS.read_text(encoding="utf-8") if BENCHMARKS.exists() else "# Benchmarks\n"
-    lines = current.splitlines(keepends=True)
-    starts = [i for i, line in enumerate(lines) if line.rstrip("\n") == SECTION]
-    if starts:
-        start = starts[0]
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        updated = "".join(lines[:start]) + text + ("\n" if end < len(lines) else "") + "".join(lines[end:])
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    BENCHMARKS.parent.mkdir(parents=True, exist_ok=True)
-    BENCHMARKS.write_text(updated, encoding="utf-8")
 
 
 def main() -> None:

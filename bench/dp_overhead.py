@@ -38,7 +38,8 @@ from fttool.demo_model import build_demo_model  # noqa: E402
 from fttool.private_training import (collate_units, epsilon_after, example_losses, lora_model,  # noqa: E402
                                      run_dp_sgd, tokenized_units)
 
-BENCHMARKS = ROOT / "docs" / "benchmarks.md"
+from benchmarks_doc import BENCHMARKS, write_section  # noqa: E402 (bench/ is on sys.path when run as a script)
+
 SECTION = "## DP overhead (CPU)"
 LORA = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
 TOPICS = ["savings account", "credit card", "home insurance", "mortgage", "pension plan", "travel insurance",
@@ -95,20 +96,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def write_section(text: str) -> None:
-    """Replace this benchmark's section of docs/benchmarks.md, or append it; other sections stay as they are."""
-    current = BENCHMARKS.read_text(encoding="utf-8") if BENCHMARKS.exists() else "# Benchmarks\n"
-    lines = current.splitlines(keepends=True)
-    starts = [i for i, line in enumerate(lines) if line.rstrip("\n") == SECTION]
-    if starts:
-        start = starts[0]
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        updated = "".join(lines[:start]) + text + ("\n" if end < len(lines) else "") + "".join(lines[end:])
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    BENCHMARKS.write_text(updated, encoding="utf-8")
 
 
 def main() -> None:

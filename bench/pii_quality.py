@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-DOCS = ROOT / "docs" / "benchmarks.md"
+from benchmarks_doc import BENCHMARKS as DOCS, write_section  # noqa: E402 (bench/ is on sys.path when run as a script)
 GOLD_TYPES = ("PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IP_ADDRESS")
 TARGETS = {"EMAIL_ADDRESS": 0.98, "CREDIT_CARD": 0.98, "US_SSN": 0.98, "IP_ADDRESS": 0.98,
            "PHONE_NUMBER": 0.9, "PERSON": 0.85}
@@ -510,26 +510,6 @@ def load_average() -> str:
     return " / ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1 / 5 / 15 min)"
 
 
-def write_section(title: str, body: str, path: Path = DOCS) -> None:
-    """Replace (or append) the `## title` section of docs/benchmarks.md, keeping every other section.
-
-    The file is re-read just before writing, as another script writes its own sections in it.
-    """
-    heading = f"## {title}"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    section = f"{heading}\n\n{body.strip()}\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == heading), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        rest = "".join(lines[end:])
-        new = "".join(lines[:start]) + section + ("\n" + rest if rest else "")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new, encoding="utf-8")
-
-
 def fmt(x: float) -> str:
     return "n/a" if x != x else f"{x:.3f}"
 
@@ -641,7 +621,7 @@ Sentences without PII changed by presidio's defaults: {baseline['negatives_chang
 
 Result: {verdict}.
 """
-        write_section("PII quality", body)
+        write_section(f"## PII quality\n\n{body.strip()}\n")
         print(f"wrote '## PII quality' in {DOCS.relative_to(ROOT)}")
     return 1 if missed else 0
 

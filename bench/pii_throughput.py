@@ -325,7 +325,7 @@ Planted values removed, (a)/(b) of total: {per_type}.
 
 Result: {verdict}.
 """
-        quality.write_section("PII throughput", body)
+        quality.write_section(f"## PII throughput\n\n{body.strip()}\n")
         print(f"wrote '## PII throughput' in {quality.DOCS.relative_to(ROOT)}")
     return 1 if failures else 0
 

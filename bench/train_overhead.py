@@ -40,7 +40,8 @@ from fttool.records import write_jsonl  # noqa: E402
 from fttool.stages.base import StageContext  # noqa: E402
 from fttool.stages.train import TrainStage  # noqa: E402
 
-BENCHMARKS = ROOT / "docs" / "benchmarks.md"
+from benchmarks_doc import BENCHMARKS, write_section  # noqa: E402 (bench/ is on sys.path when run as a script)
+
 SECTION = "## Training overhead (CPU)"
 DATA = ROOT / "recipes" / "data" / "support.jsonl"
 TRAIN_RECORDS, VALIDATION_RECORDS = 200, 40
@@ -165,21 +166,6 @@ def section_text(plain: list[tuple[float, float]], ours: list[tuple[float, float
         "than they would with a real model.",
         "",
     ])
-
-
-def write_section(text: str) -> None:
-    """Replace this benchmark's section of docs/benchmarks.md, or append it; other sections stay as they are."""
-    # Read just before writing: other benchmarks write their own sections of the same file.
-    current = BENCHMARKS.read_text(encoding="utf-8") if BENCHMARKS.exists() else "# Benchmarks\n"
-    lines = current.splitlines(keepends=True)
-    starts = [i for i, line in enumerate(lines) if line.rstrip("\n") == SECTION]
-    if starts:
-        start = starts[0]
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        updated = "".join(lines[:start]) + text + ("\n" if end < len(lines) else "") + "".join(lines[end:])
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    BENCHMARKS.write_text(updated, encoding="utf-8")
 
 
 def main() -> None:
