@@ -48,13 +48,14 @@ def _loss_example(tokenizer, record: dict, limit: int | None) -> tuple[list[int]
     return ids[:limit], labels[:limit]
 
 
-def response_loss(model, tokenizer, records: list[dict], batch_size: int, limit: int | None) -> float | None:
-    """Mean cross-entropy over every response token of `records` (not a mean of per-example means)."""
+def response_token_losses(model, tokenizer, records: list[dict], batch_size: int,
+                          limit: int | None) -> list[tuple[float, int]]:
+    """(summed cross-entropy in nats, token count) of each record's response tokens, prompt masked."""
     import torch
     import torch.nn.functional as F
 
     examples = [_loss_example(tokenizer, record, limit) for record in records]
-    total, count = 0.0, 0
+    losses = []
     for start in range(0, len(examples), batch_size):
         batch = examples[start:start + batch_size]
         width = max(len(ids) for ids, _ in batch)
@@ -68,11 +69,18 @@ def response_loss(model, tokenizer, records: list[dict], batch_size: int, limit:
         with torch.no_grad():
             logits = model(input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device)).logits
         # Position t predicts token t + 1.
-        logits, targets = logits[:, :-1].float(), labels[:, 1:].to(logits.device)
-        total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100,
-                                 reduction="sum").item()
-        count += int((targets != -100).sum())
-    return total / count if count else None
+        targets = labels[:, 1:].to(logits.device)
+        token_losses = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, ignore_index=-100,
+                                       reduction="none")
+        losses += zip(token_losses.sum(dim=1).tolist(), (targets != -100).sum(dim=1).tolist())
+    return losses
+
+
+def response_loss(model, tokenizer, records: list[dict], batch_size: int, limit: int | None) -> float | None:
+    """Mean cross-entropy over every response token of `records` (not a mean of per-example means)."""
+    losses = response_token_losses(model, tokenizer, records, batch_size, limit)
+    count = sum(tokens for _, tokens in losses)
+    return sum(total for total, _ in losses) / count if count else None
 
 
 def generate(model, tokenizer, prompts: list[list[int]], decoding: dict, max_new_tokens: int, batch_size: int,

@@ -25,46 +25,16 @@ from fttool.recipe.plan import thaw
 from fttool.records import read_jsonl
 from fttool.stages.base import Stage, StageContext, StageResult
 from fttool.stages.canaries import CANARY_SOURCE, SECRET_SPACE, TEMPLATE, canary_record, draw_secrets
-from fttool.stages.train import prompt_and_sequence_ids
+from fttool.stages.evaluate import response_token_losses
 
 BATCH_SIZE = 64
 METHOD = ("Secret Sharer rank exposure (Carlini et al. 2019): log2(references + 1) - log2(rank of the secret's "
           "log-perplexity among never-planted references); ties take the mid-rank")
 
 
-def completion_start(prompt_ids: list[int], ids: list[int]) -> int:
-    """Where the completion's tokens begin: where they part from the prompt's (a token can merge across the boundary)."""
-    start = 0
-    while start < min(len(prompt_ids), len(ids)) and prompt_ids[start] == ids[start]:
-        start += 1
-    return start
-
-
 def log_perplexities(model, tokenizer, records: list[dict]) -> list[float]:
     """Summed cross-entropy (nats) of each record's response tokens after its prompt, tokenized as in training."""
-    import torch
-    import torch.nn.functional as F
-
-    encoded = [prompt_and_sequence_ids(tokenizer, record) for record in records]
-    scores = []
-    for first in range(0, len(encoded), BATCH_SIZE):
-        batch = encoded[first:first + BATCH_SIZE]
-        width = max(len(ids) for _, ids in batch)
-        input_ids = torch.full((len(batch), width), tokenizer.pad_token_id)
-        labels = torch.full((len(batch), width), -100)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, (prompt_ids, ids) in enumerate(batch):
-            start = completion_start(prompt_ids, ids)
-            input_ids[row, :len(ids)] = torch.tensor(ids)
-            labels[row, start:len(ids)] = torch.tensor(ids[start:])
-            attention[row, :len(ids)] = 1
-        with torch.no_grad():
-            logits = model(input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device)).logits
-        targets = labels[:, 1:].to(logits.device)  # position t predicts token t + 1
-        losses = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, ignore_index=-100,
-                                 reduction="none")
-        scores += losses.sum(dim=1).tolist()
-    return scores
+    return [total for total, _ in response_token_losses(model, tokenizer, records, BATCH_SIZE, None)]
 
 
 def exposures(scores: list[float], reference_scores: list[float]) -> list[tuple[float, float]]:
