@@ -224,6 +224,24 @@ def lineage(run_dir: Path) -> None:
 
 
 @cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--merge", is_flag=True, help="Merge the LoRA adapter into the base model's weights (peft "
+              "merge_and_unload); a full fine-tune is already whole.")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path),
+              help="Export directory. Default: RUN_DIR/export/<adapter|merged|full>.")
+def export(run_dir: Path, merge: bool, output: Path | None) -> None:
+    """Export RUN_DIR's model with its model card (README.md) and manifest.json (sha256 of every file and of
+    the report). Refused, exit 1, when the run does not verify."""
+    from fttool.export import ExportError, export_run
+
+    try:
+        click.echo(str(export_run(run_dir, merge, output)))
+    except ExportError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_FAILED)
+
+
+@cli.command()
 def schema() -> None:
     """Print the recipe JSON Schema (schemas/recipe.schema.json)."""
     from fttool.recipe.schema import SCHEMA_DIR

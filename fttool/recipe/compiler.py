@@ -47,7 +47,9 @@ def _stage_params(recipe: dict) -> dict[str, dict | str]:
     else:
         params["augment"] = "no augment section"
     if "train" in recipe:
-        params["train"] = {**recipe["train"], "model": recipe["model"]}
+        tracking = recipe["tracking"]
+        params["train"] = {**recipe["train"], "model": recipe["model"], "compute": recipe["compute"],
+                           "tracking": {**tracking, "experiment": tracking["experiment"] or recipe["name"]}}
     else:
         params["train"] = "no train section"
     if "evaluate" in recipe:
@@ -227,6 +229,11 @@ def semantic_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
     if "train" in recipe:
         errors += _train_errors(loaded, recipe["train"])
         errors += privacy_errors(loaded, recipe["train"])
+        if recipe["train"].get("privacy", {}).get("enabled") and recipe["compute"]["num_processes"] > 1:
+            # Each process would sample, clip and add noise on its own: the accountant's epsilon would not hold.
+            errors.append(loaded.error(("compute", "num_processes"), "differentially private training runs in "
+                                       "one process only (the privacy accounting assumes one sampler and one "
+                                       "noise draw a step); set compute.num_processes: 1 or disable train.privacy"))
     if "memorisation" in recipe:
         errors += _memorisation_errors(loaded, recipe)
     report_policy = recipe.get("report", {}).get("policy")

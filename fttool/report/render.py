@@ -204,7 +204,7 @@ def _flow_chart(counts: dict) -> str:
     return "".join(parts)
 
 
-def _loss_chart(history) -> str:
+def _loss_chart(history, title: str = "Training loss") -> str:
     points = sorted((point["step"], point["loss"]) for point in history or []
                     if isinstance(point, dict) and _is_number(point.get("step")) and _is_number(point.get("loss")))
     if len(points) < 2:
@@ -222,8 +222,8 @@ def _loss_chart(history) -> str:
     def y(loss):
         return top + (high - loss) / loss_span * plot_height
 
-    parts = [f'<svg class="chart" role="img" aria-label="Training loss by step" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}"><title>Training loss by step</title>']
+    parts = [f'<svg class="chart" role="img" aria-label="{title} by step" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}"><title>{title} by step</title>']
     for loss in (high, (high + low) / 2, low):
         parts.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(loss):.1f}" y2="{y(loss):.1f}"/>'
                      f'<text x="{left - 6}" y="{y(loss) + 4:.1f}" text-anchor="end">{_e(float(loss))}</text>')
@@ -489,9 +489,18 @@ def _training_html(report: dict) -> str:
              ("Resumed from step", _e(training.get("resumed_from_step"))),
              ("Stopped early", _e((training.get("early_stopping") or {}).get("stopped_early"))),
              ("Device", _e(training.get("device"))), ("Seconds", _e(training.get("seconds")))]
+    launch, tracking = training.get("launch") or {}, training.get("tracking") or {}
+    if launch:
+        rows.append(("Processes", _e(f"{launch.get('num_processes')} ({launch.get('strategy')}, accelerate launch)")))
+    if tracking:
+        rows.append(("Tracked in MLflow", f'<span class="mono">{_e(tracking.get("uri"))}</span>, experiment '
+                                          f'<span class="mono">{_e(tracking.get("experiment_id"))}</span>, run '
+                                          f'<span class="mono">{_e(tracking.get("run_id"))}</span>'))
     html = _kv_table(rows)
     if training.get("loss_history"):
         html += "<h3>Training loss</h3>" + _loss_chart(training["loss_history"])
+    if training.get("validation_loss_history"):
+        html += "<h3>Validation loss</h3>" + _loss_chart(training["validation_loss_history"], "Validation loss")
     return _section("training", "Training", html)
 
 

@@ -30,6 +30,8 @@ from fttool.stages.base import Stage, StageContext, StageResult
 
 # At most about this many points in the reported loss curve, whatever the run length.
 LOSS_POINTS = 25
+# Validation loss is measured about this many times a run (at every checkpoint with early stopping instead).
+VALIDATION_POINTS = 5
 IGNORED_LABEL = -100  # the label PyTorch's cross-entropy (and so every HF model) leaves out of the loss
 # FTTOOL_FAULT=train_step:N makes training fail right after optimizer step N (and its checkpoint, if one is due),
 # to test that --resume continues where a crashed run stopped.
@@ -182,7 +184,7 @@ def _callbacks(params: Mapping[str, Any]) -> list:
         """Loss lines on stderr: the Trainer's own printers write to stdout, which the CLI keeps for results."""
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
+            if logs and "loss" in logs and state.is_world_process_zero:
                 print(f"train step {state.global_step}/{state.max_steps}: loss {logs['loss']:.4f}",
                       file=sys.stderr, flush=True)
 
@@ -236,7 +238,8 @@ def _load_model(base_path: str, model_params: Mapping[str, Any], params: Mapping
                                            use_gradient_checkpointing=params["gradient_checkpointing"])
 
 
-def _trainer_config(params: Mapping[str, Any], checkpoint_dir: Path, planned_steps: int, mixed_precision: str):
+def _trainer_config(params: Mapping[str, Any], checkpoint_dir: Path, planned_steps: int, mixed_precision: str,
+                    validate: bool):
     import torch
     from trl import SFTConfig
 
@@ -259,9 +262,9 @@ def _trainer_config(params: Mapping[str, Any], checkpoint_dir: Path, planned_ste
         save_strategy="steps",
         save_steps=params["save_steps"],
         save_total_limit=params["save_total_limit"],
-        # Early stopping measures validation loss at every checkpoint and keeps the best one.
-        eval_strategy="steps" if early_stopping else "no",
-        eval_steps=params["save_steps"],
+        # Validation loss for the report's curve; early stopping measures it at every checkpoint and keeps the best.
+        eval_strategy="steps" if validate else "no",
+        eval_steps=params["save_steps"] if early_stopping else max(1, math.ceil(planned_steps / VALIDATION_POINTS)),
         load_best_model_at_end=early_stopping,
         metric_for_best_model="eval_loss",
         greater_is_better=False,
@@ -276,6 +279,8 @@ def _trainer_config(params: Mapping[str, Any], checkpoint_dir: Path, planned_ste
         # TRL turns checkpointing on by default; it trades speed for memory, so the recipe decides.
         activation_checkpointing=params["gradient_checkpointing"],
         dataloader_pin_memory=torch.cuda.is_available(),
+        # Without a GPU, processes launched by accelerate join a gloo group on the CPU instead of looking for GPUs.
+        use_cpu=not torch.cuda.is_available(),
     )
 
 
@@ -284,16 +289,17 @@ def _trained_tensor_norms(model) -> dict:
     return {name: p.detach().float().norm().item() for name, p in model.named_parameters() if p.requires_grad}
 
 
-def _save_model(trainer, tokenizer, model_params: Mapping[str, Any], params: Mapping[str, Any], out: Path) -> None:
+def _save_model(trainer, tokenizer, model_params: Mapping[str, Any], params: Mapping[str, Any], out: Path,
+                state_dict=None) -> None:
     model = trainer.model
     if params["method"] == "full":
-        model.save_pretrained(out)
+        model.save_pretrained(out, state_dict=state_dict)
     else:
         # Name the base as the recipe does, not the scratch directory it was loaded from, so the
         # adapter files are the same in every run and say which model they belong to.
         model.peft_config["default"].base_model_name_or_path = model_params["base"]
         # The vocabulary is never resized, so no embedding weights need saving (and peft need not look the base up).
-        model.save_pretrained(out, save_embedding_layers=False)
+        model.save_pretrained(out, state_dict=state_dict, save_embedding_layers=False)
     tokenizer.save_pretrained(out)
     # Replaces the library's boilerplate card, which names the scratch directory the base was loaded from.
     (out / "README.md").write_text(model_card(model_params, params, trainer.state.global_step), encoding="utf-8")
@@ -301,10 +307,11 @@ def _save_model(trainer, tokenizer, model_params: Mapping[str, Any], params: Map
 
 class TrainStage(Stage):
     name = "train"
-    version = 2
+    version = 3
     reads = ("train", "validation")
     writes = ()
-    artifacts = {"model": "model"}
+    # mlruns/ is MLflow's local store; the MLflow run has ended when the stage returns, so it is hashed whole.
+    artifacts = {"model": "model", "tracking": "mlruns"}
     report_section = "training"
 
     @classmethod
@@ -314,7 +321,9 @@ class TrainStage(Stage):
 
     @classmethod
     def unmet_requirements(cls, params: Mapping[str, Any]) -> list[str]:
-        return qlora_requirements_unmet(params)
+        from fttool.launch import launch_requirements_unmet
+
+        return qlora_requirements_unmet(params) + launch_requirements_unmet(params.get("compute"))
 
     def prepare_data(self, ctx: StageContext, params: Mapping[str, Any], tokenizer) -> dict:
         """Tokenized train and validation examples; fails when nothing is left to train on."""
@@ -336,24 +345,54 @@ class TrainStage(Stage):
                 "prompt_format": "chat_template" if tokenizer.chat_template else "alpaca"}
 
     def run(self, ctx: StageContext) -> StageResult:
-        problems = qlora_requirements_unmet(ctx.params)
+        problems = self.unmet_requirements(ctx.params)
         if problems:
             raise RuntimeError("train: " + "; ".join(problems))
-        if ctx.params.get("privacy", {}).get("enabled"):  # DP-SGD needs its own loop with opacus
-            from fttool.private_training import train_privately
+        # The declared artifact exists even when nothing is tracked in it (tracking off, or another store).
+        ctx.outputs["tracking"].mkdir(parents=True, exist_ok=True)
+        compute = ctx.params.get("compute")
+        if compute and compute["num_processes"] > 1:
+            from fttool.launch import launch_training
 
-            return train_privately(ctx)
-        quiet_libraries()
+            quiet_libraries()
+            # Built or found once, here, so that the launched processes do not each write the demo model.
+            base_path = resolve_base_model(ctx.params["model"], ctx.work_dir, ctx.recipe_dir)
+            run_dir = ctx.outputs["tracking"].parent  # artifacts have fixed run-relative paths
+            return StageResult(summary=launch_training(ctx, run_dir, base_path, precision()))
+        return self.train_here(ctx)
+
+    def train_here(self, ctx: StageContext, base_path: str | None = None) -> StageResult:
+        """Train in this process (one of several when launched), tracked when the recipe says so."""
+        from fttool.tracking import open_tracker
+
         params = thaw(ctx.params)
-        model_params = params["model"]
-        base_path = resolve_base_model(model_params, ctx.work_dir, ctx.recipe_dir)
-        tokenizer = load_tokenizer(base_path, model_params)
-        data = self.prepare_data(ctx, params, tokenizer)
-        model = _load_model(base_path, model_params, params)
-        run = self.fit(ctx, params, tokenizer, model, data)
-        return StageResult(summary=self.finish(ctx, params, tokenizer, data, run))
+        store = ctx.outputs["tracking"]
+        tracker = open_tracker(params, store, self.artifacts["tracking"], run_name=store.parent.name)
+        try:
+            if params.get("privacy", {}).get("enabled"):  # DP-SGD needs its own loop with opacus
+                from fttool.private_training import train_privately
 
-    def fit(self, ctx: StageContext, params: Mapping[str, Any], tokenizer, model, data: dict) -> TrainingRun:
+                result = train_privately(ctx)
+                if tracker:
+                    tracker.log_loss_history(result.summary)
+            else:
+                quiet_libraries()
+                model_params = params["model"]
+                base_path = base_path or resolve_base_model(model_params, ctx.work_dir, ctx.recipe_dir)
+                tokenizer = load_tokenizer(base_path, model_params)
+                data = self.prepare_data(ctx, params, tokenizer)
+                model = _load_model(base_path, model_params, params)
+                run = self.fit(ctx, params, tokenizer, model, data, tracker)
+                result = StageResult(summary=self.finish(ctx, params, tokenizer, data, run))
+        except BaseException:
+            if tracker:
+                tracker.fail()
+            raise
+        result.summary["tracking"] = tracker.finish(result.summary, ctx.outputs["model"]) if tracker else None
+        return result
+
+    def fit(self, ctx: StageContext, params: Mapping[str, Any], tokenizer, model, data: dict,
+            tracker=None) -> TrainingRun:
         """Train, continuing from the last checkpoint in the work directory when a failed run left one."""
         import datasets
         import transformers
@@ -373,11 +412,12 @@ class TrainStage(Stage):
             peft_config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                                      target_modules=lora["target_modules"], bias="none", task_type="CAUSAL_LM")
         trainer = SFTTrainer(
-            model=model, args=_trainer_config(params, checkpoint_dir, planned_steps, precision()),
+            model=model, args=_trainer_config(params, checkpoint_dir, planned_steps, precision(),
+                                              validate=bool(data["validation"])),
             processing_class=tokenizer, peft_config=peft_config,
             train_dataset=datasets.Dataset.from_list(data["train"]),
             eval_dataset=datasets.Dataset.from_list(data["validation"]) if data["validation"] else None,
-            callbacks=_callbacks(params))
+            callbacks=_callbacks(params) + ([tracker.callback()] if tracker else []))
         trainer.remove_callback(transformers.PrinterCallback)
 
         # Measured before a checkpoint is loaded, so a resumed run is compared with the same starting point.
@@ -397,9 +437,12 @@ class TrainStage(Stage):
         # TRL may pack or drop validation examples; evaluate whatever it kept.
         validation_loss = (trainer.evaluate()["eval_loss"]
                            if trainer.eval_dataset is not None and len(trainer.eval_dataset) else None)
-        _save_model(trainer, tokenizer, model_params, params, ctx.outputs["model"])
-        # The model is saved: the checkpoints were only there to resume an interrupted run.
-        shutil.rmtree(ctx.work_dir / CHECKPOINT_DIR, ignore_errors=True)
+        # Under FSDP each process holds a shard: every process takes part in gathering the whole weights.
+        state_dict = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
+        if trainer.is_world_process_zero():  # the one process that saves, when several were launched
+            _save_model(trainer, tokenizer, model_params, params, ctx.outputs["model"], state_dict)
+            # The model is saved: the checkpoints were only there to resume an interrupted run.
+            shutil.rmtree(ctx.work_dir / CHECKPOINT_DIR, ignore_errors=True)
 
         state, method = trainer.state, params["method"]
         log = state.log_history
@@ -444,8 +487,10 @@ class TrainStage(Stage):
             "train_loss": loss_history[-1]["loss"] if loss_history else None,
             "validation_loss": validation_loss,
             "loss_history": loss_history,
-            "validation_loss_history": [{"step": entry["step"], "loss": entry["eval_loss"]}
-                                        for entry in log if "eval_loss" in entry],
+            # By step: the final evaluation above repeats the last periodic one when they fall on the same step.
+            "validation_loss_history": [{"step": step, "loss": loss} for step, loss in
+                                        {entry["step"]: entry["eval_loss"] for entry in log if "eval_loss" in entry}
+                                        .items()],
             "trained_tokens": data["trained_tokens"],
             "trained_token_share": round(data["trained_tokens"] / data["total_tokens"], 6),
             "device": trainer.args.device.type,
