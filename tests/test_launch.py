@@ -1,8 +1,8 @@
 """compute.num_processes > 1: the accelerate config and command, and a real two-process gloo run on CPU."""
 from __future__ import annotations
 
-import yaml
 import pytest
+import yaml
 
 from fttool.evidence import verify
 from fttool.launch import accelerate_config, launch_command, launch_requirements_unmet
@@ -51,11 +51,9 @@ def test_two_processes_train_together_over_gloo(tmp_path):
     assert yaml.safe_load((run_dir / launch["config_file"]).read_text()) == launch["config"]
     assert launch["command"][:5] == ["python", "-m", "accelerate.commands.launch", "--config_file",
                                      launch["config_file"]]
-    # 25 train examples, batch 4 a process: one process takes 7 batches an epoch, each of two takes 4 (13 examples),
-    # so 4 steps are 4/4 of an epoch only when both processes shared the data.
+    # 25 train examples, batch 4 a process: one process alone takes 7 batches an epoch (4 steps: 0.57 epochs);
+    # two processes take 13 examples each, 4 batches, so 4 steps are a whole epoch only when both trained.
     assert training["train_examples"] == 25 and training["steps"] == 4 and training["epochs"] == 1.0
-    log = next(run_dir.glob("work/train/scratch-*/launch/processes.log")).read_text()
-    assert "[rank1]" in log or "rank 1" in log.lower()
     # Only rank 0 tracked, saved and reported.
     client = client_for(run_dir / "mlruns")
     experiment = client.get_experiment(training["tracking"]["experiment_id"])

@@ -8,7 +8,9 @@ keys by the stage fingerprint and keeps after a failure, so `fttool run --resume
 last one with the optimizer, scheduler and RNG states it saved. The stage writes the adapter (or the
 full model) and the tokenizer to model/, fails when training left every trained weight unchanged,
 and reports what a reviewer needs: the base model and its licence, the method and hyperparameters,
-the precision, the share of tokens trained on and the loss curve.
+the precision, the share of tokens trained on and the loss curves. The run is tracked with MLflow
+(fttool.tracking) in mlruns/, the stage's second artifact, or at the recipe's tracking URI; with
+compute.num_processes above 1 the stage launches itself through accelerate (fttool.launch).
 """
 from __future__ import annotations
 
@@ -434,9 +436,14 @@ class TrainStage(Stage):
         if not changed:
             raise RuntimeError(f"train: {trainer.state.global_step} steps left every trained weight at its initial "
                                "value; check train.learning_rate and that the data has response tokens")
-        # TRL may pack or drop validation examples; evaluate whatever it kept.
-        validation_loss = (trainer.evaluate()["eval_loss"]
-                           if trainer.eval_dataset is not None and len(trainer.eval_dataset) else None)
+        # TRL may pack or drop validation examples; evaluate whatever it kept. An evaluation at the last step
+        # measured these weights already, unless early stopping has since loaded the best checkpoint back.
+        last = next((entry for entry in reversed(trainer.state.log_history) if "eval_loss" in entry), None)
+        if last and last["step"] == trainer.state.global_step and not params.get("early_stopping"):
+            validation_loss = last["eval_loss"]
+        else:
+            validation_loss = (trainer.evaluate()["eval_loss"]
+                               if trainer.eval_dataset is not None and len(trainer.eval_dataset) else None)
         # Under FSDP each process holds a shard: every process takes part in gathering the whole weights.
         state_dict = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
         if trainer.is_world_process_zero():  # the one process that saves, when several were launched
