@@ -67,10 +67,11 @@ def use_bf16() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
-def load_causal_lm(path: str, model_params: Mapping[str, Any], quantization_config=None):
+def load_causal_lm(path: str, model_params: Mapping[str, Any], quantization_config=None,
+                   attn_implementation: str | None = None):
     import torch
     from transformers import AutoModelForCausalLM
 
     dtype = torch.bfloat16 if use_bf16() else torch.float32
     return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, quantization_config=quantization_config,
-                                                **_hub_kwargs(model_params))
+                                                attn_implementation=attn_implementation, **_hub_kwargs(model_params))

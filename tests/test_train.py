@@ -290,6 +290,21 @@ def test_qlora_compiles_everywhere_but_stops_before_any_stage_without_a_gpu(tmp_
     assert not run_dir.exists(), "nothing ran"
 
 
+def test_packing_without_flash_attention_stops_before_any_stage(tmp_path):
+    import importlib.util
+
+    import torch
+
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        pytest.skip("this machine has FlashAttention; the check is for machines without it")
+    recipe = make_project(tmp_path)
+    recipe.write_text(recipe.read_text() + "  packing: true\n")
+    run_dir = tmp_path / "runs" / "a"
+    with pytest.raises(RunError, match="stage train: train.packing needs FlashAttention .* set train.packing: false"):
+        run_plan(compile_recipe(recipe), run_dir)
+    assert not run_dir.exists(), "nothing ran"
+
+
 @pytest.mark.slow
 def test_a_crashed_run_resumed_ends_like_an_uninterrupted_one(tmp_path, monkeypatch):
     recipe = make_project(tmp_path / "project")

@@ -225,9 +225,30 @@ def _callbacks(params: Mapping[str, Any]) -> list:
     return callbacks
 
 
+def packing_requirements_unmet(params: Mapping[str, Any]) -> list[str]:
+    """Why this machine cannot pack examples without them attending to each other; empty otherwise.
+
+    TRL packs examples into one row and marks their boundaries with position ids. Only FlashAttention's
+    variable-length kernels honour those boundaries; the CPU's eager and SDPA attention let each packed
+    example see the ones before it, which would silently change what is trained.
+    """
+    if not params["packing"]:
+        return []
+    import importlib.util
+
+    import torch
+
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return []
+    return ["train.packing needs FlashAttention (the flash-attn package on a CUDA GPU) to keep packed examples "
+            "from attending to each other, and this machine lacks it. Run on a machine with both, or set "
+            "train.packing: false"]
+
+
 def _load_model(base_path: str, model_params: Mapping[str, Any], params: Mapping[str, Any]):
+    attention = "flash_attention_2" if params["packing"] else None  # see packing_requirements_unmet
     if params["method"] != "qlora":
-        return load_causal_lm(base_path, model_params)
+        return load_causal_lm(base_path, model_params, attn_implementation=attention)
     import torch
     from peft import prepare_model_for_kbit_training
     from transformers import BitsAndBytesConfig
@@ -236,7 +257,8 @@ def _load_model(base_path: str, model_params: Mapping[str, Any], params: Mapping
     quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=QLORA_QUANTIZATION["quant_type"],
                                       bnb_4bit_use_double_quant=QLORA_QUANTIZATION["double_quant"],
                                       bnb_4bit_compute_dtype=compute_dtype)
-    return prepare_model_for_kbit_training(load_causal_lm(base_path, model_params, quantization_config=quantization),
+    return prepare_model_for_kbit_training(load_causal_lm(base_path, model_params, quantization_config=quantization,
+                                                          attn_implementation=attention),
                                            use_gradient_checkpointing=params["gradient_checkpointing"])
 
 
@@ -309,7 +331,7 @@ def _save_model(trainer, tokenizer, model_params: Mapping[str, Any], params: Map
 
 class TrainStage(Stage):
     name = "train"
-    version = 3
+    version = 4  # 4: packing loads FlashAttention, and is refused without it
     reads = ("train", "validation")
     writes = ()
     # mlruns/ is MLflow's local store; the MLflow run has ended when the stage returns, so it is hashed whole.
@@ -325,7 +347,8 @@ class TrainStage(Stage):
     def unmet_requirements(cls, params: Mapping[str, Any]) -> list[str]:
         from fttool.launch import launch_requirements_unmet
 
-        return qlora_requirements_unmet(params) + launch_requirements_unmet(params.get("compute"))
+        return (qlora_requirements_unmet(params) + packing_requirements_unmet(params)
+                + launch_requirements_unmet(params.get("compute")))
 
     def prepare_data(self, ctx: StageContext, params: Mapping[str, Any], tokenizer) -> dict:
         """Tokenized train and validation examples; fails when nothing is left to train on."""
