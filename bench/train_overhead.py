@@ -152,7 +152,7 @@ def section_text(plain: list[tuple[float, float]], ours: list[tuple[float, float
         "time.",
         "",
         f"Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, {platform.platform()}, "
-        f"Python {platform.python_version()}. The machine is shared with other engineers' work: load average "
+        f"Python {platform.python_version()}. The machine was shared with other work: load average "
         f"(1, 5, 15 min) {', '.join(f'{v:.2f}' for v in load[0])} before and "
         f"{', '.join(f'{v:.2f}' for v in load[1])} after.",
         "",
