@@ -161,7 +161,7 @@ def _evaluation(report: dict) -> list[str]:
                   for name in names if not isinstance(base.get(name), (dict, list))]
     fairness = report.get("fairness")
     if isinstance(fairness, dict):
-        lines += ["", f"- **Per-group results (fairness):** "
+        lines += ["", "- **Per-group results (fairness):** "
                   + (_fmt(fairness.get("status")) if fairness.get("evaluated", True) else
                      f"not evaluated ({_fmt(fairness.get('reason'))})")]
     memorisation = report.get("memorisation")

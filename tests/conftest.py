@@ -1,6 +1,8 @@
 """Shared helpers: tests build their own tiny fixtures and never read ../shared/data."""
 from __future__ import annotations
 
+import json
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -8,6 +10,24 @@ import pytest
 from fttool.records import write_jsonl
 from fttool.stages import stage_class
 from fttool.stages.base import StageContext
+
+TOPICS = ["savings account", "credit card", "home insurance", "mortgage", "pension plan", "travel insurance"]
+ACTIONS = ["open", "close", "change", "review", "cancel", "renew"]
+
+
+def write_support_project(root: Path, recipe: str) -> Path:
+    """`recipe` (dedented) as root/recipe.yaml beside records.jsonl, 36 alpaca support questions; the recipe's path."""
+    root.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"instruction": f"How do I {action} my {topic}?",
+                         "output": f"To {action} your {topic}, open the app and follow the steps."})
+             for action in ACTIONS for topic in TOPICS]
+    (root / "records.jsonl").write_text("\n".join(lines) + "\n")
+    (root / "recipe.yaml").write_text(textwrap.dedent(recipe).lstrip())
+    return root / "recipe.yaml"
+
+
+def report_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "report.json").read_text())
 
 
 def alpaca(instruction: str, output: str, input_text: str = "", **meta) -> dict:

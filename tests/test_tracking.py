@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 from pathlib import Path
 
 import pytest
 
+from conftest import ACTIONS, TOPICS, report_of, write_support_project
 from fttool.digest import files_under, sha256_file
 from fttool.evidence import verify
 from fttool.recipe import RecipeInvalid, compile_recipe
@@ -15,8 +15,6 @@ from fttool.recipe.plan import thaw
 from fttool.runner import run_plan
 from fttool.tracking import FILE_STORE_ENV, TrackingError
 
-ACTIONS = ["open", "close", "change", "review", "cancel", "renew"]
-TOPICS = ["savings account", "credit card", "home insurance", "mortgage", "pension plan", "travel insurance"]
 # Records as the split stage writes them, for running the train stage alone.
 RECORDS = [{"id": f"r{i}", "source": "t", "format": "alpaca", "instruction": f"How do I {a} my {t}?", "input": "",
             "output": f"To {a} your {t}, use the app.", "meta": {}}
@@ -41,17 +39,7 @@ train:
 
 def make_project(root: Path, extra: str = "") -> Path:
     """A recipe on 36 support questions (with the text of each answer: what must never reach a log)."""
-    root.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"instruction": f"How do I {action} my {topic}?",
-                         "output": f"To {action} your {topic}, open the app and follow the steps."})
-             for action in ACTIONS for topic in TOPICS]
-    (root / "records.jsonl").write_text("\n".join(lines) + "\n")
-    (root / "recipe.yaml").write_text(textwrap.dedent(RECIPE).lstrip() + extra)
-    return root / "recipe.yaml"
-
-
-def report_of(run_dir: Path) -> dict:
-    return json.loads((run_dir / "report.json").read_text())
+    return write_support_project(root, RECIPE + extra)
 
 
 def client_for(store: Path):

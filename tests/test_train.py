@@ -4,20 +4,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from conftest import alpaca
+from conftest import ACTIONS, TOPICS, alpaca, report_of, write_support_project
 from fttool.demo_model import build_demo_model
 from fttool.recipe import compile_recipe
 from fttool.records import write_jsonl
 from fttool.runner import RunError, run_plan
 from fttool.stages.train import TrainStage, prompt_and_sequence_ids, tokenized_examples, trained_token_share
 
-TOPICS = ["savings account", "credit card", "home insurance", "mortgage", "pension plan", "travel insurance"]
-ACTIONS = ["open", "close", "change", "review", "cancel", "renew"]
 # A minimal chat template in the usual shape: turns wrapped in role markers, each closed by EOS.
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>{% endfor %}"
                  "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
@@ -240,17 +237,7 @@ train:
 
 
 def make_project(root: Path, method: str = "lora") -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"instruction": f"How do I {action} my {topic}?",
-                         "output": f"To {action} your {topic}, open the app and follow the steps."})
-             for action in ACTIONS for topic in TOPICS]
-    (root / "records.jsonl").write_text("\n".join(lines) + "\n")
-    (root / "recipe.yaml").write_text(textwrap.dedent(RECIPE).lstrip().replace("METHOD", method))
-    return root / "recipe.yaml"
-
-
-def report_of(run_dir: Path) -> dict:
-    return json.loads((run_dir / "report.json").read_text())
+    return write_support_project(root, RECIPE.replace("METHOD", method))
 
 
 def test_contradicting_train_settings_are_reported_together_with_their_position(tmp_path):

@@ -24,7 +24,7 @@ import math
 import re
 from pathlib import Path
 
-from fttool.metrics import (CLASSIFICATION_DEFINITIONS, CLASSIFICATION_METRICS, DEFINITIONS, GENERATION_METRICS,
+from fttool.metrics import (CLASSIFICATION_DEFINITIONS, DEFINITIONS, GENERATION_METRICS,
                             classification_metrics, direction, example_scores, generation_metrics, match_label,
                             metric_by_group, normalise)
 from fttool.modeling import load_causal_lm, load_tokenizer, quiet_libraries, resolve_base_model
