@@ -276,6 +276,9 @@ def run_dp_sgd(model, units: list[list[dict]], *, pad_id: int, batch_size: int, 
             max_grad_norm=max_grad_norm, poisson_sampling=True, grad_sample_mode="hooks")
     schedule = get_scheduler(lr_scheduler_type, optimizer.original_optimizer, num_warmup_steps=warmup_steps,
                              num_training_steps=planned_steps)
+    from fttool.stages.train import InjectedFault, fault_step
+
+    crash_after = fault_step()
     steps, stopped_by_budget, history, step_losses = 0, False, [], []
     log_every = max(1, math.ceil(planned_steps / 25))
     started = time.perf_counter()
@@ -308,6 +311,8 @@ def run_dp_sgd(model, units: list[list[dict]], *, pad_id: int, batch_size: int, 
                     print(f"train step {steps}/{planned_steps} (DP): loss {history[-1]['loss']:.4f}",
                           file=sys.stderr, flush=True)
                 step_losses = []
+                if steps == crash_after:
+                    raise InjectedFault(f"FTTOOL_FAULT asked training to fail after step {steps} (DP keeps no checkpoint)")
                 if steps >= allowed:
                     break
     seconds = time.perf_counter() - started
@@ -384,6 +389,13 @@ def train_privately(ctx) -> StageResult:
     from fttool.stages.train import model_card, precision, trained_token_share
 
     quiet_libraries()
+    # The work directory outlives a failed attempt, so a marker left there means this one is a restart.
+    attempt_marker = ctx.work_dir / "dp-attempt-started"
+    if attempt_marker.exists():
+        print("train: an earlier differentially private attempt of this stage did not finish; DP training keeps "
+              "no checkpoint, so it starts again from step 0 (the unfinished attempt's model was never written)",
+              file=sys.stderr, flush=True)
+    attempt_marker.touch()
     params = thaw(ctx.params)
     model_params, lora, privacy = params["model"], params["lora"], params["privacy"]
     train_on_inputs = params["train_on_inputs"]

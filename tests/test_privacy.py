@@ -250,3 +250,23 @@ def test_augmented_private_run_reports_the_source_record_guarantee(tmp_path):
     statuses = {result["rule"]: result["status"] for result in json.loads(check.output)["results"]
                 if result["rule"] in ("DP-001", "DP-101")}
     assert statuses == {"DP-001": "passed", "DP-101": "passed"}
+
+
+def test_a_crashed_private_run_says_it_restarts_from_step_zero_and_finishes(tmp_path, monkeypatch, capfd):
+    from fttool.recipe import compile_recipe
+    from fttool.runner import RunError, run_plan
+
+    recipe = write_recipe(tmp_path, """
+    max_steps: 3
+    privacy: {noise_multiplier: 1.0}
+    """)
+    run_dir = tmp_path / "run"
+    monkeypatch.setenv("FTTOOL_FAULT", "train_step:2")
+    with pytest.raises(RunError, match="after step 2 \\(DP keeps no checkpoint\\)"):
+        run_plan(compile_recipe(recipe), run_dir)
+    monkeypatch.delenv("FTTOOL_FAULT")
+    capfd.readouterr()
+    run_plan(compile_recipe(recipe), run_dir, resume=True)
+    assert "starts again from step 0" in capfd.readouterr().err
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["privacy"]["steps"] == 3 and report["training"]["resumed_from_step"] is None
