@@ -1,6 +1,7 @@
-"""Writes one benchmark's section of docs/benchmarks.md, leaving the other sections as they are."""
+"""What the benchmarks share to write their sections of docs/benchmarks.md: the section writer and the CPU's name."""
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -22,3 +23,13 @@ def write_section(text: str, path: Path = BENCHMARKS) -> None:
         updated = "".join(lines[:start]) + text + ("\n" if end < len(lines) else "") + "".join(lines[end:])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(updated, encoding="utf-8")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

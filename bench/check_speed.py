@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-from benchmarks_doc import BENCHMARKS, write_section  # noqa: E402 (bench/ is on sys.path when run as a script)
+from benchmarks_doc import BENCHMARKS, cpu_model, write_section  # noqa: E402 (bench/ is on sys.path when run as a script)
 
 SECTION = "## fttool check: start-up time"
 BASELINE = ["-c", "import yaml, jsonschema, click"]
@@ -44,16 +44,6 @@ def timed(args: list[str]) -> float:
               file=sys.stderr)
         raise SystemExit(2)
     return elapsed
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def section_text(baseline: list[float], check: list[float], ratio: float, max_ratio: float) -> str:

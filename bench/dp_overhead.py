@@ -38,7 +38,7 @@ from fttool.demo_model import build_demo_model  # noqa: E402
 from fttool.private_training import (collate_units, epsilon_after, example_losses, lora_model,  # noqa: E402
                                      run_dp_sgd, tokenized_units)
 
-from benchmarks_doc import BENCHMARKS, write_section  # noqa: E402 (bench/ is on sys.path when run as a script)
+from benchmarks_doc import BENCHMARKS, cpu_model, write_section  # noqa: E402 (bench/ is on sys.path when run as a script)
 
 SECTION = "## DP overhead (CPU)"
 LORA = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
@@ -86,16 +86,6 @@ def train_without_dp(model, units, *, pad_id, batch_size, gradient_accumulation_
         optimizer.step()
         schedule.step()
     return time.perf_counter() - started
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

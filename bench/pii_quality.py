@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks_doc import BENCHMARKS as DOCS, write_section  # noqa: E402 (bench/ is on sys.path when run as a script)
+from benchmarks_doc import BENCHMARKS as DOCS, cpu_model, write_section  # noqa: E402 (bench/ is on sys.path when run as a script)
 GOLD_TYPES = ("PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IP_ADDRESS")
 TARGETS = {"EMAIL_ADDRESS": 0.98, "CREDIT_CARD": 0.98, "US_SSN": 0.98, "IP_ADDRESS": 0.98,
            "PHONE_NUMBER": 0.9, "PERSON": 0.85}
@@ -476,14 +476,7 @@ def score(samples: list[Sample], scrubbed: list[str], types: set[str]) -> dict:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     ram = "?"
     try:
         kib = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])

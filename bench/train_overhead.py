@@ -40,7 +40,7 @@ from fttool.records import write_jsonl  # noqa: E402
 from fttool.stages.base import StageContext  # noqa: E402
 from fttool.stages.train import TrainStage  # noqa: E402
 
-from benchmarks_doc import BENCHMARKS, write_section  # noqa: E402 (bench/ is on sys.path when run as a script)
+from benchmarks_doc import BENCHMARKS, cpu_model, write_section  # noqa: E402 (bench/ is on sys.path when run as a script)
 
 SECTION = "## Training overhead (CPU)"
 DATA = ROOT / "recipes" / "data" / "support.jsonl"
@@ -116,16 +116,6 @@ def fttool_stage(base: Path, train_path: Path, validation_path: Path, steps: int
                        outputs={"model": out / "model", "tracking": out / "mlruns"}, recipe_dir=out,
                        work_dir=out / "scratch")
     TrainStage().run(ctx)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def section_text(plain: list[tuple[float, float]], ours: list[tuple[float, float]], ratio: float, max_ratio: float,
