@@ -380,13 +380,11 @@ def train_privately(ctx) -> StageResult:
     """The train stage's run when train.privacy.enabled: DP-SGD on LoRA weights, summary with `privacy`."""
     import torch
 
-    from fttool.demo_model import DEMO_LABEL
-    from fttool.modeling import (is_demo_model, load_causal_lm, load_tokenizer, quiet_libraries,
-                                 resolve_base_model)
+    from fttool.modeling import load_causal_lm, load_tokenizer, quiet_libraries, resolve_base_model
     from fttool.recipe.plan import thaw
     from fttool.records import read_jsonl
     from fttool.stages.base import StageResult
-    from fttool.stages.train import model_card, precision, trained_token_share
+    from fttool.stages.train import base_model_summary, model_card, precision, trained_token_share
 
     quiet_libraries()
     # The work directory outlives a failed attempt, so a marker left there means this one is a restart.
@@ -464,12 +462,7 @@ def train_privately(ctx) -> StageResult:
 
     trained, total_tokens = trained_token_share(examples)
     trainable, total_parameters = model.get_nb_trainable_parameters()
-    demo = is_demo_model(model_params)
-    base_model = {"name": model_params["base"], "demo": demo, "license": model_params.get("license"),
-                  "revision": model_params.get("revision"),
-                  "trust_remote_code": bool(model_params.get("trust_remote_code", False))}
-    if demo:
-        base_model["note"] = DEMO_LABEL
+    base_model = base_model_summary(model_params)
     per_unit = Counter(len(unit) for unit in units)
     summary = {
         "method": "lora",

@@ -148,6 +148,17 @@ def trained_token_share(examples: list[dict]) -> tuple[int, int]:
     return trained, sum(len(example["labels"]) for example in examples)
 
 
+def base_model_summary(model_params: Mapping[str, Any]) -> dict:
+    """The report's account of the base model: name, licence, revision, remote code, and whether it is the demo."""
+    demo = is_demo_model(model_params)
+    summary = {"name": model_params["base"], "demo": demo, "license": model_params.get("license"),
+               "revision": model_params.get("revision"),
+               "trust_remote_code": bool(model_params.get("trust_remote_code", False))}
+    if demo:
+        summary["note"] = DEMO_LABEL
+    return summary
+
+
 def precision() -> str:
     """bf16 on GPUs that support it, fp16 (mixed, fp32 weights) on older GPUs, fp32 on CPU."""
     import torch
@@ -480,12 +491,7 @@ class TrainStage(Stage):
         trainable, total_parameters = (trainer.model.get_nb_trainable_parameters() if method != "full" else
                                        (sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
                                         sum(p.numel() for p in trainer.model.parameters())))
-        demo = is_demo_model(model_params)
-        base_model = {"name": model_params["base"], "demo": demo, "license": model_params.get("license"),
-                      "revision": model_params.get("revision"),
-                      "trust_remote_code": bool(model_params.get("trust_remote_code", False))}
-        if demo:
-            base_model["note"] = DEMO_LABEL
+        base_model = base_model_summary(model_params)
         early_stopping = None
         if params.get("early_stopping"):
             best_step = (int(Path(state.best_model_checkpoint).name.rsplit("-", 1)[1])
