@@ -13,10 +13,10 @@ from pathlib import Path
 import yaml
 
 from fttool.policy.registry import Target
-from fttool.recipe.compiler import semantic_errors
+from fttool.recipe.compiler import validated_recipe
 from fttool.recipe.errors import RecipeError, RecipeInvalid
 from fttool.recipe.loader import LoadedDocument, index_positions, load_recipe_file
-from fttool.recipe.schema import apply_defaults, load_schema, schema_errors
+from fttool.recipe.schema import load_schema, schema_errors
 
 REPORT_FILE = "report.json"
 
@@ -28,13 +28,7 @@ def _path_forms(path: Path) -> list[str]:
 
 def load_recipe_target(path: Path) -> Target:
     document = load_recipe_file(path)
-    errors = schema_errors(document)
-    if errors:
-        raise RecipeInvalid(errors)
-    recipe = apply_defaults(document.data)
-    errors = semantic_errors(document, recipe)
-    if errors:
-        raise RecipeInvalid(errors)
+    recipe = validated_recipe(document)
     return Target("recipe", document, recipe, tuple(_path_forms(path) + [recipe["name"]]))
 
 

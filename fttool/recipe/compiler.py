@@ -319,7 +319,9 @@ def _wire(enabled: list[str]) -> dict[str, tuple[dict, dict]]:
     return wiring
 
 
-def compile_loaded(loaded: LoadedRecipe) -> Plan:
+def validated_recipe(loaded: LoadedRecipe) -> dict:
+    """The recipe with every default applied; raises RecipeInvalid with every schema error, or else every
+    cross-field error (those assume a recipe the schema accepts)."""
     errors = schema_errors(loaded)
     if errors:
         raise RecipeInvalid(errors)
@@ -327,6 +329,11 @@ def compile_loaded(loaded: LoadedRecipe) -> Plan:
     errors = semantic_errors(loaded, recipe)
     if errors:
         raise RecipeInvalid(errors)
+    return recipe
+
+
+def compile_loaded(loaded: LoadedRecipe) -> Plan:
+    recipe = validated_recipe(loaded)
     stage_params = _stage_params(recipe)
     enabled = [name for name in STAGE_ORDER if isinstance(stage_params[name], dict)]
     wiring = _wire(enabled)
