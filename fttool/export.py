@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fttool.digest import files_under, sha256_file
 from fttool.evidence import verify
-from fttool.model_card import render_model_card
+from fttool.report.model_card import render_model_card
 
 MANIFEST_FILE = "manifest.json"
 CARD_FILE = "README.md"  # where the Hugging Face hub looks for a model card

@@ -188,7 +188,7 @@ def import_ratings(run_dir: Path, ratings_path: Path) -> dict:
 
     Raises ReviewError listing every problem when any row is invalid; nothing is changed then.
     """
-    from fttool.model_card import write_model_card
+    from fttool.report.model_card import write_model_card
     from fttool.report import validate_report, write_renderings
     from fttool.report.build import policy_outcome
     from fttool.evidence import write_digests

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fttool.evidence import verify
-from fttool.model_card import ANNEX_IV, MODEL_CARD_FILE, render_model_card
+from fttool.report.model_card import ANNEX_IV, MODEL_CARD_FILE, render_model_card
 from test_report_browser import small_run
 
 SECTIONS = ("## Model details", "## Intended use", "## Training data", "## Evaluation",

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from fttool.evidence import write_digests
-from fttool.model_card import write_model_card
+from fttool.report.model_card import write_model_card
 from fttool.report.build import build_report
 from fttool.recipe.schema import load_schema
 

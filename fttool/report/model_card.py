@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fttool.recipe.compiler import DEMO_MODEL_PREFIX, is_local_model
+from fttool.report.render import _get
 
 MODEL_CARD_FILE = "MODEL_CARD.md"
 NOT_RECORDED = "not recorded in the report"
@@ -30,14 +31,6 @@ ANNEX_IV = (
     ("2(h)", "Cybersecurity and privacy measures", ("pii", "privacy", "memorisation")),
     ("3", "Limitations, and accuracy for groups of persons", ("evaluation", "fairness")),
 )
-
-
-def _get(value, *keys):
-    for key in keys:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
 
 
 def _fmt(value) -> str:
