@@ -64,18 +64,27 @@ def verify(run_dir: Path) -> list[Mismatch]:
             problems.append(Mismatch(artifact["path"], f"{artifact['kind']} is missing"))
         elif sha256_path(path) != artifact["sha256"]:
             problems.append(Mismatch(artifact["path"], f"{artifact['kind']} sha256 differs from the report's lineage"))
-    report_digest = sha256_file(run_dir / "report.json")
-    superseded = [_signoff_key(entry) for entry in report.get("signoff") or []]
-    for signoff in read_signoffs(run_dir):
-        # fttool rewrites a signed-off report only to add to it (review import), and then lists the old sign-offs.
-        if signoff["report_sha256"] != report_digest and _signoff_key(signoff) not in superseded:
-            problems.append(Mismatch("report.json", f"changed after {signoff['by']} ({signoff['role']}) signed off "
-                                                    f"at {signoff['at']}"))
+    for signoff in _signoffs_of_older_reports(run_dir, report)[1]:
+        problems.append(Mismatch("report.json", f"changed after {signoff['by']} ({signoff['role']}) signed off "
+                                                f"at {signoff['at']}"))
     return problems
 
 
 def _signoff_key(entry: dict) -> tuple:
     return entry["by"], entry["role"], entry["at"], entry["report_sha256"]
+
+
+def _signoffs_of_older_reports(run_dir: Path, report: dict) -> tuple[list[dict], list[dict]]:
+    """Sign-offs whose report digest is not the current report's: (those the report lists as superseded, the rest).
+
+    fttool rewrites a signed-off report only to add to it (review import), and then lists the old sign-offs;
+    any other sign-off of an older digest means the report changed after it was approved.
+    """
+    listed = {_signoff_key(entry) for entry in report.get("signoff") or []}
+    current = sha256_file(Path(run_dir) / "report.json")
+    older = [entry for entry in read_signoffs(run_dir) if entry["report_sha256"] != current]
+    return ([entry for entry in older if _signoff_key(entry) in listed],
+            [entry for entry in older if _signoff_key(entry) not in listed])
 
 
 def superseded_signoffs(run_dir: Path) -> list[dict]:
@@ -84,10 +93,7 @@ def superseded_signoffs(run_dir: Path) -> list[dict]:
     They approved the report as it was before fttool added to it (e.g. human review ratings), not as it is now.
     """
     report = json.loads((Path(run_dir) / "report.json").read_text(encoding="utf-8"))
-    listed = [_signoff_key(entry) for entry in report.get("signoff") or []]
-    current = sha256_file(Path(run_dir) / "report.json")
-    return [entry for entry in read_signoffs(run_dir)
-            if entry["report_sha256"] != current and _signoff_key(entry) in listed]
+    return _signoffs_of_older_reports(run_dir, report)[0]
 
 
 def read_signoffs(run_dir: Path) -> list[dict]:
