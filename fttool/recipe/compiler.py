@@ -67,10 +67,15 @@ def _stage_params(recipe: dict) -> dict[str, dict | str]:
     return params
 
 
+def _evaluate_task(evaluate: dict) -> str:
+    """The task as written, else classification when labels are given (the schema allows no empty list)."""
+    return evaluate.get("task") or ("classification" if evaluate.get("labels") else "generation")
+
+
 def _evaluate_params(recipe: dict) -> dict:
     """The evaluate section with the defaults that depend on other keys and sections resolved."""
     evaluate = recipe["evaluate"]
-    task = evaluate.get("task") or ("classification" if evaluate.get("labels") else "generation")
+    task = _evaluate_task(evaluate)
     groups = evaluate["groups"]
     fields = groups.get("fields") or recipe.get("bias", {}).get("fields", [])
     metrics = groups.get("metrics") or (["accuracy"] if task == "classification" else ["token_f1", "rougeL"])
@@ -81,7 +86,7 @@ def _evaluate_params(recipe: dict) -> dict:
 def _evaluate_errors(loaded: LoadedRecipe, evaluate: dict) -> list[RecipeError]:
     """Settings that contradict each other, and a forgetting file that is missing."""
     errors = []
-    classification = evaluate.get("task") == "classification" or ("task" not in evaluate and "labels" in evaluate)
+    classification = _evaluate_task(evaluate) == "classification"
     if "labels" in evaluate and not classification:
         errors.append(loaded.error(("evaluate", "labels"), "labels apply to a classification task; "
                                    "set task: classification or remove labels", at_key=True))
