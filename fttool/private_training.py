@@ -336,43 +336,25 @@ def unchanged_tensors(initial: dict, model) -> list[str]:
 
 
 def validation_loss(model, examples: list[dict], pad_id: int, batch_size: int) -> float | None:
-    """Mean loss over the validation examples' labelled tokens."""
-    import torch
-    import torch.nn.functional as F
+    """Mean loss over the validation examples' labelled tokens, computed as the evaluate stage computes it."""
+    from fttool.stages.evaluate import labelled_token_losses, mean_token_loss
 
-    if not examples:
-        return None
-    collate = collate_units([[example] for example in examples], pad_id)
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for start in range(0, len(examples), batch_size):
-            batch = collate([(index,) for index in range(start, min(start + batch_size, len(examples)))])
-            logits = model(input_ids=batch["input_ids"].to(device),
-                           attention_mask=batch["attention_mask"].to(device)).logits
-            targets = batch["labels"][:, 1:].to(device)
-            total += F.cross_entropy(logits[:, :-1].transpose(1, 2).float(), targets, ignore_index=-100,
-                                     reduction="sum").item()
-            count += int((targets != -100).sum())
-    return total / count if count else None
+    return mean_token_loss(labelled_token_losses(model, pad_id, [(e["input_ids"], e["labels"]) for e in examples],
+                                                 batch_size))
 
 
 def tokenized_units(records: list[dict], tokenizer, max_seq_length: int, train_on_inputs: bool):
     """(units: lists of tokenized examples grouped by source record, examples dropped with no label left)."""
-    from fttool.stages.train import IGNORED_LABEL, prompt_and_sequence_ids
+    from fttool.stages.train import tokenized_example
 
     by_unit: dict[str, list[dict]] = {}
     dropped = 0
     for record, key in zip(records, unit_keys(records)):
-        prompt_ids, ids = prompt_and_sequence_ids(tokenizer, record)
-        prompt_length = next((i for i, (a, b) in enumerate(zip(prompt_ids, ids)) if a != b),
-                             min(len(prompt_ids), len(ids)))
-        labels = list(ids) if train_on_inputs else [IGNORED_LABEL] * prompt_length + ids[prompt_length:]
-        ids, labels = ids[:max_seq_length], labels[:max_seq_length]
-        if all(label == IGNORED_LABEL for label in labels):
+        example = tokenized_example(tokenizer, record, max_seq_length, train_on_inputs)
+        if example is None:
             dropped += 1
-            continue
-        by_unit.setdefault(key, []).append({"input_ids": ids, "labels": labels})
+        else:
+            by_unit.setdefault(key, []).append(example)
     return list(by_unit.values()), dropped
 
 

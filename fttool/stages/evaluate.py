@@ -48,18 +48,17 @@ def _loss_example(tokenizer, record: dict, limit: int | None) -> tuple[list[int]
     return ids[:limit], labels[:limit]
 
 
-def response_token_losses(model, tokenizer, records: list[dict], batch_size: int,
-                          limit: int | None) -> list[tuple[float, int]]:
-    """(summed cross-entropy in nats, token count) of each record's response tokens, prompt masked."""
+def labelled_token_losses(model, pad_id: int, examples: list[tuple[list[int], list[int]]],
+                          batch_size: int) -> list[tuple[float, int]]:
+    """(summed cross-entropy in nats, token count) over the labelled tokens of each (input ids, labels) example."""
     import torch
     import torch.nn.functional as F
 
-    examples = [_loss_example(tokenizer, record, limit) for record in records]
     losses = []
     for start in range(0, len(examples), batch_size):
         batch = examples[start:start + batch_size]
         width = max(len(ids) for ids, _ in batch)
-        input_ids = torch.full((len(batch), width), tokenizer.pad_token_id)
+        input_ids = torch.full((len(batch), width), pad_id)
         labels = torch.full((len(batch), width), -100)
         attention = torch.zeros((len(batch), width), dtype=torch.long)
         for row, (ids, row_labels) in enumerate(batch):
@@ -76,11 +75,22 @@ def response_token_losses(model, tokenizer, records: list[dict], batch_size: int
     return losses
 
 
-def response_loss(model, tokenizer, records: list[dict], batch_size: int, limit: int | None) -> float | None:
-    """Mean cross-entropy over every response token of `records` (not a mean of per-example means)."""
-    losses = response_token_losses(model, tokenizer, records, batch_size, limit)
+def response_token_losses(model, tokenizer, records: list[dict], batch_size: int,
+                          limit: int | None) -> list[tuple[float, int]]:
+    """(summed cross-entropy in nats, token count) of each record's response tokens, prompt masked."""
+    return labelled_token_losses(model, tokenizer.pad_token_id,
+                                 [_loss_example(tokenizer, record, limit) for record in records], batch_size)
+
+
+def mean_token_loss(losses: list[tuple[float, int]]) -> float | None:
+    """Mean cross-entropy over every counted token (not a mean of per-example means); None with no token."""
     count = sum(tokens for _, tokens in losses)
     return sum(total for total, _ in losses) / count if count else None
+
+
+def response_loss(model, tokenizer, records: list[dict], batch_size: int, limit: int | None) -> float | None:
+    """Mean cross-entropy over every response token of `records`."""
+    return mean_token_loss(response_token_losses(model, tokenizer, records, batch_size, limit))
 
 
 def generate(model, tokenizer, prompts: list[list[int]], decoding: dict, max_new_tokens: int, batch_size: int,

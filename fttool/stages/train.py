@@ -127,18 +127,26 @@ def response_start(prompt_ids: list[int], ids: list[int]) -> int:
     return next((i for i, (a, b) in enumerate(zip(prompt_ids, ids)) if a != b), min(len(prompt_ids), len(ids)))
 
 
+def tokenized_example(tokenizer, record: dict, max_seq_length: int, train_on_inputs: bool) -> dict | None:
+    """The record's input_ids and labels, cut to max_seq_length; None when no label is left to train on."""
+    prompt_ids, ids = prompt_and_sequence_ids(tokenizer, record)
+    prompt_length = response_start(prompt_ids, ids)
+    labels = list(ids) if train_on_inputs else [IGNORED_LABEL] * prompt_length + ids[prompt_length:]
+    ids, labels = ids[:max_seq_length], labels[:max_seq_length]
+    if all(label == IGNORED_LABEL for label in labels):
+        return None
+    return {"input_ids": ids, "labels": labels}
+
+
 def tokenized_examples(path, tokenizer, max_seq_length: int, train_on_inputs: bool) -> tuple[list[dict], int]:
     """Examples with input_ids and labels, cut to max_seq_length; and how many were dropped with no label left."""
     examples, dropped = [], 0
     for record in read_jsonl(path):
-        prompt_ids, ids = prompt_and_sequence_ids(tokenizer, record)
-        prompt_length = response_start(prompt_ids, ids)
-        labels = list(ids) if train_on_inputs else [IGNORED_LABEL] * prompt_length + ids[prompt_length:]
-        ids, labels = ids[:max_seq_length], labels[:max_seq_length]
-        if all(label == IGNORED_LABEL for label in labels):
+        example = tokenized_example(tokenizer, record, max_seq_length, train_on_inputs)
+        if example is None:
             dropped += 1
-            continue
-        examples.append({"input_ids": ids, "labels": labels})
+        else:
+            examples.append(example)
     return examples, dropped
 
 
