@@ -26,10 +26,7 @@ def write_section(text: str, path: Path = BENCHMARKS) -> None:
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The CPU's name as the run report gives it, or the machine type."""
+    from fttool.report.build import cpu_model as reported_cpu_model
+
+    return reported_cpu_model() or platform.machine()

@@ -57,17 +57,20 @@ def hardware() -> dict:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         memory = None
-    cpu_model = platform.processor() or None
+    torch = sys.modules.get("torch")
+    gpus = ([torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            if torch is not None and torch.cuda.is_available() else [])
+    return {"memory_bytes": memory, "cpu_model": cpu_model(), "gpus": gpus}
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux), else what the platform says; None when neither knows."""
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         for line in cpuinfo.read_text(errors="replace").splitlines():
             if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    torch = sys.modules.get("torch")
-    gpus = ([torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-            if torch is not None and torch.cuda.is_available() else [])
-    return {"memory_bytes": memory, "cpu_model": cpu_model, "gpus": gpus}
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or None
 
 
 def _section(records, stage_name):
