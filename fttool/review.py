@@ -188,10 +188,8 @@ def import_ratings(run_dir: Path, ratings_path: Path) -> dict:
 
     Raises ReviewError listing every problem when any row is invalid; nothing is changed then.
     """
-    from fttool.report.model_card import write_model_card
-    from fttool.report import validate_report, write_renderings
+    from fttool.report import write_report_files
     from fttool.report.build import policy_outcome
-    from fttool.evidence import write_digests
 
     run_dir = Path(run_dir)
     predictions = _predictions(run_dir)
@@ -205,8 +203,7 @@ def import_ratings(run_dir: Path, ratings_path: Path) -> dict:
     if Path(ratings_path).resolve() != target.resolve():
         shutil.copyfile(ratings_path, target)
     digest = sha256_file(target)
-    report_path = run_dir / "report.json"
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
     report["review"] = summarise(ratings, len(predictions), RATINGS_FILE, digest)
     artifacts = [a for a in report["lineage"]["artifacts"] if a["path"] != RATINGS_FILE]
     artifacts.append({"path": RATINGS_FILE, "sha256": digest, "kind": "artifact", "stage": "review",
@@ -217,9 +214,5 @@ def import_ratings(run_dir: Path, ratings_path: Path) -> dict:
     recipe_dir = (run_dir / report["recipe"]["path"]).parent
     if report["policy"].get("evaluated"):
         report["policy"] = policy_outcome(report, run_dir, recipe_dir)
-    validate_report(report)
-    report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    write_renderings(report, run_dir, report["recipe"]["resolved"]["report"]["formats"])
-    write_model_card(report, run_dir)
-    write_digests(run_dir)
+    write_report_files(report, run_dir)
     return report["review"]

@@ -36,12 +36,17 @@ def write_renderings(report: dict, run_dir: Path, formats) -> list[Path]:
 
 def write_report(plan, state, records, lineage, run_dir: Path) -> dict:
     report = build_report(plan, state, records, lineage, run_dir)
+    write_report_files(report, run_dir)
+    return report
+
+
+def write_report_files(report: dict, run_dir: Path) -> None:
+    """Validate `report`, write report.json, its renderings and MODEL_CARD.md, then their digests."""
     validate_report(report)
     (run_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     write_renderings(report, run_dir, report["recipe"]["resolved"]["report"]["formats"])
     write_model_card(report, run_dir)
     write_digests(run_dir)
-    return report
 
 
 def rerender(run_dir: Path) -> list[Path]:
