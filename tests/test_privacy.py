@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from conftest import ACTIONS, TOPICS, write_support_project
 from fttool.cli import cli
 from fttool.private_training import (check_trainable_layers, default_delta, epsilon_after, lora_model,
                                      per_unit_grad_samples, run_dp_sgd, unchanged_tensors, unit_keys)
@@ -20,8 +21,6 @@ from fttool.records import read_jsonl
 from fttool.report import validate_report
 
 LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
-TOPICS = ["savings account", "credit card", "home insurance", "mortgage", "pension plan", "travel insurance"]
-ACTIONS = ["open", "close", "change", "review", "cancel", "renew"]
 
 
 def tiny_llama(tied: bool):
@@ -139,13 +138,7 @@ train:
 
 def write_recipe(root: Path, train: str, extra: str = "") -> Path:
     """A recipe over 36 FAQ records; `train` adds keys to its train section, `extra` adds sections."""
-    lines = [json.dumps({"instruction": f"How do I {action} my {topic} quickly?",
-                         "output": f"To {action} your {topic}, open the app and follow the steps."})
-             for action in ACTIONS for topic in TOPICS]
-    (root / "records.jsonl").write_text("\n".join(lines) + "\n")
-    text = RECIPE % extra + textwrap.indent(textwrap.dedent(train).strip(), "  ") + "\n"
-    (root / "recipe.yaml").write_text(text)
-    return root / "recipe.yaml"
+    return write_support_project(root, RECIPE % extra + textwrap.indent(textwrap.dedent(train).strip(), "  ") + "\n")
 
 
 def test_recipe_errors_and_the_delta_rule_at_validate_time(tmp_path):
