@@ -5,7 +5,7 @@ Both train the same LoRA adapter (r 8 on q_proj and v_proj) of the offline demo 
 steps, with the same physical and logical batch sizes, loss (mean over each example's response
 tokens), AdamW and linear learning-rate decay:
 
-    dp:     fttool.private_training.run_dp_sgd (opacus: Poisson sampling, per-example gradients,
+    dp:     fttool.training.private.run_dp_sgd (opacus: Poisson sampling, per-example gradients,
             clipping, noise, accounting hook) with a fixed noise multiplier
     non-dp: the same loop in plain PyTorch: shuffled fixed-size batches, one gradient per batch
 
@@ -34,11 +34,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fttool.demo_model import build_demo_model  # noqa: E402
-from fttool.private_training import (collate_units, epsilon_after, example_losses, lora_model,  # noqa: E402
-                                     run_dp_sgd, tokenized_units)
-
 from benchmarks_doc import BENCHMARKS, cpu_model, write_section  # noqa: E402 (bench/ is on sys.path when run as a script)
+
+from fttool.training.demo_model import build_demo_model  # noqa: E402
+from fttool.training.private import (  # noqa: E402
+    collate_units,
+    epsilon_after,
+    example_losses,
+    lora_model,
+    run_dp_sgd,
+    tokenized_units,
+)
 
 SECTION = "## DP overhead (CPU)"
 LORA = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}

@@ -48,7 +48,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks_doc import BENCHMARKS as DOCS, cpu_model, write_section  # noqa: E402 (bench/ is on sys.path when run as a script)
+from benchmarks_doc import BENCHMARKS as DOCS  # noqa: E402 (bench/ is on sys.path when run as a script)
+from benchmarks_doc import cpu_model, write_section
+
 GOLD_TYPES = ("PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IP_ADDRESS")
 TARGETS = {"EMAIL_ADDRESS": 0.98, "CREDIT_CARD": 0.98, "US_SSN": 0.98, "IP_ADDRESS": 0.98,
            "PHONE_NUMBER": 0.9, "PERSON": 0.85}
@@ -336,9 +338,9 @@ def default_params() -> dict:
 
 def run_stage(records_by_split: dict[str, list[dict]], params: dict, directory: Path):
     """Run fttool's PII stage on in-memory records, as tests/conftest.py's run_stage fixture does."""
-    from fttool.records import read_jsonl, write_jsonl
+    from fttool.data.records import read_jsonl, write_jsonl
+    from fttool.pipeline.stage import StageContext
     from fttool.stages import stage_class
-    from fttool.stages.base import StageContext
 
     cls = stage_class("pii")
     inputs, outputs = {}, {}

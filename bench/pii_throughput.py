@@ -136,7 +136,7 @@ def generate(n: int, seed: int, pii_share: float = 0.25):
 
 
 def record_text(record: dict) -> str:
-    from fttool.records import text_fields
+    from fttool.data.records import text_fields
 
     return "\n".join(text for _, text in text_fields(record))
 
@@ -175,7 +175,7 @@ class PlainLoop:
         return self.anonymizer.anonymize(text=text, analyzer_results=results).text if results else text
 
     def run(self, records: list[dict]) -> list[dict]:
-        from fttool.records import map_text_fields
+        from fttool.data.records import map_text_fields
 
         return [map_text_fields(record, lambda _path, text: self.scrub(text)) for record in records]
 

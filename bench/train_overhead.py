@@ -35,12 +35,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fttool.demo_model import build_demo_model  # noqa: E402
-from fttool.records import write_jsonl  # noqa: E402
-from fttool.stages.base import StageContext  # noqa: E402
-from fttool.stages.train import TrainStage  # noqa: E402
-
 from benchmarks_doc import BENCHMARKS, cpu_model, write_section  # noqa: E402 (bench/ is on sys.path when run as a script)
+
+from fttool.data.records import write_jsonl  # noqa: E402
+from fttool.pipeline.stage import StageContext  # noqa: E402
+from fttool.stages.train import TrainStage  # noqa: E402
+from fttool.training.demo_model import build_demo_model  # noqa: E402
 
 SECTION = "## Training overhead (CPU)"
 DATA = ROOT / "recipes" / "data" / "support.jsonl"
@@ -170,7 +170,7 @@ def main() -> None:
     if args.runs < 3:
         parser.error("--runs must be at least 3")
 
-    from fttool.modeling import quiet_libraries
+    from fttool.training.modeling import quiet_libraries
 
     quiet_libraries()
     records = alpaca_records()

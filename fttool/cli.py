@@ -43,8 +43,8 @@ def validate(recipes: tuple[str, ...]) -> None:
     Errors are printed as FILE:LINE:COL: message (at json.path). Exits 0 when all recipes are
     valid and 2 when any is not.
     """
-    from fttool.private_training import delta_rule
     from fttool.recipe import RecipeInvalid, compile_recipe
+    from fttool.training.private import delta_rule
 
     failed = False
     for recipe in recipes:
@@ -71,7 +71,7 @@ def plan(recipe: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(compiled.to_dict(), indent=2))
         return
-    from fttool.recipe.plan import thaw
+    from fttool.pipeline.plan import thaw
 
     click.echo(f"plan {compiled.name}  fingerprint {compiled.fingerprint}")
     for index, stage in enumerate(compiled.stages, start=1):
@@ -96,7 +96,7 @@ def run(recipe: str, output_dir: Path | None, resume: bool) -> None:
     Stages whose parameters and input files are unchanged are reused from the cache.
     """
     compiled = _compile_or_exit(recipe)
-    from fttool.runner import RunError, run_plan
+    from fttool.pipeline.runner import RunError, run_plan
 
     try:
         run_dir = run_plan(compiled, output_dir, resume)
@@ -134,7 +134,8 @@ def verify(run_dir: Path) -> None:
     checks every sign-off against the report's current digest. Exits 1 and names each file that
     differs.
     """
-    from fttool.evidence import superseded_signoffs, verify as verify_run
+    from fttool.governance.evidence import superseded_signoffs
+    from fttool.governance.evidence import verify as verify_run
 
     problems = verify_run(run_dir)
     for problem in problems:
@@ -158,7 +159,7 @@ def signoff(run_dir: Path, by: str, role: str) -> None:
     The run must verify first. The sign-off stores the report's sha256, so a later edit of the
     report is caught by `fttool verify`.
     """
-    from fttool.evidence import sign_off
+    from fttool.governance.evidence import sign_off
 
     try:
         entry = sign_off(run_dir, by, role)
@@ -181,7 +182,7 @@ def review_export(run_dir: Path) -> None:
     The sheet holds model inputs and outputs, so it is written inside the run directory only. Raters
     fill in base_rating and tuned_rating (1 to 5) and preferred (base, tuned or tie).
     """
-    from fttool.review import ReviewError, export_sheet
+    from fttool.governance.review import ReviewError, export_sheet
 
     try:
         path = export_sheet(run_dir)
@@ -201,7 +202,7 @@ def review_import(run_dir: Path, ratings: Path) -> None:
     valid (exit 2). The report is rendered and its digests written again; sign-offs given before
     are kept and marked as approving the older report.
     """
-    from fttool.review import ReviewError, import_ratings
+    from fttool.governance.review import ReviewError, import_ratings
 
     try:
         summary = import_ratings(run_dir, ratings)
@@ -218,7 +219,7 @@ def review_import(run_dir: Path, ratings: Path) -> None:
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def lineage(run_dir: Path) -> None:
     """Print RUN_DIR's lineage as an OpenLineage RunEvent (JSON)."""
-    from fttool.evidence import openlineage_event
+    from fttool.governance.evidence import openlineage_event
 
     click.echo(json.dumps(openlineage_event(run_dir), indent=2))
 
@@ -232,7 +233,7 @@ def lineage(run_dir: Path) -> None:
 def export(run_dir: Path, merge: bool, output: Path | None) -> None:
     """Export RUN_DIR's model with its model card (README.md) and manifest.json (sha256 of every file and of
     the report). Refused, exit 1, when the run does not verify."""
-    from fttool.export import ExportError, export_run
+    from fttool.governance.export import ExportError, export_run
 
     try:
         click.echo(str(export_run(run_dir, merge, output)))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fttool.records import write_jsonl
+from fttool.data.records import write_jsonl
+from fttool.pipeline.stage import StageContext
 from fttool.stages import stage_class
-from fttool.stages.base import StageContext
 
 TOPICS = ["savings account", "credit card", "home insurance", "mortgage", "pension plan", "travel insurance"]
 ACTIONS = ["open", "close", "change", "review", "cancel", "renew"]

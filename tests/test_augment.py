@@ -11,9 +11,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
-from fttool.records import read_jsonl
 from conftest import alpaca
+
+from fttool.data.records import read_jsonl
 
 # The test's own idea of what must survive: placeholders, anything with a digit, URLs, e-mail addresses.
 PROTECTED = re.compile(r"<[A-Z_]+>|https?://\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\S*\d\S*")
@@ -326,7 +326,7 @@ def test_random_crop_counts_cut_spans_as_rejections(run_stage):
 
 # -- protected spans for whole-line methods ---------------------------------------------------------
 def test_shield_and_unshield():
-    from fttool.augmenters import is_structured, protected_spans, shield, unshield
+    from fttool.augment.methods import is_structured, protected_spans, shield, unshield
 
     text = ("Run `make test` for <PERSON> at 12:30 on v2.1, see https://x.org/a?b=1 or a@b.io:\n"
             "```python\nprint(1)\n```\nthen pay 1,000.50 dollars.")
@@ -409,8 +409,8 @@ data:
 
 
 def test_validation_and_test_files_are_byte_identical_with_and_without_augmentation(tmp_path):
+    from fttool.pipeline.runner import run_plan
     from fttool.recipe import compile_recipe
-    from fttool.runner import run_plan
 
     topics = ["savings account", "credit card", "home insurance", "mortgage", "pension plan"]
     lines = [json.dumps({"instruction": f"How do I {verb} my {topic} quickly and safely?", "output": "Use the app."})
@@ -452,7 +452,7 @@ def test_recipe_schema_checks_method_settings(tmp_path, settings, message):
 
 
 def test_method_registry_matches_the_recipe_schema():
-    from fttool.augmenters import METHODS
+    from fttool.augment.methods import METHODS
     from fttool.recipe.schema import load_schema
 
     items = load_schema()["properties"]["augment"]["items"]
@@ -466,7 +466,7 @@ def test_method_registry_matches_the_recipe_schema():
 
 # -- WordNet ----------------------------------------------------------------------------------------
 def test_missing_debian_wordnet_names_the_packages(tmp_path, monkeypatch):
-    from fttool import augment_wordnet
+    from fttool.augment import wordnet as augment_wordnet
 
     monkeypatch.setenv("FTTOOL_CACHE", str(tmp_path))
     monkeypatch.setattr(augment_wordnet, "DEBIAN_WORDNET", tmp_path / "no-wordnet")
@@ -477,7 +477,7 @@ def test_missing_debian_wordnet_names_the_packages(tmp_path, monkeypatch):
 def test_built_wordnet_matches_nltk_expectations():
     from nltk.corpus import wordnet
 
-    from fttool import augment_wordnet
+    from fttool.augment import wordnet as augment_wordnet
 
     root = augment_wordnet.nltk_data_dir()
     lines = (root / "corpora" / "wordnet" / "lexnames").read_text().splitlines()

@@ -6,9 +6,9 @@ import json
 import textwrap
 
 import pytest
-
 from conftest import alpaca
-from fttool.demographic_lexicon import CATEGORIES, LEXICON, groups_mentioned
+
+from fttool.fairness.lexicon import CATEGORIES, LEXICON, groups_mentioned
 from fttool.recipe import RecipeInvalid, compile_recipe
 from fttool.recipe.schema import load_schema
 from fttool.report.render import render_html, render_markdown

@@ -11,11 +11,11 @@ import math
 import textwrap
 
 import pytest
-
 from conftest import alpaca
+
+from fttool.data.records import read_jsonl
 from fttool.recipe import RecipeInvalid, compile_recipe
 from fttool.recipe.schema import apply_defaults, load_schema
-from fttool.records import read_jsonl
 from fttool.stages.canaries import CANARY_SOURCE, SECRET_SPACE, draw_secrets, secret_text
 from fttool.stages.memorisation import exposures, planted_counts
 
@@ -124,7 +124,7 @@ def test_heavily_repeated_canaries_are_more_exposed_than_unplanted_secrets(run_s
     from jsonschema import Draft202012Validator
     from transformers import AutoConfig, LlamaForCausalLM
 
-    from fttool.demo_model import build_demo_model
+    from fttool.training.demo_model import build_demo_model
 
     base = build_demo_model(tmp_path / "models" / "base")
     config = AutoConfig.from_pretrained(base)

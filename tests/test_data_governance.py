@@ -10,9 +10,9 @@ import json
 import textwrap
 from collections import Counter
 
+from fttool.data.records import read_jsonl
+from fttool.pipeline.runner import run_plan
 from fttool.recipe import compile_recipe
-from fttool.records import read_jsonl
-from fttool.runner import run_plan
 from fttool.stages.dedup import exact_key
 
 TOPICS = ["savings account", "credit card", "mortgage", "wire transfer", "mobile app", "overdraft", "loan",

@@ -3,10 +3,10 @@ import unicodedata
 
 import numpy as np
 import pytest
-
 from conftest import alpaca
-from fttool import embeddings
-from fttool.records import read_jsonl
+
+from fttool.data import embeddings
+from fttool.data.records import read_jsonl
 from fttool.stages import dedup as dedup_module
 
 ALL_ON = {"exact": True, "near": True, "near_threshold": 0.8, "semantic": False, "semantic_threshold": 0.95}

@@ -10,20 +10,27 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import alpaca
+from test_report_render import full_report
+from test_train import records, train_params
+
 from fttool.cli import cli
-from fttool.demo_model import build_demo_model
+from fttool.data.records import prompt_and_response, read_jsonl, write_jsonl
+from fttool.evaluation.losses import loss_example
+from fttool.pipeline.stage import StageContext
 from fttool.recipe import RecipeInvalid, compile_recipe
-from fttool.records import prompt_and_response, read_jsonl, write_jsonl
 from fttool.report import validate_report
 from fttool.report.render import render_html, render_markdown
 from fttool.stages import stage_class
-from fttool.stages.base import StageContext
-from fttool.stages.evaluate import (METRICS, _field_status, _labels, _loss_example, forgetting_check,
-                                    general_passages, primary_metric)
-from test_report_render import full_report
-from test_train import records, train_params
+from fttool.stages.evaluate import (
+    METRICS,
+    _field_status,
+    _labels,
+    forgetting_check,
+    general_passages,
+    primary_metric,
+)
+from fttool.training.demo_model import build_demo_model
 
 REGULATED = Path(__file__).resolve().parent.parent / "policies" / "regulated.yaml"
 MODEL = {"base": "demo:tiny-llama", "license": "apache-2.0", "trust_remote_code": False}
@@ -40,8 +47,8 @@ def evaluate_params(**overrides) -> dict:
 
 
 def tokenized_examples_of(items: list[dict], tokenizer, tmp_path):
-    from fttool.records import write_jsonl
-    from fttool.stages.train import tokenized_examples
+    from fttool.data.records import write_jsonl
+    from fttool.training.examples import tokenized_examples
 
     write_jsonl(tmp_path / "items.jsonl", items)
     return tokenized_examples(tmp_path / "items.jsonl", tokenizer, 10_000, train_on_inputs=False)
@@ -60,12 +67,12 @@ def test_loss_masks_the_prompt_and_ends_with_eos(tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(build_demo_model(tmp_path / "demo"))
     record = records(1)[0]
     prompt, response = prompt_and_response(record)
-    ids, labels = _loss_example(tokenizer, record, None)
+    ids, labels = loss_example(tokenizer, record, None)
     prompt_length = len(tokenizer(prompt)["input_ids"])
     assert labels[:prompt_length] == [-100] * prompt_length
     assert labels[prompt_length:] == ids[prompt_length:] and ids[-1] == tokenizer.eos_token_id
     assert tokenizer.decode(ids[prompt_length:], skip_special_tokens=True) == response
-    assert _loss_example(tokenizer, record, 5) == (ids[:5], labels[:5])
+    assert loss_example(tokenizer, record, 5) == (ids[:5], labels[:5])
 
 
 def test_a_chat_template_formats_evaluation_as_it_formatted_training(tmp_path):
@@ -75,7 +82,7 @@ def test_a_chat_template_formats_evaluation_as_it_formatted_training(tmp_path):
     tokenizer.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</{{ m['role'] }}>"
                                "{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}")
     record = records(1)[0]
-    ids, labels = _loss_example(tokenizer, record, None)
+    ids, labels = loss_example(tokenizer, record, None)
     trained, _ = tokenized_examples_of([record], tokenizer, tmp_path)
     assert (ids, labels) == (trained[0]["input_ids"], trained[0]["labels"])
     scored = tokenizer.decode([i for i, label in zip(ids, labels) if label != -100])

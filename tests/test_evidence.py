@@ -6,13 +6,13 @@ import uuid
 
 import pytest
 from click.testing import CliRunner
+from test_runner import make_project
 
 from fttool.cli import cli
-from fttool.digest import sha256_file
-from fttool.evidence import DIGEST_FILE, openlineage_event, sign_off, verify, write_digests
+from fttool.governance.evidence import DIGEST_FILE, openlineage_event, sign_off, verify, write_digests
+from fttool.pipeline.digest import sha256_file
+from fttool.pipeline.runner import run_plan
 from fttool.recipe import compile_recipe
-from fttool.runner import run_plan
-from test_runner import make_project
 
 
 @pytest.fixture

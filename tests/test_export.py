@@ -5,12 +5,12 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from test_tracking import make_project
 
 from fttool.cli import cli
-from fttool.digest import files_under, sha256_file
+from fttool.pipeline.digest import files_under, sha256_file
+from fttool.pipeline.runner import run_plan
 from fttool.recipe import compile_recipe
-from fttool.runner import run_plan
-from test_tracking import make_project
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_merged_export_computes_what_the_adapter_on_its_base_computes(lora_run):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from fttool.demo_model import build_demo_model
+    from fttool.training.demo_model import build_demo_model
 
     result = CliRunner().invoke(cli, ["export", str(lora_run), "--merge"])
     assert result.exit_code == 0, result.output

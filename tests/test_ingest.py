@@ -6,10 +6,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import alpaca
+
+from fttool.data.records import map_text_fields, prompt_and_response, read_jsonl, text_fields
 from fttool.recipe import RecipeInvalid, compile_recipe
-from fttool.records import map_text_fields, prompt_and_response, read_jsonl, text_fields
 from fttool.stages import ingest
 from fttool.stages.ingest import IngestStage
 

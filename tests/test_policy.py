@@ -270,8 +270,8 @@ def test_waivers_from_a_separate_file(tmp_path):
 @pytest.fixture
 def run_dir(tmp_path) -> Path:
     """A finished data-only run whose report has a clean PII section, so it passes the regulated policy."""
+    from fttool.pipeline.runner import run_plan
     from fttool.recipe import compile_recipe
-    from fttool.runner import run_plan
 
     run_dir = run_plan(compile_recipe(write_project(tmp_path, DATA_ONLY_RECIPE)), tmp_path / "runs" / "one")
     edit_report(run_dir, pii={"entities": {"PERSON": 3}, "residual": {}, "residual_total": 0})

@@ -10,15 +10,23 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import ACTIONS, TOPICS, write_support_project
+
 from fttool.cli import cli
-from fttool.private_training import (check_trainable_layers, default_delta, epsilon_after, lora_model,
-                                     per_unit_grad_samples, run_dp_sgd, unchanged_tensors, unit_keys)
+from fttool.data.records import read_jsonl
+from fttool.pipeline.plan import thaw
 from fttool.recipe import compile_recipe
-from fttool.recipe.plan import thaw
-from fttool.records import read_jsonl
 from fttool.report import validate_report
+from fttool.training.private import (
+    check_trainable_layers,
+    default_delta,
+    epsilon_after,
+    lora_model,
+    per_unit_grad_samples,
+    run_dp_sgd,
+    unchanged_tensors,
+    unit_keys,
+)
 
 LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
 
@@ -246,8 +254,8 @@ def test_augmented_private_run_reports_the_source_record_guarantee(tmp_path):
 
 
 def test_a_crashed_private_run_says_it_restarts_from_step_zero_and_finishes(tmp_path, monkeypatch, capfd):
+    from fttool.pipeline.runner import RunError, run_plan
     from fttool.recipe import compile_recipe
-    from fttool.runner import RunError, run_plan
 
     recipe = write_recipe(tmp_path, """
     max_steps: 3

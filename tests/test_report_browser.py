@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from fttool.cli import cli
-from fttool.records import read_jsonl
+from fttool.data.records import read_jsonl
 
 REGULATED = Path(__file__).resolve().parent.parent / "policies" / "regulated.yaml"
 RECIPE = f"""

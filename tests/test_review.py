@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_report_browser import small_run
 
 from fttool.cli import cli
-from fttool.digest import sha256_file
-from fttool.evidence import verify
-from fttool.records import read_jsonl
-from fttool.review import EXPORT_FILE, RATINGS_FILE
-from test_report_browser import small_run
+from fttool.data.records import read_jsonl
+from fttool.governance.evidence import verify
+from fttool.governance.review import EXPORT_FILE, RATINGS_FILE
+from fttool.pipeline.digest import sha256_file
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from fttool.digest import sha256_file
+from fttool.data.records import read_jsonl
+from fttool.pipeline.digest import sha256_file
+from fttool.pipeline.runner import RunError, run_plan
 from fttool.recipe import compile_recipe
-from fttool.records import read_jsonl
-from fttool.runner import RunError, run_plan
 
 RECIPE = """
 name: data-only
@@ -118,9 +118,9 @@ def test_resume_reuses_finished_stages_and_refuses_a_changed_recipe(tmp_path):
 
 
 def test_a_stage_that_loses_records_fails_the_run(tmp_path, monkeypatch):
-    from fttool import runner
+    from fttool.data.records import write_jsonl
+    from fttool.pipeline import runner
     from fttool.stages import stage_class
-    from fttool.records import write_jsonl
 
     real_split = stage_class("split")
 

@@ -4,10 +4,10 @@ import re
 from collections import Counter
 
 import pytest
-
 from conftest import alpaca
+
+from fttool.data.records import read_jsonl, write_jsonl
 from fttool.recipe import RecipeInvalid, compile_recipe
-from fttool.records import read_jsonl, write_jsonl
 from fttool.stages.split import MISSING, SPLITS, LeakageError, _find_leaks, assign, assign_groups, split_sizes
 
 RATIOS = {"train": 0.7, "validation": 0.15, "test": 0.15}

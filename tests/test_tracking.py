@@ -6,14 +6,14 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import ACTIONS, TOPICS, report_of, write_support_project
-from fttool.digest import files_under, sha256_file
-from fttool.evidence import verify
+
+from fttool.governance.evidence import verify
+from fttool.pipeline.digest import files_under, sha256_file
+from fttool.pipeline.plan import thaw
+from fttool.pipeline.runner import run_plan
 from fttool.recipe import RecipeInvalid, compile_recipe
-from fttool.recipe.plan import thaw
-from fttool.runner import run_plan
-from fttool.tracking import FILE_STORE_ENV, TrackingError
+from fttool.training.tracking import FILE_STORE_ENV, TrackingError
 
 # Records as the split stage writes them, for running the train stage alone.
 RECORDS = [{"id": f"r{i}", "source": "t", "format": "alpaca", "instruction": f"How do I {a} my {t}?", "input": "",
@@ -142,7 +142,7 @@ def test_differentially_private_training_is_tracked_too(tmp_path, run_stage):
 
 
 def test_a_resumed_run_tracks_the_steps_before_its_checkpoint_too(tmp_path, monkeypatch):
-    from fttool.runner import RunError
+    from fttool.pipeline.runner import RunError
 
     recipe = make_project(tmp_path / "project", "  save_steps: 2\n")
     monkeypatch.setenv("FTTOOL_FAULT", "train_step:3")

@@ -7,13 +7,14 @@ import math
 from pathlib import Path
 
 import pytest
-
 from conftest import ACTIONS, TOPICS, alpaca, report_of, write_support_project
-from fttool.demo_model import build_demo_model
+
+from fttool.data.records import write_jsonl
+from fttool.pipeline.runner import RunError, run_plan
 from fttool.recipe import compile_recipe
-from fttool.records import write_jsonl
-from fttool.runner import RunError, run_plan
-from fttool.stages.train import TrainStage, prompt_and_sequence_ids, tokenized_examples, trained_token_share
+from fttool.stages.train import TrainStage
+from fttool.training.demo_model import build_demo_model
+from fttool.training.examples import prompt_and_sequence_ids, tokenized_examples, trained_token_share
 
 # A minimal chat template in the usual shape: turns wrapped in role markers, each closed by EOS.
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>{% endfor %}"

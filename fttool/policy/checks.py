@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import operator
 
-from fttool.digest import sha256_path
+from fttool.pipeline.digest import sha256_path
 from fttool.policy.registry import CheckRegistry, Target, Violation
 
 BUILTIN_CHECKS = CheckRegistry()

@@ -5,8 +5,8 @@ policies stay data and new kinds are added without touching the loader or the en
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from fttool.recipe.loader import LoadedDocument
 

@@ -7,25 +7,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fttool.metrics import CLASSIFICATION_METRICS, normalise
-from fttool.private_training import privacy_errors
+from fttool.data.records import FORMAT_FIELDS
+from fttool.evaluation.metrics import CLASSIFICATION_METRICS, normalise
+from fttool.pipeline.params import build
+from fttool.pipeline.plan import Plan, StageSpec, freeze
 from fttool.recipe.errors import RecipeError, RecipeInvalid
 from fttool.recipe.loader import LoadedRecipe, load_recipe_file
-from fttool.recipe.plan import Plan, StageSpec, freeze
-from fttool.records import FORMAT_FIELDS
 from fttool.recipe.schema import apply_defaults, schema_errors
 from fttool.stages import STAGE_ORDER, stage_class
 from fttool.stages.ingest import CONTAINERS, source_container, source_tag
 from fttool.stages.pii import entities_checked
-
-DEMO_MODEL_PREFIX = "demo:"
-
-DEMO_MODELS = ("tiny-llama",)
-
-
-def is_local_model(base: str) -> bool:
-    """A path rather than a hub id: hub ids look like 'org/name' and never start with '.', '/' or '~'."""
-    return base.startswith((".", "/", "~"))
+from fttool.training.model_ref import DEMO_MODEL_PREFIX, DEMO_MODELS, is_local_model
+from fttool.training.private import privacy_errors
 
 
 def _stage_params(recipe: dict) -> dict[str, dict | str]:
@@ -337,12 +330,19 @@ def validated_recipe(loaded: LoadedRecipe) -> dict:
     return recipe
 
 
+def _typed_params(stage: str, params: dict):
+    """The stage's parameter dataclass, every field given (defaults were resolved above)."""
+    params_type = stage_class(stage).Params
+    return build(params_type, params, stage) if params_type else freeze(params)
+
+
 def compile_loaded(loaded: LoadedRecipe) -> Plan:
     recipe = validated_recipe(loaded)
     stage_params = _stage_params(recipe)
     enabled = [name for name in STAGE_ORDER if isinstance(stage_params[name], dict)]
     wiring = _wire(enabled)
-    stages = tuple(StageSpec(name, freeze(stage_params[name]), freeze(wiring[name][0]), freeze(wiring[name][1]))
+    stages = tuple(StageSpec(name, _typed_params(name, stage_params[name]), freeze(wiring[name][0]),
+                             freeze(wiring[name][1]))
                    for name in enabled)
     skipped = {name: reason for name, reason in stage_params.items() if isinstance(reason, str)}
     return Plan(name=recipe["name"], recipe_path=loaded.path.resolve(), recipe=freeze(recipe), stages=stages,

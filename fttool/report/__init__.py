@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fttool.evidence import write_digests
-from fttool.report.model_card import write_model_card
-from fttool.report.build import build_report
+from fttool.governance.evidence import write_digests
 from fttool.recipe.schema import load_schema
+from fttool.report.build import build_report
+from fttool.report.model_card import write_model_card
 
 RENDERERS = {"html": ("report.html", "render_html"), "md": ("report.md", "render_markdown")}
 

@@ -9,8 +9,8 @@ from importlib import metadata
 from pathlib import Path
 
 from fttool import __version__
-from fttool.recipe.plan import Plan, thaw
-from fttool.runner import RunError
+from fttool.pipeline.errors import RunError
+from fttool.pipeline.plan import Plan, thaw
 
 REPORT_SCHEMA_VERSION = 1
 # Packages whose versions a reviewer needs to reproduce a run; read from metadata, not imported.
@@ -169,7 +169,7 @@ def policy_outcome(report: dict, run_dir: Path, recipe_dir: Path) -> dict:
         return {"evaluated": False, "how": POLICY_HOW.format(run_dir=run_dir)}
     import json
 
-    from fttool.digest import sha256_file
+    from fttool.pipeline.digest import sha256_file
     from fttool.policy.engine import evaluate
     from fttool.policy.policy_file import load_policy
     from fttool.policy.targets import load_report_target

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fttool.recipe.compiler import DEMO_MODEL_PREFIX, is_local_model
 from fttool.report.render import _get
+from fttool.training.model_ref import DEMO_MODEL_PREFIX, is_local_model
 
 MODEL_CARD_FILE = "MODEL_CARD.md"
 NOT_RECORDED = "not recorded in the report"

@@ -10,7 +10,7 @@ import json
 import math
 from html import escape
 
-from fttool.recipe.compiler import DEMO_MODEL_PREFIX
+from fttool.training.model_ref import DEMO_MODEL_PREFIX
 
 MISSING = "—"
 FLOW_STEPS = (("input", "Input"), ("quarantined", "Quarantined"), ("duplicates", "Duplicates"),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-from fttool.stages.base import Stage
+from fttool.pipeline.stage import Stage
 
 STAGE_ORDER = ("ingest", "dedup", "split", "pii", "bias", "augment", "canaries", "train", "evaluate",
                "memorisation")

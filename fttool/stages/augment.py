@@ -1,6 +1,6 @@
 """Augment the train split with new records that reword a train record without changing its meaning.
 
-Each entry of the recipe's augment list is one method (see fttool.augmenters). It picks `count`, or
+Each entry of the recipe's augment list is one method (see fttool.augment.methods). It picks `count`, or
 round(ratio * n), parents from the n train records with its seed (more than n gives each record several
 copies) and rewrites the entry's fields of each copy; a field whose text parses as JSON is left alone.
 A candidate is rejected, and counted by reason, when it is
@@ -24,13 +24,13 @@ import hashlib
 import json
 import random
 from collections import Counter
+from collections.abc import Iterator
 from itertools import chain, islice
-from typing import Iterator
 
-from fttool.embeddings import MODEL_NAME, model_dir
-from fttool.recipe.plan import thaw
-from fttool.records import read_jsonl, write_jsonl
-from fttool.stages.base import Stage, StageContext, StageResult
+from fttool.data.embeddings import MODEL_NAME, model_dir
+from fttool.data.records import read_jsonl, write_jsonl
+from fttool.pipeline.plan import thaw
+from fttool.pipeline.stage import Stage, StageContext, StageResult
 from fttool.stages.dedup import exact_key
 
 MAX_EXAMPLES = 5
@@ -42,7 +42,7 @@ HISTOGRAM_BINS = 10
 
 def _text_seed(seed: int, entry: int, parent_id: str, copy: int, field: str) -> int:
     # Derived per text rather than drawn in sequence, so one record's result does not depend on the others.
-    digest = hashlib.sha256(f"{seed}/{entry}/{parent_id}/{copy}/{field}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{seed}/{entry}/{parent_id}/{copy}/{field}".encode()).digest()
     return int.from_bytes(digest[:8], "big")
 
 
@@ -96,7 +96,7 @@ def _pii_found(texts: list[str], params: dict, ctx: StageContext) -> list[bool]:
 
 def _similarities(pairs: list[tuple[str, str]]) -> list[float]:
     """Cosine similarity of each (parent text, new text) pair; each distinct text is embedded once."""
-    from fttool.embeddings import embed
+    from fttool.data.embeddings import embed
 
     unique = list(dict.fromkeys(text for pair in pairs for text in pair))
     row = {text: index for index, text in enumerate(unique)}
@@ -146,7 +146,7 @@ class _Tally:
 
 
 def _spans_kept(old: str, new: str | None) -> bool:
-    from fttool.augmenters import protected_spans
+    from fttool.augment.methods import protected_spans
 
     # A multiset: translation may reorder a sentence, but every span must come back exactly once.
     return new is not None and Counter(protected_spans(new)) == Counter(protected_spans(old))
@@ -156,7 +156,7 @@ class _Entry:
     """One entry of the augment list: rewrites chunks of (parent, copy) candidates and screens them."""
 
     def __init__(self, entry: dict, index: int, ctx: StageContext, pii_params: dict):
-        from fttool.augmenters import METHODS
+        from fttool.augment.methods import METHODS
 
         method = METHODS[entry["method"]]
         self.entry, self.index, self.ctx, self.pii_params = entry, index, ctx, pii_params
@@ -167,7 +167,7 @@ class _Entry:
 
     def _rewritten(self, chunk: list[tuple[dict, int]]) -> list[dict[str, str | None]]:
         """The fields each candidate's rewrite changed; empty fields and JSON are not rewritten."""
-        from fttool.augmenters import is_structured
+        from fttool.augment.methods import is_structured
 
         jobs = [(index, field, parent[field], _text_seed(self.entry["seed"], self.index, parent["id"], copy, field))
                 for index, (parent, copy) in enumerate(chunk) for field in self.entry["fields"]
@@ -233,7 +233,7 @@ class AugmentStage(Stage):
 
     @classmethod
     def external_inputs(cls, params) -> list[str]:
-        from fttool.augmenters import METHODS
+        from fttool.augment.methods import METHODS
 
         # The models decide what is written: the encoder through the similarity check, the others directly.
         paths = [str(model_dir())]

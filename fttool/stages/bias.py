@@ -4,7 +4,7 @@ demographic mentions in their text.
 Fields: values are read from each record's `meta`; a record without the field (or with null) counts
 in the group "(missing)", so gaps in the attribute are visible rather than silently dropped.
 
-Mentions: each record's text fields are matched against fttool.demographic_lexicon, per category
+Mentions: each record's text fields are matched against fttool.fairness.lexicon, per category
 (gender, age, religion, nationality). A record counts once for every group it mentions, so it can
 count for several. A group's share is its records over the records mentioning any group of the
 category; shares can therefore sum above 1. Groups the lexicon knows but no record mentions are
@@ -23,12 +23,12 @@ counts; no text is kept or reported.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
-from fttool.demographic_lexicon import LEXICON, groups_mentioned
-from fttool.records import read_jsonl, text_fields
-from fttool.stages.base import Stage, StageContext, StageResult
+from fttool.data.records import read_jsonl, text_fields
+from fttool.fairness.lexicon import LEXICON, groups_mentioned
+from fttool.pipeline.stage import Stage, StageContext, StageResult
 
 SPLITS = ("train", "validation", "test")
 MISSING_GROUP = "(missing)"

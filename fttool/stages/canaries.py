@@ -16,9 +16,9 @@ from __future__ import annotations
 import random
 from itertools import chain
 
-from fttool.recipe.plan import thaw
-from fttool.records import read_jsonl, write_jsonl
-from fttool.stages.base import Stage, StageContext, StageResult
+from fttool.data.records import read_jsonl, write_jsonl
+from fttool.pipeline.plan import thaw
+from fttool.pipeline.stage import Stage, StageContext, StageResult
 
 CANARY_SOURCE = "canary"
 CANARY_PROMPT = "What is my account code?\n"

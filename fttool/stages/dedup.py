@@ -17,12 +17,12 @@ import sqlite3
 import tempfile
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from fttool.embeddings import MODEL_NAME, embed, model_dir
-from fttool.records import map_text_fields, read_jsonl, text_fields, write_jsonl
-from fttool.stages.base import Stage, StageContext, StageResult
+from fttool.data.embeddings import MODEL_NAME, embed, model_dir
+from fttool.data.records import map_text_fields, read_jsonl, text_fields, write_jsonl
+from fttool.pipeline.stage import Stage, StageContext, StageResult
 
 NUM_PERM = 128
 SHINGLE_WORDS = 3

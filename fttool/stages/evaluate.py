@@ -2,7 +2,7 @@
 
 For each model: the mean token cross-entropy on the response tokens of the validation and test splits
 (prompt tokens masked, as in training), perplexity from the test loss, and the metrics of
-fttool.metrics on generations for the test prompts: ROUGE, BLEU, exact match and token F1, and for a
+fttool.evaluation.metrics on generations for the test prompts: ROUGE, BLEU, exact match and token F1, and for a
 classification task accuracy and macro precision, recall and F1 of the label each generation names.
 Both models generate with the same decoding settings and seed. For an adapter the model is loaded once:
 the base is the tuned model with its adapter switched off, so both see identical weights and
@@ -24,73 +24,29 @@ import math
 import re
 from pathlib import Path
 
-from fttool.metrics import (CLASSIFICATION_DEFINITIONS, DEFINITIONS, GENERATION_METRICS,
-                            classification_metrics, direction, example_scores, generation_metrics, match_label,
-                            metric_by_group, normalise)
-from fttool.modeling import load_causal_lm, load_tokenizer, quiet_libraries, resolve_base_model
-from fttool.recipe.plan import thaw
-from fttool.records import prompt_and_response, read_jsonl, write_jsonl
-from fttool.stages.base import Stage, StageContext, StageResult
+from fttool.data.records import prompt_and_response, read_jsonl, write_jsonl
+from fttool.evaluation.losses import response_loss
+from fttool.evaluation.metrics import (
+    CLASSIFICATION_DEFINITIONS,
+    DEFINITIONS,
+    GENERATION_METRICS,
+    classification_metrics,
+    direction,
+    example_scores,
+    generation_metrics,
+    match_label,
+    metric_by_group,
+    normalise,
+)
+from fttool.pipeline.plan import thaw
+from fttool.pipeline.stage import Stage, StageContext, StageResult
 from fttool.stages.bias import MISSING_GROUP, STATUS_ORDER, _group_name
-from fttool.stages.train import prompt_and_sequence_ids, response_start
+from fttool.training.examples import prompt_and_sequence_ids
+from fttool.training.modeling import load_causal_lm, load_tokenizer, quiet_libraries, resolve_base_model
 
 LOSS_METRICS = ("validation_loss", "test_loss", "perplexity")
 METRICS = (*LOSS_METRICS, *GENERATION_METRICS)
 MODELS = ("base", "tuned")
-
-
-def _loss_example(tokenizer, record: dict, limit: int | None) -> tuple[list[int], list[int]]:
-    """(input ids, labels) exactly as training builds them (chat template or alpaca layout, EOS after the
-    response), with every prompt token masked with -100."""
-    prompt_ids, ids = prompt_and_sequence_ids(tokenizer, record)
-    start = response_start(prompt_ids, ids)
-    labels = [-100] * start + ids[start:]
-    return ids[:limit], labels[:limit]
-
-
-def labelled_token_losses(model, pad_id: int, examples: list[tuple[list[int], list[int]]],
-                          batch_size: int) -> list[tuple[float, int]]:
-    """(summed cross-entropy in nats, token count) over the labelled tokens of each (input ids, labels) example."""
-    import torch
-    import torch.nn.functional as F
-
-    losses = []
-    for start in range(0, len(examples), batch_size):
-        batch = examples[start:start + batch_size]
-        width = max(len(ids) for ids, _ in batch)
-        input_ids = torch.full((len(batch), width), pad_id)
-        labels = torch.full((len(batch), width), -100)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, (ids, row_labels) in enumerate(batch):
-            input_ids[row, :len(ids)] = torch.tensor(ids)
-            labels[row, :len(ids)] = torch.tensor(row_labels)
-            attention[row, :len(ids)] = 1
-        with torch.no_grad():
-            logits = model(input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device)).logits
-        # Position t predicts token t + 1.
-        targets = labels[:, 1:].to(logits.device)
-        token_losses = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, ignore_index=-100,
-                                       reduction="none")
-        losses += zip(token_losses.sum(dim=1).tolist(), (targets != -100).sum(dim=1).tolist())
-    return losses
-
-
-def response_token_losses(model, tokenizer, records: list[dict], batch_size: int,
-                          limit: int | None) -> list[tuple[float, int]]:
-    """(summed cross-entropy in nats, token count) of each record's response tokens, prompt masked."""
-    return labelled_token_losses(model, tokenizer.pad_token_id,
-                                 [_loss_example(tokenizer, record, limit) for record in records], batch_size)
-
-
-def mean_token_loss(losses: list[tuple[float, int]]) -> float | None:
-    """Mean cross-entropy over every counted token (not a mean of per-example means); None with no token."""
-    count = sum(tokens for _, tokens in losses)
-    return sum(total for total, _ in losses) / count if count else None
-
-
-def response_loss(model, tokenizer, records: list[dict], batch_size: int, limit: int | None) -> float | None:
-    """Mean cross-entropy over every response token of `records`."""
-    return mean_token_loss(response_token_losses(model, tokenizer, records, batch_size, limit))
 
 
 def generate(model, tokenizer, prompts: list[list[int]], decoding: dict, max_new_tokens: int, batch_size: int,

@@ -16,12 +16,13 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator, Mapping, TextIO
+from typing import Any, BinaryIO, TextIO
 
-from fttool.records import CHAT_ROLES, FORMAT_FIELDS, text_fields
-from fttool.stages.base import Stage, StageContext, StageResult
+from fttool.data.records import CHAT_ROLES, FORMAT_FIELDS, text_fields
+from fttool.pipeline.stage import Stage, StageContext, StageResult
 
 UTF8_BOM = b"\xef\xbb\xbf"
 # ShareGPT speaker names; some exports already use fttool's role names, which are accepted as they are.

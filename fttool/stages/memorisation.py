@@ -20,12 +20,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from fttool.modeling import load_causal_lm, load_tokenizer, quiet_libraries, resolve_base_model
-from fttool.recipe.plan import thaw
-from fttool.records import read_jsonl
-from fttool.stages.base import Stage, StageContext, StageResult
+from fttool.data.records import read_jsonl
+from fttool.evaluation.losses import response_token_losses
+from fttool.pipeline.plan import thaw
+from fttool.pipeline.stage import Stage, StageContext, StageResult
 from fttool.stages.canaries import CANARY_SOURCE, SECRET_SPACE, TEMPLATE, canary_record, draw_secrets
-from fttool.stages.evaluate import response_token_losses
+from fttool.training.modeling import load_causal_lm, load_tokenizer, quiet_libraries, resolve_base_model
 
 BATCH_SIZE = 64
 METHOD = ("Secret Sharer rank exposure (Carlini et al. 2019): log2(references + 1) - log2(rank of the secret's "

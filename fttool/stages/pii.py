@@ -1,7 +1,7 @@
 """PII handling: find personal data with presidio, then scrub it from each record or drop the record.
 
 Every text field of every record is analysed (chat message contents included) by presidio's predefined
-recognizers, fttool's own (fttool.pii_recognizers) and those the recipe declares; values on the allow list
+recognizers, fttool's own (fttool.pii.recognizers) and those the recipe declares; values on the allow list
 are never findings. With `action: scrub` each finding is anonymised by its entity type's operator (replace
 with <TYPE>, redact, mask, or a keyed-hash pseudonym such as <PERSON_3f2a91c0>) and the scrubbed text is
 analysed again: anything found there in text the anonymizer did not write is a residual, counted by type
@@ -21,14 +21,14 @@ import os
 import re
 import sys
 from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import islice
-from typing import Callable, Iterable, Iterator, Mapping
 
-from fttool.records import count_lines, map_text_fields, read_jsonl, text_fields, write_jsonl
-from fttool.stages.base import Stage, StageContext, StageResult
+from fttool.data.records import count_lines, map_text_fields, read_jsonl, text_fields, write_jsonl
+from fttool.pipeline.stage import Stage, StageContext, StageResult
 
 SPLITS = ("train", "validation", "test")
 CHUNK_RECORDS = 512  # records analysed together: enough for spaCy batching, small enough to stream
@@ -79,7 +79,7 @@ def _key(text: str) -> bytes:
 
 def _with_defaults(params: Mapping) -> dict:
     """The stage parameters with the recipe schema's defaults filled in for any left out."""
-    from fttool.recipe.plan import thaw
+    from fttool.pipeline.plan import thaw
     from fttool.recipe.schema import apply_defaults, load_schema
 
     return apply_defaults(thaw(params), load_schema()["properties"]["pii"])
@@ -98,7 +98,7 @@ def _engines(language: str, nlp_model: str):
     from presidio_analyzer.nlp_engine import NlpEngineProvider
     from presidio_anonymizer import AnonymizerEngine
 
-    from fttool.pii_recognizers import build_registry
+    from fttool.pii.recognizers import build_registry
 
     # presidio would otherwise try `spacy download`, which cannot work offline.
     if not spacy.util.is_package(nlp_model):
@@ -130,7 +130,7 @@ def _pseudonymiser(entity: str, key: bytes) -> Callable[[str], str]:
     can be checked against it (a plain hash of a name could be matched by hashing candidate names)."""
 
     def pseudonym(value: str) -> str:
-        digest = hmac.new(key, f"{entity}\0{value}".encode("utf-8"), hashlib.sha256).hexdigest()
+        digest = hmac.new(key, f"{entity}\0{value}".encode(), hashlib.sha256).hexdigest()
         return f"<{entity}_{digest[:PSEUDONYM_HEX_DIGITS]}>"
 
     return pseudonym
@@ -167,7 +167,7 @@ class _Scrubber:
     """Analyses texts and scrubs what it finds; built once per process from the stage parameters."""
 
     def __init__(self, params: Mapping):
-        from fttool.pii_recognizers import recipe_recognizers
+        from fttool.pii.recognizers import recipe_recognizers
 
         self.language = params["language"]
         self.threshold = params["score_threshold"]

@@ -25,13 +25,13 @@ import random
 import sqlite3
 from array import array
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
 
-from fttool.records import read_jsonl
-from fttool.stages.base import Stage, StageContext, StageResult
+from fttool.data.records import read_jsonl
+from fttool.pipeline.stage import Stage, StageContext, StageResult
 from fttool.stages.dedup import MAX_EXAMPLE_IDS, NearDuplicateIndex, ScratchDB, exact_key
 
 SPLITS = ("train", "validation", "test")

@@ -1,7 +1,7 @@
 """Fine-tuning the base model with TRL's SFTTrainer: LoRA, QLoRA (4-bit base, CUDA only) or full.
 
 Records are formatted with the tokenizer's chat template when it has one, with the alpaca layout of
-fttool.records.prompt_and_response otherwise, and tokenized here, so that the labels are explicit:
+fttool.data.records.prompt_and_response otherwise, and tokenized here, so that the labels are explicit:
 prompt tokens are masked (-100) unless `train_on_inputs`, and a dataset with no token left to train
 on fails before the model is loaded. Checkpoints go to the stage's work directory, which the runner
 keys by the stage fingerprint and keeps after a failure, so `fttool run --resume` continues from the
@@ -9,8 +9,8 @@ last one with the optimizer, scheduler and RNG states it saved. The stage writes
 full model) and the tokenizer to model/, fails when training left every trained weight unchanged,
 and reports what a reviewer needs: the base model and its licence, the method and hyperparameters,
 the precision, the share of tokens trained on and the loss curves. The run is tracked with MLflow
-(fttool.tracking) in mlruns/, the stage's second artifact, or at the recipe's tracking URI; with
-compute.num_processes above 1 the stage launches itself through accelerate (fttool.launch).
+(fttool.training.tracking) in mlruns/, the stage's second artifact, or at the recipe's tracking URI; with
+compute.num_processes above 1 the stage launches itself through accelerate (fttool.training.launch).
 """
 from __future__ import annotations
 
@@ -19,22 +19,22 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from fttool.demo_model import DEMO_LABEL
-from fttool.modeling import is_demo_model, load_causal_lm, load_tokenizer, quiet_libraries, resolve_base_model
-from fttool.recipe.compiler import is_local_model
-from fttool.recipe.plan import thaw
-from fttool.records import prompt_and_response, read_jsonl
-from fttool.stages.base import Stage, StageContext, StageResult
+from fttool.pipeline.plan import thaw
+from fttool.pipeline.stage import Stage, StageContext, StageResult
+from fttool.training.demo_model import DEMO_LABEL
+from fttool.training.examples import tokenized_examples, trained_token_share
+from fttool.training.model_ref import is_local_model
+from fttool.training.modeling import is_demo_model, load_causal_lm, load_tokenizer, quiet_libraries, resolve_base_model
 
 # At most about this many points in the reported loss curve, whatever the run length.
 LOSS_POINTS = 25
 # Validation loss is measured about this many times a run (at every checkpoint with early stopping instead).
 VALIDATION_POINTS = 5
-IGNORED_LABEL = -100  # the label PyTorch's cross-entropy (and so every HF model) leaves out of the loss
 # FTTOOL_FAULT=train_step:N makes training fail right after optimizer step N (and its checkpoint, if one is due),
 # to test that --resume continues where a crashed run stopped.
 FAULT_ENV = "FTTOOL_FAULT"
@@ -84,76 +84,6 @@ def fault_step() -> int | None:
     if not step.isdigit() or int(step) < 1:
         raise ValueError(f"{FAULT_ENV}={value!r}: expected {FAULT_KIND}:N with N a step number from 1")
     return int(step)
-
-
-def chat_messages(record: dict) -> tuple[list[dict], str]:
-    """The prompt as chat messages and the response, for a tokenizer with a chat template."""
-    if record["format"] == "chat":
-        messages = record["messages"]
-        last_assistant = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-        prompt = [{"role": m["role"], "content": m["content"]} for m in messages[:last_assistant]]
-        return prompt, messages[last_assistant]["content"]
-    if record["format"] == "alpaca":
-        request = record["instruction"] + (f"\n\n{record['input']}" if record.get("input") else "")
-        return [{"role": "user", "content": request}], record["output"]
-    return [{"role": "user", "content": record["prompt"]}], record["completion"]
-
-
-def uses_chat_template(tokenizer, record: dict) -> bool:
-    # Plain text has no prompt and no turns: it is trained as it is, whatever the tokenizer.
-    return bool(tokenizer.chat_template) and record["format"] != "text"
-
-
-def prompt_and_sequence_ids(tokenizer, record: dict) -> tuple[list[int], list[int]]:
-    """(ids of the prompt alone, ids of prompt and response), formatted the way the model will be prompted."""
-    if uses_chat_template(tokenizer, record):
-        prompt, response = chat_messages(record)
-        prompt_text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-        full_text = tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": response}],
-                                                  tokenize=False)
-        # The template writes the special tokens itself; adding them again would double the BOS token.
-        return (tokenizer(prompt_text, add_special_tokens=False)["input_ids"],
-                tokenizer(full_text, add_special_tokens=False)["input_ids"])
-    prompt, response = prompt_and_response(record)
-    full = tokenizer(prompt + response)["input_ids"]
-    if tokenizer.eos_token_id is not None and full[-1:] != [tokenizer.eos_token_id]:
-        full = full + [tokenizer.eos_token_id]  # so the model learns to stop
-    return tokenizer(prompt)["input_ids"], full
-
-
-def response_start(prompt_ids: list[int], ids: list[int]) -> int:
-    """Where the response begins in `ids`: where the two diverge, not len(prompt_ids), because tokens can
-    merge across the prompt/response boundary."""
-    return next((i for i, (a, b) in enumerate(zip(prompt_ids, ids)) if a != b), min(len(prompt_ids), len(ids)))
-
-
-def tokenized_example(tokenizer, record: dict, max_seq_length: int, train_on_inputs: bool) -> dict | None:
-    """The record's input_ids and labels, cut to max_seq_length; None when no label is left to train on."""
-    prompt_ids, ids = prompt_and_sequence_ids(tokenizer, record)
-    prompt_length = response_start(prompt_ids, ids)
-    labels = list(ids) if train_on_inputs else [IGNORED_LABEL] * prompt_length + ids[prompt_length:]
-    ids, labels = ids[:max_seq_length], labels[:max_seq_length]
-    if all(label == IGNORED_LABEL for label in labels):
-        return None
-    return {"input_ids": ids, "labels": labels}
-
-
-def tokenized_examples(path, tokenizer, max_seq_length: int, train_on_inputs: bool) -> tuple[list[dict], int]:
-    """Examples with input_ids and labels, cut to max_seq_length; and how many were dropped with no label left."""
-    examples, dropped = [], 0
-    for record in read_jsonl(path):
-        example = tokenized_example(tokenizer, record, max_seq_length, train_on_inputs)
-        if example is None:
-            dropped += 1
-        else:
-            examples.append(example)
-    return examples, dropped
-
-
-def trained_token_share(examples: list[dict]) -> tuple[int, int]:
-    """(tokens with a label, all tokens) over prepared examples, before padding is added."""
-    trained = sum(1 for example in examples for label in example["labels"] if label != IGNORED_LABEL)
-    return trained, sum(len(example["labels"]) for example in examples)
 
 
 def base_model_summary(model_params: Mapping[str, Any]) -> dict:
@@ -364,7 +294,7 @@ class TrainStage(Stage):
 
     @classmethod
     def unmet_requirements(cls, params: Mapping[str, Any]) -> list[str]:
-        from fttool.launch import launch_requirements_unmet
+        from fttool.training.launch import launch_requirements_unmet
 
         return (qlora_requirements_unmet(params) + packing_requirements_unmet(params)
                 + launch_requirements_unmet(params.get("compute")))
@@ -396,7 +326,7 @@ class TrainStage(Stage):
         ctx.outputs["tracking"].mkdir(parents=True, exist_ok=True)
         compute = ctx.params.get("compute")
         if compute and compute["num_processes"] > 1:
-            from fttool.launch import launch_training
+            from fttool.training.launch import launch_training
 
             quiet_libraries()
             # Built or found once, here, so that the launched processes do not each write the demo model.
@@ -407,14 +337,14 @@ class TrainStage(Stage):
 
     def train_here(self, ctx: StageContext, base_path: str | None = None) -> StageResult:
         """Train in this process (one of several when launched), tracked when the recipe says so."""
-        from fttool.tracking import open_tracker
+        from fttool.training.tracking import open_tracker
 
         params = thaw(ctx.params)
         store = ctx.outputs["tracking"]
         tracker = open_tracker(params, store, self.artifacts["tracking"], run_name=store.parent.name)
         try:
             if params.get("privacy", {}).get("enabled"):  # DP-SGD needs its own loop with opacus
-                from fttool.private_training import train_privately
+                from fttool.training.private import train_privately
 
                 result = train_privately(ctx)
                 if tracker:

@@ -1,12 +1,14 @@
 """The compiled plan: an immutable list of stages with resolved parameters and wired paths."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 
 def freeze(value: Any) -> Any:
@@ -18,6 +20,9 @@ def freeze(value: Any) -> Any:
 
 
 def thaw(value: Any) -> Any:
+    """Plain dicts and lists (for JSON and fingerprints) from frozen mappings, tuples and parameter dataclasses."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: thaw(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}
     if isinstance(value, tuple):
@@ -36,7 +41,7 @@ def sha256_text(text: str) -> str:
 @dataclass(frozen=True)
 class StageSpec:
     name: str
-    params: Mapping[str, Any]
+    params: Any  # the stage's typed parameters (a frozen dataclass), every default resolved
     inputs: Mapping[str, str]  # logical name -> path relative to the run directory
     outputs: Mapping[str, str]
 

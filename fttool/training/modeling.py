@@ -7,11 +7,12 @@ runs on the machine that loads the model).
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from fttool.demo_model import build_demo_model
-from fttool.recipe.compiler import DEMO_MODEL_PREFIX, is_local_model
+from fttool.training.demo_model import build_demo_model
+from fttool.training.model_ref import DEMO_MODEL_PREFIX, is_local_model
 
 
 def quiet_libraries() -> None:

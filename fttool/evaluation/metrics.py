@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 GENERATION_METRICS = ("rouge1", "rouge2", "rougeL", "bleu", "exact_match", "token_f1")
 CLASSIFICATION_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "unmatched")

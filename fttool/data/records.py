@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 # The text-bearing fields of each record format, in the internal (normalised) field names.
 FORMAT_FIELDS = {

@@ -92,7 +92,7 @@ _FACTS = ["Water boils at 100 degrees Celsius at sea level.", "A week has 7 days
           "Thank you for your question; here is a short answer.", "Yes, that is correct.", "No, that is not right.",
           "First, read the instructions. Second, fill in the form. Finally, press submit.",
           "Prices rose by 5% in 2023, from $10.50 to $11.03.", "Call us between 9:00 and 17:30 (Monday to Friday)."]
-# The prompt layouts of fttool.records.prompt_and_response, so prompts tokenize into few tokens.
+# The prompt layouts of fttool.data.records.prompt_and_response, so prompts tokenize into few tokens.
 _LAYOUT = ["### Instruction:\n", "### Input:\n", "### Response:\n", "<|system|>\n", "<|user|>\n", "<|assistant|>\n"]
 
 

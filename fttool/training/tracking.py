@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from fttool.digest import files_under, sha256_file
+from fttool.pipeline.digest import files_under, sha256_file
 
 # MLflow 3 keeps the file store in maintenance mode and refuses it unless this is set; the store
 # still works and needs no server, which is what an embedded default must be.

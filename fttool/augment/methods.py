@@ -17,12 +17,13 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
-from fttool.recipe.compiler import is_local_model
+from fttool.training.model_ref import is_local_model
 
 PROTECTED = (r"```[\s\S]*?(?:```|\Z)"  # fenced code; an unclosed fence protects the rest of the text
              r"|`[^`\n]+`"
@@ -222,7 +223,7 @@ def _model_location(name: str, resolve: Callable[[str], Path]) -> str:
 
 
 def _synonym(params: dict, resolve) -> WordRewriter:
-    from fttool.augment_wordnet import ProtectedSynonymAug, resources
+    from fttool.augment.wordnet import ProtectedSynonymAug, resources
 
     return WordRewriter(ProtectedSynonymAug(params["aug_p"]), resources())
 

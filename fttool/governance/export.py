@@ -13,8 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from fttool.digest import files_under, sha256_file
-from fttool.evidence import verify
+from fttool.governance.evidence import verify
+from fttool.pipeline.digest import files_under, sha256_file
 from fttool.report.model_card import render_model_card
 
 MANIFEST_FILE = "manifest.json"
@@ -29,7 +29,7 @@ class ExportError(Exception):
 def _merge(run_dir: Path, report: dict, out: Path) -> None:
     from peft import PeftModel
 
-    from fttool.modeling import load_causal_lm, load_tokenizer, quiet_libraries, resolve_base_model
+    from fttool.training.modeling import load_causal_lm, load_tokenizer, quiet_libraries, resolve_base_model
 
     quiet_libraries()
     model_params = report["recipe"]["resolved"]["model"]

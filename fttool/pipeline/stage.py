@@ -10,9 +10,10 @@ level, so that compiling and validating a recipe stays fast.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar
 
 # Logical datasets that hold JSONL records; the runner counts them and checks conservation.
 RECORD_DATASETS = ("records", "train", "validation", "test")
@@ -20,7 +21,7 @@ RECORD_DATASETS = ("records", "train", "validation", "test")
 
 @dataclass
 class StageContext:
-    params: Mapping[str, Any]
+    params: Any  # the stage's Params instance (a frozen mapping for stages not yet typed)
     inputs: dict[str, Path]  # logical name -> file or directory to read
     outputs: dict[str, Path]  # logical name -> file or directory to write
     recipe_dir: Path
@@ -63,6 +64,8 @@ class Stage:
     artifacts: ClassVar[dict[str, str]] = {}  # other outputs: logical name -> path in the run directory
     # Where this stage's summary goes in report.json.
     report_section: ClassVar[str]
+    # The frozen dataclass of this stage's parameters, built once by the compiler (fttool.pipeline.params).
+    Params: ClassVar[type | None] = None
 
     @classmethod
     def external_inputs(cls, params: Mapping[str, Any]) -> list[str]:

@@ -9,7 +9,7 @@ On CPU the processes talk over gloo. accelerate's `MULTI_GPU` type is the one th
 with torch's elastic launcher; the Trainer runs with `use_cpu`, which makes each process join a gloo
 group instead of looking for GPUs. FSDP needs CUDA GPUs.
 
-`python -m fttool.launch SPEC` is the entry point each process runs.
+`python -m fttool.training.launch SPEC` is the entry point each process runs.
 """
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ import json
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
-from fttool.recipe.plan import freeze, thaw
+from fttool.pipeline.plan import freeze, thaw
 
 LAUNCH_DIR = "launch"
 CONFIG_FILE = "accelerate_config.yaml"
@@ -71,7 +72,7 @@ def accelerate_config(compute: Mapping[str, Any], mixed_precision: str, port: in
 
 def launch_command(config_path: str, spec_path: str) -> list[str]:
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config_path,
-            "-m", "fttool.launch", spec_path]
+            "-m", "fttool.training.launch", spec_path]
 
 
 def launch_training(ctx, run_dir: Path, base_path: str, mixed_precision: str) -> dict:
@@ -106,9 +107,9 @@ def launch_training(ctx, run_dir: Path, base_path: str, mixed_precision: str) ->
 
 def main(argv: list[str]) -> None:
     """One launched process: rebuild the stage context and train; rank 0 writes the summary."""
-    from fttool.stages.base import StageContext
+    from fttool.pipeline.stage import StageContext
     from fttool.stages.train import TrainStage
-    from fttool.tracking import is_main_process
+    from fttool.training.tracking import is_main_process
 
     spec_path = Path(argv[0]).resolve()
     spec = json.loads(spec_path.read_text(encoding="utf-8"))

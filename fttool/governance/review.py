@@ -18,9 +18,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from fttool.digest import sha256_file
-from fttool.evidence import read_signoffs
-from fttool.records import prompt_and_response, read_jsonl
+from fttool.data.records import prompt_and_response, read_jsonl
+from fttool.governance.evidence import read_signoffs
+from fttool.pipeline.digest import sha256_file
 
 REVIEW_DIR = "review"
 EXPORT_FILE = f"{REVIEW_DIR}/review.csv"

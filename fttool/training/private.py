@@ -44,12 +44,13 @@ import sys
 import time
 import warnings
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the compiler imports this module
+    from fttool.pipeline.stage import StageResult
     from fttool.recipe.errors import RecipeError
-    from fttool.stages.base import StageResult
 
 DELTA_CAP = 1e-5
 ACCOUNTANTS = ("prv", "rdp")
@@ -246,11 +247,11 @@ def run_dp_sgd(model, units: list[list[dict]], *, pad_id: int, batch_size: int, 
     the non-private path.
     """
     import torch
-    from transformers import get_scheduler
     from opacus import PrivacyEngine
     from opacus.accountants import create_accountant
     from opacus.utils.batch_memory_manager import BatchMemoryManager
     from torch.utils.data import DataLoader, TensorDataset
+    from transformers import get_scheduler
 
     torch.manual_seed(seed)
     device = next(model.parameters()).device
@@ -337,7 +338,7 @@ def unchanged_tensors(initial: dict, model) -> list[str]:
 
 def validation_loss(model, examples: list[dict], pad_id: int, batch_size: int) -> float | None:
     """Mean loss over the validation examples' labelled tokens, computed as the evaluate stage computes it."""
-    from fttool.stages.evaluate import labelled_token_losses, mean_token_loss
+    from fttool.evaluation.losses import labelled_token_losses, mean_token_loss
 
     return mean_token_loss(labelled_token_losses(model, pad_id, [(e["input_ids"], e["labels"]) for e in examples],
                                                  batch_size))
@@ -345,7 +346,7 @@ def validation_loss(model, examples: list[dict], pad_id: int, batch_size: int) -
 
 def tokenized_units(records: list[dict], tokenizer, max_seq_length: int, train_on_inputs: bool):
     """(units: lists of tokenized examples grouped by source record, examples dropped with no label left)."""
-    from fttool.stages.train import tokenized_example
+    from fttool.training.examples import tokenized_example
 
     by_unit: dict[str, list[dict]] = {}
     dropped = 0
@@ -362,11 +363,12 @@ def train_privately(ctx) -> StageResult:
     """The train stage's run when train.privacy.enabled: DP-SGD on LoRA weights, summary with `privacy`."""
     import torch
 
-    from fttool.modeling import load_causal_lm, load_tokenizer, quiet_libraries, resolve_base_model
-    from fttool.recipe.plan import thaw
-    from fttool.records import read_jsonl
-    from fttool.stages.base import StageResult
-    from fttool.stages.train import base_model_summary, model_card, precision, trained_token_share
+    from fttool.data.records import read_jsonl
+    from fttool.pipeline.plan import thaw
+    from fttool.pipeline.stage import StageResult
+    from fttool.stages.train import base_model_summary, model_card, precision
+    from fttool.training.examples import trained_token_share
+    from fttool.training.modeling import load_causal_lm, load_tokenizer, quiet_libraries, resolve_base_model
 
     quiet_libraries()
     # The work directory outlives a failed attempt, so a marker left there means this one is a restart.

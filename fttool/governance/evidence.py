@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from fttool.digest import sha256_file, sha256_path
+from fttool.pipeline.digest import sha256_file, sha256_path
 
 DIGEST_FILE = "report.sha256"
 SIGNOFF_FILE = "signoff.json"

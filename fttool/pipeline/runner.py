@@ -18,19 +18,16 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from fttool.digest import files_under, sha256_file, sha256_path
-from fttool.recipe.compiler import is_local_model
-from fttool.recipe.plan import Plan, StageSpec, canonical_json, sha256_text
-from fttool.records import count_lines
+from fttool.data.records import count_lines
+from fttool.pipeline.digest import files_under, sha256_file, sha256_path
+from fttool.pipeline.errors import RunError
+from fttool.pipeline.plan import Plan, StageSpec, canonical_json, sha256_text
+from fttool.pipeline.stage import RECORD_DATASETS, StageContext, StageResult
 from fttool.stages import stage_class
-from fttool.stages.base import RECORD_DATASETS, StageContext, StageResult
+from fttool.training.model_ref import is_local_model
 
 STATE_FILE = "run_state.json"
 CACHE_DIR_NAME = ".fttool-cache"
-
-
-class RunError(Exception):
-    """A run that cannot start or cannot continue; the message says what to do."""
 
 
 @dataclass

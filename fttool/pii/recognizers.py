@@ -11,7 +11,7 @@ This module imports presidio at import time; import it only where the analysis r
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import regex
 import tldextract
