@@ -185,3 +185,83 @@ def test_conditional_requirement_says_why(tmp_path):
     path = write_recipe(tmp_path, MINIMAL + "bias: {mentions: {enabled: false}}\n")
     (error,) = errors_of(path)
     assert error.endswith("missing required key 'fields': 'fields' is required unless 'mentions' is enabled (at bias)")
+
+
+# --- recipes are data that cannot fool validation (issue: evidence that fails closed, §6) ---------------------
+
+def test_numbers_are_read_as_yaml_1_2_reads_them(tmp_path):
+    path = write_recipe(tmp_path, MINIMAL + "model: {base: demo:tiny-llama, license: apache-2.0}\n"
+                        "train: {learning_rate: 2e-4}\n")
+    assert compile_recipe(path).recipe["train"]["learning_rate"] == 0.0002
+
+
+def test_yaml_1_1_booleans_are_text(tmp_path):
+    path = write_recipe(tmp_path, MINIMAL + "pii: {enabled: yes}\n")
+    assert errors_of(path) == [f'{path}:5:16: expected boolean, got string "yes" (at pii.enabled)']
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "1e999"])
+def test_non_finite_numbers_are_rejected_where_they_are(tmp_path, value):
+    path = write_recipe(tmp_path, MINIMAL + f"pii: {{enabled: true, score_threshold: {value}}}\n")
+    [error] = [e for e in errors_of(path) if "is not a finite number" in e]  # .inf is also out of range
+    assert error.startswith(f"{path}:5:39: ") and error.endswith("(at pii.score_threshold)")
+
+
+def test_alias_expansion_is_bounded(tmp_path):
+    lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x","x"]']
+    lines += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    path = write_recipe(tmp_path, "\n".join(lines) + "\nname: bomb\n", with_data=False)
+    assert len(path.read_bytes()) < 700
+    [error] = errors_of(path)
+    assert "expands to more than 100,000 values through its aliases" in error
+
+
+def test_recursive_aliases_and_deep_nesting_are_rejected(tmp_path):
+    path = write_recipe(tmp_path, "a: &a [*a]\nname: loop\n", with_data=False)
+    assert "recursive alias" in errors_of(path)[0]
+    path = write_recipe(tmp_path, "a: " + "[" * 100 + "]" * 100 + "\nname: deep\n", with_data=False)
+    assert "deeper than 64 levels" in errors_of(path)[0]
+
+
+def test_policies_are_bounded_too(tmp_path):
+    from fttool.policy.policy_file import load_policy
+
+    path = tmp_path / "policy.yaml"
+    path.write_text("a: &a [*a]\nname: p\nrules: []\n")
+    with pytest.raises(RecipeInvalid, match="recursive alias"):
+        load_policy(path)
+
+
+def test_schema_rule_and_file_errors_come_in_one_pass(tmp_path):
+    path = write_recipe(tmp_path, """
+        name: mini
+        data:
+          sources:
+            - {path: missing.jsonl, format: alpaca}
+          split: {train: 0.5, validation: 0.2, test: 0.2}
+        pii: {enabled: true, score_threshold: .nan}
+        model: {base: ./no-such-model, license: apache-2.0}
+        train: {epochs: "x"}
+        """)
+    joined = "\n".join(errors_of(path))
+    for expected in ("source file not found", "split ratios sum to 0.9", "is not a finite number",
+                     "base model directory not found", 'expected number, got string "x"'):
+        assert expected in joined
+
+
+@pytest.mark.parametrize("where", ["absolute", "parent", "symlink"])
+def test_paths_outside_the_recipe_folder_need_the_recipe_to_allow_them(tmp_path, where):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "d.jsonl").write_text(json.dumps({"instruction": "a", "output": "b"}) + "\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    if where == "symlink":
+        (project / "d.jsonl").symlink_to(outside / "d.jsonl")
+    source = {"absolute": str(outside / "d.jsonl"), "parent": "../elsewhere/d.jsonl", "symlink": "d.jsonl"}[where]
+    body = f"name: mini\ndata:\n  sources:\n    - {{path: '{source}', format: alpaca}}\n"
+    path = write_recipe(project, body, with_data=False)
+    [error] = errors_of(path)
+    assert "leads outside the recipe's folder" in error and error.endswith("(at data.sources[0].path)")
+    write_recipe(project, body + "allow_paths_outside_recipe_dir: true\n", with_data=False)
+    assert compile_recipe(path).name == "mini"

@@ -5,6 +5,7 @@ Recipes and policies are data: only YAML's safe constructors run, so no document
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,17 +87,77 @@ def index_positions(document: LoadedDocument, root: yaml.Node) -> list[RecipeErr
     return errors
 
 
-class DatesAsTextLoader(yaml.SafeLoader):
-    """SafeLoader that keeps an unquoted 2025-06-30 as text.
+# Bounds on what a document may expand to: YAML aliases can make a few hundred bytes describe billions of nodes.
+MAX_NODES = 100_000
+MAX_DEPTH = 64
 
-    Documents are JSON data checked by JSON Schemas, which have strings, not dates; and PyYAML's own date
-    reading fails on an impossible date such as 2030-02-30 without saying where.
+_YAML_12_RESOLVERS = [
+    # YAML 1.2's core schema: 2e-4 is a number (YAML 1.1 reads it as text), yes/no/on/off are text, and there are
+    # no dates or sexagesimal numbers. Documents are JSON data checked by JSON Schemas, which have no dates.
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+0123456789")),
+    ("tag:yaml.org,2002:float",
+     r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+     list("-+.0123456789")),
+]
+
+
+class Yaml12Loader(yaml.SafeLoader):
+    """SafeLoader that resolves plain scalars as YAML 1.2's core schema does (as axolotl and LLaMA-Factory users
+    expect: `learning_rate: 2e-4` is a number), and so keeps an unquoted 2025-06-30 as text."""
+
+    def construct_yaml_int(self, node):
+        text = self.construct_scalar(node)
+        if text.startswith("0o"):
+            return int(text[2:], 8)
+        return int(text, 16) if text.startswith("0x") else int(text)
+
+
+Yaml12Loader.yaml_implicit_resolvers = {}
+for _tag, _pattern, _first in _YAML_12_RESOLVERS:
+    Yaml12Loader.add_implicit_resolver(_tag, re.compile(_pattern), _first)
+Yaml12Loader.add_constructor("tag:yaml.org,2002:int", Yaml12Loader.construct_yaml_int)
+
+
+def _expansion_problem(root: yaml.Node) -> str | None:
+    """Why `root` expands too far (aliases, nesting or recursion); None when it is within bounds.
+
+    Sizes are memoised per node, so a document of shared aliases is measured in time linear in its text.
     """
+    sizes: dict[int, int] = {}
+    depths: dict[int, int] = {}
+    in_progress: set[int] = set()
 
+    def measure(node: yaml.Node) -> tuple[int, int]:
+        key = id(node)
+        if key in sizes:
+            return sizes[key], depths[key]
+        if key in in_progress:
+            raise RecursionError
+        in_progress.add(key)
+        children = ([child for pair in node.value for child in pair] if isinstance(node, yaml.MappingNode)
+                    else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        size, depth = 1, 0
+        for child in children:
+            child_size, child_depth = measure(child)
+            size, depth = min(size + child_size, MAX_NODES + 1), max(depth, child_depth)
+            if depth >= MAX_DEPTH:
+                break
+        in_progress.discard(key)
+        sizes[key], depths[key] = size, depth + 1
+        return size, depth + 1
 
-DatesAsTextLoader.yaml_implicit_resolvers = {
-    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    try:
+        size, depth = measure(root)
+    except RecursionError:
+        return "a recursive alias refers to itself; write the values out instead"
+    if depth > MAX_DEPTH:
+        return f"nesting is deeper than {MAX_DEPTH} levels; flatten the document"
+    if size > MAX_NODES:
+        return (f"the document expands to more than {MAX_NODES:,} values through its aliases (&anchor/*alias); "
+                "write the values out or use fewer aliases")
+    return None
 
 
 def load_yaml_file(path: str | Path, kind: str, not_a_mapping: str) -> LoadedDocument:
@@ -108,21 +169,26 @@ def load_yaml_file(path: str | Path, kind: str, not_a_mapping: str) -> LoadedDoc
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise RecipeInvalid([RecipeError(str(path), 0, 0, f"{kind} file not found; check the path")])
+        raise RecipeInvalid([RecipeError(str(path), 0, 0, f"{kind} file not found; check the path")]) from None
     except UnicodeDecodeError as exc:
-        raise RecipeInvalid([RecipeError(str(path), 1, 1, f"{kind} is not valid UTF-8 ({exc.reason} at byte {exc.start})")])
+        raise RecipeInvalid([RecipeError(str(path), 1, 1, f"{kind} is not valid UTF-8 "
+                                          f"({exc.reason} at byte {exc.start})")]) from None
     document = LoadedDocument(path=path, data={})
-    parser = DatesAsTextLoader(text)
+    parser = Yaml12Loader(text)
     try:
         # What yaml.load does, keeping the node tree for positions rather than parsing the text twice. Positions
         # are taken first: constructing a mapping flattens `<<` merges into its node.
         root = parser.get_single_node()
+        problem = None if root is None else _expansion_problem(root)
+        if problem:
+            raise RecipeInvalid([RecipeError(str(path), 1, 1, f"{kind} rejected: {problem}")])
         errors = index_positions(document, root) if isinstance(root, yaml.MappingNode) else []
         data = None if root is None else parser.construct_document(root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise RecipeInvalid([RecipeError(str(path), line, column, f"YAML syntax error: {exc.problem or exc}")])
+        message = f"YAML syntax error: {exc.problem or exc}"
+        raise RecipeInvalid([RecipeError(str(path), line, column, message)]) from None
     finally:
         parser.dispose()
     if not isinstance(data, dict):

@@ -9,6 +9,7 @@ import copy
 import difflib
 import functools
 import json
+import math
 from pathlib import Path
 
 from fttool.recipe.errors import RecipeError
@@ -48,7 +49,8 @@ def _describe(error) -> list[tuple[tuple, str, bool]]:
         allowed = ", ".join(json.dumps(v) for v in schema["enum"])
         return [(path, f"{json.dumps(error.instance)} is not allowed; use one of: {allowed}", False)]
     if kind == "type":
-        return [(path, f"expected {schema['type']}, got {_type_name(error.instance)} {json.dumps(error.instance)}", False)]
+        got = f"{_type_name(error.instance)} {json.dumps(error.instance)}"
+        return [(path, f"expected {schema['type']}, got {got}", False)]
     if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         relation = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[kind]
         return [(path, f"{error.instance} is out of range; the value must be {relation} {schema[kind]}", False)]
@@ -61,12 +63,24 @@ def _describe(error) -> list[tuple[tuple, str, bool]]:
     return [(path, error.message, False)]
 
 
+def _non_finite_errors(document: LoadedDocument, value, path: tuple) -> list[RecipeError]:
+    """Errors for NaN and infinity (`.nan`, `.inf`, 1e999): they pass every range check and then compare false."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [document.error(path, f"{value} is not a finite number; write a finite value")]
+    if isinstance(value, dict):
+        return [e for key, item in value.items() for e in _non_finite_errors(document, item, path + (key,))]
+    if isinstance(value, list):
+        return [e for index, item in enumerate(value) for e in _non_finite_errors(document, item, path + (index,))]
+    return []
+
+
 def schema_errors(document: LoadedDocument, schema: dict | None = None) -> list[RecipeError]:
-    """Every way `document` breaks `schema` (the recipe schema unless given), at the line and column."""
+    """Every way `document` breaks `schema` (the recipe schema unless given), at the line and column; and every
+    non-finite number, which JSON Schema's range keywords cannot catch."""
     from jsonschema import Draft202012Validator  # noqa: PLC0415  (keeps `import fttool` free of it)
 
     validator = Draft202012Validator(load_schema() if schema is None else schema)
-    errors = []
+    errors = _non_finite_errors(document, document.data, ())
     for error in validator.iter_errors(document.data):
         for path, message, at_key in _describe(error):
             errors.append(document.error(path, message, at_key=at_key))

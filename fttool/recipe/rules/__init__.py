@@ -1,0 +1,41 @@
+"""Checks a JSON Schema cannot express: cross-field rules and files that must exist, one module per recipe section.
+
+Each rule names the top-level sections it reads. `rule_errors` runs every rule whose sections passed the schema,
+so `fttool validate` shows schema errors, cross-field errors and missing files together, in one pass; a rule over
+a section with schema errors is skipped, because it would only repeat them less clearly.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fttool.recipe.errors import RecipeError
+from fttool.recipe.loader import LoadedRecipe
+
+
+@dataclass(frozen=True)
+class Rule:
+    sections: tuple[str, ...]  # top-level recipe sections the check reads
+    check: Callable[[LoadedRecipe, dict], list[RecipeError]]
+
+
+def _rules() -> list[Rule]:
+    from fttool.recipe.rules import data, evaluate, memorisation, model, paths, pii, report, train
+
+    return [*data.RULES, *model.RULES, *pii.RULES, *evaluate.RULES, *train.RULES, *memorisation.RULES,
+            *report.RULES, *paths.RULES]
+
+
+def broken_sections(schema_errors: list[RecipeError]) -> set[str]:
+    """Top-level sections with a schema error ('$' for the document itself)."""
+    return {re.match(r"[^.\[]*", error.json_path or "$").group(0) or "$" for error in schema_errors}
+
+
+def rule_errors(loaded: LoadedRecipe, recipe: dict, broken: set[str]) -> list[RecipeError]:
+    """Every rule's errors, for the rules whose sections are free of schema errors."""
+    errors: list[RecipeError] = []
+    for rule in _rules():
+        if not broken.intersection(rule.sections):
+            errors += rule.check(loaded, recipe)
+    return errors

@@ -1,0 +1,70 @@
+"""Rules of the data section: split ratios, sources that exist and can be read, tags, field mappings."""
+from __future__ import annotations
+
+from fttool.data.records import FORMAT_FIELDS
+from fttool.recipe.errors import RecipeError
+from fttool.recipe.loader import LoadedRecipe
+from fttool.recipe.rules import Rule
+from fttool.stages.ingest import CONTAINERS, source_container, source_tag
+
+
+def _split_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
+    errors = []
+    split = recipe["data"]["split"]
+    total = split["train"] + split["validation"] + split["test"]
+    if abs(total - 1.0) > 1e-6:
+        errors.append(loaded.error(("data", "split"),
+                                   f"split ratios sum to {total:g}; train + validation + test must sum to 1"))
+    if "stratify" in split and "group_by" in split:
+        # Groups can cross strata, so both cannot hold at once; the user must choose.
+        errors.append(loaded.error(("data", "split", "group_by"), "use either 'stratify' or 'group_by', not both",
+                                   at_key=True))
+    return errors
+
+
+def _source_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
+    errors = []
+    first_with_tag: dict[str, int] = {}
+    for index, source in enumerate(recipe["data"]["sources"]):
+        path = loaded.directory / source["path"]
+        if not path.is_file():
+            errors.append(loaded.error(("data", "sources", index, "path"),
+                                       f"source file not found: {path} (paths are relative to the recipe file)"))
+        container = source_container(source)
+        if container is None:
+            errors.append(loaded.error(("data", "sources", index, "path"),
+                                       f"cannot tell how '{source['path']}' is stored from its extension; "
+                                       f"add container: one of {', '.join(CONTAINERS)}"))
+        elif container == "csv" and source["format"] == "chat":
+            errors.append(loaded.error(("data", "sources", index, "format"),
+                                       "CSV cells are plain strings, so a CSV source cannot hold chat messages"))
+        tag = source_tag(source)
+        if tag in first_with_tag:
+            # Records are traced back to their source by tag alone.
+            where = "tag" if "tag" in source else "path"  # a source without a tag is tagged with its file name
+            errors.append(loaded.error(("data", "sources", index, where),
+                                       f"tag '{tag}' is already used by data.sources[{first_with_tag[tag]}]; "
+                                       "give each source its own tag"))
+        first_with_tag.setdefault(tag, index)
+        allowed = FORMAT_FIELDS[source["format"]]
+        for name in source.get("fields", {}):
+            if name not in allowed:
+                errors.append(loaded.error(("data", "sources", index, "fields", name),
+                                           f"'{name}' is not a field of the {source['format']} format; "
+                                           f"map one of: {', '.join(allowed)}", at_key=True))
+    return errors
+
+
+def _splits_needed(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
+    """Evaluation needs a test split and training a validation split."""
+    errors = []
+    split = recipe["data"]["split"]
+    if "evaluate" in recipe and split["test"] == 0:
+        errors.append(loaded.error(("data", "split", "test"), "'evaluate' needs a test split above 0"))
+    if "train" in recipe and split["validation"] == 0:
+        errors.append(loaded.error(("data", "split", "validation"),
+                                   "training reports validation loss, so the validation split must be above 0"))
+    return errors
+
+
+RULES = [Rule(("data",), _split_errors), Rule(("data",), _source_errors), Rule(("data",), _splits_needed)]

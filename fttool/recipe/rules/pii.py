@@ -1,0 +1,62 @@
+"""Rules of the pii section: recipe recognizers that can run, operators that apply to what is checked."""
+from __future__ import annotations
+
+from fttool.pii.settings import entities_checked
+from fttool.recipe.errors import RecipeError
+from fttool.recipe.loader import LoadedRecipe
+from fttool.recipe.rules import Rule
+
+OPERATOR_OPTIONS = {"replace": {"new_value"}, "redact": set(), "mask": {"masking_char", "chars_to_mask", "from_end"},
+                    "hash": {"salt_env"}}
+
+
+
+
+def _regex_problem(pattern: str) -> str | None:
+    """Why presidio's regex engine cannot compile `pattern`, so what passes here runs there; None if it can.
+
+    `regex` is imported here, not at the top, because it adds milliseconds to every `fttool check`.
+    """
+    import regex
+
+    try:
+        regex.compile(pattern, regex.DOTALL | regex.MULTILINE | regex.IGNORECASE)
+    except regex.error as exc:
+        return f"invalid regular expression: {exc.msg} at character {exc.pos}"
+    return None
+
+
+
+
+def _pii_errors(loaded: LoadedRecipe, pii: dict) -> list[RecipeError]:
+    """Recipe recognizers that cannot run and operators for entities that are never checked."""
+    errors = []
+    names: dict[str, int] = {}
+    for index, recognizer in enumerate(pii["recognizers"]):
+        if recognizer["name"] in names:
+            errors.append(loaded.error(("pii", "recognizers", index, "name"),
+                                       f"recognizer name '{recognizer['name']}' is already used by "
+                                       f"pii.recognizers[{names[recognizer['name']]}]"))
+        names.setdefault(recognizer["name"], index)
+        if not recognizer.get("patterns") and not recognizer.get("deny_list"):
+            errors.append(loaded.error(("pii", "recognizers", index),
+                                       "a recognizer needs patterns, a deny_list or both"))
+        for number, pattern in enumerate(recognizer.get("patterns", [])):
+            problem = _regex_problem(pattern["regex"])
+            if problem:
+                errors.append(loaded.error(("pii", "recognizers", index, "patterns", number, "regex"), problem))
+    checked = entities_checked(pii["entities"], pii["recognizers"])
+    for entity, operator in pii["operators"].items():
+        if entity != "default" and entity not in checked:
+            errors.append(loaded.error(("pii", "operators", entity),
+                                       f"'{entity}' is not among the entities checked ({', '.join(checked)}); "
+                                       "add it to pii.entities or use 'default'", at_key=True))
+        for option in sorted(set(operator) - {"type"} - OPERATOR_OPTIONS[operator["type"]]):
+            errors.append(loaded.error(("pii", "operators", entity, option),
+                                       f"'{option}' does not apply to a {operator['type']} operator", at_key=True))
+    return errors
+
+
+
+
+RULES = [Rule(("pii",), lambda loaded, recipe: _pii_errors(loaded, recipe["pii"]) if "pii" in recipe else [])]
