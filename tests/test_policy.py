@@ -378,3 +378,52 @@ def test_check_imports_no_ml_library():
         assert not loaded, loaded
     """)
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+# --- bounds on the PII settings, waivers that deserve a second look, invalid input in every format ------------
+
+def test_policy_bounds_the_detection_threshold_and_masks(tmp_path):
+    recipe = write_project(tmp_path, GOOD_RECIPE.replace(
+        "  enabled: true\n", "  enabled: true\n  score_threshold: 0.95\n"
+        "  operators: {CREDIT_CARD: {type: mask, chars_to_mask: 1}, PERSON: {type: mask}}\n"))
+    code, out, _ = check(str(recipe), "--policy", str(REGULATED))
+    assert code == 1
+    assert "PII-003" in out and "pii.score_threshold is 0.95; the policy requires <= 0.5" in out
+    assert "PII-004" in out and "pii.operators.CREDIT_CARD masks 1 character(s)" in out
+    assert "pii.operators.PERSON" not in out  # chars_to_mask defaults to all
+
+
+def test_broad_and_long_waivers_are_warned_about(tmp_path):
+    far = dt.date.today() + dt.timedelta(days=800)
+    policy = policy_with_waivers(tmp_path, waiver(far, target="**"))
+    code, _, err = check(str(write_project(tmp_path, GOOD_RECIPE)), "--policy", str(policy))
+    assert code == 0
+    assert "target '**', which matches every file" in err
+    assert f"lasts until {far}, more than a year from today" in err
+
+
+@pytest.mark.parametrize("output_format", FORMATS)
+def test_invalid_input_still_gives_a_document_in_the_chosen_format(tmp_path, output_format):
+    report = tmp_path / "run" / "report.json"
+    report.parent.mkdir()
+    report.write_text('{"schema_version": 1, "lineage": {}, "pii": {"residual_total": NaN}}')
+    code, out, err = check(str(report), "--policy", str(REGULATED), "--format", output_format)
+    assert code == 2
+    assert "NaN is not a JSON number" in err
+    if output_format == "json":
+        assert json.loads(out)["invalid_input"] is True
+    elif output_format == "sarif":
+        [run] = json.loads(out)["runs"]
+        assert run["invocations"][0]["executionSuccessful"] is False
+        assert "NaN" in run["invocations"][0]["toolExecutionNotifications"][0]["message"]["text"]
+    elif output_format == "junit":
+        assert ET.fromstring(out).get("errors") == "1"
+    elif output_format == "github":
+        assert out.startswith(f"::error file={report}")
+
+
+def test_garbage_report_is_a_clean_error(tmp_path):
+    report = tmp_path / "report.json"
+    report.write_text('{"schema_version": 1, "lineage": [1, 2], "run": 5}')
+    code, out, err = check(str(report), "--policy", str(REGULATED))
+    assert code == 2 and "Traceback" not in err and str(report) in err

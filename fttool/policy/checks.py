@@ -212,3 +212,27 @@ def lineage_verifies(target: Target, params: dict) -> list[Violation]:
             violations.append(Violation(f"{artifact['kind']} {artifact['path']} was changed after the run: its sha256 "
                                         "differs from the report's lineage", at))
     return violations
+
+
+@BUILTIN_CHECKS.register("pii_operators", targets=("recipe",))
+def pii_operators(target: Target, params: dict) -> list[Violation]:
+    """Every PII operator is of an allowed type, and every mask hides at least `min_masked_chars` characters.
+
+    A mask that hides one character of a card number leaves the number in the training data while the residual
+    scan, which looks for whole values, counts nothing; this bounds what a mask may leave.
+    """
+    violations = []
+    operators = (target.data.get("pii") or {}).get("operators") or {}
+    for entity, settings in operators.items():
+        at = ("pii", "operators", entity)
+        kind = settings.get("type")
+        if "allowed" in params and kind not in params["allowed"]:
+            violations.append(Violation(f"pii.operators.{entity} is a {kind} operator; allowed: "
+                                        f"{', '.join(params['allowed'])}", at + ("type",)))
+        minimum = params.get("min_masked_chars")
+        masked = settings.get("chars_to_mask", "all")  # presidio masks every character unless told otherwise
+        if kind == "mask" and minimum is not None and masked != "all" and masked < minimum:
+            violations.append(Violation(f"pii.operators.{entity} masks {masked} "
+                                        f"character(s) of each value; the policy requires at least {minimum}",
+                                        at + ("chars_to_mask",)))
+    return violations

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from fttool import __version__
 from fttool.policy.engine import FAILED, NOT_APPLICABLE, WAIVED, CheckRun, Finding, RuleOutcome
+from fttool.recipe.errors import RecipeError
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_LEVELS = {"error": "error", "warn": "warning"}
@@ -157,3 +158,43 @@ RENDERERS = {"text": render_text, "json": render_json, "junit": render_junit, "g
 
 def render(run: CheckRun, output_format: str) -> str:
     return RENDERERS[output_format](run)
+
+
+def _error_dict(error: RecipeError) -> dict:
+    return {"file": error.file, "line": error.line, "column": error.column, "json_path": error.json_path,
+            "message": error.message}
+
+
+def render_invalid(errors: list[RecipeError], output_format: str) -> str:
+    """A document in `output_format` saying that no rule ran because inputs were invalid, so that CI tools
+    that parse the output (code scanning, test reports) show the errors instead of failing to read it."""
+    if output_format == "json":
+        document = {"passed": False, "invalid_input": True, "errors": [_error_dict(e) for e in errors],
+                    "results": []}
+        return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if output_format == "sarif":
+        notifications = [{"level": "error", "message": {"text": e.message},
+                          "locations": [{"physicalLocation": {"artifactLocation": {"uri": _artifact_uri(e.file)},
+                                                              "region": {"startLine": max(e.line, 1),
+                                                                         "startColumn": max(e.column, 1)}}}]}
+                         for e in errors]
+        run = {"tool": {"driver": {"name": "fttool", "version": __version__, "rules": []}}, "results": [],
+               "invocations": [{"executionSuccessful": False, "toolExecutionNotifications": notifications}]}
+        return json.dumps({"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}, indent=2,
+                          ensure_ascii=False) + "\n"
+    if output_format == "junit":
+        import xml.etree.ElementTree as ET
+
+        root = ET.Element("testsuites", name="fttool check", tests=str(len(errors)), failures="0",
+                          errors=str(len(errors)), skipped="0")
+        suite = ET.SubElement(root, "testsuite", name="inputs", tests=str(len(errors)), failures="0",
+                              errors=str(len(errors)), skipped="0")
+        for error in errors:
+            case = ET.SubElement(suite, "testcase", classname=error.file, name=f"{error.file} is valid")
+            ET.SubElement(case, "error", type="invalid", message=error.message).text = str(error)
+        return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+    if output_format == "github":
+        lines = [f"::error file={_github_escape(e.file, True)},line={e.line},col={e.column},"
+                 f"title=invalid input::{_github_escape(e.message)}" for e in errors]
+        return "\n".join(lines) + "\n"
+    return "".join(f"{error}\n" for error in errors)

@@ -44,6 +44,24 @@ class Policy:
     path: Path
     rules: tuple[Rule, ...]
     waivers: tuple[Waiver, ...]
+    warnings: tuple[str, ...] = ()  # FILE:LINE: what a reviewer should look at twice (broad or long waivers)
+
+
+# A waiver meant to last longer than this deserves a second look: it reads like a permanent exemption.
+WAIVER_HORIZON = dt.timedelta(days=366)
+
+
+def waiver_warnings(waivers: list[Waiver], today: dt.date) -> list[str]:
+    """Waivers that excuse every target or stay valid for more than a year."""
+    warnings = []
+    for waiver in waivers:
+        if not waiver.target.strip("*/?.[]!"):
+            warnings.append(f"{waiver.origin}: warning: the waiver of {waiver.rule} has target '{waiver.target}', "
+                            "which matches every file; name the files it excuses")
+        if waiver.expires - today > WAIVER_HORIZON:
+            warnings.append(f"{waiver.origin}: warning: the waiver of {waiver.rule} lasts until {waiver.expires}, "
+                            "more than a year from today; waivers are meant to be temporary")
+    return warnings
 
 
 def _load(path, kind: str, not_a_mapping: str, schema: dict) -> LoadedDocument:
@@ -112,4 +130,5 @@ def load_policy(path: str | Path, waivers_path: str | Path | None = None,
         raise RecipeInvalid(errors)
     rules = tuple(Rule(rule["id"], rule["description"], rule["severity"], rule["applies_to"], rule["check"],
                        tuple(rule.get("when", []))) for rule in document.data["rules"])
-    return Policy(document.data["name"], Path(path), rules, tuple(waivers))
+    return Policy(document.data["name"], Path(path), rules, tuple(waivers),
+                  tuple(waiver_warnings(waivers, dt.date.today())))

@@ -47,6 +47,10 @@ def load_report_target(path: Path, text: str, report: dict) -> Target:
     return Target("report", document, report, tuple(names))
 
 
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number; a report holds finite numbers only")
+
+
 def load_target(path: str | Path) -> Target:
     """A recipe or a report: a run directory or a .json file holding an fttool report is a report.
 
@@ -59,13 +63,16 @@ def load_target(path: str | Path) -> Target:
         return load_recipe_target(path)
     try:
         text = path.read_text(encoding="utf-8")
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_reject_constant)
     except FileNotFoundError:
-        raise RecipeInvalid([RecipeError(str(path), 0, 0, "file not found; check the path")])
+        raise RecipeInvalid([RecipeError(str(path), 0, 0, "file not found; check the path")]) from None
     except UnicodeDecodeError as exc:
-        raise RecipeInvalid([RecipeError(str(path), 1, 1, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")])
+        message = f"not valid UTF-8 ({exc.reason} at byte {exc.start})"
+        raise RecipeInvalid([RecipeError(str(path), 1, 1, message)]) from None
     except json.JSONDecodeError as exc:
-        raise RecipeInvalid([RecipeError(str(path), exc.lineno, exc.colno, f"not valid JSON: {exc.msg}")])
+        raise RecipeInvalid([RecipeError(str(path), exc.lineno, exc.colno, f"not valid JSON: {exc.msg}")]) from None
+    except ValueError as exc:  # NaN or Infinity
+        raise RecipeInvalid([RecipeError(str(path), 1, 1, f"not valid JSON: {exc}")]) from None
     is_report = isinstance(data, dict) and "schema_version" in data and "lineage" in data
     # A recipe may be written in JSON, which is YAML too.
     return load_report_target(path, text, data) if is_report else load_recipe_target(path)

@@ -5,7 +5,7 @@ from fttool.data.records import FORMAT_FIELDS
 from fttool.recipe.errors import RecipeError
 from fttool.recipe.loader import LoadedRecipe
 from fttool.recipe.rules import Rule
-from fttool.stages.ingest import CONTAINERS, source_container, source_tag
+from fttool.data.containers import CONTAINERS, source_container, source_tag
 
 
 def _split_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
