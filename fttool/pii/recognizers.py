@@ -2,9 +2,9 @@
 
 `build_registry` assembles them in the style of presidio's RecognizerRegistry: presidio's predefined
 recognizers for the language, with the e-mail and spaCy recognizers swapped for the ones below, plus
-recognizers for card numbers outside presidio's pattern, written phone numbers and introduced names. Recipe recognizers (`pii.recognizers`)
-are built per run by `recipe_recognizers` and passed to each analysis as ad-hoc recognizers, so the
-cached engines stay the same for every recipe.
+recognizers for card numbers outside presidio's pattern, written phone numbers and introduced names.
+Recipe recognizers (`pii.recognizers`) are built per run by `recipe_recognizers` and passed to each
+analysis as ad-hoc recognizers, so the cached engines stay the same for every recipe.
 
 This module imports presidio at import time; import it only where the analysis runs.
 """
@@ -66,7 +66,8 @@ NAME_PATTERNS = (
     ("title", rf"(?<=\b{_TITLE}\.?\s+){_FULL_NAME}", 0.9),
     ("introduction", rf"(?<=\b(?i:(?:my|his|her|their|your) name is|my name's|call me|dear)\s+){_FULL_NAME}", 0.9),
     ("sign-off", rf"(?<=\b(?i:regards|sincerely|yours truly),?\s+){_FULL_NAME}", 0.9),
-    ("greeting", rf"(?<=\b(?i:hi|hello|hey|thanks|thank you|good (?:morning|afternoon|evening)),?\s+){_FULL_NAME}", 0.9),
+    ("greeting",
+     rf"(?<=\b(?i:hi|hello|hey|thanks|thank you|good (?:morning|afternoon|evening)),?\s+){_FULL_NAME}", 0.9),
 )
 
 # Capitalised labels of screens, menus and buttons ("open Settings", "tap Close", "Select Documents"),

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fttool.augment.settings import method_params
 from fttool.data.records import FORMAT_FIELDS
 from fttool.evaluation.metrics import CLASSIFICATION_METRICS, normalise
 from fttool.pipeline.params import build
 from fttool.pipeline.plan import Plan, StageSpec, freeze
 from fttool.recipe.errors import RecipeError, RecipeInvalid
 from fttool.recipe.loader import LoadedRecipe, load_recipe_file
-from fttool.recipe.schema import apply_defaults, schema_errors
+from fttool.pii.settings import entities_checked
+from fttool.recipe.schema import apply_defaults, load_schema, schema_errors
 from fttool.stages import STAGE_ORDER, stage_class
 from fttool.stages.ingest import CONTAINERS, source_container, source_tag
-from fttool.stages.pii import entities_checked
 from fttool.training.model_ref import DEMO_MODEL_PREFIX, DEMO_MODELS, is_local_model
 from fttool.training.private import privacy_errors
 
@@ -34,9 +35,10 @@ def _stage_params(recipe: dict) -> dict[str, dict | str]:
                      else "pii section absent or disabled")
     params["bias"] = recipe["bias"] if "bias" in recipe else "no bias section"
     if recipe.get("augment"):
-        # Augmented text is scanned for PII again with the recipe's own PII settings.
-        params["augment"] = {"methods": recipe["augment"], "pii": params["pii"] if isinstance(params["pii"], dict)
-                             else None}
+        # Augmented text is scanned for PII with the recipe's own PII settings, else with the schema's defaults.
+        scan = params["pii"] if isinstance(params["pii"], dict) else {
+            k: v for k, v in apply_defaults({}, load_schema()["properties"]["pii"]).items() if k != "enabled"}
+        params["augment"] = {"methods": [method_params(entry) for entry in recipe["augment"]], "pii": scan}
     else:
         params["augment"] = "no augment section"
     if "train" in recipe:
@@ -146,7 +148,7 @@ def _pii_errors(loaded: LoadedRecipe, pii: dict) -> list[RecipeError]:
             problem = _regex_problem(pattern["regex"])
             if problem:
                 errors.append(loaded.error(("pii", "recognizers", index, "patterns", number, "regex"), problem))
-    checked = entities_checked(pii)
+    checked = entities_checked(pii["entities"], pii["recognizers"])
     for entity, operator in pii["operators"].items():
         if entity != "default" and entity not in checked:
             errors.append(loaded.error(("pii", "operators", entity),

@@ -9,8 +9,8 @@ A candidate is rejected, and counted by reason, when it is
   or added;
 - low_similarity: the MiniLM cosine similarity between a rewritten field and the parent's field is
   below min_similarity (the lowest over its fields counts);
-- pii_detected: the PII stage, with the recipe's PII settings (schema defaults when none are passed),
-  would replace something in a rewritten field;
+- pii_detected: the PII library (fttool.pii), with the recipe's PII settings (the schema's defaults when the
+  recipe has none), would replace something in a rewritten field;
 - duplicate: after casefolding and collapsing whitespace it equals a train, validation or test record or
   another new record.
 Validation and test are only consulted, so no rewording of an evaluation record can leak into training.
@@ -27,11 +27,13 @@ from collections import Counter
 from collections.abc import Iterator
 from itertools import chain, islice
 
+from fttool.augment.settings import AugmentMethod, AugmentParams
+from fttool.data.dedup import exact_key
 from fttool.data.embeddings import MODEL_NAME, model_dir
 from fttool.data.records import read_jsonl, write_jsonl
+from fttool.pii.settings import PiiParams
 from fttool.pipeline.plan import thaw
 from fttool.pipeline.stage import Stage, StageContext, StageResult
-from fttool.stages.dedup import exact_key
 
 MAX_EXAMPLES = 5
 REJECTION_REASONS = ("unchanged", "protected_span_changed", "low_similarity", "pii_detected", "duplicate")
@@ -53,45 +55,27 @@ def _copies_per_parent(n: int, total: int, seed: int) -> list[int]:
     return [each + (index in chosen) for index in range(n)]
 
 
-def _labels(entries) -> list[str]:
+def _labels(entries: tuple[AugmentMethod, ...]) -> list[str]:
     """Report keys: the method name, or method[index] when the recipe uses that method more than once."""
-    uses = Counter(entry["method"] for entry in entries)
-    return [entry["method"] if uses[entry["method"]] == 1 else f"{entry['method']}[{index}]"
+    uses = Counter(entry.method for entry in entries)
+    return [entry.method if uses[entry.method] == 1 else f"{entry.method}[{index}]"
             for index, entry in enumerate(entries)]
 
 
-def _pii_params(params) -> dict:
-    """The PII stage's parameters: those the compiler passes, with the recipe schema's defaults filled in."""
-    from fttool.recipe.schema import apply_defaults, load_schema
+class _PiiCheck:
+    """Whether the PII library, with the recipe's PII settings, would change (or drop) each text: augmented
+    text meets exactly the bar every original met. The scrubber is built on first use."""
 
-    pii = apply_defaults(thaw(params.get("pii") or {}), load_schema()["properties"]["pii"])
-    pii.pop("enabled", None)
-    return pii
+    def __init__(self, params: PiiParams):
+        self.params = params
+        self._scrubber = None
 
+    def found(self, texts: list[str]) -> list[bool]:
+        from fttool.pii.scrubber import TextScrubber
 
-def _pii_found(texts: list[str], params: dict, ctx: StageContext) -> list[bool]:
-    """Whether the PII stage would change (or drop) each text.
-
-    The stage itself is run on the texts, through its public Stage interface, so augmented text meets
-    exactly the bar every original met, whatever recognizers the PII stage has.
-    """
-    from fttool.stages.pii import PiiStage
-
-    root = ctx.work_dir / "pii-scan"
-    carrier = PiiStage.reads[0]
-    records = [{"id": str(index), "source": "augment", "format": "text", "text": text, "meta": {}}
-               for index, text in enumerate(texts)]
-    inputs = {name: root / "in" / f"{name}.jsonl" for name in PiiStage.reads}
-    for name, path in inputs.items():
-        write_jsonl(path, records if name == carrier else [])
-    outputs = {**{name: root / "out" / f"{name}.jsonl" for name in PiiStage.writes},
-               **{name: root / "out" / rel for name, rel in PiiStage.artifacts.items()}}
-    (root / "scratch").mkdir(parents=True, exist_ok=True)
-    PiiStage().run(StageContext(params=params, inputs=inputs, outputs=outputs, recipe_dir=ctx.recipe_dir,
-                                work_dir=root / "scratch"))
-    # By id: a PII setting may drop records with findings instead of scrubbing them.
-    scanned = {record["id"]: record["text"] for record in read_jsonl(outputs[carrier])}
-    return [scanned.get(str(index)) != text for index, text in enumerate(texts)]
+        if self._scrubber is None:
+            self._scrubber = TextScrubber(self.params)
+        return [bool(outcome.found) for outcome in self._scrubber.outcomes(texts)]
 
 
 def _similarities(pairs: list[tuple[str, str]]) -> list[float]:
@@ -146,7 +130,7 @@ class _Tally:
 
 
 def _spans_kept(old: str, new: str | None) -> bool:
-    from fttool.augment.methods import protected_spans
+    from fttool.augment.spans import protected_spans
 
     # A multiset: translation may reorder a sentence, but every span must come back exactly once.
     return new is not None and Counter(protected_spans(new)) == Counter(protected_spans(old))
@@ -155,22 +139,20 @@ def _spans_kept(old: str, new: str | None) -> bool:
 class _Entry:
     """One entry of the augment list: rewrites chunks of (parent, copy) candidates and screens them."""
 
-    def __init__(self, entry: dict, index: int, ctx: StageContext, pii_params: dict):
+    def __init__(self, entry: AugmentMethod, index: int, ctx: StageContext, pii: _PiiCheck):
         from fttool.augment.methods import METHODS
 
-        method = METHODS[entry["method"]]
-        self.entry, self.index, self.ctx, self.pii_params = entry, index, ctx, pii_params
-        # Recorded on every new record: the entry as compiled plus the method's own defaults.
-        self.params = {**method.defaults, **{key: value for key, value in entry.items() if key != "method"}}
-        self.rewriter = method.build(self.params, ctx.resolve)
+        self.entry, self.index, self.pii = entry, index, pii
+        self.params = entry.settings()  # recorded on every new record
+        self.rewriter = METHODS[entry.method].build(entry, ctx.resolve)
         self.tally = _Tally()
 
     def _rewritten(self, chunk: list[tuple[dict, int]]) -> list[dict[str, str | None]]:
         """The fields each candidate's rewrite changed; empty fields and JSON are not rewritten."""
-        from fttool.augment.methods import is_structured
+        from fttool.augment.spans import is_structured
 
-        jobs = [(index, field, parent[field], _text_seed(self.entry["seed"], self.index, parent["id"], copy, field))
-                for index, (parent, copy) in enumerate(chunk) for field in self.entry["fields"]
+        jobs = [(index, field, parent[field], _text_seed(self.entry.seed, self.index, parent["id"], copy, field))
+                for index, (parent, copy) in enumerate(chunk) for field in self.entry.fields
                 if parent.get(field) and not is_structured(parent[field])]
         changed: list[dict[str, str | None]] = [{} for _ in chunk]
         outputs = self.rewriter.rewrite([job[2] for job in jobs], [job[3] for job in jobs])
@@ -198,14 +180,14 @@ class _Entry:
         for parent, changed in intact:
             similarity = min(next(scores) for _ in changed)
             tally.similarities.append(similarity)
-            if similarity < self.params["min_similarity"]:
+            if similarity < self.entry.min_similarity:
                 tally.reject(parent, "low_similarity")
             else:
                 similar.append((parent, changed))
 
         texts = [text for _, changed in similar for text in changed.values()]
-        found = iter(_pii_found(texts, self.pii_params, self.ctx) if texts else [])
-        method = self.entry["method"]
+        found = iter(self.pii.found(texts) if texts else [])
+        method = self.entry.method
         for parent, changed in similar:
             if any([next(found) for _ in changed]):  # a list, so every flag of the candidate is consumed
                 tally.reject(parent, "pii_detected")
@@ -230,15 +212,16 @@ class AugmentStage(Stage):
     references = ("validation", "test")
     writes = ("train",)
     report_section = "augmentation"
+    Params = AugmentParams
 
     @classmethod
-    def external_inputs(cls, params) -> list[str]:
+    def external_inputs(cls, params: AugmentParams) -> list[str]:
         from fttool.augment.methods import METHODS
 
         # The models decide what is written: the encoder through the similarity check, the others directly.
         paths = [str(model_dir())]
-        for entry in params["methods"]:
-            paths += [entry[key] for key in METHODS[entry["method"]].model_keys]
+        for entry in params.methods:
+            paths += [getattr(entry, key) for key in METHODS[entry.method].model_keys]
         return list(dict.fromkeys(paths))
 
     def run(self, ctx: StageContext) -> StageResult:
@@ -248,15 +231,16 @@ class AugmentStage(Stage):
             for record in read_jsonl(ctx.inputs[split]):
                 seen.add(exact_key(record))
                 n_train += split == "train"
-        pii_params = _pii_params(ctx.params)
-        entries = [thaw(entry) for entry in ctx.params["methods"]]
+        params: AugmentParams = ctx.params
+        pii = _PiiCheck(params.pii)
+        entries = params.methods
         reports: dict[str, dict] = {}
 
         def new_records() -> Iterator[dict]:
             for index, (entry, label) in enumerate(zip(entries, _labels(entries))):
-                run = _Entry(entry, index, ctx, pii_params)
-                total = entry["count"] if "count" in entry else round(entry["ratio"] * n_train)
-                copies = _copies_per_parent(n_train, total, entry["seed"])
+                run = _Entry(entry, index, ctx, pii)
+                total = entry.count if entry.count is not None else round(entry.ratio * n_train)
+                copies = _copies_per_parent(n_train, total, entry.seed)
                 parents = ctx.progress(zip(read_jsonl(ctx.inputs["train"]), copies), total=n_train,
                                        desc=f"augment {label}")
                 candidates = ((parent, copy) for parent, n_copies in parents for copy in range(n_copies))
@@ -271,7 +255,7 @@ class AugmentStage(Stage):
         return StageResult(
             added={label: report["kept"] for label, report in reports.items()},
             summary={"methods": reports, "protected_spans_checked": True, "similarity_model": MODEL_NAME,
-                     "pii_scan": pii_params})
+                     "pii_scan": thaw(params.pii)})
 
 
 STAGE = AugmentStage

