@@ -14,18 +14,16 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 from fttool.pipeline.plan import freeze
-
-T = TypeVar("T")
 
 
 class ParamsError(TypeError):
     """The compiler's mapping does not match the stage's parameter dataclass: a programming error."""
 
 
-def _dataclass_in(annotation: Any) -> tuple[str, type | None]:
+def _dataclass_in(annotation: Any) -> tuple[str, Any]:
     """('one' | 'tuple' | 'optional', the dataclass) when the annotation holds a dataclass, else ('', None)."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
@@ -40,7 +38,7 @@ def _dataclass_in(annotation: Any) -> tuple[str, type | None]:
     return "", None
 
 
-def build(cls: type[T], values: Mapping[str, Any], where: str = "params") -> T:
+def build(cls: Any, values: Mapping[str, Any], where: str = "params") -> Any:
     """An instance of dataclass `cls` from `values`; every field must be given and no other key."""
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]

@@ -61,7 +61,7 @@ def compare(target: Target, params: dict) -> list[Violation]:
         return [Violation(f"{path} is {shown(value)}, not a number; the policy requires {op} {shown(expected)}", keys)]
     # Python has True == 1; a policy asking for `true` means the boolean, not a count.
     equal = value == expected and isinstance(value, bool) == isinstance(expected, bool)
-    holds = ORDERINGS[op](value, expected) if op in ORDERINGS else equal == (op == "==")
+    holds = ORDERINGS[op](value, expected) if op in ORDERINGS else equal == (op == "==")  # type: ignore[arg-type]
     if not holds:
         return [Violation(f"{path} is {shown(value)}; the policy requires {op} {shown(expected)}", keys)]
     return []

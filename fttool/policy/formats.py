@@ -137,8 +137,8 @@ def render_sarif(run: CheckRun) -> str:
             "locations": [{"physicalLocation": {"artifactLocation": {"uri": _artifact_uri(f.file)},
                                                 "region": {"startLine": f.line, "startColumn": f.column}}}],
         }
-        if outcome.status == WAIVED:
-            waiver = outcome.waiver
+        waiver = outcome.waiver
+        if outcome.status == WAIVED and waiver is not None:
             result["suppressions"] = [{"kind": "external", "status": "accepted",
                                        "justification": f"{waiver.reason} (approved by {waiver.approver}, "
                                                         f"until {waiver.expires})"}]

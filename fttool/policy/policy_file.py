@@ -81,7 +81,7 @@ def _rule_errors(document: LoadedDocument, registry: CheckRegistry) -> list[Reci
             errors.append(document.error(("rules", index, "id"),
                                          f"rule id '{rule['id']}' is already used by rules[{first_index[rule['id']]}]"))
         first_index.setdefault(rule["id"], index)
-        specs = [(("rules", index, "check"), rule["check"])]
+        specs: list[tuple[tuple, dict]] = [(("rules", index, "check"), rule["check"])]
         specs += [(("rules", index, "when", position), spec) for position, spec in enumerate(rule.get("when", []))]
         for at, spec in specs:
             if rule["applies_to"] not in registry.get(spec["kind"]).targets:

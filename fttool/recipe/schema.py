@@ -46,8 +46,8 @@ def _describe(error) -> list[tuple[tuple, str, bool]]:
         why = f": {schema['description']}" if "description" in schema else ""
         return [(path, f"missing required key '{missing}'{why}", False)]
     if kind == "enum":
-        allowed = ", ".join(json.dumps(v) for v in schema["enum"])
-        return [(path, f"{json.dumps(error.instance)} is not allowed; use one of: {allowed}", False)]
+        choices = ", ".join(json.dumps(v) for v in schema["enum"])
+        return [(path, f"{json.dumps(error.instance)} is not allowed; use one of: {choices}", False)]
     if kind == "type":
         got = f"{_type_name(error.instance)} {json.dumps(error.instance)}"
         return [(path, f"expected {schema['type']}, got {got}", False)]

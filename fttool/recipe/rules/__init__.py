@@ -29,7 +29,7 @@ def _rules() -> list[Rule]:
 
 def broken_sections(schema_errors: list[RecipeError]) -> set[str]:
     """Top-level sections with a schema error ('$' for the document itself)."""
-    return {re.match(r"[^.\[]*", error.json_path or "$").group(0) or "$" for error in schema_errors}
+    return {re.split(r"[.\[]", error.json_path or "$")[0] or "$" for error in schema_errors}
 
 
 def rule_errors(loaded: LoadedRecipe, recipe: dict, broken: set[str]) -> list[RecipeError]:

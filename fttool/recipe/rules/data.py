@@ -1,11 +1,11 @@
 """Rules of the data section: split ratios, sources that exist and can be read, tags, field mappings."""
 from __future__ import annotations
 
+from fttool.data.containers import CONTAINERS, source_container, source_tag
 from fttool.data.records import FORMAT_FIELDS
 from fttool.recipe.errors import RecipeError
 from fttool.recipe.loader import LoadedRecipe
 from fttool.recipe.rules import Rule
-from fttool.data.containers import CONTAINERS, source_container, source_tag
 
 
 def _split_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
