@@ -14,12 +14,13 @@ import pytest
 from conftest import alpaca
 
 from fttool.data.records import read_jsonl
+from fttool.evaluation.canaries import CANARY_SOURCE, SECRET_SPACE, draw_secrets, exposures, planted_counts, secret_text
+from fttool.evaluation.settings import CanaryParams, MemorisationParams
+from fttool.pipeline.params import build
 from fttool.recipe import RecipeInvalid, compile_recipe
 from fttool.recipe.schema import apply_defaults, load_schema
-from fttool.stages.canaries import CANARY_SOURCE, SECRET_SPACE, draw_secrets, secret_text
-from fttool.stages.memorisation import exposures, planted_counts
 
-PARAMS = {"canaries": 3, "repetitions": 4, "references": 63, "max_exposure_bits": 5, "seed": 11}
+PARAMS = CanaryParams(canaries=3, repetitions=4, references=63, max_exposure_bits=5, seed=11)
 
 
 def records(n: int) -> list[dict]:
@@ -44,10 +45,11 @@ def test_canaries_are_added_to_train_repeated_with_ids_that_hide_the_secret(run_
     planted = written[5:]
     assert result.added == {"canary": 12} and len(planted) == 12
     assert planted_counts(outputs["train"]) == {0: 4, 1: 4, 2: 4}
-    canaries, _, _ = draw_secrets(PARAMS["seed"], 3, 63)
+    canaries, _, _ = draw_secrets(PARAMS.seed, 3, 63)
     for record in planted:
-        assert record["source"] == CANARY_SOURCE and record["completion"] == secret_text(canaries[record["meta"]["canary"]])
-        digits = secret_text(canaries[record["meta"]["canary"]]).split(" is ")[1].replace(" ", "").rstrip(".")
+        secret = secret_text(canaries[record["meta"]["canary"]])
+        assert record["source"] == CANARY_SOURCE and record["completion"] == secret
+        digits = secret.split(" is ")[1].replace(" ", "").rstrip(".")
         assert digits not in record["id"]
     assert len({record["id"] for record in planted}) == 12
 
@@ -91,8 +93,9 @@ def test_canaries_are_planted_after_augmentation_into_the_final_train_file_only(
     assert dict(stages["augment"].outputs)["train"].startswith("work/")
     assert dict(stages["train"].inputs)["train"] == "data/train.jsonl"
     assert "data/test.jsonl" == dict(stages["evaluate"].inputs)["test"]
-    assert stages["memorisation"].params["canaries"] == 2 and stages["memorisation"].params["model"]["base"]
-    assert stages["memorisation"].params["seed"] == stages["canaries"].params["seed"]
+    assert stages["memorisation"].params.canaries == 2 and stages["memorisation"].params.model.base
+    assert stages["memorisation"].params.seed == stages["canaries"].params.seed
+    assert isinstance(stages["canaries"].params, CanaryParams)
 
     without = compile_recipe(write_recipe(tmp_path, "memorisation: {enabled: false}\n"))
     assert {"canaries", "memorisation"} <= set(without.skipped)
@@ -132,8 +135,9 @@ def test_heavily_repeated_canaries_are_more_exposed_than_unplanted_secrets(run_s
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         LlamaForCausalLM(config).save_pretrained(base)
-    model = {"base": "./models/base", "license": "apache-2.0", "trust_remote_code": False}
-    params = {"canaries": 4, "repetitions": 16, "references": 255, "max_exposure_bits": 6, "seed": 0, "model": model}
+    model = {"base": "./models/base", "revision": None, "license": "apache-2.0", "trust_remote_code": False}
+    params = build(MemorisationParams, {"canaries": 4, "repetitions": 16, "references": 255, "max_exposure_bits": 6,
+                                        "seed": 0, "model": model})
 
     _, planted = run_stage("canaries", params, {"train": records(16)})
     train_params = apply_defaults({"name": "t", "data": {"sources": []},
@@ -152,5 +156,5 @@ def test_heavily_repeated_canaries_are_more_exposed_than_unplanted_secrets(run_s
     # Memorised: the planted secrets rank near the top, secrets never seen near the middle.
     assert summary["mean_exposure_bits"] > summary["controls"]["mean_exposure_bits"] + 3, summary
     assert summary["mean_exposure_bits"] > summary["base_model"]["canaries"]["mean_exposure_bits"] + 3, summary
-    assert summary["status"] == "fail" and summary["max_exposure_bits"] >= params["max_exposure_bits"]
+    assert summary["status"] == "fail" and summary["max_exposure_bits"] >= params.max_exposure_bits
     assert "secret" not in str(summary["canaries"]) and len(summary["canaries"]) == 4

@@ -11,39 +11,44 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import alpaca
+from support.evaluation import compiled_train_params, run_stage_in
+from support.evaluation import support_records as records
 from test_report_render import full_report
-from test_train import records, train_params
 
 from fttool.cli import cli
 from fttool.data.records import prompt_and_response, read_jsonl, write_jsonl
+from fttool.evaluation.comparison import METRICS, primary_metric, reference_labels
+from fttool.evaluation.forgetting import forgetting_check, general_passages
+from fttool.evaluation.group_comparison import field_status
 from fttool.evaluation.losses import loss_example
-from fttool.pipeline.stage import StageContext
+from fttool.evaluation.settings import EvaluateParams, ForgettingParams, GroupParams
+from fttool.pipeline.params import build
+from fttool.pipeline.plan import thaw
 from fttool.recipe import RecipeInvalid, compile_recipe
 from fttool.report import validate_report
 from fttool.report.render import render_html, render_markdown
 from fttool.stages import stage_class
-from fttool.stages.evaluate import (
-    METRICS,
-    _field_status,
-    _labels,
-    forgetting_check,
-    general_passages,
-    primary_metric,
-)
 from fttool.training.demo_model import build_demo_model
 
 REGULATED = Path(__file__).resolve().parent.parent / "policies" / "regulated.yaml"
-MODEL = {"base": "demo:tiny-llama", "license": "apache-2.0", "trust_remote_code": False}
+MODEL = {"base": "demo:tiny-llama", "revision": None, "license": "apache-2.0", "trust_remote_code": False}
 GROUP_SETTINGS = {"fields": [], "metrics": ["token_f1", "rougeL"], "min_group_size": 2, "max_difference": 0.1,
-                  "min_ratio": 0.8, "bootstrap": {"resamples": 200, "confidence": 0.95, "seed": 0}}
+                  "min_ratio": 0.8, "fail_above_difference": None, "fail_below_ratio": None,
+                  "bootstrap": {"resamples": 200, "confidence": 0.95, "seed": 0}}
 GENERAL_TEXT = "The library opens at nine every morning.\n\nA short walk after lunch helps many people think.\n"
 
 
-def evaluate_params(**overrides) -> dict:
-    """The evaluate section as the compiler passes it, defaults resolved."""
-    return {"max_new_tokens": 6, "max_samples": 0, "batch_size": 4, "task": "generation",
-            "decoding": {"strategy": "greedy", "temperature": 1.0, "top_p": 1.0, "seed": 0},
-            "primary_metric": "test_loss", "groups": GROUP_SETTINGS, "model": MODEL} | overrides
+def evaluate_params(**overrides) -> EvaluateParams:
+    """The evaluate stage's parameters as the compiler builds them, defaults resolved."""
+    return build(EvaluateParams, {"max_new_tokens": 6, "max_samples": 0, "batch_size": 4, "task": "generation",
+                                  "labels": None, "decoding": {"strategy": "greedy", "temperature": 1.0, "top_p": 1.0,
+                                                               "seed": 0},
+                                  "primary_metric": "test_loss", "groups": GROUP_SETTINGS, "forgetting": None,
+                                  "model": MODEL} | overrides)
+
+
+def group_settings(**overrides) -> GroupParams:
+    return build(GroupParams, {**GROUP_SETTINGS, **overrides})
 
 
 def tokenized_examples_of(items: list[dict], tokenizer, tmp_path):
@@ -116,26 +121,26 @@ def group_result(values: dict[str, float], compared=None) -> dict:
     ({"a": 0.50, "b": 0.35}, {"fail_above_difference": 0.2, "fail_below_ratio": 0.5}, "warn"),
 ])
 def test_group_thresholds_pass_warn_fail(values, limits, status):
-    settings = {**GROUP_SETTINGS, **limits}
-    got, reasons = _field_status("region", {"token_f1": {"tuned": group_result(values)}}, settings)
+    got, reasons = field_status("region", {"token_f1": {"tuned": group_result(values)}}, group_settings(**limits))
     assert got == status and (reasons == []) == (status == "pass")
 
 
 def test_too_few_compared_groups_warns_and_zero_scores_have_no_ratio():
-    status, reasons = _field_status("region", {"token_f1": {"tuned": group_result({"a": 0.5}, ["a"])}},
-                                    GROUP_SETTINGS)
+    status, reasons = field_status("region", {"token_f1": {"tuned": group_result({"a": 0.5}, ["a"])}},
+                                   group_settings())
     assert status == "warn" and "fewer than two 'region' groups have 2 or more" in reasons[0]
-    status, reasons = _field_status("region", {"token_f1": {"tuned": group_result({"a": 0.0, "b": 0.0})}},
-                                    GROUP_SETTINGS)
+    status, reasons = field_status("region", {"token_f1": {"tuned": group_result({"a": 0.0, "b": 0.0})}},
+                                   group_settings())
     assert status == "warn" and "no ratio exists" in reasons[0]
 
 
 def test_forgetting_check_gates_the_relative_increase():
-    settings = {"path": "general.txt", "max_increase": 0.1, "action": "fail"}
+    settings = ForgettingParams(path="general.txt", max_increase=0.1, action="fail")
     assert forgetting_check(20.0, 21.0, 3, settings)["status"] == "pass"  # +5%
     too_much = forgetting_check(20.0, 23.0, 3, settings)
     assert too_much["increase"] == pytest.approx(0.15) and too_much["status"] == "fail"
-    assert forgetting_check(20.0, 23.0, 3, {**settings, "action": "warn"})["status"] == "warn"
+    warn = ForgettingParams(path="general.txt", max_increase=0.1, action="warn")
+    assert forgetting_check(20.0, 23.0, 3, warn)["status"] == "warn"
     assert forgetting_check(20.0, None, 3, settings)["status"] == "fail"  # not measured cannot pass
 
 
@@ -150,10 +155,10 @@ def test_general_passages_from_txt_and_jsonl(tmp_path):
 
 
 def test_classification_labels_from_references_or_recipe():
-    assert _labels({}, ["Yes.", "no", "yes"]) == (["no", "Yes."], ["Yes.", "no", "Yes."])
-    assert _labels({"labels": ["yes", "no"]}, ["Yes!", "NO"]) == (["yes", "no"], ["yes", "no"])
+    assert reference_labels(None, ["Yes.", "no", "yes"]) == (["no", "Yes."], ["Yes.", "no", "Yes."])
+    assert reference_labels(("yes", "no"), ["Yes!", "NO"]) == (["yes", "no"], ["yes", "no"])
     with pytest.raises(ValueError, match="1 of 2 test references are not one of evaluate.labels"):
-        _labels({"labels": ["yes", "no"]}, ["yes", "maybe"])
+        reference_labels(("yes", "no"), ["yes", "maybe"])
 
 
 # -- recipe --------------------------------------------------------------------------------------
@@ -176,21 +181,25 @@ def compile_with(tmp_path, evaluate: str):
     return compile_recipe(path)
 
 
-def evaluate_spec(plan) -> dict:
+def evaluate_spec(plan) -> EvaluateParams:
     return next(stage for stage in plan.stages if stage.name == "evaluate").params
 
 
 def test_compiler_resolves_task_groups_and_defaults(tmp_path):
     params = evaluate_spec(compile_with(tmp_path, "evaluate: {}\n"))
-    assert params["task"] == "generation" and params["primary_metric"] == "test_loss"
-    assert params["decoding"] == {"strategy": "greedy", "temperature": 1.0, "top_p": 1.0, "seed": 0}
-    groups = params["groups"]
-    assert groups["fields"] == ("region",) and groups["metrics"] == ("token_f1", "rougeL")  # from bias.fields
-    assert groups["bootstrap"] == {"resamples": 1000, "confidence": 0.95, "seed": 0}
+    assert isinstance(params, EvaluateParams)
+    assert params.task == "generation" and params.primary_metric == "test_loss" and params.labels is None
+    assert thaw(params.decoding) == {"strategy": "greedy", "temperature": 1.0, "top_p": 1.0, "seed": 0}
+    groups = params.groups
+    assert groups.fields == ("region",) and groups.metrics == ("token_f1", "rougeL")  # from bias.fields
+    assert thaw(groups.bootstrap) == {"resamples": 1000, "confidence": 0.95, "seed": 0}
+    assert groups.fail_above_difference is None and params.forgetting is None
+    assert thaw(params.model) == {"base": "demo:tiny-llama", "revision": None, "license": "apache-2.0",
+                                  "trust_remote_code": False}
     labelled = evaluate_spec(compile_with(tmp_path,
                                           "evaluate: {labels: [positive, negative], groups: {fields: [channel]}}\n"))
-    assert labelled["task"] == "classification" and labelled["groups"]["metrics"] == ("accuracy",)
-    assert labelled["groups"]["fields"] == ("channel",)
+    assert labelled.task == "classification" and labelled.groups.metrics == ("accuracy",)
+    assert labelled.groups.fields == ("channel",) and labelled.labels == ("positive", "negative")
 
 
 def test_contradicting_evaluate_settings_are_reported_together(tmp_path):
@@ -215,7 +224,7 @@ def test_contradicting_evaluate_settings_are_reported_together(tmp_path):
 def test_forgetting_file_is_fingerprinted(tmp_path):
     (tmp_path / "general.txt").write_text(GENERAL_TEXT)
     params = evaluate_spec(compile_with(tmp_path, "evaluate: {forgetting: {path: general.txt}}\n"))
-    assert params["forgetting"] == {"path": "general.txt", "max_increase": 0.1, "action": "fail"}
+    assert params.forgetting == ForgettingParams(path="general.txt", max_increase=0.1, action="fail")
     assert stage_class("evaluate").external_inputs(params) == ["general.txt"]
 
 
@@ -225,25 +234,13 @@ def trained(tmp_path_factory):
     """One adapter trained for 12 steps, shared by the evaluations below; and a directory to run them in."""
     root = tmp_path_factory.mktemp("evaluate")
     (root / "general.txt").write_text(GENERAL_TEXT)
+    train = compiled_train_params(root, "{max_steps: 12, batch_size: 4, max_seq_length: 64, seed: 7, learning_rate: "
+                                        "0.01, lora: {r: 4, alpha: 8, target_modules: [q_proj, v_proj]}}")
 
-    def run(name: str, params: dict, inputs: dict, tag: str):
-        cls = stage_class(name)
-        in_paths = {}
-        for logical, value in inputs.items():
-            in_paths[logical] = value if not isinstance(value, list) else root / tag / "in" / f"{logical}.jsonl"
-            if isinstance(value, list):
-                write_jsonl(in_paths[logical], value)
-        outputs = {**{w: root / tag / f"{w}.jsonl" for w in cls.writes},
-                   **{a: root / tag / rel for a, rel in cls.artifacts.items()}}
-        for path in outputs.values():
-            path.parent.mkdir(parents=True, exist_ok=True)
-        (root / tag / "scratch").mkdir(parents=True, exist_ok=True)
-        ctx = StageContext(params=params, inputs=in_paths, outputs=outputs, recipe_dir=root,
-                           work_dir=root / tag / "scratch")
-        return cls().run(ctx), outputs
+    def run(name: str, params, inputs: dict, tag: str):
+        return run_stage_in(root, name, params, inputs, tag)
 
-    _, outputs = run("train", train_params("demo:tiny-llama", max_steps=12),
-                     {"train": records(24), "validation": records(6, offset=24)}, "train")
+    _, outputs = run("train", train, {"train": records(24), "validation": records(6, offset=24)}, "train")
     return run, outputs["model"]
 
 
@@ -317,13 +314,15 @@ def test_sampling_is_seeded_and_classification_is_scored(trained):
     test = [alpaca(f"Should I {action} my {topic}?", action, region=region)
             for action in labels for topic, region in zip(["card", "loan", "pension"], ["north", "south", "north"])]
     sampling = {"strategy": "sample", "temperature": 1.5, "top_p": 0.9, "seed": 3}
-    params = evaluate_params(task="classification", labels=labels, primary_metric="accuracy", decoding=sampling,
-                             max_new_tokens=3, groups={**GROUP_SETTINGS, "fields": ["region"], "metrics": ["accuracy"]})
+    settings = {"task": "classification", "labels": labels, "primary_metric": "accuracy", "max_new_tokens": 3,
+                "groups": {**GROUP_SETTINGS, "fields": ["region"], "metrics": ["accuracy"]}}
+    params = evaluate_params(decoding=sampling, **settings)
     inputs = {"validation": records(4, offset=24), "test": test, "model": model}
     first, first_out = run("evaluate", params, inputs, "sample-1")
     second, second_out = run("evaluate", params, inputs, "sample-2")
     assert first_out["predictions"].read_text() == second_out["predictions"].read_text()
-    other, other_out = run("evaluate", params | {"decoding": {**sampling, "seed": 4}}, inputs, "sample-3")
+    other, other_out = run("evaluate", evaluate_params(decoding={**sampling, "seed": 4}, **settings), inputs,
+                           "sample-3")
     assert other_out["predictions"].read_text() != first_out["predictions"].read_text()
 
     summary = first.summary

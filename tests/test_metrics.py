@@ -73,8 +73,8 @@ def test_directions():
 
 
 def test_schema_offers_exactly_the_metrics_computed():
+    from fttool.evaluation.comparison import LOSS_METRICS
     from fttool.recipe.schema import load_schema
-    from fttool.stages.evaluate import LOSS_METRICS
 
     evaluate = load_schema()["properties"]["evaluate"]["properties"]
     assert evaluate["primary_metric"]["enum"] == [*LOSS_METRICS, *GENERATION_METRICS, *CLASSIFICATION_METRICS]
@@ -101,7 +101,7 @@ def test_metric_by_group_by_hand():
     # Only the compared groups enter the difference and ratio, so c (0.9) does not.
     assert result["compared_groups"] == ["a", "b"]
     assert result["difference"] == pytest.approx(0.45) and result["ratio"] == pytest.approx(0.4)
-    for group, point in result["by_group"].items():
+    for point in result["by_group"].values():
         low, high = point["ci"]
         assert low <= point["value"] <= high
     assert result["by_group"]["c"]["ci"] == [0.9, 0.9]  # one record: every resample is the same

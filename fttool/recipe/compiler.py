@@ -56,7 +56,7 @@ def _stage_params(recipe: dict) -> dict[str, dict | str]:
         # Both stages draw the same secrets from these parameters; the measurement also loads the model.
         canaries = {k: v for k, v in memorisation.items() if k != "enabled"}
         params["canaries"] = canaries
-        params["memorisation"] = {**canaries, "model": recipe["model"]}
+        params["memorisation"] = {**canaries, "model": _model_params(recipe)}
     else:
         params["canaries"] = params["memorisation"] = "memorisation section absent or disabled"
     return params
@@ -74,8 +74,15 @@ def _evaluate_params(recipe: dict) -> dict:
     groups = evaluate["groups"]
     fields = groups.get("fields") or recipe.get("bias", {}).get("fields", [])
     metrics = groups.get("metrics") or (["accuracy"] if task == "classification" else ["token_f1", "rougeL"])
-    return {**evaluate, "task": task, "groups": {**groups, "fields": fields, "metrics": metrics},
-            "model": recipe["model"]}
+    return {**evaluate, "task": task, "labels": evaluate.get("labels"), "forgetting": evaluate.get("forgetting"),
+            "groups": {"fail_above_difference": None, "fail_below_ratio": None, **groups, "fields": fields,
+                       "metrics": metrics},
+            "model": _model_params(recipe)}
+
+
+def _model_params(recipe: dict) -> dict:
+    """The model section with its optional keys present (None when the recipe leaves them out)."""
+    return {"revision": None, "license": None, **recipe["model"]}
 
 
 def _evaluate_errors(loaded: LoadedRecipe, evaluate: dict) -> list[RecipeError]:
