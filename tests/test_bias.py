@@ -7,13 +7,15 @@ import textwrap
 
 import pytest
 from conftest import alpaca
+from support.data import audit_params
 
 from fttool.fairness.lexicon import CATEGORIES, LEXICON, groups_mentioned
 from fttool.recipe import RecipeInvalid, compile_recipe
 from fttool.recipe.schema import load_schema
 from fttool.report.render import render_html, render_markdown
 
-PARAMS = {"min_group_share": 0.05, "max_imbalance_ratio": 10, "min_group_size": 0}
+# k_anonymity 1: these tests name every group; the k-anonymity tests set their own.
+PARAMS = {"min_group_share": 0.05, "max_imbalance_ratio": 10, "min_group_size": 0, "k_anonymity": 1}
 ALL_MENTIONS = {"enabled": True, "categories": list(CATEGORIES)}
 
 
@@ -26,7 +28,7 @@ def test_known_counts_give_shares_and_per_split_counts(run_stage):
     splits = {"train": _records("t", ["north"] * 4 + ["south"] * 2),
               "validation": _records("v", ["north", "south"]),
               "test": _records("x", ["south", "east"])}
-    result, _ = run_stage("bias", {"fields": ["region"], **PARAMS}, splits)
+    result, _ = run_stage("bias", audit_params(**{"fields": ["region"], **PARAMS}), splits)
     audit = result.summary["fields"]["region"]
     assert audit["groups"] == {"north": {"count": 5, "share": 0.5}, "south": {"count": 4, "share": 0.4},
                                "east": {"count": 1, "share": 0.1}}
@@ -41,7 +43,7 @@ def test_known_counts_give_shares_and_per_split_counts(run_stage):
 
 def test_tiny_group_warns_on_share_and_ratio(run_stage):
     splits = {"train": _records("t", ["big"] * 40 + ["tiny"]), "validation": [], "test": []}
-    result, _ = run_stage("bias", {"fields": ["region"], **PARAMS}, splits)
+    result, _ = run_stage("bias", audit_params(**{"fields": ["region"], **PARAMS}), splits)
     audit = result.summary["fields"]["region"]
     assert audit["status"] == "warn"
     assert audit["imbalance_ratio"] == 40
@@ -54,7 +56,7 @@ def test_tiny_group_warns_on_share_and_ratio(run_stage):
 
 def test_missing_field_is_its_own_group(run_stage):
     splits = {"train": _records("t", ["a", "b", None, "a"]), "validation": _records("v", [None]), "test": []}
-    result, _ = run_stage("bias", {"fields": ["region"], **PARAMS}, splits)
+    result, _ = run_stage("bias", audit_params(**{"fields": ["region"], **PARAMS}), splits)
     groups = result.summary["fields"]["region"]["groups"]
     assert groups["(missing)"] == {"count": 2, "share": 0.4}
     assert result.summary["fields"]["region"]["by_split"]["validation"] == {"(missing)": 1}
@@ -62,7 +64,7 @@ def test_missing_field_is_its_own_group(run_stage):
 
 def test_worst_field_sets_overall_status_and_non_strings_are_named(run_stage):
     train = [alpaca(f"q {i}", "a", region="north", member=i < 24) for i in range(25)]
-    result, _ = run_stage("bias", {"fields": ["region", "member"], **PARAMS},
+    result, _ = run_stage("bias", audit_params(**{"fields": ["region", "member"], **PARAMS}),
                           {"train": train, "validation": [], "test": []})
     fields = result.summary["fields"]
     assert fields["region"]["status"] == "pass"
@@ -73,7 +75,7 @@ def test_worst_field_sets_overall_status_and_non_strings_are_named(run_stage):
 
 def test_listing_is_capped_at_fifty_groups(run_stage):
     train = _records("t", [f"g{i:02d}" for i in range(60) for _ in range(2)] + ["g00"])
-    result, _ = run_stage("bias", {"fields": ["region"], **PARAMS, "min_group_share": 0.0},
+    result, _ = run_stage("bias", audit_params(**{"fields": ["region"], **PARAMS, "min_group_share": 0.0}),
                           {"train": train, "validation": [], "test": []})
     audit = result.summary["fields"]["region"]
     assert len(audit["groups"]) == 50 and audit["groups_not_listed"] == 10
@@ -82,7 +84,7 @@ def test_listing_is_capped_at_fifty_groups(run_stage):
 
 
 def test_no_records_warns_instead_of_failing(run_stage):
-    result, _ = run_stage("bias", {"fields": ["region"], "mentions": ALL_MENTIONS, **PARAMS},
+    result, _ = run_stage("bias", audit_params(**{"fields": ["region"], "mentions": ALL_MENTIONS, **PARAMS}),
                           {"train": [], "validation": [], "test": []})
     for audit in [result.summary["fields"]["region"], *result.summary["mentions"].values()]:
         assert audit["status"] == "warn"
@@ -94,7 +96,7 @@ def test_no_records_warns_instead_of_failing(run_stage):
 def test_fail_thresholds_fail_with_reasons_naming_group_and_number(run_stage):
     splits = {"train": _records("t", ["big"] * 40 + ["mid"] * 2 + ["tiny"]), "validation": [], "test": []}
     params = {"fields": ["region"], **PARAMS, "fail_below_share": 0.03, "fail_above_ratio": 20}
-    result, _ = run_stage("bias", params, splits)
+    result, _ = run_stage("bias", audit_params(**params), splits)
     audit = result.summary["fields"]["region"]
     assert audit["status"] == "fail" and result.summary["status"] == "fail"
     # Fail reasons come first; 'tiny' fails on share, so it is not repeated among the warnings.
@@ -108,18 +110,18 @@ def test_fail_thresholds_fail_with_reasons_naming_group_and_number(run_stage):
 def test_fail_thresholds_not_crossed_leave_a_warning(run_stage):
     splits = {"train": _records("t", ["big"] * 40 + ["tiny"]), "validation": [], "test": []}
     params = {"fields": ["region"], **PARAMS, "fail_below_share": 0.01, "fail_above_ratio": 50}
-    result, _ = run_stage("bias", params, splits)
+    result, _ = run_stage("bias", audit_params(**params), splits)
     assert result.summary["fields"]["region"]["status"] == "warn"
     assert result.summary["status"] == "warn"
 
 
 def test_min_group_size_warns_on_small_absolute_counts(run_stage):
     splits = {"train": _records("t", ["a"] * 30 + ["b"] * 25), "validation": [], "test": []}
-    result, _ = run_stage("bias", {"fields": ["region"], **PARAMS, "min_group_size": 26}, splits)
+    result, _ = run_stage("bias", audit_params(**{"fields": ["region"], **PARAMS, "min_group_size": 26}), splits)
     audit = result.summary["fields"]["region"]
     assert audit["status"] == "warn" and audit["min_count"] == 25
     assert audit["reasons"] == ["1 group(s) with fewer than 26 records: 'b' (25, 45.5%)"]
-    result, _ = run_stage("bias", {"fields": ["region"], **PARAMS}, splits)  # 0: the check is off
+    result, _ = run_stage("bias", audit_params(**{"fields": ["region"], **PARAMS}), splits)  # 0: the check is off
     assert result.summary["fields"]["region"]["status"] == "pass"
 
 
@@ -158,7 +160,7 @@ def test_mentions_count_records_per_group_from_every_text_field(run_stage):
                         alpaca("Summarise", "He liked it", "My mother wrote this")],  # output and input fields
               "validation": [alpaca("Tell the Muslim and Jewish communities", "done")],
               "test": [alpaca("Her mother called", "noted")]}
-    result, _ = run_stage("bias", {"mentions": ALL_MENTIONS, **PARAMS}, splits)
+    result, _ = run_stage("bias", audit_params(**{"mentions": ALL_MENTIONS, **PARAMS}), splits)
     summary = result.summary
     assert summary["fields"] == {} and set(summary["mentions"]) == set(CATEGORIES)
     gender = summary["mentions"]["gender"]
@@ -180,7 +182,7 @@ def test_mention_imbalance_fails_and_sets_the_overall_status(run_stage):
     train.append(alpaca("She asked", "ok", region="north"))
     params = {"fields": ["region"], "mentions": {"enabled": True, "categories": ["gender"]}, **PARAMS,
               "fail_above_ratio": 20}
-    result, _ = run_stage("bias", params, {"train": train, "validation": [], "test": []})
+    result, _ = run_stage("bias", audit_params(**params), {"train": train, "validation": [], "test": []})
     assert set(result.summary["mentions"]) == {"gender"}
     assert result.summary["fields"]["region"]["status"] == "pass"
     gender = result.summary["mentions"]["gender"]
@@ -192,7 +194,7 @@ def test_mention_imbalance_fails_and_sets_the_overall_status(run_stage):
 
 def test_disabled_mentions_are_not_audited(run_stage):
     params = {"fields": ["region"], "mentions": {"enabled": False, "categories": list(CATEGORIES)}, **PARAMS}
-    result, _ = run_stage("bias", params, {"train": _records("t", ["a"]), "validation": [], "test": []})
+    result, _ = run_stage("bias", audit_params(**params), {"train": _records("t", ["a"]), "validation": [], "test": []})
     assert result.summary["mentions"] == {}
 
 
@@ -220,9 +222,10 @@ def test_bias_needs_fields_or_enabled_mentions(tmp_path, bias_yaml):
 def test_mentions_alone_compile_with_all_categories_by_default(tmp_path):
     plan = _compile(tmp_path, "bias: {mentions: {}, fail_above_ratio: 30}\n")
     params = next(stage.params for stage in plan.stages if stage.name == "bias")
-    assert "fields" not in params
-    assert params["mentions"] == {"enabled": True, "categories": tuple(CATEGORIES)}
-    assert params["min_group_size"] == 0 and params["fail_above_ratio"] == 30 and "fail_below_share" not in params
+    assert params.fields == ()
+    assert params.mention_categories == tuple(CATEGORIES)
+    assert params.min_group_size == 0 and params.fail_above_ratio == 30 and params.fail_below_share is None
+    assert params.k_anonymity == 5
 
 
 # -- the report ------------------------------------------------------------------------------------

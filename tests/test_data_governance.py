@@ -10,10 +10,10 @@ import json
 import textwrap
 from collections import Counter
 
+from fttool.data.dedup import exact_key
 from fttool.data.records import read_jsonl
 from fttool.pipeline.runner import run_plan
 from fttool.recipe import compile_recipe
-from fttool.stages.dedup import exact_key
 
 TOPICS = ["savings account", "credit card", "mortgage", "wire transfer", "mobile app", "overdraft", "loan",
           "branch visit", "statement", "direct debit"]

@@ -5,9 +5,12 @@ import numpy as np
 import pytest
 from conftest import alpaca
 
+from fttool.data import dedup as dedup_module
 from fttool.data import embeddings
 from fttool.data.records import read_jsonl
-from fttool.stages import dedup as dedup_module
+from fttool.data.settings import DedupParams
+from fttool.pipeline.params import build
+from fttool.stages.dedup import DedupStage
 
 ALL_ON = {"exact": True, "near": True, "near_threshold": 0.8, "semantic": False, "semantic_threshold": 0.95}
 
@@ -165,6 +168,6 @@ def test_batches_and_blocks_of_kept_embeddings_give_the_same_answer(run_stage, m
 
 def test_semantic_dedup_puts_the_encoder_in_the_fingerprint():
     params = {**ALL_ON, "semantic": True}
-    assert dedup_module.DedupStage.external_inputs(params) == [str(embeddings.model_dir())]
+    assert DedupStage.external_inputs(build(DedupParams, params)) == [str(embeddings.model_dir())]
     assert (embeddings.model_dir() / "model.safetensors").is_file()
-    assert dedup_module.DedupStage.external_inputs(ALL_ON) == []
+    assert DedupStage.external_inputs(build(DedupParams, ALL_ON)) == []

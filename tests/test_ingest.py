@@ -7,10 +7,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import alpaca
+from support.data import ingest_params
 
+from fttool.data import containers
 from fttool.data.records import map_text_fields, prompt_and_response, read_jsonl, text_fields
+from fttool.data.settings import IngestParams
+from fttool.pipeline.params import build
 from fttool.recipe import RecipeInvalid, compile_recipe
-from fttool.stages import ingest
 from fttool.stages.ingest import IngestStage
 
 # Planted in rejected lines; none may appear in a quarantine message.
@@ -62,12 +65,12 @@ def messy_sources(tmp_path):
     write_lines(data / "messy.jsonl", ALPACA_LINES)
     write_lines(data / "chat.jsonl", CHAT_LINES)
     write_lines(data / "mapped.jsonl", MAPPED_LINES)
-    return {"max_chars": 200, "sources": [
+    return ingest_params([
         {"path": "data/messy.jsonl", "format": "alpaca"},
         {"path": "data/chat.jsonl", "format": "chat", "tag": "chats"},
         {"path": "data/mapped.jsonl", "format": "alpaca", "tag": "faq",
          "fields": {"instruction": "question", "output": "answer"}},
-    ]}
+    ])
 
 
 @pytest.fixture
@@ -152,8 +155,8 @@ def test_every_line_is_accounted_for(ingested):
 def test_prompt_completion_and_byte_order_mark(run_stage, tmp_path):
     (tmp_path / "pc.jsonl").write_bytes(
         b'\xef\xbb\xbf{"prompt": "2+2?", "completion": "4"}\r\n{"prompt": "3+3?"}\r\n')
-    result, outputs = run_stage("ingest", {"max_chars": 100, "sources": [
-        {"path": "pc.jsonl", "format": "prompt_completion"}]}, {})
+    result, outputs = run_stage("ingest", ingest_params([
+        {"path": "pc.jsonl", "format": "prompt_completion"}], max_chars=100), {})
     [record] = read_jsonl(outputs["records"])
     assert (record["prompt"], record["completion"], record["meta"]) == ("2+2?", "4", {})
     [rejected] = read_jsonl(outputs["quarantine"])
@@ -165,21 +168,22 @@ def test_prompt_completion_and_byte_order_mark(run_stage, tmp_path):
 def test_identical_examples_get_the_same_id_across_sources(run_stage, tmp_path):
     (tmp_path / "a.jsonl").write_text('{"instruction": "Q", "output": "A", "region": "x"}\n')
     (tmp_path / "b.jsonl").write_text('{"q": "Q", "a": "A"}\n')
-    _, outputs = run_stage("ingest", {"max_chars": 100, "sources": [
+    _, outputs = run_stage("ingest", ingest_params([
         {"path": "a.jsonl", "format": "alpaca"},
-        {"path": "b.jsonl", "format": "alpaca", "fields": {"instruction": "q", "output": "a"}}]}, {})
+        {"path": "b.jsonl", "format": "alpaca", "fields": {"instruction": "q", "output": "a"}}], max_chars=100), {})
     first, second = read_jsonl(outputs["records"])
     assert first["id"] == second["id"] == alpaca("Q", "A")["id"]
     assert (first["source"], second["source"]) == ("a.jsonl", "b.jsonl")
 
 
 def test_external_inputs_are_the_source_paths(messy_sources):
-    assert IngestStage.external_inputs(messy_sources) == ["data/messy.jsonl", "data/chat.jsonl", "data/mapped.jsonl"]
+    assert IngestStage.external_inputs(build(IngestParams, messy_sources)) == [
+        "data/messy.jsonl", "data/chat.jsonl", "data/mapped.jsonl"]
 
 
 def ingest_one(run_stage, path: str, fmt: str = "alpaca", **source):
     """Ingest one source; returns the result, the records and the quarantine entries."""
-    result, outputs = run_stage("ingest", {"max_chars": 200, "sources": [{"path": path, "format": fmt, **source}]}, {})
+    result, outputs = run_stage("ingest", ingest_params([{"path": path, "format": fmt, **source}]), {})
     records, quarantine = list(read_jsonl(outputs["records"])), list(read_jsonl(outputs["quarantine"]))
     assert result.records_read - sum(result.removed.values()) == len(records)
     assert sum(result.removed.values()) == len(quarantine)
@@ -208,9 +212,9 @@ JSON_ARRAY = b"""\
 """
 
 
-@pytest.mark.parametrize("window", [1, 7, ingest.JSON_CHUNK_CHARS])
+@pytest.mark.parametrize("window", [1, 7, containers.JSON_CHUNK_CHARS])
 def test_json_array_quarantines_a_malformed_element_and_keeps_line_numbers(run_stage, tmp_path, monkeypatch, window):
-    monkeypatch.setattr(ingest, "JSON_CHUNK_CHARS", window)  # elements cut across reads must decode the same
+    monkeypatch.setattr(containers, "JSON_CHUNK_CHARS", window)  # elements cut across reads must decode the same
     (tmp_path / "faq.json").write_bytes(JSON_ARRAY)
     result, records, quarantine = ingest_one(run_stage, "faq.json")
     assert [r["instruction"] for r in records] == ["Opening hours?", "Fee?", "Card lost?"]
@@ -289,7 +293,7 @@ def test_csv_values_are_strings(run_stage, tmp_path):
 
 
 def test_parquet_rows_stream_in_batches_and_name_their_row(run_stage, tmp_path, monkeypatch):
-    monkeypatch.setattr(ingest, "PARQUET_BATCH_ROWS", 2)  # rows are numbered across batches
+    monkeypatch.setattr(containers, "PARQUET_BATCH_ROWS", 2)  # rows are numbered across batches
     table = pa.table({
         "instruction": ["How do I reset my PIN?", "Jane Roe", "Fee?", "SECRET"],
         "output": ["Use the app.", None, "None.", "ok"],

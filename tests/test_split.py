@@ -5,10 +5,12 @@ from collections import Counter
 
 import pytest
 from conftest import alpaca
+from support.data import split_params
 
-from fttool.data.records import read_jsonl, write_jsonl
+from fttool.data.records import SPLITS, read_jsonl, write_jsonl
+from fttool.data.split import LeakageError, _find_leaks, assign, assign_groups, split_sizes
+from fttool.fairness.groups import MISSING_GROUP as MISSING
 from fttool.recipe import RecipeInvalid, compile_recipe
-from fttool.stages.split import MISSING, SPLITS, LeakageError, _find_leaks, assign, assign_groups, split_sizes
 
 RATIOS = {"train": 0.7, "validation": 0.15, "test": 0.15}
 LEAK_DEFAULTS = {"on_leak": "move", "leak_threshold": 0.8}
@@ -20,7 +22,8 @@ def records(n: int) -> list[dict]:
 
 
 def split(run_stage, items, seed=42, **params):
-    result, outputs = run_stage("split", {**RATIOS, **LEAK_DEFAULTS, **params, "seed": seed}, {"records": items})
+    result, outputs = run_stage("split", split_params(**{**RATIOS, **LEAK_DEFAULTS, **params, "seed": seed}),
+                                {"records": items})
     return result, {name: [r["id"] for r in read_jsonl(outputs[name])] for name in SPLITS}
 
 

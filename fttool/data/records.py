@@ -12,7 +12,9 @@ FORMAT_FIELDS = {
     "chat": ("messages",),
     "text": ("text",),
 }
-CHAT_ROLES = ("system", "user", "assistant")
+# tool_call: a call the model makes (its content the call's JSON text); tool: the result it is given back.
+CHAT_ROLES = ("system", "user", "assistant", "tool_call", "tool")
+SPLITS = ("train", "validation", "test")
 
 
 def read_jsonl(path: Path) -> Iterator[dict]:

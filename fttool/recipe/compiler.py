@@ -10,6 +10,8 @@ from pathlib import Path
 from fttool.augment.settings import method_params
 from fttool.data.records import FORMAT_FIELDS
 from fttool.evaluation.metrics import CLASSIFICATION_METRICS, normalise
+from fttool.data.settings import resolved_source
+from fttool.fairness.settings import bias_params
 from fttool.pipeline.params import build
 from fttool.pipeline.plan import Plan, StageSpec, freeze
 from fttool.recipe.errors import RecipeError, RecipeInvalid
@@ -17,7 +19,7 @@ from fttool.recipe.loader import LoadedRecipe, load_recipe_file
 from fttool.pii.settings import entities_checked
 from fttool.recipe.schema import apply_defaults, load_schema, schema_errors
 from fttool.stages import STAGE_ORDER, stage_class
-from fttool.stages.ingest import CONTAINERS, source_container, source_tag
+from fttool.data.containers import CONTAINERS, source_container, source_tag
 from fttool.training.model_ref import DEMO_MODEL_PREFIX, DEMO_MODELS, is_local_model
 from fttool.training.private import privacy_errors
 
@@ -26,14 +28,14 @@ def _stage_params(recipe: dict) -> dict[str, dict | str]:
     """Each stage's parameters, or the reason it is skipped."""
     data = recipe["data"]
     params: dict[str, dict | str] = {
-        "ingest": {"sources": data["sources"], "max_chars": data["max_chars"]},
+        "ingest": {"sources": [resolved_source(source) for source in data["sources"]], "max_chars": data["max_chars"]},
         "dedup": data["dedup"],
-        "split": data["split"],
+        "split": {"stratify": None, "group_by": None, **data["split"]},
     }
     pii = recipe.get("pii")
     params["pii"] = ({k: v for k, v in pii.items() if k != "enabled"} if pii and pii["enabled"]
                      else "pii section absent or disabled")
-    params["bias"] = recipe["bias"] if "bias" in recipe else "no bias section"
+    params["bias"] = bias_params(recipe["bias"]) if "bias" in recipe else "no bias section"
     if recipe.get("augment"):
         # Augmented text is scanned for PII with the recipe's own PII settings, else with the schema's defaults.
         scan = params["pii"] if isinstance(params["pii"], dict) else {

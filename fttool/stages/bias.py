@@ -1,197 +1,24 @@
-"""Bias audit: how records are spread over the groups of declared sensitive attributes and of
-demographic mentions in their text.
-
-Fields: values are read from each record's `meta`; a record without the field (or with null) counts
-in the group "(missing)", so gaps in the attribute are visible rather than silently dropped.
-
-Mentions: each record's text fields are matched against fttool.fairness.lexicon, per category
-(gender, age, religion, nationality). A record counts once for every group it mentions, so it can
-count for several. A group's share is its records over the records mentioning any group of the
-category; shares can therefore sum above 1. Groups the lexicon knows but no record mentions are
-listed with 0 and left out of the checks: the lexicon is not a list of groups every dataset must hold.
-
-Group counts come from fairlearn's MetricFrame over the train, validation and test splits together,
-with per-split counts beside them. Each field and category gets a status: "fail" when a fail
-threshold is crossed (a group's share below `fail_below_share`, largest over smallest group above
-`fail_above_ratio`), else "warn" when a warn threshold is (share below `min_group_share`, fewer
-records than `min_group_size`, ratio above `max_imbalance_ratio`), else "pass"; the overall status is
-the worst. Records are only read, never changed.
-
-The report may show group names (attribute values such as regions, and lexicon group names) and
-counts; no text is kept or reported.
-"""
+"""The bias stage: how the split records spread over the groups of sensitive fields and of demographic mentions
+(fttool.fairness.audit). Records are only read, never changed."""
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from dataclasses import dataclass
-
-from fttool.data.records import read_jsonl, text_fields
-from fttool.fairness.lexicon import LEXICON, groups_mentioned
+from fttool.data.records import SPLITS, read_jsonl
+from fttool.fairness.audit import audit
+from fttool.fairness.settings import BiasParams
 from fttool.pipeline.stage import Stage, StageContext, StageResult
-
-SPLITS = ("train", "validation", "test")
-MISSING_GROUP = "(missing)"
-MAX_LISTED_GROUPS = 50
-MAX_NAMED_IN_REASON = 10  # groups named in one reason; the rest are counted
-STATUS_ORDER = ("pass", "warn", "fail")
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    min_share: float
-    max_ratio: float
-    min_size: int
-    fail_share: float | None
-    fail_ratio: float | None
-
-    @classmethod
-    def from_params(cls, params: Mapping) -> Thresholds:
-        return cls(params["min_group_share"], params["max_imbalance_ratio"], params["min_group_size"],
-                   params.get("fail_below_share"), params.get("fail_above_ratio"))
-
-
-def _group_name(meta: dict, field: str) -> str:
-    value = meta.get(field)
-    if value is None:
-        return MISSING_GROUP
-    # Non-strings take their JSON spelling, so booleans, lists and objects get a stable name.
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
-
-
-def _named(groups: list[tuple[str, int]], total: int) -> str:
-    shown = ", ".join(f"'{g}' ({n}, {n / total:.1%})" for g, n in groups[:MAX_NAMED_IN_REASON])
-    rest = len(groups) - MAX_NAMED_IN_REASON
-    return shown + (f" and {rest} more" if rest > 0 else "")
-
-
-def _worst(statuses) -> str:
-    return max(statuses, key=STATUS_ORDER.index, default="pass")
-
-
-def _group_counts(groups: list[str], splits: list[str]) -> tuple[list[tuple[str, int]], dict[str, dict[str, int]]]:
-    """Records per group, largest first, and per split and group, counted by fairlearn's MetricFrame.
-
-    `groups` and `splits` are parallel: one entry per (record, group) pair.
-    """
-    import numpy as np
-    import pandas as pd
-    from fairlearn.metrics import MetricFrame, count
-
-    by_split: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
-    if not groups:
-        return [], by_split
-    zeros = np.zeros(len(groups))
-    features = pd.Series(groups, name="group")
-    overall = MetricFrame(metrics=count, y_true=zeros, y_pred=zeros, sensitive_features=features).by_group
-    per_split = MetricFrame(metrics=count, y_true=zeros, y_pred=zeros, sensitive_features=features,
-                            control_features=pd.Series(splits, name="split")).by_group.dropna()
-    for (split, group), n in per_split.items():
-        by_split[split][str(group)] = int(n)
-    # Largest first, ties by name, so listings and any cut-off are stable.
-    ordered = sorted(((str(group), int(n)) for group, n in overall.items()), key=lambda item: (-item[1], item[0]))
-    return ordered, {split: dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
-                     for split, counts in by_split.items()}
-
-
-def _check(ordered: list[tuple[str, int]], total: int, limits: Thresholds) -> dict:
-    """Status and reasons for groups with records (largest first), shares taken over `total`."""
-    largest, smallest = ordered[0], ordered[-1]
-    ratio = largest[1] / smallest[1]
-    smallest_first = ordered[::-1]
-    fails, warns = [], []
-    failing = [(g, n) for g, n in smallest_first if limits.fail_share is not None and n / total < limits.fail_share]
-    if failing:
-        fails.append(f"{len(failing)} group(s) below the fail share of {limits.fail_share:.1%}: "
-                     f"{_named(failing, total)}")
-    # A group already failing on share is not repeated as a warning.
-    failing_names = {g for g, _ in failing}
-    small = [(g, n) for g, n in smallest_first if n / total < limits.min_share and g not in failing_names]
-    if small:
-        warns.append(f"{len(small)} group(s) below the minimum share of {limits.min_share:.1%}: "
-                     f"{_named(small, total)}")
-    few = [(g, n) for g, n in smallest_first if n < limits.min_size]
-    if few:
-        warns.append(f"{len(few)} group(s) with fewer than {limits.min_size} records: {_named(few, total)}")
-    comparison = (f"largest group '{largest[0]}' ({largest[1]} records) is {ratio:.1f} times the smallest "
-                  f"'{smallest[0]}' ({smallest[1]})")
-    if limits.fail_ratio is not None and ratio > limits.fail_ratio:
-        fails.append(f"{comparison}, above the fail ratio of {limits.fail_ratio:g}")
-    elif ratio > limits.max_ratio:
-        warns.append(f"{comparison}, above the maximum of {limits.max_ratio:g}")
-    return {"min_count": smallest[1], "min_share": round(smallest[1] / total, 6), "imbalance_ratio": round(ratio, 4),
-            "status": "fail" if fails else "warn" if warns else "pass", "reasons": fails + warns}
-
-
-def _audit_field(values: list[str], splits: list[str], limits: Thresholds) -> dict:
-    if not values:
-        return {"groups": {}, "groups_not_listed": 0, "by_split": {s: {} for s in SPLITS}, "min_count": None,
-                "min_share": None, "imbalance_ratio": None, "status": "warn", "reasons": ["no records to audit"]}
-    ordered, by_split = _group_counts(values, splits)
-    total = len(values)
-    listed = ordered[:MAX_LISTED_GROUPS]
-    listed_names = {group for group, _ in listed}
-    return {
-        "groups": {group: {"count": n, "share": round(n / total, 6)} for group, n in listed},
-        "groups_not_listed": len(ordered) - len(listed),
-        "by_split": {split: {g: n for g, n in counts.items() if g in listed_names}
-                     for split, counts in by_split.items()},
-        **_check(ordered, total, limits),
-    }
-
-
-def _audit_mentions(category: str, mentioned: list[set[str]], splits: list[str], limits: Thresholds) -> dict:
-    records = len(mentioned)
-    with_mention = sum(1 for groups in mentioned if groups)
-    summary = {"records": records, "records_with_mention": with_mention,
-               "share_with_mention": round(with_mention / records, 6) if records else None}
-    # One row per (record, group) mentioned: MetricFrame then counts records per group.
-    rows = [(group, split) for groups, split in zip(mentioned, splits) for group in sorted(groups)]
-    ordered, by_split = _group_counts([g for g, _ in rows], [s for _, s in rows])
-    unmentioned = sorted(set(LEXICON[category]) - {group for group, _ in ordered})
-    summary["groups"] = {group: {"count": n, "share": round(n / with_mention, 6) if with_mention else 0.0}
-                         for group, n in ordered + [(group, 0) for group in unmentioned]}
-    summary["by_split"] = by_split
-    if not records:
-        return {**summary, "min_count": None, "min_share": None, "imbalance_ratio": None, "status": "warn",
-                "reasons": ["no records to audit"]}
-    if not ordered:
-        return {**summary, "min_count": None, "min_share": None, "imbalance_ratio": None, "status": "pass",
-                "reasons": []}
-    return {**summary, **_check(ordered, with_mention, limits)}
 
 
 class BiasStage(Stage):
     name = "bias"
-    version = 2
+    version = 3
     reads = SPLITS
     writes = ()
     report_section = "bias"
+    Params = BiasParams
 
     def run(self, ctx: StageContext) -> StageResult:
-        limits = Thresholds.from_params(ctx.params)
-        fields = list(ctx.params.get("fields", ()))
-        mentions = ctx.params.get("mentions")
-        categories = list(mentions["categories"]) if mentions and mentions["enabled"] else []
-        values: dict[str, list[str]] = {field: [] for field in fields}
-        mentioned: dict[str, list[set[str]]] = {category: [] for category in categories}
-        splits: list[str] = []
-        # Only group names are kept in memory, a few short strings per record; never the text.
-        for split in SPLITS:
-            for record in ctx.progress(read_jsonl(ctx.inputs[split]), desc=f"bias {split}"):
-                meta = record.get("meta") or {}
-                splits.append(split)
-                for field in fields:
-                    values[field].append(_group_name(meta, field))
-                if categories:
-                    texts = [text for _, text in text_fields(record)]
-                    for category in categories:
-                        mentioned[category].append(groups_mentioned(texts, category))
-        audits = {field: _audit_field(values[field], splits, limits) for field in fields}
-        mention_audits = {category: _audit_mentions(category, mentioned[category], splits, limits)
-                          for category in categories}
-        status = _worst(audit["status"] for audit in [*audits.values(), *mention_audits.values()])
-        return StageResult(summary={"fields": audits, "mentions": mention_audits, "status": status})
+        records = ((split, read_jsonl(ctx.inputs[split])) for split in SPLITS)
+        return StageResult(summary=audit(records, ctx.params, lambda items, desc: ctx.progress(items, desc=desc)))
 
 
 STAGE = BiasStage

@@ -1,8 +1,11 @@
 """Rules of the data section: split ratios, sources that exist and can be read, tags, field mappings."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from fttool.data.containers import CONTAINERS, source_container, source_tag
-from fttool.data.records import FORMAT_FIELDS
+from fttool.data.probe import unmatched_fields
+from fttool.data.settings import CHAT_FORMATS, INPUT_FIELDS, SourceSettings, resolved_source
 from fttool.recipe.errors import RecipeError
 from fttool.recipe.loader import LoadedRecipe
 from fttool.recipe.rules import Rule
@@ -26,6 +29,13 @@ def _source_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
     errors = []
     first_with_tag: dict[str, int] = {}
     for index, source in enumerate(recipe["data"]["sources"]):
+        if ("path" in source) == ("hub" in source):
+            errors.append(loaded.error(("data", "sources", index), "a source needs either a path or a hub dataset "
+                                       "(hub, revision, split), not both"))
+            continue
+        if "hub" in source:
+            errors += _fields_errors(loaded, index, source, None)
+            continue
         path = loaded.directory / source["path"]
         if not path.is_file():
             errors.append(loaded.error(("data", "sources", index, "path"),
@@ -35,7 +45,7 @@ def _source_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
             errors.append(loaded.error(("data", "sources", index, "path"),
                                        f"cannot tell how '{source['path']}' is stored from its extension; "
                                        f"add container: one of {', '.join(CONTAINERS)}"))
-        elif container == "csv" and source["format"] == "chat":
+        elif container == "csv" and source["format"] in CHAT_FORMATS:
             errors.append(loaded.error(("data", "sources", index, "format"),
                                        "CSV cells are plain strings, so a CSV source cannot hold chat messages"))
         tag = source_tag(source)
@@ -46,12 +56,26 @@ def _source_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
                                        f"tag '{tag}' is already used by data.sources[{first_with_tag[tag]}]; "
                                        "give each source its own tag"))
         first_with_tag.setdefault(tag, index)
-        allowed = FORMAT_FIELDS[source["format"]]
-        for name in source.get("fields", {}):
-            if name not in allowed:
-                errors.append(loaded.error(("data", "sources", index, "fields", name),
-                                           f"'{name}' is not a field of the {source['format']} format; "
-                                           f"map one of: {', '.join(allowed)}", at_key=True))
+        errors += _fields_errors(loaded, index, source, path if path.is_file() and container else None)
+    return errors
+
+
+def _fields_errors(loaded: LoadedRecipe, index: int, source: dict, path: Path | None) -> list[RecipeError]:
+    """Field names the format does not have, and (for a readable file) fields its first records all lack."""
+    allowed = INPUT_FIELDS[source["format"]]
+    errors = [loaded.error(("data", "sources", index, "fields", name), f"'{name}' is not a field of the "
+                           f"{source['format']} format; map one of: {', '.join(allowed)}", at_key=True)
+              for name in source.get("fields", {}) if name not in allowed]
+    if errors or path is None:
+        return errors
+    explicit = set(source.get("fields", {}))
+    for missing in unmatched_fields(SourceSettings(**resolved_source(source)), path, explicit):
+        mapped = missing.canonical in explicit
+        where = ("data", "sources", index, "fields", missing.canonical) if mapped else ("data", "sources", index)
+        what = f"fields.{missing.canonical} '{missing.key}'" if mapped else f"field '{missing.key}'"
+        errors.append(loaded.error(where, f"{what} not found in the first {missing.records} records of "
+                                   f"{source['path']}; keys seen: {', '.join(missing.keys_seen)} "
+                                   f"(map it with fields: {{{missing.canonical}: <key>}})"))
     return errors
 
 

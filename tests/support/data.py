@@ -1,0 +1,28 @@
+"""Data-stage parameters as the compiler resolves them, for tests that run ingest, split or bias directly."""
+from __future__ import annotations
+
+from fttool.data.settings import resolved_source
+from fttool.fairness.settings import bias_params
+from fttool.recipe.schema import apply_defaults, load_schema
+
+
+def _schema(*path: str) -> dict:
+    node = load_schema()
+    for key in path:
+        node = node["properties"][key] if key != "items" else node["items"]
+    return node
+
+
+def ingest_params(sources: list[dict], max_chars: int = 200) -> dict:
+    """The ingest stage's parameters for these recipe sources, every default resolved."""
+    return {"sources": [resolved_source(apply_defaults(source, _schema("data", "sources", "items")))
+                        for source in sources], "max_chars": max_chars}
+
+
+def split_params(**settings) -> dict:
+    return {"stratify": None, "group_by": None, **apply_defaults(settings, _schema("data", "split"))}
+
+
+def audit_params(**settings) -> dict:
+    """The bias stage's parameters for a `bias` section holding `settings`."""
+    return bias_params(apply_defaults(settings, _schema("bias")))
