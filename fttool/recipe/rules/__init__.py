@@ -7,24 +7,13 @@ a section with schema errors is skipped, because it would only repeat them less 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from fttool.recipe.errors import RecipeError
 from fttool.recipe.loader import LoadedRecipe
+from fttool.recipe.rules import data, evaluate, memorisation, model, paths, pii, report, train
 
-
-@dataclass(frozen=True)
-class Rule:
-    sections: tuple[str, ...]  # top-level recipe sections the check reads
-    check: Callable[[LoadedRecipe, dict], list[RecipeError]]
-
-
-def _rules() -> list[Rule]:
-    from fttool.recipe.rules import data, evaluate, memorisation, model, paths, pii, report, train
-
-    return [*data.RULES, *model.RULES, *pii.RULES, *evaluate.RULES, *train.RULES, *memorisation.RULES,
-            *report.RULES, *paths.RULES]
+RULES = [*data.RULES, *model.RULES, *pii.RULES, *evaluate.RULES, *train.RULES, *memorisation.RULES,
+         *report.RULES, *paths.RULES]
 
 
 def broken_sections(schema_errors: list[RecipeError]) -> set[str]:
@@ -35,7 +24,7 @@ def broken_sections(schema_errors: list[RecipeError]) -> set[str]:
 def rule_errors(loaded: LoadedRecipe, recipe: dict, broken: set[str]) -> list[RecipeError]:
     """Every rule's errors, for the rules whose sections are free of schema errors."""
     errors: list[RecipeError] = []
-    for rule in _rules():
+    for rule in RULES:
         if not broken.intersection(rule.sections):
             errors += rule.check(loaded, recipe)
     return errors

@@ -8,7 +8,7 @@ from fttool.data.probe import unmatched_fields
 from fttool.data.settings import CHAT_FORMATS, INPUT_FIELDS, SourceSettings, resolved_source
 from fttool.recipe.errors import RecipeError
 from fttool.recipe.loader import LoadedRecipe
-from fttool.recipe.rules import Rule
+from fttool.recipe.rules.rule import Rule
 
 
 def _split_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
@@ -29,12 +29,16 @@ def _source_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
     errors = []
     first_with_tag: dict[str, int] = {}
     for index, source in enumerate(recipe["data"]["sources"]):
+        stray = [key for key in ("revision", "split") if key in source and "hub" not in source]
+        if stray:
+            errors.append(loaded.error(("data", "sources", index, stray[0]), f"'{stray[0]}' applies to hub sources "
+                                       "only; remove it or name the dataset with hub", at_key=True))
         if ("path" in source) == ("hub" in source):
             errors.append(loaded.error(("data", "sources", index), "a source needs either a path or a hub dataset "
                                        "(hub, revision, split), not both"))
             continue
         if "hub" in source:
-            errors += _fields_errors(loaded, index, source, None)
+            errors += _hub_errors(loaded, index, source) + _fields_errors(loaded, index, source, None)
             continue
         path = loaded.directory / source["path"]
         if not path.is_file():
@@ -58,6 +62,15 @@ def _source_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
         first_with_tag.setdefault(tag, index)
         errors += _fields_errors(loaded, index, source, path if path.is_file() and container else None)
     return errors
+
+
+def _hub_errors(loaded: LoadedRecipe, index: int, source: dict) -> list[RecipeError]:
+    missing = [key for key in ("revision", "split") if key not in source]
+    if not missing:
+        return []
+    return [loaded.error(("data", "sources", index), f"hub source '{source['hub']}' needs {' and '.join(missing)}: "
+                         "the revision (a branch, tag or commit) pins the data so that the run can be repeated, "
+                         "the split names the part to read, e.g. {hub: org/name, revision: main, split: train}")]
 
 
 def _fields_errors(loaded: LoadedRecipe, index: int, source: dict, path: Path | None) -> list[RecipeError]:

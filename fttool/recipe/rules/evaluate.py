@@ -4,7 +4,7 @@ from __future__ import annotations
 from fttool.evaluation.metrics import CLASSIFICATION_METRICS, normalise
 from fttool.recipe.errors import RecipeError
 from fttool.recipe.loader import LoadedRecipe
-from fttool.recipe.rules import Rule
+from fttool.recipe.rules.rule import Rule
 
 
 def evaluate_task(evaluate: dict) -> str:

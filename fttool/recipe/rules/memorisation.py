@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fttool.recipe.errors import RecipeError
 from fttool.recipe.loader import LoadedRecipe
-from fttool.recipe.rules import Rule
+from fttool.recipe.rules.rule import Rule
 
 
 def _memorisation_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:

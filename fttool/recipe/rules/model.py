@@ -5,7 +5,7 @@ from pathlib import Path
 
 from fttool.recipe.errors import RecipeError
 from fttool.recipe.loader import LoadedRecipe
-from fttool.recipe.rules import Rule
+from fttool.recipe.rules.rule import Rule
 from fttool.training.model_ref import DEMO_MODEL_PREFIX, DEMO_MODELS, is_local_model
 
 

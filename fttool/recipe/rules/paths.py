@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fttool.recipe.errors import RecipeError
 from fttool.recipe.loader import JsonPath, LoadedRecipe
-from fttool.recipe.rules import Rule
+from fttool.recipe.rules.rule import Rule
 from fttool.training.model_ref import is_local_model
 
 # Recipe settings that name files or directories, as JSON paths; "*" stands for every list index.

@@ -4,7 +4,7 @@ from __future__ import annotations
 from fttool.pii.settings import entities_checked
 from fttool.recipe.errors import RecipeError
 from fttool.recipe.loader import LoadedRecipe
-from fttool.recipe.rules import Rule
+from fttool.recipe.rules.rule import Rule
 
 OPERATOR_OPTIONS = {"replace": {"new_value"}, "redact": set(), "mask": {"masking_char", "chars_to_mask", "from_end"},
                     "hash": {"salt_env"}}

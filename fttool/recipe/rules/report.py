@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fttool.recipe.errors import RecipeError, RecipeInvalid
 from fttool.recipe.loader import LoadedRecipe
-from fttool.recipe.rules import Rule
+from fttool.recipe.rules.rule import Rule
 
 
 def _report_policy_errors(loaded: LoadedRecipe, policy: str) -> list[RecipeError]:

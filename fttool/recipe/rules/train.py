@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fttool.recipe.errors import RecipeError
 from fttool.recipe.loader import LoadedRecipe
-from fttool.recipe.rules import Rule
+from fttool.recipe.rules.rule import Rule
 from fttool.training.private import privacy_errors
 
 
