@@ -108,7 +108,7 @@ def run(recipe: str, output_dir: Path | None, resume: bool) -> None:
     click.echo(f"run {report['run']['id']} {report['run']['status']}: {run_dir}")
     click.echo("records: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     click.echo("stages: " + ", ".join(f"{s['name']} {s['status']}" for s in report["stages"]))
-    from fttool.report.render import evaluation_outcome
+    from fttool.report.markdown import evaluation_outcome
 
     outcome = evaluation_outcome(report)
     if outcome:
@@ -119,9 +119,15 @@ def run(recipe: str, output_dir: Path | None, resume: bool) -> None:
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def report(run_dir: Path) -> None:
     """Render report.html, report.md and MODEL_CARD.md again from RUN_DIR/report.json."""
-    from fttool.report import rerender
+    from fttool.report import ReportInvalid, rerender
 
-    for path in rerender(run_dir):
+    try:
+        written = rerender(run_dir)
+    except ReportInvalid as exc:
+        for error in exc.errors:
+            click.echo(str(error), err=True)
+        raise SystemExit(EXIT_INVALID)
+    for path in written:
         click.echo(str(path))
 
 

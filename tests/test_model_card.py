@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_report_browser import small_run
+from support.report_run import small_run
 
 from fttool.governance.evidence import verify
 from fttool.report.model_card import ANNEX_IV, MODEL_CARD_FILE, render_model_card

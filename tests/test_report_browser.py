@@ -1,64 +1,20 @@
-"""report.html as a reviewer sees it: rendered by headless Chromium from a small run with every check on.
-
-`small_run` is shared with the review and model card tests: every run of the same recipe under the
-same root after the first is served from the stage cache, so the pipeline trains only once a session.
-"""
+"""report.html as a reviewer sees it: rendered by headless Chromium from a small run with every check on."""
 from __future__ import annotations
 
 import json
 import shutil
 import struct
 import subprocess
-import textwrap
 import zlib
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from support.report_run import small_run
 
-from fttool.cli import cli
 from fttool.data.records import read_jsonl
 
-REGULATED = Path(__file__).resolve().parent.parent / "policies" / "regulated.yaml"
-RECIPE = f"""
-name: browser
-description: Answers retail-banking support questions (test run).
-data:
-  sources:
-    - {{path: records.jsonl, format: alpaca, tag: unit}}
-  split: {{train: 0.6, validation: 0.2, test: 0.2, seed: 1}}
-  dedup: {{exact: true, near: false}}
-bias: {{fields: [region]}}
-model: {{base: "demo:tiny-llama", license: apache-2.0}}
-train:
-  lora: {{r: 4, alpha: 8, target_modules: [q_proj, v_proj]}}
-  max_steps: 6
-  batch_size: 4
-  max_seq_length: 96
-evaluate: {{max_new_tokens: 8, batch_size: 8}}
-memorisation: {{canaries: 3, repetitions: 2, references: 127, max_exposure_bits: 6}}
-report: {{policy: {REGULATED}}}
-"""
-TOPICS = ["savings account", "credit card", "home insurance", "mortgage", "pension plan", "travel insurance"]
-ACTIONS = ["open", "close", "change", "review", "cancel", "renew"]
 SECTIONS = ("data", "pii", "bias", "augmentation", "training", "evaluation", "memorisation", "review", "policy",
             "stages", "environment", "lineage", "recipe")
-
-
-def small_run(root: Path, name: str) -> Path:
-    """Run the small recipe into root/runs/<name> (the project is written on first use) and return the run dir."""
-    if not (root / "recipe.yaml").is_file():
-        root.mkdir(parents=True, exist_ok=True)
-        lines = [json.dumps({"instruction": f"How do I {action} my {topic} quickly?",
-                             "output": f"To {action} your {topic}, open the app and follow the steps.",
-                             "region": region})
-                 for action in ACTIONS for topic, region in zip(TOPICS, ["north", "south"] * 3)]
-        (root / "records.jsonl").write_text("\n".join(lines) + "\n")
-        (root / "recipe.yaml").write_text(textwrap.dedent(RECIPE).lstrip())
-    run_dir = root / "runs" / name
-    result = CliRunner().invoke(cli, ["run", str(root / "recipe.yaml"), "--output-dir", str(run_dir)])
-    assert result.exit_code == 0, result.output + str(result.exception)
-    return run_dir
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from fttool.cli import cli
+from fttool.governance.evidence import write_digests
 from fttool.report import rerender, validate_report
 from fttool.report.render import render_html, render_markdown
 
@@ -227,10 +228,12 @@ def test_missing_values_render_as_dashes():
     assert "<th>Validation loss</th><td>—</td>" in render_html(report)
 
 
-def write_run_dir(tmp_path, report):
+def write_run_dir(tmp_path, report, digests=True):
     run_dir = tmp_path / "bank-faq-run"
     run_dir.mkdir()
     (run_dir / "report.json").write_text(json.dumps(report), encoding="utf-8")
+    if digests:  # as fttool does when it writes a report
+        write_digests(run_dir)
     return run_dir
 
 
@@ -246,7 +249,7 @@ def test_rerender_refuses_an_invalid_report(tmp_path):
     report = copy.deepcopy(data_only_report())
     del report["data"]["counts"]
     with pytest.raises(ValueError, match="counts"):
-        rerender(write_run_dir(tmp_path, report))
+        rerender(write_run_dir(tmp_path, report, digests=False))
 
 
 def test_report_command(tmp_path):
@@ -255,3 +258,61 @@ def test_report_command(tmp_path):
     assert result.exit_code == 0, result.output
     assert str(run_dir / "report.html") in result.output and str(run_dir / "report.md") in result.output
     assert (run_dir / "report.md").is_file()
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"{\"schema_version\": 1,\n  \"run\": ", "report.json:2:10: not valid JSON"),
+    (b"[1, 2]", "report.json:1:1: not an fttool report"),
+    (b"\xff\xfe{}", "report.json:1:1: not valid UTF-8"),
+    (b'{"schema_version": NaN}', "report.json:1:1: not valid JSON: NaN is not a JSON number"),
+    (b'{"schema_version": 1, "lineage": {}}', "report.json:1:1: not an fttool report"),
+    (b'{\n  "schema_version": "one",\n  "run": {}\n}', "report.json:2:21: 1 was expected (at schema_version)"),
+])
+def test_a_garbage_report_is_a_clean_error_naming_the_file_and_line(tmp_path, content, problem):
+    from fttool.report import ReportInvalid, read_report
+
+    (tmp_path / "report.json").write_bytes(content)
+    with pytest.raises(ReportInvalid) as raised:
+        read_report(tmp_path)
+    assert str(tmp_path / problem) in str(raised.value), str(raised.value)
+    result = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and result.exception.__class__ is SystemExit
+    assert str(tmp_path / problem) in result.output and "Traceback" not in result.output
+
+
+def test_read_report_names_a_missing_report(tmp_path):
+    from fttool.report import ReportInvalid, read_report
+
+    with pytest.raises(ReportInvalid, match="report.json:0:0: file not found"):
+        read_report(tmp_path)
+
+
+def test_each_stage_fills_the_section_it_declares():
+    from fttool.pipeline.runner import StageRecord
+    from fttool.report.build import report_order, stage_summaries
+    from fttool.report.sections import declared_sections
+    from fttool.stages import STAGE_ORDER, stage_class
+
+    assert declared_sections() == {name: stage_class(name).report_section for name in STAGE_ORDER}
+    # Every stage's summary is placed at its declaration; a section two stages declare holds both, the later
+    # stage's values winning (canaries counts, then the memorisation results).
+    records = [StageRecord(name, "ran", "f", 0.0, None, None, {}, {}, {}, {"summary": {"by": name, name: True}})
+               for name in STAGE_ORDER]
+    summaries = stage_summaries(records)
+    for name in STAGE_ORDER:
+        assert summaries[stage_class(name).report_section][name] is True
+    assert summaries["memorisation"]["by"] == "memorisation" and summaries["memorisation"]["canaries"] is True
+    assert stage_summaries(records[:3])["pii"] is None
+    # A section comes after the evidence it rests on: memorisation after evaluation, although canaries come first.
+    assert report_order() == ["data.ingest", "data.dedup", "data.split", "pii", "bias", "augmentation", "training",
+                              "evaluation", "memorisation"]
+
+
+def test_html_markdown_and_model_card_format_a_figure_alike():
+    from fttool.report.model_card import render_model_card
+
+    report = full_report()
+    report["evaluation"]["base"]["perplexity"] = 12345.678
+    html, markdown, card = render_html(report), render_markdown(report), render_model_card(report)
+    for text in (html, markdown, card):
+        assert "1,250" in text and "12,345.7" in text and "0.2874" in text

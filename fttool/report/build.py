@@ -11,6 +11,7 @@ from pathlib import Path
 from fttool import __version__
 from fttool.pipeline.errors import RunError
 from fttool.pipeline.plan import Plan, thaw
+from fttool.report.sections import SPLITS, declared_sections
 
 REPORT_SCHEMA_VERSION = 1
 # Packages whose versions a reviewer needs to reproduce a run; read from metadata, not imported.
@@ -73,11 +74,22 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
-def _section(records, stage_name):
-    for record in records:
-        if record.name == stage_name:
-            return record.result.get("summary", {})
-    return None
+def stage_summaries(records) -> dict[str, dict | None]:
+    """Each report section a stage declares -> the summaries of the stages that declare it and ran, merged in
+    pipeline order (the canaries stage's counts, then the memorisation stage's results); None when none ran."""
+    declared = declared_sections()
+    summaries: dict[str, dict | None] = dict.fromkeys(declared.values())
+    by_name = {record.name: record for record in records}
+    for stage, section in declared.items():
+        if stage in by_name:
+            summaries[section] = {**(summaries[section] or {}), **by_name[stage].result.get("summary", {})}
+    return summaries
+
+
+def report_order() -> list[str]:
+    """The declared sections in the order of the last stage that fills each, so a section follows its evidence."""
+    last_first = dict.fromkeys(reversed(list(declared_sections().values())))
+    return list(reversed(list(last_first)))
 
 
 def data_counts(records) -> dict:
@@ -99,9 +111,8 @@ def data_counts(records) -> dict:
     return counts
 
 
-def _evaluation_and_fairness(plan: Plan, records) -> tuple[dict | None, dict]:
+def _evaluation_and_fairness(plan: Plan, evaluation: dict | None) -> tuple[dict | None, dict]:
     """The evaluate stage's summary, with its per-group results moved to their own top-level section."""
-    evaluation = _section(records, "evaluate")
     if evaluation is None:
         reason = thaw(plan.skipped).get("evaluate", "the evaluate stage did not run")
         return None, {"evaluated": False, "reason": f"evaluate stage skipped: {reason}"}
@@ -109,52 +120,67 @@ def _evaluation_and_fairness(plan: Plan, records) -> tuple[dict | None, dict]:
     return evaluation, evaluation.pop("fairness")
 
 
-def _training_and_privacy(records) -> tuple[dict | None, dict]:
+def _training_and_privacy(training: dict | None) -> tuple[dict | None, dict]:
     """The train stage's summary, with its differential privacy moved to its own top-level section."""
-    training = _section(records, "train")
     if training is None or "privacy" not in training:
         return training, {"enabled": False}
     training = dict(training)
     return training, training.pop("privacy")
 
 
-def build_report(plan: Plan, state: dict, records, lineage: dict, run_dir: Path) -> dict:
-    recipe = thaw(plan.recipe)
+def stage_sections(plan: Plan, records) -> dict[str, dict | None]:
+    """The report sections the stages fill (dotted paths such as `data.ingest`), in report order; the train and
+    evaluate summaries each give up a part that the report shows as a section of its own (privacy, fairness)."""
+    summaries = stage_summaries(records)
+    sections: dict[str, dict | None] = {}
+    for section in report_order():
+        if section == "training":
+            sections["training"], sections["privacy"] = _training_and_privacy(summaries[section])
+        elif section == "evaluation":
+            sections["evaluation"], sections["fairness"] = _evaluation_and_fairness(plan, summaries[section])
+        else:
+            sections[section] = summaries[section]
+    return sections
+
+
+def _place(report: dict, section: str, value) -> None:
+    """Put `value` at the dotted path `section` of `report`, creating the mappings above it."""
+    *parents, key = section.split(".")
+    for parent in parents:
+        report = report.setdefault(parent, {})
+    report[key] = value
+
+
+def _final_splits(run_dir: Path) -> dict[str, int]:
     splits = {}
-    for name in ("train", "validation", "test"):
+    for name in SPLITS:
         path = run_dir / "data" / f"{name}.jsonl"
         splits[name] = sum(1 for line in open(path, encoding="utf-8") if line.strip()) if path.exists() else 0
+    return splits
+
+
+def build_report(plan: Plan, state: dict, records, lineage: dict, run_dir: Path) -> dict:
     stage_rows = [{"name": r.name, "status": r.status, "fingerprint": r.fingerprint, "seconds": r.seconds,
                    "records_in": r.records_in, "records_out": r.records_out, "removed": r.removed,
                    "added": r.added} for r in records]
-    evaluation, fairness = _evaluation_and_fairness(plan, records)
-    training, privacy = _training_and_privacy(records)
     report = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "run": {"name": plan.name, "id": state["run_id"], "status": "succeeded", "started_at": state["started_at"],
                 "finished_at": state.get("finished_at"), "resumed_at": state.get("resumed_at"),
                 "fttool_version": __version__},
         "recipe": {"path": os.path.relpath(plan.recipe_path, run_dir), "fingerprint": plan.fingerprint,
-                   "resolved": recipe},
+                   "resolved": thaw(plan.recipe)},
         "environment": environment(plan.recipe_path),
         "stages": stage_rows,
         "skipped_stages": [{"name": name, "reason": reason} for name, reason in thaw(plan.skipped).items()],
-        "data": {"counts": data_counts(records), "splits": splits,
-                 "ingest": _section(records, "ingest"), "dedup": _section(records, "dedup"),
-                 "split": _section(records, "split")},
-        "pii": _section(records, "pii"),
-        "bias": _section(records, "bias"),
-        "augmentation": _section(records, "augment"),
-        "training": training,
-        "privacy": privacy,
-        "evaluation": evaluation,
-        "fairness": fairness,
-        "memorisation": _section(records, "memorisation"),
-        "lineage": lineage,
-        "review": None,  # filled in by `fttool review import`
-        # Sign-offs are given on a written report; a report rewritten later lists those it supersedes.
-        "signoff": None,
+        "data": {"counts": data_counts(records), "splits": _final_splits(run_dir)},
     }
+    for section, value in stage_sections(plan, records).items():
+        _place(report, section, value)
+    report["lineage"] = lineage
+    report["review"] = None  # filled in by `fttool review import`
+    # Sign-offs are given on a written report; a report rewritten later lists those it supersedes.
+    report["signoff"] = None
     report["policy"] = policy_outcome(report, run_dir, plan.recipe_path.parent)
     return report
 

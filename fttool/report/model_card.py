@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fttool.report.render import _get
+from fttool.report.format import fmt, get, md_cell
 from fttool.training.model_ref import DEMO_MODEL_PREFIX, is_local_model
 
 MODEL_CARD_FILE = "MODEL_CARD.md"
@@ -34,22 +34,15 @@ ANNEX_IV = (
 
 
 def _fmt(value) -> str:
-    if value is None or value == "":
-        return NOT_RECORDED
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_fmt(item) for item in value) or "none"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    """A value as the report's renderings write it, safe in a Markdown table; absent values say so in words."""
+    return md_cell(fmt(value, missing=NOT_RECORDED))
 
 
 def _section_state(report: dict, name: str) -> str:
     """Whether a report section holds results, and if not, why."""
     value = report.get(name)
     if name == "policy":
-        return "evaluated" if _get(value, "evaluated") else "not evaluated (run fttool check)"
+        return "evaluated" if get(value, "evaluated") else "not evaluated (run fttool check)"
     if name == "fairness" and isinstance(value, dict) and value.get("evaluated") is False:
         return "not evaluated"
     if name == "privacy" and isinstance(value, dict) and not value.get("enabled"):
@@ -57,7 +50,8 @@ def _section_state(report: dict, name: str) -> str:
     if isinstance(value, dict) and value.get("status"):
         return f"status {value['status']}"
     if name == "signoff":
-        return f"{len(value)} earlier sign-off(s), superseded" if value else "none recorded in report.json (see signoff.json)"
+        return (f"{len(value)} earlier sign-off(s), superseded" if value
+                else "none recorded in report.json (see signoff.json)")
     if name == "review":
         return f"{value.get('rated')} outputs rated" if isinstance(value, dict) else "no human review imported"
     if value is None:
@@ -67,14 +61,14 @@ def _section_state(report: dict, name: str) -> str:
 
 def _base_model(report: dict) -> dict:
     training = report.get("training") or {}
-    recipe_model = _get(report, "recipe", "resolved", "model") or {}
+    recipe_model = get(report, "recipe", "resolved", "model") or {}
     base = dict(recipe_model)
     base.update({k: v for k, v in (training.get("base_model") or {}).items() if v is not None})
     return base
 
 
 def _front_matter(report: dict, base: dict) -> list[str]:
-    lines = ["---", "library_name: peft" if _get(report, "training", "method") in ("lora", "qlora") else
+    lines = ["---", "library_name: peft" if get(report, "training", "method") in ("lora", "qlora") else
              "library_name: transformers"]
     if base.get("license"):
         lines.append(f"license: {base['license']}")
@@ -92,7 +86,7 @@ def _model_details(report: dict, base: dict) -> list[str]:
     lines = ["## Model details", "",
              f"- **Run:** {_fmt(run.get('name'))}, id `{_fmt(run.get('id'))}`, finished {_fmt(run.get('finished_at'))}",
              f"- **Made with:** fttool {_fmt(run.get('fttool_version'))}, recipe fingerprint "
-             f"`{_fmt(_get(report, 'recipe', 'fingerprint'))}`",
+             f"`{_fmt(get(report, 'recipe', 'fingerprint'))}`",
              f"- **Base model:** `{_fmt(base.get('name') or base.get('base'))}`"
              + (f" at revision `{base['revision']}`" if base.get("revision") else ""),
              f"- **Fine-tuning method:** {_fmt(training.get('method'))}"]
@@ -110,7 +104,7 @@ def _model_details(report: dict, base: dict) -> list[str]:
 
 
 def _intended_use(report: dict) -> list[str]:
-    description = _get(report, "recipe", "resolved", "description")
+    description = get(report, "recipe", "resolved", "description")
     return ["## Intended use", "",
             f"- **Stated purpose (recipe description):** {_fmt(description)}",
             "- **Out-of-scope uses:** not stated in the recipe; the model owner must state them before release.", ""]
@@ -120,7 +114,7 @@ def _training_data(report: dict) -> list[str]:
     data = report.get("data") or {}
     counts, splits = data.get("counts") or {}, data.get("splits") or {}
     lines = ["## Training data", ""]
-    for source in _get(data, "ingest", "sources") or []:
+    for source in get(data, "ingest", "sources") or []:
         lines.append(f"- Source `{_fmt(source.get('path'))}` (tag {_fmt(source.get('tag'))}, format "
                      f"{_fmt(source.get('format'))}): {_fmt(source.get('lines'))} records, {_fmt(source.get('kept'))} "
                      "kept")
@@ -160,9 +154,10 @@ def _evaluation(report: dict) -> list[str]:
     memorisation = report.get("memorisation")
     if isinstance(memorisation, dict):
         lines.append(f"- **Memorisation (canary exposure):** {_fmt(memorisation.get('status'))}: most exposed canary "
-                     f"{_fmt(memorisation.get('max_exposure_bits'))} bits, mean {_fmt(memorisation.get('mean_exposure_bits'))} "
+                     f"{_fmt(memorisation.get('max_exposure_bits'))} bits, "
+                     f"mean {_fmt(memorisation.get('mean_exposure_bits'))} "
                      f"bits (limit {_fmt(memorisation.get('limit_bits'))}; never-planted controls mean "
-                     f"{_fmt(_get(memorisation, 'controls', 'mean_exposure_bits'))} bits)")
+                     f"{_fmt(get(memorisation, 'controls', 'mean_exposure_bits'))} bits)")
     review = report.get("review")
     if isinstance(review, dict):
         means = review.get("mean_rating") or {}
@@ -176,11 +171,11 @@ def _evaluation(report: dict) -> list[str]:
 
 def _limitations(report: dict) -> list[str]:
     found = []
-    if _get(report, "training", "base_model", "demo"):
+    if get(report, "training", "base_model", "demo"):
         found.append("The base model is an untrained demo model; its outputs are noise.")
     for name, label in (("bias", "representation audit"), ("fairness", "per-group evaluation"),
                         ("memorisation", "memorisation check")):
-        if _get(report, name, "status") == "fail":
+        if get(report, name, "status") == "fail":
             found.append(f"The {label} failed; see report.json `{name}`.")
     policy = report.get("policy") or {}
     if policy.get("evaluated") and not policy.get("passed"):
@@ -227,7 +222,7 @@ def _annex_iv(report: dict) -> list[str]:
 
 def render_model_card(report: dict) -> str:
     base = _base_model(report)
-    lines = [*_front_matter(report, base), f"# Model card: {_fmt(_get(report, 'run', 'name'))}", "",
+    lines = [*_front_matter(report, base), f"# Model card: {_fmt(get(report, 'run', 'name'))}", "",
              "Generated by fttool from this run's report.json; every figure below is in that report.", "",
              *_model_details(report, base), *_intended_use(report), *_training_data(report), *_evaluation(report),
              *_limitations(report), *_compute(report), *_licence(base), *_annex_iv(report)]

@@ -1,0 +1,175 @@
+"""report.json as a short Markdown summary for a pull-request comment, and the terminal's evaluation line."""
+from __future__ import annotations
+
+from fttool.report.format import (
+    MISSING,
+    counts_text,
+    fmt,
+    fmt_percent,
+    fmt_signed,
+    get,
+    is_number,
+    md_cell,
+    short_digest,
+)
+from fttool.report.sections import FLOW_STEPS, SPLITS, demo_model, metric_names, privacy_unit, skip_reason
+
+
+def _md_pii(report: dict) -> str:
+    pii = report.get("pii")
+    if pii is None:
+        return f"**PII:** not run ({skip_reason(report, 'pii') or MISSING})"
+    found = f"**PII:** {fmt(pii.get('records_with_pii'))} of {fmt(pii.get('records_scanned'))} records had PII"
+    if pii.get("action") == "drop":
+        return f"{found}; found: {counts_text(pii.get('entities'))}; records dropped: {fmt(pii.get('dropped'))}"
+    return (f"{found}; replaced: {counts_text(pii.get('entities'))}; residual after replacement: "
+            f"{fmt(pii.get('residual_total'))}")
+
+
+def _md_bias(report: dict) -> str:
+    bias = report.get("bias")
+    if bias is None:
+        return f"**Bias:** not run ({skip_reason(report, 'bias') or MISSING})"
+    audits = [*(bias.get("fields") or {}).items(),
+              *((f"{category} mentions", audit) for category, audit in (bias.get("mentions") or {}).items())]
+    parts = []
+    for name, audit in audits:
+        reasons = "; ".join(str(r) for r in (audit or {}).get("reasons") or [])
+        parts.append(f"{name} {fmt((audit or {}).get('status'))}" + (f" ({reasons})" if reasons else ""))
+    return f"**Bias:** {fmt(bias.get('status'))}" + (" · " + " · ".join(parts) if parts else "")
+
+
+def _md_training(report: dict) -> str:
+    training = report.get("training")
+    if training is None:
+        return f"**Training:** not run ({skip_reason(report, 'training') or MISSING})"
+    trainable, total = training.get("trainable_parameters"), training.get("total_parameters")
+    share = f" ({fmt_percent(trainable / total)})" if is_number(trainable) and is_number(total) and total else ""
+    return (f"**Training:** {fmt(training.get('method'))} on `{fmt(get(training, 'base_model', 'name'))}` · "
+            f"{fmt(training.get('steps'))} steps · train loss {fmt(training.get('train_loss'))} · "
+            f"validation loss {fmt(training.get('validation_loss'))} · "
+            f"{fmt(trainable)} trainable parameters{share}")
+
+
+def _md_privacy(report: dict) -> str:
+    privacy = report.get("privacy") or {}
+    if not privacy.get("enabled"):
+        return "**Differential privacy:** off"
+    stop = " (stopped at the budget)" if privacy.get("stopped_by_budget") else ""
+    return (f"**Differential privacy:** (ε {fmt(privacy.get('epsilon'))}, δ {fmt(privacy.get('delta'))}) per "
+            f"{privacy_unit(privacy)} · {fmt(privacy.get('accountant')).upper()} · noise "
+            f"{fmt(privacy.get('noise_multiplier'))} · "
+            f"{fmt(privacy.get('steps'))}/{fmt(privacy.get('planned_steps'))} steps{stop}"
+            + "".join(f" · ⚠ {warning}" for warning in privacy.get("warnings") or []))
+
+
+def _md_evaluation(report: dict) -> list[str]:
+    evaluation = report.get("evaluation")
+    if evaluation is None:
+        return [f"- **Evaluation:** not run ({skip_reason(report, 'evaluation') or MISSING})"]
+    base, tuned, delta = (evaluation.get(side) or {} for side in ("base", "tuned", "delta"))
+    lines = []
+    primary = evaluation.get("primary_metric")
+    if primary:
+        lines.append(f"- **Primary metric:** {fmt(primary.get('name'))} "
+                     f"{'improved' if primary.get('improved') else 'did NOT improve'} "
+                     f"({fmt(primary.get('base'))} → {fmt(primary.get('tuned'))}, "
+                     f"{fmt_signed(primary.get('delta'))})")
+    forgetting = evaluation.get("forgetting")
+    if forgetting:
+        lines.append(f"- **Forgetting:** {fmt(forgetting.get('status'))} · general-text perplexity "
+                     f"{fmt(forgetting.get('base_perplexity'))} → {fmt(forgetting.get('tuned_perplexity'))} "
+                     f"({fmt_percent(forgetting.get('increase'))}, "
+                     f"limit {fmt_percent(forgetting.get('max_increase'))})")
+    fairness = report.get("fairness") or {}
+    if fairness.get("evaluated"):
+        gaps = [f"{field} {metric} gap {fmt(gap)}" for field, by_metric in (fairness.get("gaps") or {}).items()
+                for metric, gap in by_metric.items()]
+        lines.append(f"- **Fairness:** {fmt(fairness.get('status'))}" + (" · " + " · ".join(gaps) if gaps else ""))
+    elif fairness:
+        lines.append(f"- **Fairness:** not evaluated ({fmt(fairness.get('reason'))})")
+    lines += ["", f"**Evaluation** on {fmt(evaluation.get('samples'))} test records:", "",
+              "| metric | base | tuned | change |", "|---|---:|---:|---:|"]
+    lines += [f"| {md_cell(name)} | {fmt(base.get(name))} | {fmt(tuned.get(name))} | {fmt_signed(delta.get(name))} |"
+              for name in metric_names(evaluation)]
+    return lines
+
+
+def _md_memorisation(report: dict) -> str:
+    memorisation = report.get("memorisation")
+    if memorisation is None:
+        return f"**Memorisation:** not run ({skip_reason(report, 'memorisation') or MISSING})"
+    return (f"**Memorisation:** {fmt(memorisation.get('status'))} · most exposed canary "
+            f"{fmt(memorisation.get('max_exposure_bits'))} bits (limit {fmt(memorisation.get('limit_bits'))}) · mean "
+            f"{fmt(memorisation.get('mean_exposure_bits'))} · never-planted controls mean "
+            f"{fmt(get(memorisation, 'controls', 'mean_exposure_bits'))}")
+
+
+def _md_review_and_policy(report: dict) -> str:
+    review, policy = report.get("review"), report.get("policy") or {}
+    text = ("**Human review:** none imported" if review is None else
+            f"**Human review:** {fmt(review.get('rated'))} of {fmt(review.get('predictions'))} rated · mean base "
+            f"{fmt(get(review, 'mean_rating', 'base'))}, tuned {fmt(get(review, 'mean_rating', 'tuned'))} · "
+            f"preferred: {counts_text(review.get('preference'))}")
+    if policy.get("evaluated"):
+        failed = [str(rule.get("id")) for rule in policy.get("rules") or [] if rule.get("status") == "failed"]
+        text += (f" · **Policy {fmt(policy.get('policy'))}:** " + ("pass" if policy.get("passed") else "fail")
+                 + (f" ({', '.join(failed)})" if failed else ""))
+    else:
+        text += " · **Policy:** not evaluated"
+    return text
+
+
+def evaluation_outcome(report: dict) -> str | None:
+    """One line for the terminal: the evaluation's gated results, which policies turn into pass or fail."""
+    evaluation = report.get("evaluation")
+    if evaluation is None:
+        return None
+    parts = []
+    primary = evaluation.get("primary_metric")
+    if primary:
+        verdict = "improved" if primary.get("improved") else "did NOT improve"
+        parts.append(f"primary metric {primary.get('name')} {verdict}")
+    if evaluation.get("forgetting"):
+        parts.append(f"forgetting {evaluation['forgetting'].get('status')}")
+    fairness = report.get("fairness") or {}
+    parts.append(f"fairness {fairness.get('status')}" if fairness.get("evaluated") else "fairness not evaluated")
+    return "evaluation: " + ", ".join(parts) + " (gate with fttool check --policy)"
+
+
+def _md_leakage(leakage: dict | None) -> str:
+    if not leakage:
+        return ""
+    return (f" · leakage: {leakage['exact_pairs']} exact, {leakage['near_pairs']} near pairs, "
+            f"{leakage['moved']} moved to train")
+
+
+def render_markdown(report: dict) -> str:
+    run = report.get("run") or {}
+    counts = get(report, "data", "counts") or {}
+    splits = get(report, "data", "splits") or {}
+    lines = [f"### fttool audit report: {fmt(run.get('name'))}", "",
+             f"**Status: {fmt(run.get('status'))}** · run `{fmt(run.get('id'))}` · "
+             f"started {fmt(run.get('started_at'))} · finished {fmt(run.get('finished_at'))} · "
+             f"recipe `{short_digest(get(report, 'recipe', 'fingerprint'))}`"]
+    demo = demo_model(report)
+    if demo:
+        lines += ["", f"> **Demo base model ({demo}):** the numbers show the pipeline works, not model quality."]
+    # A bullet list, because consecutive lines would merge into one paragraph in a PR comment.
+    lines += ["",
+              "- **Records:** " + " → ".join(f"{label.lower()} {fmt(counts.get(key))}"
+                                            for key, label in FLOW_STEPS if key != "augmented")
+              + f"; augmented {fmt_signed(counts.get('augmented'))}",
+              "- **Final splits:** " + " · ".join(f"{name} {fmt(splits.get(name))}" for name in SPLITS)
+              + _md_leakage(get(report, "data", "split", "leakage")),
+              "- " + _md_pii(report), "- " + _md_bias(report), "- " + _md_training(report), "- " + _md_privacy(report),
+              *_md_evaluation(report), "", "- " + _md_memorisation(report), "- " + _md_review_and_policy(report), "",
+              "| stage | status | seconds | records in → out |", "|---|---|---:|---|"]
+    lines += [f"| {md_cell(fmt(stage.get('name')))} | {fmt(stage.get('status'))} | {fmt(stage.get('seconds'))} | "
+              f"{fmt(stage.get('records_in'))} → {fmt(stage.get('records_out'))} |"
+              for stage in report.get("stages") or []]
+    skipped = report.get("skipped_stages") or []
+    if skipped:
+        lines += ["", "**Skipped:** " + "; ".join(f"{fmt(s.get('name'))} ({fmt(s.get('reason'))})" for s in skipped)]
+    lines += ["", "Full details: report.html (lineage, environment, per-field PII and bias tables)."]
+    return "\n".join(lines) + "\n"

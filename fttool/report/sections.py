@@ -1,0 +1,64 @@
+"""Which stage fills which section of report.json, and what the renderings read alike from a report.
+
+A stage declares its section (`Stage.report_section`, a dotted path such as `data.ingest`); build
+places each stage's summary there, and the renderings use the same declarations to say why an
+empty section is empty (the skip reason of the stage that would have filled it).
+"""
+from __future__ import annotations
+
+from functools import cache
+
+from fttool.report.format import MISSING, fmt, get
+from fttool.training.model_ref import DEMO_MODEL_PREFIX
+
+FLOW_STEPS = (("input", "Input"), ("quarantined", "Quarantined"), ("duplicates", "Duplicates"),
+              ("dropped_by_policy", "Dropped by policy"), ("kept", "Kept"), ("augmented", "Augmented"))
+SPLITS = ("train", "validation", "test")
+
+
+@cache
+def declared_sections() -> dict[str, str]:
+    """Each stage's name -> the report section it declares, in pipeline order."""
+    from fttool.stages import STAGE_ORDER, stage_class
+
+    return {name: stage_class(name).report_section for name in STAGE_ORDER}
+
+
+def stages_of(section: str) -> list[str]:
+    """The stages that declare `section`, or a section under it ('data' holds 'data.ingest')."""
+    return [stage for stage, declared in declared_sections().items()
+            if declared == section or declared.startswith(section + ".")]
+
+
+def skip_reason(report: dict, section: str):
+    """Why `section` (a dotted path, e.g. 'data.dedup') holds nothing: the skip reason of a stage declaring it."""
+    stages = stages_of(section)
+    for skipped in report.get("skipped_stages") or []:
+        if skipped.get("name") in stages:
+            return skipped.get("reason") or MISSING
+    return None
+
+
+def demo_model(report: dict):
+    """The demo base model's name when the run used one, so no reviewer mistakes it for a real model."""
+    base_model = get(report, "training", "base_model") or {}
+    if base_model.get("demo"):
+        return base_model.get("name") or "demo model"
+    recipe_base = get(report, "recipe", "resolved", "model", "base")
+    if isinstance(recipe_base, str) and recipe_base.startswith(DEMO_MODEL_PREFIX):
+        return recipe_base
+    return None
+
+
+def metric_names(evaluation: dict) -> list[str]:
+    """Metrics named in base, tuned or delta, first-seen order, so none is silently dropped."""
+    names: dict[str, None] = {}
+    for side in ("base", "tuned", "delta"):
+        names.update(dict.fromkeys(evaluation.get(side) or {}))
+    return list(names)
+
+
+def privacy_unit(privacy: dict) -> str:
+    if privacy.get("unit") == "source record":
+        return f"source record (with its augmented copies: up to {fmt(privacy.get('max_examples_per_unit'))} examples)"
+    return fmt(privacy.get("unit"))
