@@ -5,7 +5,7 @@ Both train the same LoRA adapter (r 8 on q_proj and v_proj) of the offline demo 
 steps, with the same physical and logical batch sizes, loss (mean over each example's response
 tokens), AdamW and linear learning-rate decay:
 
-    dp:     fttool.training.private.run_dp_sgd (opacus: Poisson sampling, per-example gradients,
+    dp:     fttool.training.backends.dp_sgd.run_dp_sgd (opacus: Poisson sampling, per-example gradients,
             clipping, noise, accounting hook) with a fixed noise multiplier
     non-dp: the same loop in plain PyTorch: shuffled fixed-size batches, one gradient per batch
 
@@ -36,18 +36,19 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks_doc import BENCHMARKS, cpu_model, write_section  # noqa: E402 (bench/ is on sys.path when run as a script)
 
-from fttool.training.demo_model import build_demo_model  # noqa: E402
-from fttool.training.private import (  # noqa: E402
+from fttool.training.backends.dp_sgd import (  # noqa: E402
     collate_units,
-    epsilon_after,
     example_losses,
     lora_model,
     run_dp_sgd,
     tokenized_units,
 )
+from fttool.training.demo_model import build_demo_model  # noqa: E402
+from fttool.training.private import epsilon_after  # noqa: E402
+from fttool.training.settings import LoraSettings  # noqa: E402
 
 SECTION = "## DP overhead (CPU)"
-LORA = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+LORA = LoraSettings(r=8, alpha=16, dropout=0.0, target_modules=("q_proj", "v_proj"))
 TOPICS = ["savings account", "credit card", "home insurance", "mortgage", "pension plan", "travel insurance",
           "car loan", "debit card", "student loan", "business account"]
 ACTIONS = ["open", "close", "change", "review", "cancel", "renew", "transfer", "update", "freeze", "report"]
@@ -157,7 +158,7 @@ def main() -> None:
         f"{platform.python_version()}; {versions}. Run {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, "
         f"load average {load} (1 / 5 / 15 min; other work shared the machine).",
         "",
-        f"Setup: demo:tiny-llama (hidden 64, 2 layers), LoRA r {LORA['r']} on q_proj and v_proj; {len(units)} "
+        f"Setup: demo:tiny-llama (hidden 64, 2 layers), LoRA r {LORA.r} on q_proj and v_proj; {len(units)} "
         f"records of {tokens:.0f} tokens on average; {args.steps} optimizer steps of {args.accumulation} forward "
         f"passes of {args.batch_size} records (DP: Poisson sampling with that expected batch, sample rate "
         f"{sample_rate:.3g}, noise multiplier {args.noise_multiplier:g}, clipping norm 1).",

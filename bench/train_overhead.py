@@ -38,9 +38,11 @@ sys.path.insert(0, str(ROOT))
 from benchmarks_doc import BENCHMARKS, cpu_model, write_section  # noqa: E402 (bench/ is on sys.path when run as a script)
 
 from fttool.data.records import write_jsonl  # noqa: E402
+from fttool.pipeline.params import build  # noqa: E402
 from fttool.pipeline.stage import StageContext  # noqa: E402
 from fttool.stages.train import TrainStage  # noqa: E402
 from fttool.training.demo_model import build_demo_model  # noqa: E402
+from fttool.training.settings import TrainParams  # noqa: E402
 
 SECTION = "## Training overhead (CPU)"
 DATA = ROOT / "recipes" / "data" / "support.jsonl"
@@ -104,17 +106,20 @@ def plain_trl(base: Path, train: list[dict], validation: list[dict], steps: int,
 
 
 def fttool_stage(base: Path, train_path: Path, validation_path: Path, steps: int, out: Path) -> None:
-    params = {"method": "lora", "lora": LORA, "epochs": 1, "max_steps": steps, "learning_rate": LEARNING_RATE,
-              "lr_scheduler_type": "linear", "warmup_ratio": 0, "warmup_steps": 0, "weight_decay": 0,
-              "batch_size": BATCH_SIZE, "gradient_accumulation_steps": 1, "max_seq_length": MAX_SEQ_LENGTH,
-              "train_on_inputs": False, "packing": False, "gradient_checkpointing": False,
-              # The schema's defaults: no checkpoint falls within a short benchmark run, as in the plain script.
-              "save_steps": 100, "save_total_limit": 2, "seed": SEED,
-              "model": {"base": str(base), "license": "apache-2.0", "trust_remote_code": False}}
+    params = build(TrainParams, {
+        "method": "lora", "lora": LORA, "epochs": 1, "max_steps": steps, "learning_rate": LEARNING_RATE,
+        "lr_scheduler_type": "linear", "warmup_ratio": 0, "warmup_steps": 0, "weight_decay": 0,
+        "batch_size": BATCH_SIZE, "gradient_accumulation_steps": 1, "max_seq_length": MAX_SEQ_LENGTH,
+        "train_on_inputs": False, "packing": False, "gradient_checkpointing": False,
+        # The schema's defaults: no checkpoint falls within a short benchmark run, as in the plain script.
+        "save_steps": 100, "save_total_limit": 2, "seed": SEED, "early_stopping": None, "privacy": None,
+        "model": {"base": str(base), "revision": None, "license": "apache-2.0", "trust_remote_code": False},
+        "compute": {"num_processes": 1, "strategy": "ddp"},
+        "tracking": {"enabled": False, "uri": None, "experiment": "bench"}})
     (out / "scratch").mkdir(parents=True)
     ctx = StageContext(params=params, inputs={"train": train_path, "validation": validation_path},
                        outputs={"model": out / "model", "tracking": out / "mlruns"}, recipe_dir=out,
-                       work_dir=out / "scratch")
+                       work_dir=out / "scratch", run_dir=out)
     TrainStage().run(ctx)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from fttool.data.records import write_jsonl
+from fttool.pipeline.params import build
 from fttool.pipeline.stage import StageContext
 from fttool.stages import stage_class
 
@@ -59,7 +60,10 @@ def run_stage(tmp_path: Path):
             path.parent.mkdir(parents=True, exist_ok=True)
         work = tmp_path / "scratch"
         work.mkdir(exist_ok=True)
-        ctx = StageContext(params=params, inputs=in_paths, outputs=out_paths, recipe_dir=tmp_path, work_dir=work)
+        if cls.Params is not None and isinstance(params, dict):
+            params = build(cls.Params, params, name)  # every field given, as the compiler would
+        ctx = StageContext(params=params, inputs=in_paths, outputs=out_paths, recipe_dir=tmp_path, work_dir=work,
+                           run_dir=tmp_path / "out")
         return cls().run(ctx), out_paths
 
     return _run

@@ -2,20 +2,22 @@
 from __future__ import annotations
 
 import pytest
-import yaml
-from test_tracking import client_for, make_project, report_of
+from conftest import report_of
+from support.training import client_for, make_project
 
 from fttool.governance.evidence import verify
 from fttool.pipeline.runner import RunError, run_plan
 from fttool.recipe import RecipeInvalid, compile_recipe
-from fttool.training.launch import accelerate_config, launch_command, launch_requirements_unmet
+from fttool.training.device import launch_requirements_unmet
+from fttool.training.launch import accelerate_config, launch_command
+from fttool.training.settings import ComputeSettings
 
 
 def test_the_accelerate_config_follows_the_compute_section():
-    ddp = accelerate_config({"num_processes": 2, "strategy": "ddp"}, "no", 29600)
+    ddp = accelerate_config(ComputeSettings(num_processes=2, strategy="ddp"), "no", 29600)
     assert ddp["distributed_type"] == "MULTI_GPU" and ddp["num_processes"] == 2 and ddp["use_cpu"] is False
     assert ddp["main_process_port"] == 29600 and "fsdp_config" not in ddp
-    fsdp = accelerate_config({"num_processes": 4, "strategy": "fsdp"}, "bf16", 29601)
+    fsdp = accelerate_config(ComputeSettings(num_processes=4, strategy="fsdp"), "bf16", 29601)
     assert fsdp["distributed_type"] == "FSDP" and fsdp["mixed_precision"] == "bf16"
     assert fsdp["fsdp_config"]["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
     assert fsdp["fsdp_config"]["fsdp_state_dict_type"] == "FULL_STATE_DICT"
@@ -28,7 +30,7 @@ def test_fsdp_without_a_gpu_is_refused_before_any_stage_runs(tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU; the check is for machines without one")
-    assert launch_requirements_unmet({"num_processes": 1, "strategy": "fsdp"}) == []
+    assert launch_requirements_unmet(1, "fsdp") == []
     plan = compile_recipe(make_project(tmp_path / "project", "compute: {num_processes: 2, strategy: fsdp}\n"))
     with pytest.raises(RunError, match="stage train: compute.strategy fsdp shards the model across CUDA GPUs"):
         run_plan(plan, tmp_path / "run")
@@ -48,7 +50,9 @@ def test_two_processes_train_together_over_gloo(tmp_path):
     training = report_of(run_dir)["training"]
     launch = training["launch"]
     assert launch["num_processes"] == 2 and launch["strategy"] == "ddp"
-    assert yaml.safe_load((run_dir / launch["config_file"]).read_text()) == launch["config"]
+    # The config file lived in the stage's work directory, which a successful run deletes; the report keeps it.
+    assert launch["config_file"].startswith("work/train/") and launch["config"]["num_processes"] == 2
+    assert launch["config"]["distributed_type"] == "MULTI_GPU"
     assert launch["command"][:5] == ["python", "-m", "accelerate.commands.launch", "--config_file",
                                      launch["config_file"]]
     # 25 train examples, batch 4 a process: one process alone takes 7 batches an epoch (4 steps: 0.57 epochs);

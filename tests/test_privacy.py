@@ -1,6 +1,7 @@
 """Differentially private LoRA training with real opacus, on tiny models and data (CPU, seconds)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -17,18 +18,17 @@ from fttool.data.records import read_jsonl
 from fttool.pipeline.plan import thaw
 from fttool.recipe import compile_recipe
 from fttool.report import validate_report
-from fttool.training.private import (
+from fttool.training.backends.dp_sgd import (
     check_trainable_layers,
-    default_delta,
-    epsilon_after,
     lora_model,
     per_unit_grad_samples,
     run_dp_sgd,
     unchanged_tensors,
-    unit_keys,
 )
+from fttool.training.private import default_delta, epsilon_after, unit_keys
+from fttool.training.settings import LoraSettings
 
-LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+LORA = LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "v_proj"))
 
 
 def tiny_llama(tied: bool):
@@ -82,7 +82,8 @@ def test_tied_embeddings_stay_frozen_and_only_lora_weights_move():
 
 
 def test_a_layer_without_grad_sampler_is_named():
-    adapted = lora_model(tiny_llama(tied=False), {**LORA, "target_modules": ["embed_tokens", "q_proj"]}, "cpu")
+    lora = dataclasses.replace(LORA, target_modules=("embed_tokens", "q_proj"))
+    adapted = lora_model(tiny_llama(tied=False), lora, "cpu")
     with pytest.raises(ValueError, match=r"no per-example gradient.*model\.embed_tokens\.lora_embedding_A"
                                          r".*train\.lora\.target_modules"):
         check_trainable_layers(adapted)

@@ -2,51 +2,22 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
-from conftest import ACTIONS, TOPICS, report_of, write_support_project
+from conftest import ACTIONS, TOPICS, report_of
+from support.training import client_for, make_project
 
 from fttool.governance.evidence import verify
 from fttool.pipeline.digest import files_under, sha256_file
 from fttool.pipeline.plan import thaw
 from fttool.pipeline.runner import run_plan
 from fttool.recipe import RecipeInvalid, compile_recipe
-from fttool.training.tracking import FILE_STORE_ENV, TrackingError
+from fttool.training.tracking import TrackingError
 
 # Records as the split stage writes them, for running the train stage alone.
 RECORDS = [{"id": f"r{i}", "source": "t", "format": "alpaca", "instruction": f"How do I {a} my {t}?", "input": "",
             "output": f"To {a} your {t}, use the app.", "meta": {}}
            for i, (a, t) in enumerate((a, t) for a in ACTIONS for t in TOPICS)]
-RECIPE = """
-name: tracked
-data:
-  sources:
-    - {path: records.jsonl, format: alpaca, tag: t}
-  split: {train: 0.7, validation: 0.3, test: 0.0, seed: 3}
-  dedup: {exact: true, near: false}
-model: {base: "demo:tiny-llama", license: apache-2.0}
-train:
-  lora: {r: 4, alpha: 8, target_modules: [q_proj, v_proj]}
-  max_steps: 4
-  batch_size: 4
-  learning_rate: 0.005
-  max_seq_length: 64
-  seed: 11
-"""
-
-
-def make_project(root: Path, extra: str = "") -> Path:
-    """A recipe on 36 support questions (with the text of each answer: what must never reach a log)."""
-    return write_support_project(root, RECIPE + extra)
-
-
-def client_for(store: Path):
-    from mlflow.tracking import MlflowClient
-
-    os.environ.setdefault(FILE_STORE_ENV, "true")  # MLflow 3 asks every reader of a file store to opt in
-    return MlflowClient(tracking_uri=store.resolve().as_uri())
 
 
 def test_a_run_is_tracked_in_its_run_directory_and_the_store_is_in_the_lineage(tmp_path):
@@ -102,7 +73,7 @@ def test_a_store_that_cannot_be_used_fails_the_stage_before_training(tmp_path, r
 
 
 def test_a_crashed_training_leaves_its_run_marked_failed(tmp_path, run_stage, monkeypatch):
-    from fttool.stages.train import InjectedFault
+    from fttool.training.faults import InjectedFault
 
     plan = compile_recipe(make_project(tmp_path / "project"))
     params = thaw(next(stage.params for stage in plan.stages if stage.name == "train"))

@@ -10,11 +10,13 @@ import pytest
 from conftest import ACTIONS, TOPICS, alpaca, report_of, write_support_project
 
 from fttool.data.records import write_jsonl
+from fttool.pipeline.params import build
 from fttool.pipeline.runner import RunError, run_plan
 from fttool.recipe import compile_recipe
 from fttool.stages.train import TrainStage
 from fttool.training.demo_model import build_demo_model
 from fttool.training.examples import prompt_and_sequence_ids, tokenized_examples, trained_token_share
+from fttool.training.settings import TrainParams
 
 # A minimal chat template in the usual shape: turns wrapped in role markers, each closed by EOS.
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>{% endfor %}"
@@ -34,8 +36,10 @@ def train_params(base: str, **overrides) -> dict:
             "epochs": 1, "max_steps": 8, "learning_rate": 0.01, "lr_scheduler_type": "linear", "warmup_ratio": 0,
             "warmup_steps": 0, "weight_decay": 0, "batch_size": 4, "gradient_accumulation_steps": 1,
             "max_seq_length": 64, "train_on_inputs": False, "packing": False, "gradient_checkpointing": False,
-            "save_steps": 100, "save_total_limit": 2, "seed": 7,
-            "model": {"base": base, "license": "apache-2.0", "trust_remote_code": False}} | overrides
+            "save_steps": 100, "save_total_limit": 2, "seed": 7, "early_stopping": None, "privacy": None,
+            "model": {"base": base, "revision": None, "license": "apache-2.0", "trust_remote_code": False},
+            "compute": {"num_processes": 1, "strategy": "ddp"},
+            "tracking": {"enabled": False, "uri": None, "experiment": "train-test"}} | overrides
 
 
 def sha256(path: Path) -> str:
@@ -66,9 +70,12 @@ def test_demo_model_build_is_deterministic_and_labelled(tmp_path):
 
 
 def test_external_inputs_name_only_local_base_models():
-    assert TrainStage.external_inputs({"model": {"base": "./models/base"}}) == ["./models/base"]
-    assert TrainStage.external_inputs({"model": {"base": "org/some-model"}}) == []
-    assert TrainStage.external_inputs({"model": {"base": "demo:tiny-llama"}}) == []
+    def inputs(base: str) -> list[str]:
+        return TrainStage.external_inputs(build(TrainParams, train_params(base)))
+
+    assert inputs("./models/base") == ["./models/base"]
+    assert inputs("org/some-model") == []
+    assert inputs("demo:tiny-llama") == []
 
 
 def test_prompts_use_the_chat_template_when_the_tokenizer_has_one_and_alpaca_otherwise(demo_tokenizers):

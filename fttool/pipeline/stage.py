@@ -27,6 +27,8 @@ class StageContext:
     recipe_dir: Path
     # Private to this stage and its fingerprint; kept after a failure, so --resume finds what it left (checkpoints).
     work_dir: Path
+    # The run directory that inputs and outputs lie in; None for a stage run on its own, outside a run.
+    run_dir: Path | None = None
 
     def resolve(self, path: str) -> Path:
         """A recipe path, which is relative to the recipe file."""

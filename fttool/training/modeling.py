@@ -12,7 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from fttool.training.demo_model import build_demo_model
-from fttool.training.model_ref import DEMO_MODEL_PREFIX, is_local_model
+from fttool.training.device import load_dtype
+from fttool.training.model_identity import ModelParams
+from fttool.training.model_ref import is_demo_reference, is_local_model
+
+ModelRef = ModelParams | Mapping[str, Any]
 
 
 def quiet_libraries() -> None:
@@ -26,32 +30,38 @@ def quiet_libraries() -> None:
         datasets.disable_progress_bars()
 
 
-def is_demo_model(model_params: Mapping[str, Any]) -> bool:
-    return model_params["base"].startswith(DEMO_MODEL_PREFIX)
+def as_model_params(model: ModelRef) -> ModelParams:
+    """The model section as ModelParams; a mapping (a recipe's or report.json's model section) may leave out
+    the optional keys."""
+    if isinstance(model, ModelParams):
+        return model
+    return ModelParams(base=model["base"], revision=model.get("revision"), license=model.get("license"),
+                         trust_remote_code=bool(model.get("trust_remote_code", False)))
 
 
-def resolve_base_model(model_params: Mapping[str, Any], scratch_dir: Path, recipe_dir: Path) -> str:
+def resolve_base_model(model_params: ModelRef, scratch_dir: Path, recipe_dir: Path) -> str:
     """What to pass to from_pretrained: a directory, or a hub id as written in the recipe.
 
     The demo model is built into scratch_dir (deterministically, so every stage gets the same one);
     a local path is relative to the recipe file.
     """
-    base = model_params["base"]
-    if is_demo_model(model_params):
+    base = as_model_params(model_params).base
+    if is_demo_reference(base):
         return str(build_demo_model(Path(scratch_dir) / "base-model"))
     if is_local_model(base):
         return str((Path(recipe_dir) / Path(base).expanduser()).resolve())
     return base
 
 
-def _hub_kwargs(model_params: Mapping[str, Any]) -> dict:
-    kwargs = {"trust_remote_code": bool(model_params.get("trust_remote_code", False))}
-    if model_params.get("revision"):
-        kwargs["revision"] = model_params["revision"]
+def _hub_kwargs(model_params: ModelRef) -> dict:
+    model = as_model_params(model_params)
+    kwargs = {"trust_remote_code": model.trust_remote_code}
+    if model.revision:
+        kwargs["revision"] = model.revision
     return kwargs
 
 
-def load_tokenizer(path: str, model_params: Mapping[str, Any]):
+def load_tokenizer(path: str, model_params: ModelRef):
     """The tokenizer, with a pad token (the EOS token when the model defines none), since batches are padded."""
     from transformers import AutoTokenizer
 
@@ -61,18 +71,9 @@ def load_tokenizer(path: str, model_params: Mapping[str, Any]):
     return tokenizer
 
 
-def use_bf16() -> bool:
-    """bf16 only on a GPU that supports it; on CPU it is slow and would blur small loss differences."""
-    import torch
-
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
-def load_causal_lm(path: str, model_params: Mapping[str, Any], quantization_config=None,
+def load_causal_lm(path: str, model_params: ModelRef, quantization_config=None,
                    attn_implementation: str | None = None):
-    import torch
     from transformers import AutoModelForCausalLM
 
-    dtype = torch.bfloat16 if use_bf16() else torch.float32
-    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, quantization_config=quantization_config,
+    return AutoModelForCausalLM.from_pretrained(path, dtype=load_dtype(), quantization_config=quantization_config,
                                                 attn_implementation=attn_implementation, **_hub_kwargs(model_params))

@@ -1,4 +1,4 @@
-"""Run tracking with MLflow for the train stage: parameters, per-step metrics and the model's digests.
+"""Run tracking with MLflow for training: parameters, per-step metrics and the model's digests.
 
 By default the store is MLflow's local file store in the run directory (`mlruns/`, the train stage's
 `tracking` artifact), so a run is tracked with nothing to set up and the store is hashed into the
@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from fttool.pipeline.digest import files_under, sha256_file
+from fttool.pipeline.plan import thaw
+from fttool.training.job import TrainJob
+from fttool.training.settings import TrackingSettings, TrainParams
 
 # MLflow 3 keeps the file store in maintenance mode and refuses it unless this is set; the store
 # still works and needs no server, which is what an embedded default must be.
@@ -38,10 +41,12 @@ def is_main_process() -> bool:
 
 
 def flatten(settings: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested settings as MLflow parameters: dotted keys, values as text."""
+    """Nested settings as MLflow parameters: dotted keys, values as text; settings left unset are left out."""
     flat = {}
     for key, value in settings.items():
         name = f"{prefix}{key}"
+        if value is None:
+            continue
         if isinstance(value, Mapping):
             flat.update(flatten(value, name + "."))
         else:
@@ -52,11 +57,11 @@ def flatten(settings: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 class Tracker:
     """One MLflow run for one execution of the train stage."""
 
-    def __init__(self, settings: Mapping[str, Any], local_store: Path, local_store_name: str):
-        self.uri = settings["uri"] or local_store.resolve().as_uri()
+    def __init__(self, settings: TrackingSettings, local_store: Path, local_store_name: str):
+        self.uri = settings.uri or local_store.resolve().as_uri()
         # Where the report says the run was tracked: run-relative for the store in the run directory.
-        self.reported_uri = settings["uri"] or local_store_name
-        self.experiment = settings["experiment"]
+        self.reported_uri = settings.uri or local_store_name
+        self.experiment = settings.experiment
         self.client = None
         self.run_id: str | None = None
         self.experiment_id: str | None = None
@@ -69,7 +74,7 @@ class Tracker:
                                 f"{type(exc).__name__}: {exc}. Check tracking.uri, or set tracking.enabled: "
                                 "false to train without tracking") from exc
 
-    def start(self, params: Mapping[str, Any], run_name: str) -> None:
+    def start(self, params: TrainParams, run_name: str) -> None:
         """Create the MLflow run and log the settings; fails before any training when the store is unusable."""
         if self.uri.startswith("file:"):
             os.environ.setdefault(FILE_STORE_ENV, "true")
@@ -85,9 +90,9 @@ class Tracker:
         self.experiment_id = (experiment.experiment_id if experiment else
                               self._call("create the experiment", self.client.create_experiment, self.experiment))
         run = self._call("create a run", self.client.create_run, self.experiment_id, run_name=run_name,
-                         tags={"fttool.stage": "train", "fttool.base_model": params["model"]["base"]})
+                         tags={"fttool.stage": "train", "fttool.base_model": params.model.base})
         self.run_id = run.info.run_id
-        settings = {key: value for key, value in params.items() if key not in UNTRACKED_PARAMS}
+        settings = {key: value for key, value in thaw(params).items() if key not in UNTRACKED_PARAMS}
         self.log_params(flatten(settings))
 
     def log_params(self, values: Mapping[str, str]) -> None:
@@ -111,12 +116,6 @@ class Tracker:
         values = {name: entry[key] for key, name in TRACKED_LOG_KEYS.items()
                   if isinstance(entry.get(key), (int, float))}
         self.log_metrics(values, int(entry["step"]))
-
-    def log_loss_history(self, summary: Mapping[str, Any]) -> None:
-        """The loss curves of a run trained outside the Trainer (DP-SGD), logged once it has finished."""
-        for key, name in (("loss_history", "train_loss"), ("validation_loss_history", "validation_loss")):
-            for point in summary.get(key) or []:
-                self.log_metrics({name: point["loss"]}, int(point["step"]))
 
     def callback(self):
         """A TrainerCallback that logs every Trainer log entry as it is made."""
@@ -156,11 +155,13 @@ class Tracker:
                 pass
 
 
-def open_tracker(params: Mapping[str, Any], local_store: Path, local_store_name: str, run_name: str) -> Tracker | None:
-    """A started Tracker when the recipe tracks this run (on the main process), else None."""
-    settings = params.get("tracking")
-    if not settings or not settings["enabled"] or not is_main_process():
+def open_tracker(job: TrainJob) -> Tracker | None:
+    """A started Tracker when the job is tracked (on the main process), else None. The store in the run
+    directory exists even when nothing is tracked in it (tracking off, or another store): it is an artifact."""
+    job.tracking_store.mkdir(parents=True, exist_ok=True)
+    settings = job.params.tracking
+    if not settings.enabled or not is_main_process():
         return None
-    tracker = Tracker(settings, local_store, local_store_name)
-    tracker.start(params, run_name)
+    tracker = Tracker(settings, job.tracking_store, job.tracking_store.relative_to(job.run_dir).as_posix())
+    tracker.start(job.params, job.run_name)
     return tracker

@@ -1,0 +1,311 @@
+"""Supervised fine-tuning with TRL's SFTTrainer: LoRA, QLoRA (4-bit base, CUDA only) or full.
+
+Records are formatted and tokenized by fttool.training.examples, so that the labels are explicit: prompt
+tokens are masked unless `train_on_inputs`, and a dataset with no token left to train on fails before the
+model is loaded. Checkpoints go to the job's work directory, which outlives a failed attempt, so a resumed
+run continues from the last one with the optimizer, scheduler and RNG states it saved. The backend writes
+the adapter (or the full model) and the tokenizer, and fails when training left every trained weight unchanged.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from fttool.training.device import automatic_precision
+from fttool.training.examples import tokenized_examples, trained_token_share
+from fttool.training.faults import FAULT_ENV, InjectedFault, fault_step
+from fttool.training.job import TrainJob, TrainOutcome
+from fttool.training.modeling import load_causal_lm, load_tokenizer, quiet_libraries
+from fttool.training.settings import TrainParams
+from fttool.training.summary import QLORA_QUANTIZATION
+
+# At most about this many points in the reported loss curve, whatever the run length.
+LOSS_POINTS = 25
+# Validation loss is measured about this many times a run (at every checkpoint with early stopping instead).
+VALIDATION_POINTS = 5
+
+
+@dataclass
+class PreparedData:
+    train: list[dict]
+    validation: list[dict]
+    dropped: int
+    trained_tokens: int
+    total_tokens: int
+    prompt_format: str
+
+
+@dataclass
+class TrainingRun:
+    trainer: Any
+    resumed_from: str | None  # the checkpoint directory training continued from
+    initial_norms: dict[str, float]
+    seconds: float
+
+
+def prepare_data(job: TrainJob, tokenizer) -> PreparedData:
+    """Tokenized train and validation examples; fails when nothing is left to train on."""
+    params = job.params
+    length, on_inputs = params.max_seq_length, params.train_on_inputs
+    train, dropped = tokenized_examples(job.train_data, tokenizer, length, on_inputs)
+    validation, _ = tokenized_examples(job.validation_data, tokenizer, length, on_inputs)
+    if not train:
+        raise ValueError(
+            f"train: no response token is left to train on ({dropped} examples, max_seq_length {length}): "
+            "the train split is empty, every prompt fills the sequence, or every response is empty. "
+            "Raise train.max_seq_length or shorten the prompts." if dropped else
+            "train: the train split is empty; there is nothing to fine-tune on")
+    if params.early_stopping and not validation:
+        raise ValueError("train: early stopping needs validation examples, but none has a token to score "
+                         "within max_seq_length; raise train.max_seq_length or remove train.early_stopping")
+    trained, total = trained_token_share(train)
+    return PreparedData(train, validation, dropped, trained, total,
+                        "chat_template" if tokenizer.chat_template else "alpaca")
+
+
+def _callbacks(params: TrainParams) -> list:
+    from transformers import EarlyStoppingCallback, TrainerCallback
+
+    class StderrProgress(TrainerCallback):
+        """Loss lines on stderr: the Trainer's own printers write to stdout, which the CLI keeps for results."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs and state.is_world_process_zero:
+                print(f"train step {state.global_step}/{state.max_steps}: loss {logs['loss']:.4f}",
+                      file=sys.stderr, flush=True)
+
+    class FailAfterStep(TrainerCallback):
+        """Raises after optimizer step N: in on_save when a checkpoint is due at N (so it is written first)."""
+
+        def __init__(self, step: int):
+            self.step = step
+
+        def on_step_end(self, args, state, control, **kwargs):
+            # The Trainer saves after on_step_end, when should_save is set (by the callback that runs first).
+            if state.global_step == self.step and not control.should_save:
+                raise InjectedFault(f"{FAULT_ENV} asked training to fail after step {self.step}")
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == self.step:
+                raise InjectedFault(f"{FAULT_ENV} asked training to fail after step {self.step} (checkpoint written)")
+
+    class NoCheckpointAtTheEnd(TrainerCallback):
+        """The Trainer checkpoints the last step; the model is saved right after, so that would only cost
+        time and disk (optimizer state included). Early stopping keeps it: the last evaluation may be the best."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps:
+                control.should_save = False
+
+    callbacks = [StderrProgress()]
+    if params.early_stopping:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=params.early_stopping.patience,
+                                               early_stopping_threshold=params.early_stopping.min_delta))
+    else:
+        callbacks.append(NoCheckpointAtTheEnd())
+    step = fault_step()
+    if step is not None:
+        callbacks.append(FailAfterStep(step))
+    return callbacks
+
+
+def load_model(job: TrainJob):
+    params = job.params
+    attention = "flash_attention_2" if params.packing else None  # see device.packing_requirements_unmet
+    if params.method != "qlora":
+        return load_causal_lm(job.base_path, params.model, attn_implementation=attention)
+    import torch
+    from peft import prepare_model_for_kbit_training
+    from transformers import BitsAndBytesConfig
+
+    compute_dtype = torch.bfloat16 if automatic_precision() == "bf16" else torch.float16
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=QLORA_QUANTIZATION["quant_type"],
+                                      bnb_4bit_use_double_quant=QLORA_QUANTIZATION["double_quant"],
+                                      bnb_4bit_compute_dtype=compute_dtype)
+    return prepare_model_for_kbit_training(load_causal_lm(job.base_path, params.model,
+                                                          quantization_config=quantization,
+                                                          attn_implementation=attention),
+                                           use_gradient_checkpointing=params.gradient_checkpointing)
+
+
+def trainer_config(params: TrainParams, checkpoint_dir: Path, planned_steps: int, mixed_precision: str,
+                   validate: bool):
+    import torch
+    from trl import SFTConfig
+
+    early_stopping = params.early_stopping is not None
+    return SFTConfig(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=params.epochs,
+        max_steps=params.max_steps,
+        learning_rate=params.learning_rate,
+        lr_scheduler_type=params.lr_scheduler_type,
+        # transformers reads a value below 1 as a share of the steps.
+        warmup_steps=params.warmup_ratio or params.warmup_steps,
+        weight_decay=params.weight_decay,
+        per_device_train_batch_size=params.batch_size,
+        per_device_eval_batch_size=params.batch_size,
+        gradient_accumulation_steps=params.gradient_accumulation_steps,
+        seed=params.seed,
+        max_length=params.max_seq_length,
+        packing=params.packing,
+        save_strategy="steps",
+        save_steps=params.save_steps,
+        save_total_limit=params.save_total_limit,
+        # Validation loss for the report's curve; early stopping measures it at every checkpoint and keeps the best.
+        eval_strategy="steps" if validate else "no",
+        eval_steps=params.save_steps if early_stopping else max(1, math.ceil(planned_steps / VALIDATION_POINTS)),
+        load_best_model_at_end=early_stopping,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        restore_callback_states_from_checkpoint=early_stopping,  # the patience counter resumes too
+        logging_strategy="steps",
+        logging_steps=max(1, math.ceil(planned_steps / LOSS_POINTS)),
+        logging_first_step=True,
+        report_to="none",
+        disable_tqdm=True,
+        bf16=mixed_precision == "bf16",
+        fp16=mixed_precision == "fp16",
+        # TRL turns checkpointing on by default; it trades speed for memory, so the recipe decides.
+        activation_checkpointing=params.gradient_checkpointing,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        # Without a GPU, processes launched by accelerate join a gloo group on the CPU instead of looking for GPUs.
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def trained_tensor_norms(model) -> dict:
+    """A norm per trained tensor: enough to tell that it moved, without a second copy of the weights."""
+    return {name: p.detach().float().norm().item() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def planned_steps(params: TrainParams, train_examples: int) -> int:
+    batches_per_epoch = math.ceil(train_examples / params.batch_size)
+    return (params.max_steps if params.max_steps > 0 else
+            math.ceil(batches_per_epoch / params.gradient_accumulation_steps * params.epochs))
+
+
+def fit(job: TrainJob, tokenizer, model, data: PreparedData, tracker=None) -> TrainingRun:
+    """Train, continuing from the last checkpoint in the work directory when a failed run left one."""
+    import datasets
+    import transformers
+    from peft import LoraConfig
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTTrainer
+
+    params = job.params
+    job.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    resume_from = get_last_checkpoint(str(job.checkpoint_dir))
+    peft_config = None
+    if params.lora is not None:
+        lora = params.lora
+        peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                 target_modules=_target_modules(lora.target_modules), bias="none",
+                                 task_type="CAUSAL_LM")
+    args = trainer_config(params, job.checkpoint_dir, planned_steps(params, len(data.train)), automatic_precision(),
+                          validate=bool(data.validation))
+    trainer = SFTTrainer(
+        model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
+        train_dataset=datasets.Dataset.from_list(data.train),
+        eval_dataset=datasets.Dataset.from_list(data.validation) if data.validation else None,
+        callbacks=_callbacks(params) + ([tracker.callback()] if tracker else []))
+    trainer.remove_callback(transformers.PrinterCallback)
+
+    # Measured before a checkpoint is loaded, so a resumed run is compared with the same starting point.
+    initial_norms = trained_tensor_norms(trainer.model)
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume_from)
+    return TrainingRun(trainer, resume_from, initial_norms, time.perf_counter() - started)
+
+
+def _target_modules(targets: tuple[str, ...] | str) -> list[str] | str:
+    return targets if isinstance(targets, str) else list(targets)
+
+
+def _final_validation_loss(trainer, early_stopping: bool) -> float | None:
+    """TRL may pack or drop validation examples; evaluate whatever it kept. An evaluation at the last step
+    measured these weights already, unless early stopping has since loaded the best checkpoint back."""
+    last = next((entry for entry in reversed(trainer.state.log_history) if "eval_loss" in entry), None)
+    if last and last["step"] == trainer.state.global_step and not early_stopping:
+        return last["eval_loss"]
+    return trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None and len(trainer.eval_dataset) else None
+
+
+def _save_model(job: TrainJob, trainer, tokenizer) -> None:
+    # Under FSDP each process holds a shard: every process takes part in gathering the whole weights.
+    state_dict = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
+    if not trainer.is_world_process_zero():  # the one process that saves, when several were launched
+        return
+    model = trainer.model
+    if job.params.lora is None:
+        model.save_pretrained(job.model_dir, state_dict=state_dict)
+    else:
+        # Name the base as the recipe does, not the scratch directory it was loaded from, so the
+        # adapter files are the same in every run and say which model they belong to.
+        model.peft_config["default"].base_model_name_or_path = job.params.model.base
+        # The vocabulary is never resized, so no embedding weights need saving (and peft need not look the base up).
+        model.save_pretrained(job.model_dir, state_dict=state_dict, save_embedding_layers=False)
+    tokenizer.save_pretrained(job.model_dir)
+    # The model is saved: the checkpoints were only there to resume an interrupted run.
+    shutil.rmtree(job.checkpoint_dir, ignore_errors=True)
+
+
+def _early_stopping_result(params: TrainParams, state) -> dict | None:
+    if params.early_stopping is None:
+        return None
+    best_step = int(Path(state.best_model_checkpoint).name.rsplit("-", 1)[1]) if state.best_model_checkpoint else None
+    return {"patience": params.early_stopping.patience, "min_delta": params.early_stopping.min_delta,
+            "stopped_early": state.global_step < state.max_steps, "best_step": best_step,
+            "best_validation_loss": state.best_metric}
+
+
+def finish(job: TrainJob, tokenizer, data: PreparedData, run: TrainingRun) -> TrainOutcome:
+    """Check that training moved the weights, save the model, and say how the run went."""
+    trainer, resume_from = run.trainer, run.resumed_from
+    final = trained_tensor_norms(trainer.model)
+    changed = [name for name, norm in final.items() if norm != run.initial_norms.get(name)]
+    if not changed:
+        raise RuntimeError(f"train: {trainer.state.global_step} steps left every trained weight at its initial "
+                           "value; check train.learning_rate and that the data has response tokens")
+    validation_loss = _final_validation_loss(trainer, job.params.early_stopping is not None)
+    _save_model(job, trainer, tokenizer)
+    state, model = trainer.state, trainer.model
+    trainable, total = (model.get_nb_trainable_parameters() if job.params.lora is not None else
+                        (sum(p.numel() for p in model.parameters() if p.requires_grad),
+                         sum(p.numel() for p in model.parameters())))
+    log = state.log_history
+    return TrainOutcome(
+        steps=state.global_step, epochs=state.epoch or 0.0,
+        loss_history=[{"step": entry["step"], "loss": entry["loss"]} for entry in log if "loss" in entry],
+        # By step: the final evaluation above repeats the last periodic one when they fall on the same step.
+        validation_loss_history=[{"step": step, "loss": loss} for step, loss in
+                                 {entry["step"]: entry["eval_loss"] for entry in log if "eval_loss" in entry}.items()],
+        validation_loss=validation_loss, trainable_parameters=trainable, total_parameters=total,
+        updated_tensors=len(changed), trained_tensors=len(final), train_examples=len(data.train),
+        dropped_examples=data.dropped, trained_tokens=data.trained_tokens, total_tokens=data.total_tokens,
+        prompt_format=data.prompt_format, device=trainer.args.device.type, precision=automatic_precision(),
+        seconds=run.seconds,
+        resumed_from_step=int(Path(resume_from).name.rsplit("-", 1)[1]) if resume_from else None,
+        early_stopping=_early_stopping_result(job.params, state))
+
+
+class SFTBackend:
+    """Supervised fine-tuning through TRL's SFTTrainer."""
+
+    objective: ClassVar[str] = "sft"
+    hyperparameters: ClassVar[tuple[str, ...]] = (
+        "learning_rate", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay", "epochs",
+        "max_steps", "batch_size", "gradient_accumulation_steps", "max_seq_length", "packing",
+        "gradient_checkpointing", "save_steps", "save_total_limit", "seed")
+
+    def train(self, job: TrainJob, tracker=None) -> TrainOutcome:
+        quiet_libraries()
+        tokenizer = load_tokenizer(job.base_path, job.params.model)
+        data = prepare_data(job, tokenizer)
+        model = load_model(job)
+        return finish(job, tokenizer, data, fit(job, tokenizer, model, data, tracker))

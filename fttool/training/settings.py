@@ -1,0 +1,143 @@
+"""The train stage's typed parameters: what the compiler resolves from a recipe's train, model, compute and
+tracking sections, every default filled in (see schemas/recipe.schema.json for ranges and defaults).
+
+Light on purpose (no torch): the compiler builds these for every recipe with a train section.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fttool.training.model_identity import ModelParams
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """The LoRA adapter (methods lora and qlora).
+
+    r: rank of the adapter matrices.
+    alpha: scaling; the update is multiplied by alpha / r.
+    dropout: dropout on the adapter's input.
+    target_modules: module names to adapt, or "all-linear" for every linear layer but the output layer.
+    """
+
+    r: int
+    alpha: float
+    dropout: float
+    target_modules: tuple[str, ...] | str
+
+
+@dataclass(frozen=True)
+class EarlyStoppingSettings:
+    """Stop when validation loss has not improved for `patience` checkpoints in a row; keep the best.
+
+    patience: checkpoints without improvement before training stops.
+    min_delta: the smallest fall of validation loss that counts as an improvement.
+    """
+
+    patience: int
+    min_delta: float
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    """Differentially private training (DP-SGD with opacus) of the LoRA weights; see docs/privacy.md.
+
+    enabled: train with differential privacy.
+    target_epsilon: the epsilon budget per source record (noise calibrated to it); None with noise_multiplier.
+    noise_multiplier: noise standard deviation over max_grad_norm; None with target_epsilon.
+    delta: the delta of (epsilon, delta)-DP; None for min(1e-5, 1/(10 N)), N the train units.
+    max_grad_norm: clipping norm of each source record's gradient.
+    accountant: "prv" or "rdp", the accountant whose epsilon the budget and the report use.
+    """
+
+    enabled: bool
+    target_epsilon: float | None
+    noise_multiplier: float | None
+    delta: float | None
+    max_grad_norm: float
+    accountant: str
+
+
+@dataclass(frozen=True)
+class ComputeSettings:
+    """How training runs.
+
+    num_processes: training processes; above 1 the stage launches itself with `accelerate launch`.
+    strategy: "ddp" or "fsdp" across the processes.
+    """
+
+    num_processes: int
+    strategy: str
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """MLflow tracking of the training run.
+
+    enabled: track the run.
+    uri: an MLflow tracking URI; None for the file store in the run directory (mlruns/).
+    experiment: the MLflow experiment name (the recipe name unless the recipe sets one).
+    """
+
+    enabled: bool
+    uri: str | None
+    experiment: str
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Fine-tuning settings.
+
+    method: "lora", "qlora" (LoRA on a 4-bit base, CUDA only) or "full".
+    lora: the adapter; None with method full.
+    epochs: passes over the train split (ignored when max_steps is above 0).
+    max_steps: optimizer steps to train for; overrides epochs when above 0 (-1: off).
+    learning_rate: peak learning rate.
+    lr_scheduler_type: how the learning rate changes after warmup (a transformers scheduler name).
+    warmup_ratio: share of the steps over which the learning rate rises from 0 (or 0).
+    warmup_steps: steps over which the learning rate rises from 0 (or 0).
+    weight_decay: AdamW weight decay.
+    batch_size: examples per device per forward pass.
+    gradient_accumulation_steps: forward passes per optimizer step.
+    max_seq_length: tokens per example; examples are cut at the end.
+    train_on_inputs: compute the loss on prompt tokens too.
+    packing: pack several examples into one sequence (needs FlashAttention).
+    gradient_checkpointing: recompute activations in the backward pass.
+    save_steps: checkpoint every this many steps (validation loss too, with early stopping).
+    save_total_limit: most recent checkpoints kept.
+    early_stopping: None when off.
+    privacy: None unless the recipe has a privacy section.
+    seed: seed of initialisation, data order and dropout.
+    model: the base model.
+    compute: processes and strategy.
+    tracking: MLflow tracking.
+    """
+
+    method: str
+    lora: LoraSettings | None
+    epochs: float
+    max_steps: int
+    learning_rate: float
+    lr_scheduler_type: str
+    warmup_ratio: float
+    warmup_steps: int
+    weight_decay: float
+    batch_size: int
+    gradient_accumulation_steps: int
+    max_seq_length: int
+    train_on_inputs: bool
+    packing: bool
+    gradient_checkpointing: bool
+    save_steps: int
+    save_total_limit: int
+    early_stopping: EarlyStoppingSettings | None
+    privacy: PrivacySettings | None
+    seed: int
+    model: ModelParams
+    compute: ComputeSettings
+    tracking: TrackingSettings
+
+    @property
+    def private(self) -> bool:
+        return self.privacy is not None and self.privacy.enabled
+
