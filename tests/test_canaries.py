@@ -12,13 +12,14 @@ import textwrap
 
 import pytest
 from conftest import alpaca
+from support.evaluation import compiled_train_params
 
 from fttool.data.records import read_jsonl
 from fttool.evaluation.canaries import CANARY_SOURCE, SECRET_SPACE, draw_secrets, exposures, planted_counts, secret_text
 from fttool.evaluation.settings import CanaryParams, MemorisationParams
 from fttool.pipeline.params import build
 from fttool.recipe import RecipeInvalid, compile_recipe
-from fttool.recipe.schema import apply_defaults, load_schema
+from fttool.recipe.schema import load_schema
 
 PARAMS = CanaryParams(canaries=3, repetitions=4, references=63, max_exposure_bits=5, seed=11)
 
@@ -140,11 +141,10 @@ def test_heavily_repeated_canaries_are_more_exposed_than_unplanted_secrets(run_s
                                         "seed": 0, "model": model})
 
     _, planted = run_stage("canaries", params, {"train": records(16)})
-    train_params = apply_defaults({"name": "t", "data": {"sources": []},
-                                   "train": {"max_steps": 16, "learning_rate": 0.02, "batch_size": 8,
-                                             "lora": {"r": 16, "alpha": 32, "dropout": 0.0}}})["train"]
-    _, trained = run_stage("train", {**train_params, "model": model},
-                           {"train": planted["train"], "validation": records(4)})
+    train_params = compiled_train_params(tmp_path, "{max_steps: 16, learning_rate: 0.02, batch_size: 8, "
+                                                   "lora: {r: 16, alpha: 32, dropout: 0.0}}",
+                                         model='{base: "./models/base", license: apache-2.0}')
+    _, trained = run_stage("train", train_params, {"train": planted["train"], "validation": records(4)})
     result, _ = run_stage("memorisation", params, {"train": planted["train"], "model": trained["model"]})
 
     summary = result.summary

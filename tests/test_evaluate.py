@@ -19,9 +19,10 @@ from fttool.cli import cli
 from fttool.data.records import prompt_and_response, read_jsonl, write_jsonl
 from fttool.evaluation.comparison import METRICS, primary_metric, reference_labels
 from fttool.evaluation.forgetting import forgetting_check, general_passages
-from fttool.evaluation.group_comparison import field_status
+from fttool.evaluation.group_comparison import field_status, group_results
 from fttool.evaluation.losses import loss_example
 from fttool.evaluation.settings import EvaluateParams, ForgettingParams, GroupParams
+from fttool.fairness.intervals import against_limit
 from fttool.pipeline.params import build
 from fttool.pipeline.plan import thaw
 from fttool.recipe import RecipeInvalid, compile_recipe
@@ -106,11 +107,18 @@ def test_primary_metric_knows_its_direction():
     assert primary_metric("rougeL", {"rougeL": None}, {"rougeL": 0.3})["improved"] is False
 
 
-def group_result(values: dict[str, float], compared=None) -> dict:
+def group_result(values: dict[str, float], compared=None, spread: float = 0.01) -> dict:
+    """The tuned model's comparison as metric_by_group returns it, with intervals `spread` either side."""
     compared = sorted(values) if compared is None else compared
     shown = [values[g] for g in compared]
-    return {"compared_groups": compared, "difference": max(shown) - min(shown) if len(shown) > 1 else None,
-            "ratio": (min(shown) / max(shown) if max(shown) else None) if len(shown) > 1 else None}
+    if len(shown) < 2:
+        return {"compared_groups": compared, "difference": None, "difference_ci": [None, None], "ratio": None,
+                "ratio_ci": [None, None]}
+    difference = max(shown) - min(shown)
+    ratio = min(shown) / max(shown) if max(shown) else None
+    return {"compared_groups": compared, "difference": difference,
+            "difference_ci": [difference - spread, difference + spread], "ratio": ratio,
+            "ratio_ci": [None, None] if ratio is None else [ratio - spread, ratio + spread]}
 
 
 @pytest.mark.parametrize("values, limits, status", [
@@ -125,13 +133,54 @@ def test_group_thresholds_pass_warn_fail(values, limits, status):
     assert got == status and (reasons == []) == (status == "pass")
 
 
-def test_too_few_compared_groups_warns_and_zero_scores_have_no_ratio():
+def test_the_interval_not_the_point_estimate_decides_the_status():
+    # difference 0.12 (above 0.1), ratio 0.76 (below 0.8); intervals of +-0.05 cross both limits.
+    uncertain = {"token_f1": {"tuned": group_result({"a": 0.50, "b": 0.38}, spread=0.05)}}
+    status, reasons = field_status("region", uncertain, group_settings())
+    assert status == "inconclusive" and len(reasons) == 2
+    assert "differs by 0.120 between 'region' groups (interval [0.070, 0.170]) crosses the maximum of 0.1" in reasons[0]
+    # difference 0.04 (below 0.1), but its interval reaches 0.09 + 0.05: not shown within the limit either.
+    status, _ = field_status("region", {"token_f1": {"tuned": group_result({"a": 0.50, "b": 0.46}, spread=0.07)}},
+                             group_settings())
+    assert status == "inconclusive"
+    # Wholly above the maximum, crossing the fail limit: a warning that says it may fail.
+    status, reasons = field_status("region", {"token_f1": {"tuned": group_result({"a": 0.50, "b": 0.35}, spread=0.02)}},
+                                   group_settings(fail_above_difference=0.16))
+    assert status == "warn" and "may also be above the fail limit of 0.16" in reasons[0]
+    # An interval that could not be computed is never within a limit.
+    missing = group_result({"a": 0.50, "b": 0.45})
+    missing["difference_ci"] = [None, None]
+    assert field_status("region", {"token_f1": {"tuned": missing}}, group_settings())[0] == "inconclusive"
+
+
+def test_too_few_compared_groups_and_zero_scores_are_inconclusive():
     status, reasons = field_status("region", {"token_f1": {"tuned": group_result({"a": 0.5}, ["a"])}},
                                    group_settings())
-    assert status == "warn" and "fewer than two 'region' groups have 2 or more" in reasons[0]
+    assert status == "inconclusive" and "fewer than two 'region' groups have 2 or more" in reasons[0]
     status, reasons = field_status("region", {"token_f1": {"tuned": group_result({"a": 0.0, "b": 0.0})}},
                                    group_settings())
-    assert status == "warn" and "no ratio exists" in reasons[0]
+    assert status == "inconclusive" and "no ratio exists" in reasons[0]
+
+
+def test_groups_too_small_to_judge_are_named():
+    test = with_region(records(7))  # north 2, south 2, east 2, (missing) 1
+    scores = {side: {"token_f1": [0.5] * 7, "rougeL": [0.5] * 7} for side in ("base", "tuned")}
+    fairness = group_results(test, scores, group_settings(fields=["region"]))
+    region = fairness["fields"]["region"]
+    assert region["groups"]["(missing)"] == {"count": 1, "compared": False}
+    assert region["reasons"][-1] == ("too small to judge (fewer than 2 test records), so left out of the 'region' "
+                                     "difference and ratio: '(missing)' (1)")
+    assert region["status"] == fairness["status"] == "pass"  # equal scores: every interval is [0, 0] and [1, 1]
+
+
+def test_thresholds_must_be_finite():
+    with pytest.raises(ValueError, match="GroupParams.max_difference is nan"):
+        group_settings(max_difference=float("nan"))
+    with pytest.raises(ValueError, match="ForgettingParams.max_increase is inf"):
+        ForgettingParams(path="general.txt", max_increase=float("inf"), action="fail")
+    with pytest.raises(ValueError, match="a limit must be a finite number"):
+        against_limit([0.0, 0.1], float("nan"), "above")
+    assert against_limit([float("nan"), 0.05], 0.1, "above") == "inconclusive"
 
 
 def test_forgetting_check_gates_the_relative_increase():
@@ -269,10 +318,11 @@ def test_evaluate_compares_tuned_with_base_overall_by_group_and_on_general_text(
                                    "padding_side": "left"}
 
     fairness = summary["fairness"]
-    assert fairness["evaluated"] is True and fairness["status"] in ("pass", "warn", "fail")
+    assert fairness["evaluated"] is True and fairness["status"] in ("pass", "inconclusive", "warn", "fail")
     region = fairness["fields"]["region"]
     assert region["groups"] == {"(missing)": {"count": 1, "compared": False}, "east": {"count": 2, "compared": True},
                                 "north": {"count": 1, "compared": False}, "south": {"count": 2, "compared": True}}
+    assert region["reasons"][-1].endswith("difference and ratio: '(missing)' (1), 'north' (1)")
     for side in ("base", "tuned"):
         token_f1 = region["metrics"]["token_f1"][side]
         assert token_f1["compared_groups"] == ["east", "south"]
@@ -403,12 +453,21 @@ def test_regulated_policy_gates_the_evaluation_fields(tmp_path):
                 if outcome["status"] == "failed"} & {"EVAL-102", "EVAL-103", "FAIR-101", "FAIR-102"}
 
     report = evaluated_report()
-    assert failed_rules(report) == {"EVAL-103", "FAIR-101"}  # forgetting failed; a gap of 0.14 is above 0.1
+    # Forgetting failed; the gap of 0.14 has the interval [0.01, 0.3], which crosses FAIR-101's 0.1: inconclusive.
+    assert failed_rules(report) == {"EVAL-103", "FAIR-101"}
+    tuned = report["fairness"]["fields"]["region"]["metrics"]["token_f1"]["tuned"]
+    tuned["difference_ci"] = [0.12, 0.16]  # wholly above 0.1
+    assert failed_rules(report) == {"EVAL-103", "FAIR-101"}
     report["evaluation"]["primary_metric"]["improved"] = False
     report["evaluation"]["forgetting"]["status"] = "warn"
     report["fairness"]["status"] = "fail"
     report["fairness"]["gaps"]["region"]["token_f1"] = 0.05
+    tuned["difference_ci"] = [0.02, 0.08]  # wholly within 0.1
     assert failed_rules(report) == {"EVAL-102", "FAIR-102"}
+    tuned["difference_ci"] = [0.02, 0.11]  # the point estimate is within, the interval is not
+    assert failed_rules(report) == {"EVAL-102", "FAIR-101", "FAIR-102"}
+    report["fairness"]["gaps"]["region"]["token_f1"] = None  # fewer than two groups large enough: not judged
+    assert failed_rules(report) == {"EVAL-102", "FAIR-101", "FAIR-102"}
     report["fairness"] = {"evaluated": False, "reason": "no sensitive fields declared"}
     report["evaluation"]["primary_metric"]["improved"] = True
     assert failed_rules(report) == set()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import operator
 
+from fttool.fairness.intervals import against_limit, interval_text
 from fttool.pipeline.digest import sha256_path
 from fttool.policy.registry import CheckRegistry, Target, Violation
 
@@ -133,7 +134,13 @@ def privacy_budget(target: Target, params: dict) -> list[Violation]:
 
 @BUILTIN_CHECKS.register("fairness_within_limits", targets=("report",))
 def fairness_within_limits(target: Target, params: dict) -> list[Violation]:
-    """The bias audit did not fail, and every number under gaps_path (when present) is within max_gap."""
+    """The bias audit did not fail, and every gap under gaps_path (when present) is shown within max_gap.
+
+    A gap of the per-group evaluation is judged by its bootstrap interval, as the evaluation judges it
+    (fttool.fairness.intervals): an interval that crosses max_gap is inconclusive and a gap that could not be
+    measured is unjudged, and neither is shown within the limit. A report without intervals has its numbers
+    compared as they are.
+    """
     violations = []
     bias = target.data.get("bias") or {}
     if bias.get("status") == "fail":
@@ -147,24 +154,48 @@ def fairness_within_limits(target: Target, params: dict) -> list[Violation]:
         if not violations:
             violations.append(Violation("the bias audit failed", ("bias", "status")))
     found, gaps, keys = lookup(target.data, params["gaps_path"])
-    limit = params["max_gap"]
-    for at, gap in (_numbers_under(gaps, keys) if found else []):
-        if abs(gap) > limit:
-            where = ".".join(map(str, at))
-            violations.append(Violation(f"{where} is {gap:g}, above the maximum gap of {limit:g}", at))
+    return violations + (_gap_violations(target.data, gaps, keys, params["max_gap"]) if found else [])
+
+
+def _gap_violations(report: dict, gaps, keys: tuple, limit: float) -> list[Violation]:
+    violations = []
+    for at, gap in _gaps_under(gaps, keys):
+        where = ".".join(map(str, at))
+        interval = _gap_interval(report, at)
+        if gap is None:
+            violations.append(Violation(f"{where} could not be measured (fewer than two groups had enough test "
+                                        f"records), so it is not shown within the maximum gap of {limit:g}", at))
+        elif interval is None:  # no interval in the report: the number as it is
+            if abs(gap) > limit:
+                violations.append(Violation(f"{where} is {gap:g}, above the maximum gap of {limit:g}", at))
+        elif (verdict := against_limit(interval, limit, "above")) != "within":
+            judged = ("lies wholly above" if verdict == "beyond"
+                      else "crosses, so it is inconclusive and not shown within,")
+            violations.append(Violation(f"{where} is {gap:g}; its {interval_text(interval)} {judged} the maximum "
+                                        f"gap of {limit:g}", at))
     return violations
 
 
-def _numbers_under(value, at: tuple):
-    """(json path, number) for every number in a nested structure of mappings and lists."""
-    if is_number(value):
+def _gaps_under(value, at: tuple):
+    """(json path, number or None) for every number and null in a nested structure of mappings and lists."""
+    if value is None or is_number(value):
         yield at, value
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _numbers_under(item, at + (key,))
+            yield from _gaps_under(item, at + (key,))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _numbers_under(item, at + (index,))
+            yield from _gaps_under(item, at + (index,))
+
+
+def _gap_interval(report: dict, at: tuple) -> list | None:
+    """The bootstrap interval of the gap at fairness.gaps.<field>.<metric>: the tuned model's difference_ci."""
+    if at[:2] != ("fairness", "gaps") or len(at) != 4:
+        return None
+    node = report
+    for key in ("fairness", "fields", at[2], "metrics", at[3], "tuned", "difference_ci"):
+        node = node.get(key) if isinstance(node, dict) else None
+    return node if isinstance(node, list) else None
 
 
 @BUILTIN_CHECKS.register("not_worse_than_base", targets=("report",))

@@ -20,15 +20,15 @@ def support_records(n: int, offset: int = 0) -> list[dict]:
             for action, topic in pairs]
 
 
-def compiled_train_params(root: Path, train: str):
-    """The train stage's parameters as the compiler builds them for a demo-model recipe with `train` (YAML)."""
+def compiled_train_params(root: Path, train: str, model: str = '{base: "demo:tiny-llama", license: apache-2.0}'):
+    """The train stage's parameters as the compiler builds them for a recipe with `train` and `model` (YAML)."""
     (root / "d.jsonl").write_text(json.dumps({"instruction": "a", "output": "b"}) + "\n")
     (root / "train-recipe.yaml").write_text(textwrap.dedent(f"""\
         name: evaluation-fixture
         data:
           sources: [{{path: d.jsonl, format: alpaca}}]
           split: {{train: 0.6, validation: 0.2, test: 0.2}}
-        model: {{base: "demo:tiny-llama", license: apache-2.0}}
+        model: {model}
         train: {train}
         tracking: {{enabled: false}}
         """))
@@ -50,5 +50,5 @@ def run_stage_in(root: Path, name: str, params, inputs: dict, tag: str) -> tuple
         path.parent.mkdir(parents=True, exist_ok=True)
     (root / tag / "scratch").mkdir(parents=True, exist_ok=True)
     ctx = StageContext(params=params, inputs=in_paths, outputs=outputs, recipe_dir=root,
-                       work_dir=root / tag / "scratch")
+                       work_dir=root / tag / "scratch", run_dir=root / tag)
     return cls().run(ctx), outputs
