@@ -133,46 +133,75 @@ def report(run_dir: Path) -> None:
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-def verify(run_dir: Path) -> None:
-    """Check that RUN_DIR matches its report.
+@click.option("--sources", is_flag=True, help="Also re-hash the run's inputs (data sources, a local base model) "
+              "where they are now.")
+@click.option("--recipe-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="With --sources: where the recipe's folder is now (default: where it was when the run started).")
+@click.option("--allowed-signers", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="git's allowed_signers file: every signed sign-off must be made by a key it lists.")
+def verify(run_dir: Path, sources: bool, recipe_dir: Path | None, allowed_signers: Path | None) -> None:
+    """Check that RUN_DIR is what its report says, wherever it sits.
 
-    Re-hashes every file in the report's lineage (sources included) and the report files, and
-    checks every sign-off against the report's current digest. Exits 1 and names each file that
-    differs.
+    Checks the report and run files against report.sha256 and its run digest, re-hashes every lineage
+    artifact, fails on any file the lineage does not list (apart from the volatile ones: signoff.json,
+    logs/, export/, review/review.csv), and checks every sign-off and its signature. Exits 1 naming each
+    problem, 2 when the evidence cannot be read at all.
     """
-    from fttool.governance.evidence import superseded_signoffs
+    from fttool.governance.evidence import EvidenceError, check_signoffs, current_run_digest, read_report
     from fttool.governance.evidence import verify as verify_run
+    from fttool.governance.signing import SignatureError
 
-    problems = verify_run(run_dir)
+    try:
+        problems = verify_run(run_dir, sources, recipe_dir, allowed_signers)
+        checks = check_signoffs(run_dir, read_report(run_dir), current_run_digest(run_dir), allowed_signers)
+    except (EvidenceError, SignatureError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_INVALID) from None
     for problem in problems:
         click.echo(f"{run_dir}/{problem}", err=True)
-    for entry in superseded_signoffs(run_dir):
-        click.echo(f"note: the sign-off by {entry['by']} ({entry['role']}) at {entry['at']} approved an older report "
-                   f"(sha256 {entry['report_sha256'][:12]}), before fttool added to it; it does not approve this one",
+    for check in checks:
+        entry = check.entry
+        click.echo(f"note: sign-off by {entry['by']} ({entry['role']}) at {entry['at']}: " + "; ".join(check.notes),
                    err=True)
     if problems:
         raise SystemExit(EXIT_FAILED)
-    click.echo(f"{run_dir}: verified")
+    click.echo(f"{run_dir}: verified" + ("" if sources else " (sources not re-hashed; pass --sources)"))
 
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--by", "by", required=True, help="Name of the person approving the run.")
 @click.option("--role", required=True, help="Their role, e.g. 'model risk officer'.")
-def signoff(run_dir: Path, by: str, role: str) -> None:
-    """Record that BY, acting as ROLE, approved RUN_DIR's report as it is now.
+@click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="OpenSSH ed25519 private key (ssh-keygen -t ed25519) to sign the sign-off with.")
+@click.option("--waive", "waived", multiple=True, metavar="RULE",
+              help="A failing rule of the report policy to accept; repeat for several. Needs --reason.")
+@click.option("--reason", help="Why the waived rules are accepted; recorded with them.")
+def signoff(run_dir: Path, by: str, role: str, key_file: Path | None, waived: tuple[str, ...],
+            reason: str | None) -> None:
+    """Record that BY, acting as ROLE, approved RUN_DIR as it is now.
 
-    The run must verify first. The sign-off stores the report's sha256, so a later edit of the
-    report is caught by `fttool verify`.
+    The run must verify, and its report policy must have passed unless each failing rule is waived
+    (--waive RULE --reason TEXT). The sign-off stores the run digest, so any later change is caught by
+    `fttool verify`; with --key it is signed (SSH signature, namespace fttool-signoff).
     """
-    from fttool.governance.evidence import sign_off
+    from fttool.governance.evidence import EvidenceError
+    from fttool.governance.signoff import SignoffRefused, sign_off
 
+    if waived and not reason:
+        click.echo("error: --waive needs --reason saying why the rules are accepted", err=True)
+        raise SystemExit(EXIT_INVALID)
     try:
-        entry = sign_off(run_dir, by, role)
-    except ValueError as exc:
+        entry = sign_off(run_dir, by, role, key_file, {rule: reason for rule in waived})
+    except (ValueError, EvidenceError) as exc:
         click.echo(f"error: {exc}", err=True)
-        raise SystemExit(EXIT_FAILED)
-    click.echo(f"signed off by {entry['by']} ({entry['role']}) at {entry['at']}, report {entry['report_sha256']}")
+        raise SystemExit(EXIT_INVALID) from None
+    except SignoffRefused as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_FAILED) from None
+    signed = "signed" if "signature" in entry else "unsigned"
+    click.echo(f"signed off by {entry['by']} ({entry['role']}) at {entry['at']}, run digest {entry['run_digest']} "
+               f"({signed})" + "".join(f"; waived {w['rule']}" for w in entry["waivers"]))
 
 
 @cli.group()
@@ -194,7 +223,7 @@ def review_export(run_dir: Path) -> None:
         path = export_sheet(run_dir)
     except ReviewError as exc:
         click.echo(f"error: {exc}", err=True)
-        raise SystemExit(EXIT_FAILED)
+        raise SystemExit(EXIT_FAILED) from None
     click.echo(f"{path} (holds model inputs and outputs: keep it with the run's data)")
 
 
@@ -214,7 +243,7 @@ def review_import(run_dir: Path, ratings: Path) -> None:
         summary = import_ratings(run_dir, ratings)
     except ReviewError as exc:
         click.echo(f"error: {exc}", err=True)
-        raise SystemExit(EXIT_INVALID)
+        raise SystemExit(EXIT_INVALID) from None
     means = summary["mean_rating"]
     click.echo(f"imported {summary['rated']} rated of {summary['predictions']} predictions "
                f"({summary['unrated']} unrated); mean rating base {means['base']}, tuned {means['tuned']}; "
@@ -225,9 +254,13 @@ def review_import(run_dir: Path, ratings: Path) -> None:
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def lineage(run_dir: Path) -> None:
     """Print RUN_DIR's lineage as an OpenLineage RunEvent (JSON)."""
-    from fttool.governance.evidence import openlineage_event
+    from fttool.governance.evidence import EvidenceError, openlineage_event
 
-    click.echo(json.dumps(openlineage_event(run_dir), indent=2))
+    try:
+        click.echo(json.dumps(openlineage_event(run_dir), indent=2))
+    except EvidenceError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_INVALID) from None
 
 
 @cli.command()
@@ -236,16 +269,43 @@ def lineage(run_dir: Path) -> None:
               "merge_and_unload); a full fine-tune is already whole.")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path),
               help="Export directory. Default: RUN_DIR/export/<adapter|merged|full>.")
-def export(run_dir: Path, merge: bool, output: Path | None) -> None:
-    """Export RUN_DIR's model with its model card (README.md) and manifest.json (sha256 of every file and of
-    the report). Refused, exit 1, when the run does not verify."""
+@click.option("--recipe-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="With --merge and a local base model: where the recipe's folder is now, if it moved.")
+def export(run_dir: Path, merge: bool, output: Path | None, recipe_dir: Path | None) -> None:
+    """Export RUN_DIR's model with its model card and sign-offs (README.md), signoff.json and manifest.json
+    (sha256 of every file, the run digest and the report's digest). Refused, exit 1, when the run does not
+    verify, or its report policy failed and no sign-off waived the failing rules."""
+    from fttool.governance.evidence import EvidenceError
     from fttool.governance.export import ExportError, export_run
 
     try:
-        click.echo(str(export_run(run_dir, merge, output)))
+        click.echo(str(export_run(run_dir, merge, output, recipe_dir)))
+    except EvidenceError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_INVALID) from None
     except ExportError as exc:
         click.echo(f"error: {exc}", err=True)
-        raise SystemExit(EXIT_FAILED)
+        raise SystemExit(EXIT_FAILED) from None
+
+
+@cli.group()
+def cache() -> None:
+    """The stage cache: outputs of finished stages, raw records included, reused by later runs.
+
+    It lives in $FTTOOL_CACHE_DIR, or else in .fttool-cache beside the run directory (reports/.fttool-cache
+    for runs without --output-dir).
+    """
+
+
+@cache.command("purge")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The cache to empty. Default: $FTTOOL_CACHE_DIR, else reports/.fttool-cache.")
+def cache_purge(cache_dir: Path | None) -> None:
+    """Delete every cached stage output. Later runs compute their stages again."""
+    from fttool.pipeline.runner import purge_cache
+
+    purged, count = purge_cache(cache_dir)
+    click.echo(f"{purged}: {count} cached stage output(s) deleted" if count else f"{purged}: nothing cached")
 
 
 @cli.command()

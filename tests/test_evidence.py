@@ -1,74 +1,331 @@
-"""verify, signoff and lineage export on a real (data-only) run."""
+"""verify, sign-off (signed and waived), lineage export and the LIN-001 gate, on real data-only runs.
+
+Each attack test edits a run the way a careless colleague or a forger would and expects verify to fail.
+"""
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+import subprocess
+import textwrap
 import uuid
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_runner import make_project
+from support.runs import data_project
 
 from fttool.cli import cli
-from fttool.governance.evidence import DIGEST_FILE, openlineage_event, sign_off, verify, write_digests
+from fttool.governance.evidence import openlineage_event, verify, write_digests
+from fttool.governance.signing import SignatureError, read_allowed_signers
+from fttool.governance.signoff import SignoffRefused, sign_off
 from fttool.pipeline.digest import sha256_file
 from fttool.pipeline.runner import run_plan
 from fttool.recipe import compile_recipe
 
+FAILING_POLICY = """
+name: strict
+description: No record may be quarantined.
+rules:
+  - id: DATA-900
+    description: Nothing quarantined
+    severity: error
+    applies_to: report
+    check: {kind: compare, path: data.counts.quarantined, op: "==", value: 0}
+waivers: []
+"""
+LINEAGE_POLICY = """
+name: lineage
+description: The run verifies.
+rules:
+  - id: LIN-001
+    description: The run verifies
+    severity: error
+    applies_to: report
+    check: {kind: lineage_verifies}
+waivers: []
+"""
+
 
 @pytest.fixture
 def run_dir(tmp_path):
-    return run_plan(compile_recipe(make_project(tmp_path)), tmp_path / "runs" / "one")
+    return run_plan(compile_recipe(data_project(tmp_path)), tmp_path / "runs" / "one")
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def problems(run_dir) -> list[str]:
+    return [str(p) for p in verify(run_dir)]
+
+
+def rewrite_report(run_dir: Path, edit) -> None:
+    report = json.loads((run_dir / "report.json").read_text())
+    edit(report)
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2))
+
+
+def sha256sum_line(run_dir: Path, name: str) -> None:
+    """What a forger does with sha256sum: rewrite one file's line in report.sha256."""
+    lines = (run_dir / "report.sha256").read_text().splitlines()
+    lines = [f"{sha256_file(run_dir / name)}  {name}" if line.endswith(f"  {name}") else line for line in lines]
+    (run_dir / "report.sha256").write_text("\n".join(lines) + "\n")
 
 
 def test_fresh_run_verifies(run_dir):
     assert verify(run_dir) == []
-    result = CliRunner().invoke(cli, ["verify", str(run_dir)])
+    result = invoke("verify", str(run_dir))
     assert result.exit_code == 0 and "verified" in result.output
 
 
 def test_edited_data_file_is_named(run_dir):
     with open(run_dir / "data" / "test.jsonl", "a") as handle:
         handle.write("{}\n")
-    result = CliRunner().invoke(cli, ["verify", str(run_dir)])
+    result = invoke("verify", str(run_dir))
     assert result.exit_code == 1
     assert f"{run_dir}/data/test.jsonl: artifact sha256 differs from the report's lineage" in result.stderr
 
 
-def test_edited_source_is_named(run_dir, tmp_path):
+def test_edited_report_is_caught(run_dir):
+    rewrite_report(run_dir, lambda r: r["data"]["counts"].update(quarantined=0))
+    assert problems(run_dir) == ["report.json: sha256 differs from report.sha256: the file was changed"]
+
+
+def test_emptied_digest_file_does_not_hide_an_edited_report(run_dir):
+    (run_dir / "report.sha256").write_text("")
+    rewrite_report(run_dir, lambda r: r["data"]["counts"].update(quarantined=0))
+    found = problems(run_dir)
+    assert "report.json: has no digest in report.sha256: it cannot be checked" in found
+    assert "report.sha256: has no run digest: the run cannot be checked as a whole" in found
+
+
+def test_a_digest_recomputed_after_editing_the_report_fails_on_the_run_digest(run_dir):
+    rewrite_report(run_dir, lambda r: r["data"]["counts"].update(quarantined=0))
+    sha256sum_line(run_dir, "report.json")
+    (problem,) = problems(run_dir)
+    assert problem.startswith("report.sha256: the run digest does not match")
+
+
+@pytest.mark.parametrize("name", ["recipe.yaml", "plan.json", "run_state.json", "MODEL_CARD.md", "report.md"])
+def test_run_and_report_files_are_covered(run_dir, name):
+    with open(run_dir / name, "a") as handle:
+        handle.write("\n")
+    assert problems(run_dir) == [f"{name}: sha256 differs from report.sha256: the file was changed"]
+
+
+def test_a_rendering_cannot_be_removed_with_its_digest(run_dir):
+    (run_dir / "report.html").unlink()
+    lines = [line for line in (run_dir / "report.sha256").read_text().splitlines() if "report.html" not in line]
+    (run_dir / "report.sha256").write_text("\n".join(lines) + "\n")
+    assert "report.html: missing" in problems(run_dir)
+
+
+def test_a_file_added_to_the_run_directory_fails_but_volatile_files_do_not(run_dir):
+    (run_dir / "data" / "extra.jsonl").write_text('{"id": "smuggled"}\n')
+    (run_dir / "logs").mkdir()
+    (run_dir / "logs" / "split.error.log").write_text("Traceback\n")
+    (run_dir / "review").mkdir()
+    (run_dir / "review" / "review.csv").write_text("id\n")
+    assert problems(run_dir) == ["data/extra.jsonl: not in the report's lineage: added after the run"]
+
+
+def test_fttool_report_does_not_bless_a_hand_edited_report(run_dir):
+    digests = (run_dir / "report.sha256").read_text()
+    rewrite_report(run_dir, lambda r: r["data"]["counts"].update(quarantined=0))
+    result = invoke("report", str(run_dir))
+    assert result.exit_code == 2 and "edited after fttool wrote it" in result.stderr
+    assert (run_dir / "report.sha256").read_text() == digests
+    assert problems(run_dir)
+
+
+def test_fttool_report_renders_an_unchanged_report_again(run_dir):
+    (run_dir / "report.html").unlink()
+    assert invoke("report", str(run_dir)).exit_code == 0
+    assert verify(run_dir) == []
+
+
+@pytest.mark.parametrize("name, content", [
+    ("signoff.json", "{not json"), ("signoff.json", '{"by": "x"}'), ("report.sha256", "garbage line\n"),
+    ("report.json", "[1, 2"), ("report.json", '{"lineage": 3}'),
+])
+def test_garbage_evidence_is_a_clean_error_with_exit_2(run_dir, name, content):
+    (run_dir / name).write_text(content)
+    commands = [["verify", str(run_dir)], ["signoff", str(run_dir), "--by", "A", "--role", "B"]]
+    for command in commands + ([["lineage", str(run_dir)]] if name == "report.json" else []):
+        result = invoke(*command)
+        assert result.exit_code == 2, (command, result.output)
+        assert result.stderr.startswith("error: ") and name in result.stderr and "Traceback" not in result.output
+
+
+def test_the_run_verifies_wherever_it_is_copied_and_sources_are_checked_on_request(run_dir, tmp_path):
+    archive = tmp_path / "archive" / "deep" / "one"
+    shutil.copytree(run_dir, archive)
+    assert verify(archive) == []
+    assert verify(run_dir, sources=True) == []
     with open(tmp_path / "records.jsonl", "a") as handle:
         handle.write("{}\n")
-    assert [p.path for p in verify(run_dir)] == ["../../records.jsonl"]
+    assert verify(run_dir) == [], "the run's own files are unchanged"
+    assert [p.path for p in verify(run_dir, sources=True)] == ["records.jsonl"]
+    assert [p.path for p in verify(archive, sources=True, recipe_dir=tmp_path)] == ["records.jsonl"]
+    result = invoke("verify", str(archive), "--sources", "--recipe-dir", str(tmp_path))
+    assert result.exit_code == 1 and "records.jsonl: source sha256 differs" in result.stderr
 
 
-def test_edited_report_is_caught(run_dir):
-    report = json.loads((run_dir / "report.json").read_text())
-    report["data"]["counts"]["quarantined"] = 0
-    (run_dir / "report.json").write_text(json.dumps(report))
-    assert [str(p) for p in verify(run_dir)] == [f"report.json: sha256 differs from {DIGEST_FILE}: the file was changed"]
-
-
-def test_signoff_records_the_digest_and_catches_a_later_rewrite(run_dir):
+# -- sign-off -----------------------------------------------------------------------------------------
+def test_signoff_records_the_run_digest_and_catches_a_later_rewrite(run_dir):
     entry = sign_off(run_dir, "Dana Reviewer", "model risk officer")
-    assert entry["report_sha256"] == sha256_file(run_dir / "report.json")
+    assert entry["report_sha256"] == sha256_file(run_dir / "report.json") and len(entry["run_digest"]) == 64
     assert verify(run_dir) == []
-    # Someone edits the report and recomputes report.sha256 to hide it: the sign-off still catches it.
-    (run_dir / "report.json").write_text((run_dir / "report.json").read_text().replace('"succeeded"', '"succeeded" '))
+    # Someone edits the report and recomputes every digest with fttool's own code: the sign-off still catches it.
+    rewrite_report(run_dir, lambda r: r["data"]["counts"].update(quarantined=0))
     write_digests(run_dir)
-    (problem,) = verify(run_dir)
-    assert problem.path == "report.json" and "changed after Dana Reviewer (model risk officer) signed off" in problem.problem
+    (problem,) = problems(run_dir)
+    assert "the run changed after Dana Reviewer (model risk officer)" in problem
 
 
 def test_signoff_is_refused_for_a_run_that_does_not_verify(run_dir):
     (run_dir / "quarantine.jsonl").write_text("")
-    result = CliRunner().invoke(cli, ["signoff", str(run_dir), "--by", "X", "--role", "Y"])
+    result = invoke("signoff", str(run_dir), "--by", "X", "--role", "Y")
     assert result.exit_code == 1 and "cannot be signed off" in result.stderr
     assert not (run_dir / "signoff.json").exists()
+
+
+@pytest.mark.parametrize("by, role", [("", "risk"), ("   ", "risk"), ("Ada\nEve", "risk"), ("Ada", "risk\rofficer"),
+                                      ("Ada\u2028Eve", "risk"), ("Ada", "")])
+def test_signoff_names_are_non_empty_single_line_text(run_dir, by, role):
+    result = invoke("signoff", str(run_dir), "--by", by, "--role", role)
+    assert result.exit_code == 2 and "error: the " in result.stderr
+    assert not (run_dir / "signoff.json").exists()
+
+
+@pytest.fixture
+def failing_run(tmp_path):
+    recipe = data_project(tmp_path / "project", extra="report: {policy: strict.yaml}\n")
+    (tmp_path / "project" / "strict.yaml").write_text(textwrap.dedent(FAILING_POLICY).lstrip())
+    run_dir = run_plan(compile_recipe(recipe), tmp_path / "runs" / "failing")
+    assert json.loads((run_dir / "report.json").read_text())["policy"]["passed"] is False
+    return run_dir
+
+
+def test_a_run_whose_policy_failed_is_signed_off_only_with_a_waiver(failing_run):
+    result = invoke("signoff", str(failing_run), "--by", "Ada", "--role", "risk")
+    assert result.exit_code == 1 and "the report policy strict failed: DATA-900" in result.stderr
+    assert invoke("signoff", str(failing_run), "--by", "Ada", "--role", "risk", "--waive", "DATA-900").exit_code == 2
+    with pytest.raises(SignoffRefused, match="--waive PII-101: no such rule failed"):
+        sign_off(failing_run, "Ada", "risk", waive={"PII-101": "not needed", "DATA-900": "known"})
+    result = invoke("signoff", str(failing_run), "--by", "Ada", "--role", "risk", "--waive", "DATA-900",
+                    "--reason", "the malformed line is a planted test case")
+    assert result.exit_code == 0, result.output
+    (entry,) = json.loads((failing_run / "signoff.json").read_text())
+    assert entry["waivers"] == [{"rule": "DATA-900", "reason": "the malformed line is a planted test case"}]
+    verified = invoke("verify", str(failing_run))
+    assert verified.exit_code == 0 and "waived DATA-900: the malformed line is a planted test case" in verified.stderr
+
+
+def _keygen(path: Path) -> Path:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                       serialization.NoEncryption()))
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    path.with_suffix(".pub").write_bytes(public + b"\n")
+    return path
+
+
+def test_signed_signoffs_are_checked_against_allowed_signers(run_dir, tmp_path):
+    key, other = _keygen(tmp_path / "dana"), _keygen(tmp_path / "eve")
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f"dana@bank.example {key.with_suffix('.pub').read_text()}")
+    assert invoke("signoff", str(run_dir), "--by", "Dana", "--role", "risk", "--key", str(key)).exit_code == 0
+    assert invoke("signoff", str(run_dir), "--by", "Sam", "--role", "audit").exit_code == 0
+    result = invoke("verify", str(run_dir), "--allowed-signers", str(allowed))
+    assert result.exit_code == 0, result.output
+    assert "signed by dana@bank.example" in result.stderr and "Sam (audit)" in result.stderr
+    assert "unsigned" in result.stderr
+
+    # A signature by a key the allowed signers do not list fails.
+    assert invoke("signoff", str(run_dir), "--by", "Eve", "--role", "risk", "--key", str(other)).exit_code == 0
+    result = invoke("verify", str(run_dir), "--allowed-signers", str(allowed))
+    assert result.exit_code == 1 and "Eve (risk)" in result.stderr and "not in the allowed signers" in result.stderr
+
+    # A signed entry edited afterwards (the name, or the run digest it approved) fails its signature.
+    entries = json.loads((run_dir / "signoff.json").read_text())[:1]
+    entries[0]["by"] = "Mallory"
+    (run_dir / "signoff.json").write_text(json.dumps(entries))
+    result = invoke("verify", str(run_dir), "--allowed-signers", str(allowed))
+    assert result.exit_code == 1 and "signature invalid" in result.stderr
+
+
+def test_a_signature_holds_only_for_the_run_it_signed(run_dir, tmp_path):
+    key = _keygen(tmp_path / "dana")
+    sign_off(run_dir, "Dana", "risk", key)
+    # Forge: edit the report, recompute every digest, and move the signed entry onto the new run digest.
+    rewrite_report(run_dir, lambda r: r["data"]["counts"].update(quarantined=0))
+    digest = write_digests(run_dir)
+    entries = json.loads((run_dir / "signoff.json").read_text())
+    entries[0].update(run_digest=digest, report_sha256=sha256_file(run_dir / "report.json"))
+    (run_dir / "signoff.json").write_text(json.dumps(entries))
+    (problem,) = problems(run_dir)
+    assert "signature invalid" in problem
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs OpenSSH's ssh-keygen")
+def test_signatures_are_openssh_signatures(run_dir, tmp_path):
+    """ssh-keygen -Y verify accepts fttool's signature, and fttool accepts one made by ssh-keygen -Y sign."""
+    from fttool.governance import signing
+
+    key = _keygen(tmp_path / "dana")
+    key.chmod(0o600)
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f"dana@bank.example {key.with_suffix('.pub').read_text()}")
+    message = tmp_path / "message"
+    message.write_bytes(b"run digest " + hashlib.sha256(b"x").hexdigest().encode())
+    armored, public = signing.sign(message.read_bytes(), key)
+    (tmp_path / "message.sig").write_text(armored)
+    checked = subprocess.run(["ssh-keygen", "-Y", "verify", "-f", str(allowed), "-I", "dana@bank.example",
+                              "-n", signing.NAMESPACE, "-s", str(tmp_path / "message.sig")],
+                             stdin=message.open("rb"), capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    (tmp_path / "message.sig").unlink()
+    subprocess.run(["ssh-keygen", "-Y", "sign", "-f", str(key), "-n", signing.NAMESPACE, str(message)],
+                   check=True, capture_output=True)
+    assert signing.verify(message.read_bytes(), (tmp_path / "message.sig").read_text()) == public
+
+
+def test_allowed_signers_in_gits_format(tmp_path):
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text("# reviewers\n"
+                       "dana@bank.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA\n"
+                       'sam@bank.example,sam@x namespaces="git" ssh-ed25519 AAAAB\n'
+                       'kim@bank.example namespaces="git,fttool-signoff" ssh-ed25519 AAAAC\n')
+    assert [(s.principals, s.public_key) for s in read_allowed_signers(allowed)] == [
+        ("dana@bank.example", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA"), ("kim@bank.example", "ssh-ed25519 AAAAC")]
+    allowed.write_text("just-a-name\n")
+    with pytest.raises(SignatureError, match="allowed_signers:1: not 'principals"):
+        read_allowed_signers(allowed)
+
+
+# -- policy gate and lineage export -------------------------------------------------------------------
+def test_check_gates_on_the_whole_run_verifying(run_dir, tmp_path):
+    policy = tmp_path / "lineage.yaml"
+    policy.write_text(textwrap.dedent(LINEAGE_POLICY).lstrip())
+    assert invoke("check", str(run_dir), "--policy", str(policy)).exit_code == 0
+    # An edited figure with its sha256sum line recomputed: the lineage alone would still match.
+    rewrite_report(run_dir, lambda r: r["data"]["counts"].update(quarantined=0))
+    sha256sum_line(run_dir, "report.json")
+    result = invoke("check", str(run_dir), "--policy", str(policy))
+    assert result.exit_code == 1 and "LIN-001" in result.output and "run digest does not match" in result.output
 
 
 def test_openlineage_event(run_dir):
     event = openlineage_event(run_dir)
     uuid.UUID(event["run"]["runId"])
-    assert event["eventType"] == "COMPLETE" and event["job"] == {"namespace": "fttool", "name": "data-only", "facets": {}}
-    assert [d["name"] for d in event["inputs"]] == ["../../records.jsonl"]
+    assert event["eventType"] == "COMPLETE"
+    assert event["job"] == {"namespace": "fttool", "name": "data-only", "facets": {}}
+    assert [d["name"] for d in event["inputs"]] == ["records.jsonl"]
     outputs = {d["name"]: d["facets"]["fttool_digest"]["sha256"] for d in event["outputs"]}
     assert outputs["data/train.jsonl"] == sha256_file(run_dir / "data" / "train.jsonl")

@@ -2,33 +2,17 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from support.runs import data_project as make_project
 
+from fttool.cli import cli
 from fttool.data.records import read_jsonl
 from fttool.pipeline.digest import sha256_file
 from fttool.pipeline.runner import RunError, run_plan
 from fttool.recipe import compile_recipe
-
-RECIPE = """
-name: data-only
-data:
-  sources:
-    - {path: records.jsonl, format: alpaca, tag: t}
-  split: {train: 0.6, validation: 0.2, test: 0.2, seed: 3}
-"""
-
-
-def make_project(tmp_path: Path, n: int = 20, extra: str = "") -> Path:
-    lines = [json.dumps({"instruction": f"Question number {i} about accounts?", "output": f"Answer {i}."})
-             for i in range(n)]
-    lines += [lines[0], "{not json"]  # one duplicate and one malformed line
-    (tmp_path / "records.jsonl").write_text("\n".join(lines) + "\n")
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(textwrap.dedent(RECIPE).lstrip() + extra)
-    return recipe
 
 
 def report_of(run_dir: Path) -> dict:
@@ -50,12 +34,17 @@ def test_data_only_run_counts_and_lineage(tmp_path):
                                                              "memorisation"}
     artifacts = report["lineage"]["artifacts"]
     for artifact in artifacts:
-        assert sha256_file((run_dir / artifact["path"]).resolve()) == artifact["sha256"], artifact["path"]
+        if artifact.get("retained", True):
+            root = tmp_path if artifact["kind"] == "source" else run_dir  # sources: as the recipe names them
+            assert sha256_file(root / artifact["path"]) == artifact["sha256"], artifact["path"]
     by_path = {a["path"]: a for a in artifacts}
     assert {"data/train.jsonl", "data/validation.jsonl", "data/test.jsonl", "quarantine.jsonl"} <= set(by_path)
     assert by_path["data/train.jsonl"]["parents"] == ["work/dedup/records.jsonl"]
-    assert by_path["../../records.jsonl"]["kind"] == "source"
-    ids = [r["id"] for split in ("train", "validation", "test") for r in read_jsonl(run_dir / "data" / f"{split}.jsonl")]
+    assert by_path["records.jsonl"]["kind"] == "source"
+    # The records before scrubbing are recorded by digest but not kept in the run directory.
+    assert by_path["work/dedup/records.jsonl"]["retained"] is False and not (run_dir / "work").exists()
+    ids = [r["id"] for split in ("train", "validation", "test")
+           for r in read_jsonl(run_dir / "data" / f"{split}.jsonl")]
     assert len(ids) == len(set(ids)) == 20
 
 
@@ -90,13 +79,54 @@ def test_changed_parameter_reruns_only_downstream_stages(tmp_path):
 
 def test_tampered_cache_entry_is_not_reused(tmp_path):
     recipe = make_project(tmp_path)
-    first = run_plan(compile_recipe(recipe), tmp_path / "runs" / "a")
-    # Cached files are hard links of the run's files: editing the run edits the cache entry.
-    with open(first / "data" / "train.jsonl", "a") as handle:
+    run_plan(compile_recipe(recipe), tmp_path / "runs" / "a")
+    (cached,) = (tmp_path / "runs" / ".fttool-cache" / "split").glob("*/data/train.jsonl")
+    cached.chmod(0o600)
+    with open(cached, "a") as handle:
         handle.write('{"id": "forged"}\n')
     second = run_plan(compile_recipe(recipe), tmp_path / "runs" / "b")
     assert statuses(second)["split"] == "ran"
     assert "forged" not in (second / "data" / "train.jsonl").read_text()
+
+
+def test_cached_files_are_read_only_copies_so_one_run_cannot_break_another(tmp_path, monkeypatch):
+    from fttool.governance.evidence import verify
+
+    monkeypatch.setenv("FTTOOL_CACHE_DIR", str(tmp_path / "elsewhere"))
+    recipe = make_project(tmp_path)
+    first = run_plan(compile_recipe(recipe), tmp_path / "runs" / "a")
+    second = run_plan(compile_recipe(recipe), tmp_path / "runs" / "b")
+    assert set(statuses(second).values()) == {"cached"}
+    assert not (tmp_path / "runs" / ".fttool-cache").exists(), "the cache is where FTTOOL_CACHE_DIR says"
+    cached = [p for p in (tmp_path / "elsewhere").rglob("*") if p.is_file() and p.name != "record.json"]
+    assert cached and all(p.stat().st_nlink == 1 and not p.stat().st_mode & 0o222 for p in cached)
+    assert (second / "data" / "train.jsonl").stat().st_nlink == 1
+    with open(first / "data" / "train.jsonl", "a") as handle:
+        handle.write('{"id": "edited"}\n')
+    assert verify(second) == [] and verify(first)
+
+    result = CliRunner().invoke(cli, ["cache", "purge"])
+    assert result.exit_code == 0 and f"{tmp_path / 'elsewhere'}: {len(statuses(first))} cached stage" in result.output
+    assert not list((tmp_path / "elsewhere").rglob("*.jsonl"))
+    assert set(statuses(run_plan(compile_recipe(recipe), tmp_path / "runs" / "c")).values()) == {"ran"}
+
+
+def test_a_second_run_into_a_locked_run_directory_is_refused_at_once(tmp_path):
+    import fcntl
+
+    recipe = make_project(tmp_path)
+    run_dir = tmp_path / "runs" / "a"
+    run_dir.mkdir(parents=True)
+    with open(run_dir / ".fttool.lock", "a+") as held:  # as the first `fttool run` holds it
+        held.write("pid 1234, since 2026-01-01T00:00:00+00:00\n")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for resume in (False, True):
+            with pytest.raises(RunError, match="is in use by another fttool run \\(pid 1234"):
+                run_plan(compile_recipe(recipe), run_dir, resume=resume)
+    assert sorted(p.name for p in run_dir.iterdir()) == [".fttool.lock"]
+    run_dir = run_plan(compile_recipe(recipe), run_dir)  # once the first run let go
+    assert not (run_dir / ".fttool.lock").exists() and report_of(run_dir)["data"]["counts"]["kept"] == 20
 
 
 def test_output_dir_must_be_empty_without_resume(tmp_path):
@@ -110,7 +140,8 @@ def test_resume_reuses_finished_stages_and_refuses_a_changed_recipe(tmp_path):
     recipe = make_project(tmp_path)
     run_dir = run_plan(compile_recipe(recipe), tmp_path / "runs" / "a")
     run_plan(compile_recipe(recipe), run_dir, resume=True)
-    assert set(statuses(run_dir).values()) == {"resumed"}
+    # Stages that wrote only to work/, deleted when the run succeeded, come from the cache.
+    assert statuses(run_dir) == {"ingest": "cached", "dedup": "cached", "split": "resumed"}
     assert report_of(run_dir)["run"]["resumed_at"]
     recipe.write_text(recipe.read_text().replace("seed: 3", "seed: 5"))
     with pytest.raises(RunError, match="the recipe changed since this run started"):
@@ -146,4 +177,4 @@ def test_cache_entry_is_not_reused_when_the_stage_writes_elsewhere(tmp_path):
         handle.write("augment:\n  - {method: random, action: swap, ratio: 0.5, min_similarity: 0}\n")
     second = run_plan(compile_recipe(recipe), tmp_path / "runs" / "b")
     assert statuses(second)["split"] == "ran"
-    assert (second / "work" / "split" / "train.jsonl").is_file()
+    assert "work/split/train.jsonl" in {a["path"] for a in report_of(second)["lineage"]["artifacts"]}

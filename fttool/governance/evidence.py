@@ -1,24 +1,53 @@
-"""Evidence that a run directory is what its report says: digests, verification, sign-off, lineage export.
+"""Evidence that a run directory is what its report says: digests, the run digest, verify, lineage export.
 
-`report.sha256` holds the digests of report.json and its renderings (sha256sum format). `verify`
-re-hashes every artifact in report.json's lineage, the sources it names, and the report files, and
-checks that every sign-off was given on the report as it is now. A sign-off records who approved,
-when, and the digest of the report they saw, so editing the report afterwards is caught even if
-report.sha256 is rewritten too.
+`report.sha256` holds, in sha256sum format, the digests of the report files (report.json, its renderings,
+MODEL_CARD.md) and of the run files (recipe.yaml, plan.json, run_state.json), then one line
+`# run digest <sha256>`: the digest of all of those and of every lineage entry. `verify` checks, wherever
+the run directory sits:
+
+- every report and run file against report.sha256 (all four report files, whichever the file lists);
+- the run digest against those digests and the lineage in report.json, so editing report.json and
+  rewriting its line in report.sha256 is caught;
+- every lineage artifact the run kept, against its sha256;
+- that every other file is volatile (fttool.pipeline.layout.VOLATILE): a file added to model/ fails;
+- every sign-off: given on the run as it is now (or listed by the report as superseded), its signature
+  valid, and with `allowed_signers` made by a key the file lists.
+
+Sources (the recipe's inputs and a local base model) are recorded by content digest with the path as the
+recipe gave it; `sources=True` also re-hashes them where they are now. The digests are not secret: whoever
+can write the run directory and run this code can rewrite them all. Only a signed sign-off, checked against
+allowed signers kept elsewhere, shows that the run is the one a person approved (docs/security.md).
 """
 from __future__ import annotations
 
-import datetime as dt
+import hashlib
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from fttool.governance import signing
 from fttool.pipeline.digest import sha256_file, sha256_path
+from fttool.pipeline.layout import (
+    DIGESTS,
+    MODEL_CARD,
+    REPORT_FILES,
+    REPORT_JSON,
+    RUN_FILES,
+    SIGNOFFS,
+    RunLayout,
+    is_volatile,
+)
 
-DIGEST_FILE = "report.sha256"
-SIGNOFF_FILE = "signoff.json"
-REPORT_FILES = ("report.json", "report.html", "report.md", "MODEL_CARD.md")
+RUN_DIGEST_PREFIX = "# run digest "
+_DIGEST_LINE = re.compile(r"([0-9a-f]{64})  (\S.*)")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+RENDERINGS = {"html": "report.html", "md": "report.md"}
+
+
+class EvidenceError(Exception):
+    """A file of the run's evidence cannot be read at all (not JSON, not in its format); the message says which."""
 
 
 @dataclass(frozen=True)
@@ -30,94 +59,273 @@ class Mismatch:
         return f"{self.path}: {self.problem}"
 
 
-def write_digests(run_dir: Path) -> None:
-    lines = [f"{sha256_file(run_dir / name)}  {name}\n" for name in REPORT_FILES if (run_dir / name).is_file()]
-    (run_dir / DIGEST_FILE).write_text("".join(lines), encoding="utf-8")
+# -- reading ------------------------------------------------------------------------------------------
+def read_report(run_dir: Path) -> dict:
+    """report.json, or EvidenceError saying why it cannot be read."""
+    path = RunLayout(Path(run_dir)).report
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EvidenceError(f"{path}: missing; is this an fttool run directory?") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EvidenceError(f"{path}: not valid JSON ({exc}); restore the report fttool wrote") from None
+    from jsonschema import Draft202012Validator
+
+    from fttool.recipe.schema import load_schema
+
+    error = next(iter(Draft202012Validator(load_schema("report")).iter_errors(report)), None)
+    if error is not None:
+        where = ".".join(map(str, error.absolute_path)) or "$"
+        raise EvidenceError(f"{path}: not a valid fttool report (at {where}: {error.message}); "
+                            "restore the report fttool wrote")
+    return report
 
 
-def _recorded_digests(run_dir: Path) -> dict[str, str]:
-    digests = {}
-    for line in (run_dir / DIGEST_FILE).read_text(encoding="utf-8").splitlines():
-        digest, name = line.split("  ", 1)
-        digests[name] = digest
-    return digests
-
-
-def verify(run_dir: Path) -> list[Mismatch]:
-    """Every difference between the run directory and its report; empty when the run verifies."""
-    run_dir = Path(run_dir)
-    problems: list[Mismatch] = []
-    if not (run_dir / "report.json").is_file():
-        return [Mismatch("report.json", "missing")]
-    if not (run_dir / DIGEST_FILE).is_file():
-        problems.append(Mismatch(DIGEST_FILE, "missing: the report's own digests cannot be checked"))
-    else:
-        for name, digest in _recorded_digests(run_dir).items():
-            if not (run_dir / name).is_file():
-                problems.append(Mismatch(name, "missing"))
-            elif sha256_file(run_dir / name) != digest:
-                problems.append(Mismatch(name, f"sha256 differs from {DIGEST_FILE}: the file was changed"))
-    report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
-    for artifact in report["lineage"]["artifacts"]:
-        path = (run_dir / artifact["path"]).resolve()
-        if not path.exists():
-            problems.append(Mismatch(artifact["path"], f"{artifact['kind']} is missing"))
-        elif sha256_path(path) != artifact["sha256"]:
-            problems.append(Mismatch(artifact["path"], f"{artifact['kind']} sha256 differs from the report's lineage"))
-    for signoff in _signoffs_of_older_reports(run_dir, report)[1]:
-        problems.append(Mismatch("report.json", f"changed after {signoff['by']} ({signoff['role']}) signed off "
-                                                f"at {signoff['at']}"))
-    return problems
-
-
-def _signoff_key(entry: dict) -> tuple:
-    return entry["by"], entry["role"], entry["at"], entry["report_sha256"]
-
-
-def _signoffs_of_older_reports(run_dir: Path, report: dict) -> tuple[list[dict], list[dict]]:
-    """Sign-offs whose report digest is not the current report's: (those the report lists as superseded, the rest).
-
-    fttool rewrites a signed-off report only to add to it (review import), and then lists the old sign-offs;
-    any other sign-off of an older digest means the report changed after it was approved.
-    """
-    listed = {_signoff_key(entry) for entry in report.get("signoff") or []}
-    current = sha256_file(Path(run_dir) / "report.json")
-    older = [entry for entry in read_signoffs(run_dir) if entry["report_sha256"] != current]
-    return ([entry for entry in older if _signoff_key(entry) in listed],
-            [entry for entry in older if _signoff_key(entry) not in listed])
-
-
-def superseded_signoffs(run_dir: Path) -> list[dict]:
-    """Sign-offs of an older version of the report, which the current report lists as superseded.
-
-    They approved the report as it was before fttool added to it (e.g. human review ratings), not as it is now.
-    """
-    report = json.loads((Path(run_dir) / "report.json").read_text(encoding="utf-8"))
-    return _signoffs_of_older_reports(run_dir, report)[0]
+def read_digests(run_dir: Path) -> tuple[dict[str, str], str | None]:
+    """(file name -> sha256, run digest) from report.sha256; EvidenceError for a line in no known format."""
+    path = RunLayout(Path(run_dir)).digests
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise EvidenceError(f"{path}: not a text file; restore the one fttool wrote") from None
+    digests: dict[str, str] = {}
+    run_digest = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = _DIGEST_LINE.fullmatch(line)
+        if line.startswith(RUN_DIGEST_PREFIX) and _SHA256.fullmatch(line[len(RUN_DIGEST_PREFIX):]):
+            run_digest = line[len(RUN_DIGEST_PREFIX):]
+        elif match:
+            digests[match.group(2)] = match.group(1)
+        elif line.strip():
+            raise EvidenceError(f"{path}:{number}: not a '<sha256>  <file>' or '{RUN_DIGEST_PREFIX}<sha256>' line; "
+                                "restore the file fttool wrote")
+    return digests, run_digest
 
 
 def read_signoffs(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / SIGNOFF_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    """The entries of signoff.json ([] when there is none); EvidenceError when it is not a list of sign-offs."""
+    path = RunLayout(Path(run_dir)).signoffs
+    if not path.is_file():
+        return []
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EvidenceError(f"{path}: not valid JSON ({exc}); restore the file fttool wrote") from None
+    fields = ("by", "role", "at", "report_sha256")
+    if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and all(isinstance(e.get(k), str) for k in fields) for e in entries):
+        raise EvidenceError(f"{path}: not a list of sign-offs with {', '.join(fields)}; restore the file fttool wrote")
+    return entries
 
 
-def sign_off(run_dir: Path, by: str, role: str) -> dict:
-    """Record an approval of the report as it is now; refused when the run does not verify."""
+# -- digests ------------------------------------------------------------------------------------------
+def covered_files(run_dir: Path) -> list[str]:
+    """The report and run files that exist: the ones report.sha256 lists and the run digest covers."""
+    layout = RunLayout(Path(run_dir))
+    return [name for name in (*REPORT_FILES, *RUN_FILES) if (layout / name).is_file()]
+
+
+def required_files(report: dict) -> list[str]:
+    """Covered files a run must have: report.json, the model card, the run files and the renderings it asked for."""
+    try:
+        formats = report["recipe"]["resolved"]["report"]["formats"]
+    except (KeyError, TypeError):
+        formats = list(RENDERINGS)
+    return [REPORT_JSON, MODEL_CARD, *RUN_FILES, *(RENDERINGS[f] for f in formats if f in RENDERINGS)]
+
+
+def run_digest(file_digests: dict[str, str], artifacts: list[dict]) -> str:
+    """One sha256 over the covered files' digests and every lineage entry (path, kind, sha256)."""
+    lines = [f"file\0{name}\0{digest}\n" for name, digest in sorted(file_digests.items())]
+    lines += sorted(f"{a['kind']}\0{a['path']}\0{a['sha256']}\n" for a in artifacts)
+    return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
+
+
+def write_digests(run_dir: Path) -> str:
+    """Write report.sha256 for the files as they are now; returns the run digest."""
+    layout = RunLayout(Path(run_dir))
+    digests = {name: sha256_file(layout / name) for name in covered_files(run_dir)}
+    digest = run_digest(digests, read_report(run_dir)["lineage"]["artifacts"])
+    lines = [f"{sha}  {name}\n" for name, sha in digests.items()] + [f"{RUN_DIGEST_PREFIX}{digest}\n"]
+    layout.digests.write_text("".join(lines), encoding="utf-8")
+    return digest
+
+
+def require_report_unchanged(run_dir: Path) -> None:
+    """Raise EvidenceError unless report.json is the one report.sha256 recorded (before re-rendering it)."""
+    layout = RunLayout(Path(run_dir))
+    recorded = read_digests(run_dir)[0].get(REPORT_JSON) if layout.digests.is_file() else None
+    if recorded is None or recorded != sha256_file(layout.report):
+        raise EvidenceError(f"{layout.report}: differs from the digest in {DIGESTS} (or none is recorded): it was "
+                            "edited after fttool wrote it, so fttool will not render it or record new digests; "
+                            "restore the report fttool wrote")
+
+
+# -- verify -------------------------------------------------------------------------------------------
+def _check_covered(run_dir: Path, report: dict, recorded: dict[str, str]) -> list[Mismatch]:
+    layout, problems = RunLayout(run_dir), []
+    required = required_files(report)
+    for name in (*REPORT_FILES, *RUN_FILES):
+        present = (layout / name).is_file()
+        if not present:
+            if name in required or name in recorded:
+                problems.append(Mismatch(name, "missing"))
+        elif name not in recorded:
+            problems.append(Mismatch(name, f"has no digest in {DIGESTS}: it cannot be checked"))
+        elif sha256_file(layout / name) != recorded[name]:
+            problems.append(Mismatch(name, f"sha256 differs from {DIGESTS}: the file was changed"))
+    return problems
+
+
+def check_artifacts(run_dir: Path, artifacts: list[dict]) -> list[Mismatch]:
+    root, problems = run_dir.resolve(), []
+    for artifact in artifacts:
+        if artifact["kind"] != "artifact" or artifact.get("retained") is False:
+            continue
+        path = (run_dir / artifact["path"]).resolve()
+        if not path.is_relative_to(root) or path == root:
+            problems.append(Mismatch(artifact["path"], "lineage artifact outside the run directory"))
+        elif not path.exists():
+            problems.append(Mismatch(artifact["path"], "artifact is missing"))
+        elif sha256_path(path) != artifact["sha256"]:
+            problems.append(Mismatch(artifact["path"], "artifact sha256 differs from the report's lineage"))
+    return problems
+
+
+def _check_nothing_added(run_dir: Path, artifacts: list[dict]) -> list[Mismatch]:
+    known = {a["path"] for a in artifacts if a["kind"] == "artifact"} | set(REPORT_FILES) | set(RUN_FILES) | {DIGESTS}
+    return [Mismatch(rel, "not in the report's lineage: added after the run") for rel in RunLayout(run_dir).files()
+            if rel not in known and not is_volatile(rel)]
+
+
+def recipe_dir_of(run_dir: Path, report: dict) -> Path:
+    """Where the recipe was when the run started, as report.json records it (relative to the run directory)."""
+    return (Path(run_dir) / report["recipe"]["path"]).parent
+
+
+def check_sources(run_dir: Path, report: dict, recipe_dir: Path | None = None) -> list[Mismatch]:
+    """Re-hash every source where it is now: relative paths from `recipe_dir` (default: where the recipe was)."""
+    base = Path(recipe_dir) if recipe_dir else recipe_dir_of(run_dir, report)
+    problems = []
+    for artifact in report["lineage"]["artifacts"]:
+        if artifact["kind"] != "source":
+            continue
+        path = (base / Path(artifact["path"]).expanduser()).resolve()
+        if not path.exists():
+            problems.append(Mismatch(artifact["path"], f"source is missing (looked for {path})"))
+        elif sha256_path(path) != artifact["sha256"]:
+            problems.append(Mismatch(artifact["path"], f"source sha256 differs from the report's lineage ({path})"))
+    return problems
+
+
+def current_run_digest(run_dir: Path) -> str | None:
+    """The run digest report.sha256 records, if it agrees with the digests it lists and the report's lineage."""
+    recorded, digest = read_digests(run_dir)
+    artifacts = read_report(run_dir)["lineage"]["artifacts"]
+    return digest if digest and run_digest(recorded, artifacts) == digest else None
+
+
+def verify(run_dir: Path, sources: bool = False, recipe_dir: Path | None = None,
+           allowed_signers: Path | None = None) -> list[Mismatch]:
+    """Every difference between the run directory and its evidence; empty when the run verifies.
+
+    Raises EvidenceError when report.json, report.sha256 or signoff.json cannot be read at all, or
+    signing.SignatureError when the allowed signers file cannot.
+    """
     run_dir = Path(run_dir)
-    problems = verify(run_dir)
-    if problems:
-        raise ValueError("the run does not verify, so it cannot be signed off:\n"
-                         + "\n".join(f"  {p}" for p in problems))
-    entry = {"by": by, "role": role, "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-             "report_sha256": sha256_file(run_dir / "report.json")}
-    signoffs = [*read_signoffs(run_dir), entry]
-    (run_dir / SIGNOFF_FILE).write_text(json.dumps(signoffs, indent=2) + "\n", encoding="utf-8")
-    return entry
+    report = read_report(run_dir)
+    artifacts = report["lineage"]["artifacts"]
+    problems: list[Mismatch] = []
+    if RunLayout(run_dir).digests.is_file():
+        recorded, recorded_run = read_digests(run_dir)
+    else:
+        problems.append(Mismatch(DIGESTS, "missing: the report's own digests cannot be checked"))
+        recorded, recorded_run = {}, None
+    problems += _check_covered(run_dir, report, recorded)
+    if recorded_run is None:
+        problems.append(Mismatch(DIGESTS, "has no run digest: the run cannot be checked as a whole"))
+    elif run_digest(recorded, artifacts) != recorded_run:
+        problems.append(Mismatch(DIGESTS, "the run digest does not match the digests and lineage it covers: "
+                                          "report.sha256 or the report was rewritten"))
+    problems += check_artifacts(run_dir, artifacts)
+    problems += _check_nothing_added(run_dir, artifacts)
+    if sources:
+        problems += check_sources(run_dir, report, recipe_dir)
+    current = recorded_run if recorded_run and run_digest(recorded, artifacts) == recorded_run else None
+    problems += [Mismatch(SIGNOFFS, check.problem)
+                 for check in check_signoffs(run_dir, report, current, allowed_signers) if check.problem]
+    return problems
 
 
+# -- sign-offs ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SignoffCheck:
+    entry: dict
+    problem: str | None  # why the sign-off makes verify fail; None when it holds
+    notes: tuple[str, ...]  # what verify says about it: superseded, unsigned, who signed, waivers
+
+
+def signed_payload(entry: dict) -> bytes:
+    """What a signature covers: the sign-off without its signature and key, as canonical JSON."""
+    fields = {k: v for k, v in entry.items() if k not in ("signature", "key")}
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _signature_state(entry: dict, allowed: list[signing.AllowedSigner] | None) -> tuple[str | None, str]:
+    """(problem, note) for the signature of one sign-off."""
+    if "signature" not in entry:
+        return None, "unsigned"
+    try:
+        key = signing.verify(signed_payload(entry), str(entry["signature"]))
+    except signing.SignatureError as exc:
+        return f"signature invalid: {exc}", "signature invalid"
+    if key != entry.get("key"):
+        return "signature made with another key than the one the sign-off names", "signature invalid"
+    if allowed is None:
+        return None, "signature valid, key not checked (pass --allowed-signers)"
+    principals = [signer.principals for signer in allowed if signer.public_key == key]
+    if not principals:
+        return "signed with a key that is not in the allowed signers file", "signed by an unknown key"
+    return None, f"signed by {principals[0]} (allowed signers)"
+
+
+def _approves(entry: dict, report: dict, current: str | None, report_sha256: str) -> bool | None:
+    """True when the sign-off approved the run as it is now, None when the report lists it as superseded."""
+    if (entry.get("run_digest") == current) if "run_digest" in entry else entry["report_sha256"] == report_sha256:
+        return True
+    listed = {(e.get("by"), e.get("role"), e.get("at"), e.get("report_sha256")) for e in report.get("signoff") or []}
+    return None if (entry["by"], entry["role"], entry["at"], entry["report_sha256"]) in listed else False
+
+
+def check_signoffs(run_dir: Path, report: dict, current: str | None,
+                   allowed_signers: Path | None = None) -> list[SignoffCheck]:
+    """Each sign-off in signoff.json: whether it approved the run as it is now, and its signature.
+
+    fttool rewrites a signed-off report only to add to it (review import), and then lists the old sign-offs
+    as superseded; any other sign-off of another run digest means the run changed after it was approved.
+    """
+    allowed = signing.read_allowed_signers(allowed_signers) if allowed_signers else None
+    report_sha256 = sha256_file(RunLayout(Path(run_dir)).report)
+    checks = []
+    for entry in read_signoffs(run_dir):
+        who = f"{entry['by']} ({entry['role']}) at {entry['at']}"
+        approves = _approves(entry, report, current, report_sha256)
+        problem = None if approves is not False else f"the run changed after {who} signed off"
+        notes = [] if approves else [f"approved an older report (sha256 {entry['report_sha256'][:12]}), before fttool "
+                                     "added to it; it does not approve this one"]
+        signature_problem, signature_note = _signature_state(entry, allowed)
+        notes.append(signature_note)
+        notes += [f"waived {w.get('rule')}: {w.get('reason')}" for w in entry.get("waivers") or []]
+        if signature_problem:
+            problem = f"sign-off by {who}: {signature_problem}" + (f"; {problem}" if problem else "")
+        checks.append(SignoffCheck(entry, problem, tuple(notes)))
+    return checks
+
+
+# -- lineage export -----------------------------------------------------------------------------------
 def openlineage_event(run_dir: Path) -> dict:
     """The run as an OpenLineage RunEvent: sources as inputs, run artifacts as outputs, sha256 as facets."""
-    report = json.loads((Path(run_dir) / "report.json").read_text(encoding="utf-8"))
+    report = read_report(run_dir)
     run = report["run"]
     producer = f"urn:fttool:{run['fttool_version']}"
 

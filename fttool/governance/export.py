@@ -2,9 +2,16 @@
 
 The export is the LoRA adapter as trained, or (`--merge`) the base model with the adapter merged into
 its weights (peft `merge_and_unload`); a full fine-tune is already a whole model. README.md is the
-run's model card (fttool.model_card, from report.json), and manifest.json gives the sha256 of every
-exported file with the digest of the report they come from, so a published model can be traced to
-the audited run. A run whose `fttool verify` fails is refused: its report no longer describes it.
+run's model card (fttool.report.model_card, from report.json) followed by the run's sign-offs and
+waivers; signoff.json travels with it, and manifest.json gives the sha256 of every exported file with
+the run digest and the digest of the report they come from, so a published model can be traced to the
+audited run.
+
+Refused: a run whose `fttool verify` fails (its report no longer describes it), and a run whose report
+policy failed unless a sign-off of the run as it is waived each failing rule. Only the model files the
+lineage lists are exported. A merge loads the base model and its settings (`trust_remote_code`,
+revision) from plan.json, which verify checked, never from report.json, and a local base only when its
+files still have the digest the lineage recorded.
 """
 from __future__ import annotations
 
@@ -13,59 +20,132 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from fttool.governance.evidence import verify
-from fttool.pipeline.digest import files_under, sha256_file
+from fttool.governance.evidence import (
+    current_run_digest,
+    read_report,
+    read_signoffs,
+    recipe_dir_of,
+    verify,
+)
+from fttool.governance.signoff import SignoffRefused, current_waivers, require_policy_passed_or_waived
+from fttool.pipeline.digest import files_under, sha256_file, sha256_path
+from fttool.pipeline.layout import EXPORT, SIGNOFFS, RunLayout
 from fttool.report.model_card import render_model_card
+from fttool.training.model_ref import is_local_model
 
 MANIFEST_FILE = "manifest.json"
 CARD_FILE = "README.md"  # where the Hugging Face hub looks for a model card
-EXPORT_DIR = "export"
+MODEL_DIR = "model"
 
 
 class ExportError(Exception):
     """The run cannot be exported; the message says why and what to do."""
 
 
-def _merge(run_dir: Path, report: dict, out: Path) -> None:
+def _train_params(run_dir: Path) -> dict:
+    """The train stage's parameters from plan.json (which verify checked)."""
+    plan = json.loads(RunLayout(run_dir).plan.read_text(encoding="utf-8"))
+    for stage in plan["stages"]:
+        if stage["name"] == "train":
+            return stage["params"]
+    raise ExportError(f"{run_dir}: plan.json has no train stage, so there is no model to export")
+
+
+def _checked_base(run_dir: Path, report: dict, model_params: dict, recipe_dir: Path) -> None:
+    """ExportError unless a local base model still has the digest the run's lineage recorded for it."""
+    base = model_params["base"]
+    if not is_local_model(base):
+        return
+    recorded = {a["path"]: a["sha256"] for a in report["lineage"]["artifacts"] if a["kind"] == "source"}
+    path = (recipe_dir / Path(base).expanduser()).resolve()
+    if base not in recorded:
+        raise ExportError(f"{run_dir}: the base model {base} is not among the run's sources; it cannot be checked")
+    if not path.exists() or sha256_path(path) != recorded[base]:
+        raise ExportError(f"{path}: the base model is missing or differs from the one the run trained on (sha256 in "
+                          "the lineage); pass --recipe-dir where the recipe's folder is now, or restore the base")
+
+
+def _merge(run_dir: Path, report: dict, out: Path, recipe_dir: Path) -> None:
     from peft import PeftModel
 
     from fttool.training.modeling import load_causal_lm, load_tokenizer, quiet_libraries, resolve_base_model
 
     quiet_libraries()
-    model_params = report["recipe"]["resolved"]["model"]
-    recipe_dir = (run_dir / report["recipe"]["path"]).parent
+    model_params = _train_params(run_dir)["model"]
+    _checked_base(run_dir, report, model_params, recipe_dir)
     with tempfile.TemporaryDirectory() as scratch:
-        # A local base is among the sources verify re-hashed, so this is the base the run trained on.
         base = load_causal_lm(resolve_base_model(model_params, Path(scratch), recipe_dir), model_params)
-        merged = PeftModel.from_pretrained(base, run_dir / "model").merge_and_unload()
+        merged = PeftModel.from_pretrained(base, run_dir / MODEL_DIR).merge_and_unload()
         merged.save_pretrained(out)
-    load_tokenizer(str(run_dir / "model"), model_params).save_pretrained(out)
+    load_tokenizer(str(run_dir / MODEL_DIR), model_params).save_pretrained(out)
 
 
-def export_run(run_dir: Path, merge: bool = False, output: Path | None = None) -> Path:
-    """Write the export of RUN_DIR into `output` (default RUN_DIR/export/<adapter|merged|full>) and return it."""
-    run_dir = Path(run_dir).resolve()
+def _copy_model(run_dir: Path, report: dict, out: Path) -> None:
+    """Copy the model files the lineage lists, and nothing else that may sit in model/."""
+    for artifact in report["lineage"]["artifacts"]:
+        if artifact["kind"] == "artifact" and artifact["path"].startswith(MODEL_DIR + "/"):
+            target = out / artifact["path"][len(MODEL_DIR) + 1:]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(run_dir / artifact["path"], target)
+
+
+def signoff_section(run_dir: Path) -> str:
+    """The model card's account of who approved the run, with each waived policy rule and its reason."""
+    current = current_run_digest(run_dir)
+    lines = ["", "## Sign-offs", ""]
+    entries = read_signoffs(run_dir)
+    for entry in entries:
+        state = "this run" if current and entry.get("run_digest") == current else "an earlier version of the report"
+        signed = "signed" if "signature" in entry else "unsigned"
+        lines.append(f"- {entry['by']} ({entry['role']}), {entry['at']}: approved {state} ({signed})")
+    if not entries:
+        lines.append("None recorded.")
+    waivers = current_waivers(run_dir)
+    if waivers:
+        lines += ["", "### Waived policy rules", ""]
+        lines += [f"- {rule}: {w['reason']} (waived by {w['by']}, {w['role']})" for rule, w in sorted(waivers.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _checked_report(run_dir: Path) -> dict:
     problems = verify(run_dir)
     if problems:
         raise ExportError(f"{run_dir} does not verify, so its report no longer describes it: "
                           + "; ".join(map(str, problems)) + ". Export a run that passes fttool verify")
-    report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
-    training = report.get("training")
-    if not training or not (run_dir / "model").is_dir():
+    report = read_report(run_dir)
+    try:
+        require_policy_passed_or_waived(run_dir, report)
+    except SignoffRefused as exc:
+        raise ExportError(f"{run_dir}: {exc}") from None
+    if not report.get("training") or not (run_dir / MODEL_DIR).is_dir():
         raise ExportError(f"{run_dir}: the run trained no model (its recipe has no train section)")
-    method = training["method"]
+    return report
+
+
+def export_run(run_dir: Path, merge: bool = False, output: Path | None = None,
+               recipe_dir: Path | None = None) -> Path:
+    """Write the export of RUN_DIR into `output` (default RUN_DIR/export/<adapter|merged|full>) and return it.
+
+    `recipe_dir`: where the recipe's folder is now, for a local base model of a run that moved.
+    """
+    run_dir = Path(run_dir).resolve()
+    report = _checked_report(run_dir)
+    method = report["training"]["method"]
     kind = "full" if method == "full" else "merged" if merge else "adapter"
-    out = Path(output).resolve() if output else run_dir / EXPORT_DIR / kind
+    out = Path(output).resolve() if output else run_dir / EXPORT / kind
     if out.exists() and any(out.iterdir()):
         raise ExportError(f"{out} is not empty; choose another --output")
     out.mkdir(parents=True, exist_ok=True)
     if kind == "merged":
-        _merge(run_dir, report, out)
+        _merge(run_dir, report, out, Path(recipe_dir) if recipe_dir else recipe_dir_of(run_dir, report))
     else:
-        shutil.copytree(run_dir / "model", out, dirs_exist_ok=True)
-    (out / CARD_FILE).write_text(render_model_card(report), encoding="utf-8")
+        _copy_model(run_dir, report, out)
+    (out / CARD_FILE).write_text(render_model_card(report) + signoff_section(run_dir), encoding="utf-8")
+    if RunLayout(run_dir).signoffs.is_file():
+        shutil.copyfile(RunLayout(run_dir).signoffs, out / SIGNOFFS)
     files = {path.relative_to(out).as_posix(): sha256_file(path) for path in files_under(out)}
-    manifest = {"run_id": report["run"]["id"], "report_sha256": sha256_file(run_dir / "report.json"),
-                "export": kind, "method": method, "base_model": training["base_model"]["name"], "files": files}
+    manifest = {"run_id": report["run"]["id"], "report_sha256": sha256_file(RunLayout(run_dir).report),
+                "run_digest": current_run_digest(run_dir), "export": kind, "method": method,
+                "base_model": report["training"]["base_model"]["name"], "files": files}
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return out

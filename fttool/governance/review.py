@@ -3,8 +3,12 @@
 `export` writes review/review.csv inside the run directory: one row per test prediction of the
 evaluate stage, with the prompt, the reference answer, the base and tuned outputs and empty rating
 columns. The sheet holds model inputs and outputs, so it stays in the run directory with the data it
-came from; it never goes into the report. `import_ratings` checks a filled-in sheet row by row and
-refuses it, listing every problem with its line, unless all rows are valid. A valid sheet is copied
+came from; it never goes into the report. A cell that starts with = + - @, a tab or a carriage return gets
+a leading apostrophe (OWASP's CSV injection guidance), so that a spreadsheet program shows it as text
+instead of running it as a formula; the import accepts the cell with or without it.
+
+`import_ratings` works on a run that verifies only, checks a filled-in sheet row by row and refuses it,
+listing every problem with its line, unless all rows are valid. A valid sheet is copied
 to review/ratings.csv (added to the lineage), summarised into report.json's `review` section (counts
 and means only), and the report is rendered and its digests written again. Sign-offs given before the
 import approved an older report: the new report lists them as superseded, and `fttool verify` says so.
@@ -13,23 +17,25 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from fttool.data.records import prompt_and_response, read_jsonl
-from fttool.governance.evidence import read_signoffs
+from fttool.governance.evidence import EvidenceError, read_report, read_signoffs, verify
 from fttool.pipeline.digest import sha256_file
+from fttool.pipeline.layout import REVIEW_SHEET, RunLayout
 
 REVIEW_DIR = "review"
-EXPORT_FILE = f"{REVIEW_DIR}/review.csv"
+EXPORT_FILE = REVIEW_SHEET
 RATINGS_FILE = f"{REVIEW_DIR}/ratings.csv"
 PREDICTIONS_FILE = "evaluation/predictions.jsonl"
 TEXT_COLUMNS = ("id", "prompt", "reference", "base_output", "tuned_output")
 RATING_COLUMNS = ("base_rating", "tuned_rating", "preferred")
 RATING_SCALE = (1, 5)
 PREFERENCES = ("base", "tuned", "tie")
+# What a spreadsheet program may read as the start of a formula (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class ReviewError(Exception):
@@ -55,11 +61,20 @@ def _predictions(run_dir: Path) -> list[dict]:
     return list(read_jsonl(path))
 
 
+def spreadsheet_safe(text: str) -> str:
+    """The cell as a spreadsheet program shows it as text: with a leading apostrophe when it could be a formula."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def _unescaped(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
+
+
 def export_sheet(run_dir: Path) -> Path:
     """Write review/review.csv for raters; returns its path."""
     run_dir = Path(run_dir)
     predictions = _predictions(run_dir)
-    tests = {record["id"]: record for record in read_jsonl(run_dir / "data" / "test.jsonl")}
+    tests = {record["id"]: record for record in read_jsonl(RunLayout(run_dir).split("test"))}
     path = run_dir / EXPORT_FILE
     path.parent.mkdir(exist_ok=True)
     # utf-8-sig: spreadsheet programs read a CSV as UTF-8 only when it starts with a byte order mark.
@@ -68,17 +83,17 @@ def export_sheet(run_dir: Path) -> Path:
         writer.writerow([*TEXT_COLUMNS, *RATING_COLUMNS])
         for prediction in predictions:
             prompt, reference = prompt_and_response(tests[prediction["id"]])
-            writer.writerow([prediction["id"], prompt, reference, prediction["base"], prediction["tuned"],
-                             "", "", ""])
+            cells = [prediction["id"], prompt, reference, prediction["base"], prediction["tuned"]]
+            writer.writerow([*map(spreadsheet_safe, cells), "", "", ""])
     return path
 
 
-def _same_text(a: str, b: str) -> bool:
-    """Equal up to line endings and surrounding blanks, which spreadsheet programs change."""
-    def normal(text: str) -> str:
-        return text.replace("\r\n", "\n").replace("\r", "\n").strip()
+def _same_text(cell: str, text: str) -> bool:
+    """Equal up to line endings, surrounding blanks (which spreadsheet programs change) and the formula escape."""
+    def normal(value: str) -> str:
+        return value.replace("\r\n", "\n").replace("\r", "\n").strip()
 
-    return normal(a) == normal(b)
+    return normal(cell) == normal(text) or normal(_unescaped(cell)) == normal(text)
 
 
 def _rating(value: str, column: str, where: tuple[str, int, int], problems: list[Problem]) -> int | None:
@@ -105,13 +120,13 @@ def read_ratings(path: Path, predictions: list[dict]) -> tuple[dict[str, dict], 
     try:
         handle = open(path, newline="", encoding="utf-8-sig")
     except OSError as exc:
-        raise ReviewError(f"{file}: cannot read the ratings file: {exc.strerror}")
+        raise ReviewError(f"{file}: cannot read the ratings file: {exc.strerror}") from None
     with handle:
         reader = csv.DictReader(handle)
         try:
             header = reader.fieldnames or []
         except (csv.Error, UnicodeDecodeError) as exc:
-            raise ReviewError(f"{file}:1: not a readable CSV file ({exc}); export it again as CSV (UTF-8)")
+            raise ReviewError(f"{file}:1: not a readable CSV file ({exc}); export it again as CSV (UTF-8)") from None
         missing = [column for column in ("id", "base_output", "tuned_output", *RATING_COLUMNS) if column not in header]
         if missing:
             raise ReviewError(f"{file}:1: the header lacks {', '.join(missing)}; start from the sheet that "
@@ -131,7 +146,7 @@ def read_ratings(path: Path, predictions: list[dict]) -> tuple[dict[str, dict], 
                 if not any(value.strip() for value in row.values()):
                     problems.append(Problem(*where, "empty row; delete it"))
                     continue
-                record_id = row["id"].strip()
+                record_id = _unescaped(row["id"].strip())
                 prediction = by_id.get(record_id)
                 if prediction is None:
                     problems.append(Problem(*where, f"id '{record_id}' is not among this run's predictions "
@@ -183,6 +198,17 @@ def summarise(ratings: dict[str, dict], predictions: int, file: str, digest: str
     }
 
 
+def _require_verified(run_dir: Path) -> None:
+    """ReviewError unless the run verifies: an import rewrites the report's digests, which must not bless an edit."""
+    try:
+        problems = [p for p in verify(run_dir) if p.path != RATINGS_FILE]  # an earlier import's sheet is replaced
+    except EvidenceError as exc:
+        raise ReviewError(str(exc)) from None
+    if problems:
+        raise ReviewError("the run does not verify, so its report is not rewritten:\n"
+                          + "\n".join(f"  {problem}" for problem in problems))
+
+
 def import_ratings(run_dir: Path, ratings_path: Path) -> dict:
     """Validate a filled-in sheet and record its summary in the run's report; returns the summary.
 
@@ -192,6 +218,7 @@ def import_ratings(run_dir: Path, ratings_path: Path) -> dict:
     from fttool.report.build import policy_outcome
 
     run_dir = Path(run_dir)
+    _require_verified(run_dir)
     predictions = _predictions(run_dir)
     ratings, problems = read_ratings(Path(ratings_path), predictions)
     if problems:
@@ -203,14 +230,15 @@ def import_ratings(run_dir: Path, ratings_path: Path) -> dict:
     if Path(ratings_path).resolve() != target.resolve():
         shutil.copyfile(ratings_path, target)
     digest = sha256_file(target)
-    report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+    report = read_report(run_dir)
     report["review"] = summarise(ratings, len(predictions), RATINGS_FILE, digest)
     artifacts = [a for a in report["lineage"]["artifacts"] if a["path"] != RATINGS_FILE]
     artifacts.append({"path": RATINGS_FILE, "sha256": digest, "kind": "artifact", "stage": "review",
                       "parents": [PREDICTIONS_FILE]})
     report["lineage"]["artifacts"] = artifacts
     signoffs = read_signoffs(run_dir)
-    report["signoff"] = [{**entry, "superseded": True} for entry in signoffs] or None
+    report["signoff"] = [{**{k: entry[k] for k in ("by", "role", "at", "report_sha256")}, "superseded": True}
+                         for entry in signoffs] or None
     recipe_dir = (run_dir / report["recipe"]["path"]).parent
     if report["policy"].get("evaluated"):
         report["policy"] = policy_outcome(report, run_dir, recipe_dir)

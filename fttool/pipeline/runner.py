@@ -2,16 +2,21 @@
 
 Each stage's fingerprint covers its name, version, parameters and the sha256 of every input it
 reads (file contents, never names or timestamps), so an edited input is never served from cache.
-Outputs of a finished stage are kept in a content-addressed cache beside the run directories and
-reused by any later run whose stage fingerprint matches; cached files are re-hashed before reuse.
+Outputs of a finished stage are kept in a content-addressed cache (beside the run directories, or
+$FTTOOL_CACHE_DIR) as read-only copies, and copied into any later run whose stage fingerprint matches;
+cached files are re-hashed before reuse. The cache holds what the stages wrote, raw records included:
+`fttool cache purge` empties it. A run holds a lock on its directory while it writes there, and when it
+succeeds it deletes work/, where the records before PII scrubbing were kept.
 """
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import os
 import secrets
 import shutil
+import stat
 import sys
 import time
 import traceback
@@ -21,13 +26,13 @@ from pathlib import Path
 from fttool.data.records import count_lines
 from fttool.pipeline.digest import files_under, sha256_file, sha256_path
 from fttool.pipeline.errors import RunError
+from fttool.pipeline.layout import LOCK, WORK, RunLayout, cache_dir
 from fttool.pipeline.plan import Plan, StageSpec, canonical_json, sha256_text
 from fttool.pipeline.stage import RECORD_DATASETS, StageContext, StageResult
 from fttool.stages import stage_class
 from fttool.training.model_ref import is_local_model
 
-STATE_FILE = "run_state.json"
-CACHE_DIR_NAME = ".fttool-cache"
+READ_ONLY = stat.S_IRUSR
 
 
 @dataclass
@@ -60,15 +65,30 @@ def _files_match(root: Path, hashes: dict[str, str]) -> bool:
     return all((root / rel).is_file() and sha256_file(root / rel) == digest for rel, digest in hashes.items())
 
 
-def _place(source: Path, target: Path) -> None:
-    """Hard-link a cached file into the run (a copy across file systems)."""
+def _place(source: Path, target: Path, read_only: bool = False) -> None:
+    """Copy a file, never hard-link it: an edit in one run must not reach the cache or another run."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         target.unlink()
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
+    shutil.copyfile(source, target)
+    if read_only:
+        target.chmod(READ_ONLY)
+
+
+def purge_cache(directory: Path | None = None) -> tuple[Path, int]:
+    """Delete every entry of the stage cache (default: $FTTOOL_CACHE_DIR, else reports/.fttool-cache).
+
+    Returns the cache directory and how many entries were deleted.
+    """
+    root = Path(directory) if directory else cache_dir(Path("reports") / "run")
+    entries = [entry for stage in sorted(root.iterdir()) if stage.is_dir() for entry in stage.iterdir()] \
+        if root.is_dir() else []
+    for entry in entries:
+        if entry.is_dir():
+            shutil.rmtree(entry)  # read-only files go with their directory, which stays writable
+        else:
+            entry.unlink()
+    return root, len(entries)
 
 
 def _remove_outputs(run_dir: Path, outputs: dict[str, str]) -> None:
@@ -80,21 +100,52 @@ def _remove_outputs(run_dir: Path, outputs: dict[str, str]) -> None:
             path.unlink()
 
 
+class RunLock:
+    """An exclusive lock on a run directory, so that a second `fttool run` into it is refused at once."""
+
+    def __init__(self, layout: RunLayout):
+        self.layout = layout
+        self.handle = None
+
+    def __enter__(self) -> RunLock:
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        handle = open(self.layout.lock, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise RunError(f"{self.layout.root} is in use by another fttool run ({holder}); wait for it to finish "
+                           "or choose another --output-dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}, since {_now()}\n")
+        handle.flush()
+        self.handle = handle
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.layout.lock.unlink(missing_ok=True)
+        self.handle.close()
+
+
 class Runner:
     def __init__(self, plan: Plan, run_dir: Path, cache_dir: Path, resume: bool):
         self.plan = plan
         self.run_dir = run_dir
+        self.layout = RunLayout(run_dir)
         self.cache_dir = cache_dir
         self.resume = resume
         self.state: dict = {}
-        self.sources: dict[str, dict] = {}  # recipe-relative path -> lineage entry
+        self.sources: dict[str, dict] = {}  # the path as the recipe gives it -> lineage entry
 
     # -- setup -----------------------------------------------------------------------------------
     def prepare(self) -> None:
-        state_path = self.run_dir / STATE_FILE
+        state_path = self.layout.state
         if self.resume:
             if not state_path.is_file():
-                raise RunError(f"{self.run_dir}: nothing to resume (no {STATE_FILE}); run without --resume")
+                raise RunError(f"{self.run_dir}: nothing to resume (no {state_path.name}); run without --resume")
             self.state = json.loads(state_path.read_text())
             if self.state["recipe_fingerprint"] != self.plan.fingerprint:
                 raise RunError(
@@ -103,20 +154,20 @@ class Runner:
                     "old and new results. Start a new run, or restore the recipe to resume.")
             self.state["resumed_at"] = _now()
         else:
-            if self.run_dir.exists() and any(self.run_dir.iterdir()):
+            if self.run_dir.exists() and any(p.name != LOCK for p in self.run_dir.iterdir()):
                 raise RunError(f"{self.run_dir} is not empty; pass --resume to continue the run there, "
                                "or choose another --output-dir")
             self.state = {"run_id": self.run_dir.name, "started_at": _now(),
                           "recipe_fingerprint": self.plan.fingerprint, "stages": {}}
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "plan.json").write_text(json.dumps(self.plan.to_dict(), indent=2) + "\n")
-        shutil.copyfile(self.plan.recipe_path, self.run_dir / "recipe.yaml")
+        self.layout.plan.write_text(json.dumps(self.plan.to_dict(), indent=2) + "\n")
+        shutil.copyfile(self.plan.recipe_path, self.layout.recipe)
         self._save_state()
 
     def _save_state(self) -> None:
-        tmp = self.run_dir / (STATE_FILE + ".tmp")
+        tmp = self.layout.state.with_name(self.layout.state.name + ".tmp")
         tmp.write_text(json.dumps(self.state, indent=2) + "\n")
-        tmp.replace(self.run_dir / STATE_FILE)
+        tmp.replace(self.layout.state)
 
     # -- fingerprints ----------------------------------------------------------------------------
     def _external_digests(self, spec: StageSpec) -> dict[str, str]:
@@ -127,8 +178,9 @@ class Runner:
                 digests[rel] = "name:" + rel  # a hub id: the name and pinned revision identify it
                 continue
             if rel not in self.sources:
-                self.sources[rel] = {"path": os.path.relpath(path, self.run_dir), "sha256": sha256_path(path),
-                                     "kind": "source", "stage": None, "parents": []}
+                # Recorded by content, with the path as the recipe gives it, so the run can move and still verify.
+                self.sources[rel] = {"path": rel, "sha256": sha256_path(path), "kind": "source", "stage": None,
+                                     "parents": []}
             digests[rel] = self.sources[rel]["sha256"]
         return digests
 
@@ -145,22 +197,26 @@ class Runner:
         counted = [rel for name, rel in paths.items() if name in RECORD_DATASETS and name in names]
         return sum(count_lines(self.run_dir / rel) for rel in counted) if counted else None
 
-    def _execute(self, spec: StageSpec, fingerprint: str) -> StageRecord:
-        _remove_outputs(self.run_dir, dict(spec.outputs))
-        # Keyed by fingerprint, so what a failed attempt left there is only ever reused for the same inputs.
-        work_dir = self.run_dir / "work" / spec.name / f"scratch-{fingerprint[:16]}"
+    def context(self, spec: StageSpec, fingerprint: str) -> StageContext:
+        """The one place a StageContext is made: paths wired into the run directory, directories created."""
+        work_dir = self.layout.work_dir(spec.name, fingerprint)
         work_dir.mkdir(parents=True, exist_ok=True)
         ctx = StageContext(params=spec.params,
                            inputs={n: self.run_dir / rel for n, rel in spec.inputs.items()},
                            outputs={n: self.run_dir / rel for n, rel in spec.outputs.items()},
-                           recipe_dir=self.plan.recipe_path.parent, work_dir=work_dir)
+                           recipe_dir=self.plan.recipe_path.parent, work_dir=work_dir, run_dir=self.run_dir)
         for path in ctx.outputs.values():
             path.parent.mkdir(parents=True, exist_ok=True)
+        return ctx
+
+    def _execute(self, spec: StageSpec, fingerprint: str) -> StageRecord:
+        _remove_outputs(self.run_dir, dict(spec.outputs))
+        ctx = self.context(spec, fingerprint)
         started = time.perf_counter()
         try:
             result: StageResult = stage_class(spec.name)().run(ctx)
         except Exception as exc:
-            log = self.run_dir / "logs" / f"{spec.name}.error.log"
+            log = self.layout.error_log(spec.name)
             log.parent.mkdir(exist_ok=True)
             log.write_text(traceback.format_exc())
             raise RunError(f"stage {spec.name} failed: {type(exc).__name__}: {exc} (traceback in {log})") from exc
@@ -185,9 +241,11 @@ class Runner:
     def _store_in_cache(self, record: StageRecord) -> None:
         entry = self.cache_dir / record.name / record.fingerprint
         tmp = entry.with_name(entry.name + f".tmp-{secrets.token_hex(3)}")
+        # The cache holds raw records: only the user who ran fttool may read it.
+        self.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp.mkdir(parents=True)
         for rel in record.outputs:
-            _place(self.run_dir / rel, tmp / rel)
+            _place(self.run_dir / rel, tmp / rel, read_only=True)
         (tmp / "record.json").write_text(json.dumps(asdict(record), indent=2))
         if entry.exists():
             shutil.rmtree(entry)
@@ -243,14 +301,17 @@ class Runner:
 
     # -- whole run -------------------------------------------------------------------------------
     def lineage(self, records: list[StageRecord]) -> dict:
+        """Sources and every stage output with its sha256 and parents; work/ files are marked as not kept."""
         artifacts = list(self.sources.values())
         for spec, record in zip(self.plan.stages, records):
             parents = sorted({rel for name, rel in spec.inputs.items() for rel in _expand(self.run_dir, rel)}
                              | {self.sources[r]["path"] for r in stage_class(spec.name).external_inputs(spec.params)
                                 if r in self.sources})
             for rel, digest in record.outputs.items():
-                artifacts.append({"path": rel, "sha256": digest, "kind": "artifact", "stage": spec.name,
-                                  "parents": parents})
+                artifact = {"path": rel, "sha256": digest, "kind": "artifact", "stage": spec.name, "parents": parents}
+                if rel.startswith(WORK + "/"):
+                    artifact["retained"] = False
+                artifacts.append(artifact)
         return {"artifacts": artifacts}
 
     def check_requirements(self) -> None:
@@ -260,7 +321,7 @@ class Runner:
             raise RunError("this machine cannot run the plan: " + "; ".join(problems))
 
     def run(self) -> tuple[list[StageRecord], dict]:
-        self.check_requirements()
+        """Every stage in order; the caller checks requirements first and holds the run directory's lock."""
         self.prepare()
         records = []
         for index, spec in enumerate(self.plan.stages, start=1):
@@ -286,14 +347,21 @@ def _log(message: str) -> None:
 
 
 def run_plan(plan: Plan, output_dir: Path | None = None, resume: bool = False) -> Path:
-    """Run `plan` into `output_dir` (default reports/<name>-<run id>) and write its report."""
+    """Run `plan` into `output_dir` (default reports/<name>-<run id>) and write its report.
+
+    The run directory is locked while the run writes there; when the report is written, work/ is deleted, so
+    the records as they were before PII scrubbing do not stay in a directory people share.
+    """
     from fttool.report import write_report
 
     if resume and output_dir is None:
         raise RunError("--resume needs --output-dir naming the run directory to continue")
     run_dir = (output_dir or Path("reports") / f"{plan.name}-{new_run_id()}").resolve()
-    runner = Runner(plan, run_dir, run_dir.parent / CACHE_DIR_NAME, resume)
-    records, lineage = runner.run()
-    write_report(plan, runner.state, records, lineage, run_dir)
+    layout = RunLayout(run_dir)
+    runner = Runner(plan, run_dir, cache_dir(run_dir), resume)
+    runner.check_requirements()
+    with RunLock(layout):
+        records, lineage = runner.run()
+        write_report(plan, runner.state, records, lineage, run_dir)
+        shutil.rmtree(layout.work, ignore_errors=True)
     return run_dir
-

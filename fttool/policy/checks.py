@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import operator
+from pathlib import Path
 
 from fttool.fairness.intervals import against_limit, interval_text
-from fttool.pipeline.digest import sha256_path
+from fttool.governance.evidence import EvidenceError, check_artifacts, verify
+from fttool.pipeline.layout import REPORT_JSON
 from fttool.policy.registry import CheckRegistry, Target, Violation
 
 BUILTIN_CHECKS = CheckRegistry()
@@ -228,21 +230,23 @@ def not_worse_than_base(target: Target, params: dict) -> list[Violation]:
 
 @BUILTIN_CHECKS.register("lineage_verifies", targets=("report",))
 def lineage_verifies(target: Target, params: dict) -> list[Violation]:
-    """Every artifact in the report's lineage exists and has the sha256 the report recorded.
+    """The run verifies as `fttool verify` checks it: report and run files, run digest, lineage, sign-offs.
 
-    Paths are relative to the report's directory, as the runner writes them.
+    A report still being written (the runner checks its draft before writing it) can only have its lineage
+    checked. Paths are relative to the report's directory, as the runner writes them.
     """
-    run_dir = target.document.path.parent
-    violations = []
-    for index, artifact in enumerate(target.data["lineage"]["artifacts"]):
-        path = run_dir / artifact["path"]
-        at = ("lineage", "artifacts", index, "path")
-        if not path.exists():
-            violations.append(Violation(f"{artifact['kind']} {artifact['path']} is missing", at))
-        elif sha256_path(path) != artifact["sha256"]:
-            violations.append(Violation(f"{artifact['kind']} {artifact['path']} was changed after the run: its sha256 "
-                                        "differs from the report's lineage", at))
-    return violations
+    run_dir = Path(target.document.path).parent
+    artifacts = target.data["lineage"]["artifacts"]
+    try:
+        on_disk = run_dir / REPORT_JSON
+        written = on_disk.is_file() and json.loads(on_disk.read_text(encoding="utf-8")) == target.data
+        problems = verify(run_dir) if written else check_artifacts(run_dir, artifacts)
+    except (OSError, ValueError, EvidenceError) as exc:
+        return [Violation(f"the run cannot be verified: {exc}")]
+    index = {artifact["path"]: i for i, artifact in enumerate(artifacts)}
+    return [Violation(f"{problem.path}: {problem.problem}",
+                      ("lineage", "artifacts", index[problem.path], "path") if problem.path in index else ())
+            for problem in problems]
 
 
 @BUILTIN_CHECKS.register("pii_operators", targets=("recipe",))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fttool.governance.evidence import write_digests
+from fttool.governance.evidence import require_report_unchanged, write_digests
 from fttool.report.build import build_report
 from fttool.report.model_card import write_model_card
 from fttool.report.reader import REPORT_FILE, ReportInvalid, read_report, validate_report
@@ -33,7 +33,11 @@ def write_report_files(report: dict, run_dir: Path) -> None:
 
 
 def rerender(run_dir: Path) -> list[Path]:
-    """`fttool report`: render HTML, Markdown and MODEL_CARD.md again from an existing report.json."""
+    """`fttool report`: render HTML, Markdown and MODEL_CARD.md again from an existing report.json.
+
+    Refused (EvidenceError) when report.json is not the one report.sha256 recorded: new digests must not bless an edit.
+    """
+    require_report_unchanged(run_dir)
     report = read_report(run_dir)
     written = write_renderings(report, run_dir, ["html", "md"])
     written.append(write_model_card(report, run_dir))

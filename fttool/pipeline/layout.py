@@ -1,0 +1,123 @@
+"""Every path of a run directory, in one place: what the runner writes, what the report and verify read.
+
+```
+RUN_DIR/
+  recipe.yaml, plan.json, run_state.json   what ran, from what, and the state --resume continues from
+  report.json, report.html, report.md, MODEL_CARD.md   the report files
+  report.sha256                            digests of the report and run files, and the run digest
+  signoff.json                             approvals (volatile: added after the run)
+  data/, quarantine.jsonl, model/, ...     stage outputs, each in the lineage
+  work/<stage>/                            intermediates and scratch; deleted when the run succeeds
+  logs/                                    tracebacks of failed stage attempts (volatile)
+  review/review.csv, export/               written by later commands (volatile)
+  .fttool.lock                             held while `fttool run` writes into the directory (volatile)
+```
+
+Volatile files are the ones `fttool verify` does not vouch for: they are written after the run, by commands
+that say what they wrote. Every other file must be in the report's lineage or among the report and run files.
+"""
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPORT_JSON = "report.json"
+REPORT_HTML = "report.html"
+REPORT_MD = "report.md"
+MODEL_CARD = "MODEL_CARD.md"
+# The report and its renderings: always checked by verify, whichever of them report.sha256 lists.
+REPORT_FILES = (REPORT_JSON, REPORT_HTML, REPORT_MD, MODEL_CARD)
+RECIPE_COPY = "recipe.yaml"
+PLAN = "plan.json"
+STATE = "run_state.json"
+# What ran and from what; covered by the run digest like the report files.
+RUN_FILES = (RECIPE_COPY, PLAN, STATE)
+DIGESTS = "report.sha256"
+SIGNOFFS = "signoff.json"
+LOCK = ".fttool.lock"
+WORK = "work"
+DATA = "data"
+LOGS = "logs"
+EXPORT = "export"
+REVIEW_SHEET = "review/review.csv"
+# Files verify ignores, as run-relative glob patterns: approvals, failure logs, the lock, and the outputs of
+# `fttool export` and `fttool review export`, which are written after the run.
+VOLATILE = (SIGNOFFS, LOCK, f"{LOGS}/*", f"{EXPORT}/*", REVIEW_SHEET, f"{STATE}.tmp")
+# Where the stage cache goes unless FTTOOL_CACHE_DIR says otherwise: beside the run directories.
+CACHE_ENV = "FTTOOL_CACHE_DIR"
+CACHE_DIR_NAME = ".fttool-cache"
+
+
+def is_volatile(rel: str) -> bool:
+    return any(fnmatch.fnmatchcase(rel, pattern) for pattern in VOLATILE)
+
+
+def cache_dir(run_dir: Path) -> Path:
+    """The stage cache: $FTTOOL_CACHE_DIR, else .fttool-cache beside the run directory."""
+    configured = os.environ.get(CACHE_ENV)
+    return Path(configured).expanduser().resolve() if configured else Path(run_dir).parent / CACHE_DIR_NAME
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path
+
+    def __truediv__(self, rel: str) -> Path:
+        return self.root / rel
+
+    @property
+    def report(self) -> Path:
+        return self.root / REPORT_JSON
+
+    @property
+    def digests(self) -> Path:
+        return self.root / DIGESTS
+
+    @property
+    def signoffs(self) -> Path:
+        return self.root / SIGNOFFS
+
+    @property
+    def plan(self) -> Path:
+        return self.root / PLAN
+
+    @property
+    def recipe(self) -> Path:
+        return self.root / RECIPE_COPY
+
+    @property
+    def state(self) -> Path:
+        return self.root / STATE
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK
+
+    @property
+    def work(self) -> Path:
+        return self.root / WORK
+
+    def work_dir(self, stage: str, fingerprint: str) -> Path:
+        """A stage's private scratch directory, keyed by fingerprint so a retry only reuses it for the same inputs."""
+        return self.root / WORK / stage / f"scratch-{fingerprint[:16]}"
+
+    def error_log(self, stage: str) -> Path:
+        return self.root / LOGS / f"{stage}.error.log"
+
+    def split(self, name: str) -> Path:
+        return self.root / DATA / f"{name}.jsonl"
+
+    def relative(self, path: Path) -> str:
+        return Path(path).relative_to(self.root).as_posix()
+
+    def files(self) -> list[str]:
+        """Every file in the run directory, run-relative, sorted; symbolic links count as files."""
+        found = []
+        for directory, subdirs, names in os.walk(self.root):
+            subdirs.sort()
+            for name in names + [d for d in subdirs if os.path.islink(os.path.join(directory, d))]:
+                found.append(Path(directory, name).relative_to(self.root).as_posix())
+        return sorted(found)
+
