@@ -9,6 +9,7 @@ import pytest
 from conftest import alpaca
 from support.data import audit_params
 
+from fttool.fairness.groups import MISSING_GROUP, group_value
 from fttool.fairness.lexicon import CATEGORIES, LEXICON, groups_mentioned
 from fttool.recipe import RecipeInvalid, compile_recipe
 from fttool.recipe.schema import load_schema
@@ -60,6 +61,33 @@ def test_missing_field_is_its_own_group(run_stage):
     groups = result.summary["fields"]["region"]["groups"]
     assert groups["(missing)"] == {"count": 2, "share": 0.4}
     assert result.summary["fields"]["region"]["by_split"]["validation"] == {"(missing)": 1}
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_value_is_missing_in_the_audit_as_in_the_split(run_stage, blank):
+    records = [alpaca(f"q{i}", f"a{i}", region=value) for i, value in enumerate(["north", blank, None])]
+    result, _ = run_stage("bias", audit_params(**{"fields": ["region"], **PARAMS}),
+                          {"train": records, "validation": [], "test": []})
+    assert result.summary["fields"]["region"]["groups"] == {
+        "(missing)": {"count": 2, "share": 0.666667}, "north": {"count": 1, "share": 0.333333}}
+    assert [group_value(record["meta"], "region") for record in records] == ["north", MISSING_GROUP, MISSING_GROUP]
+
+
+def test_groups_smaller_than_k_are_counted_but_never_named(run_stage):
+    customers = [f"Customer Name {i}" for i in range(12)]
+    train = [alpaca(f"q{i}", f"a{i}", customer=name, region="north" if i % 2 else "south")
+             for i, name in enumerate(customers)] + [alpaca(f"m{i}", "a", region="north") for i in range(3)]
+    params = audit_params(fields=["customer", "region"], min_group_share=0.1, k_anonymity=5)
+    result, _ = run_stage("bias", params, {"train": train, "validation": [], "test": []})
+    summary = json.dumps(result.summary)
+    assert not [name for name in customers if name in summary]
+    audit = result.summary["fields"]["customer"]
+    assert audit["suppressed_groups"] == 12 and audit["k_anonymity"] == 5 and "not named" in audit["note"]
+    assert list(audit["groups"]) == ["(missing)"] + [f"(group of fewer than 5 records #{i})" for i in range(1, 13)]
+    assert audit["groups"]["(missing)"]["count"] == 3  # the unnamed records are still counted and checked
+    assert audit["status"] == "warn" and "#12" in " ".join(audit["reasons"])
+    assert result.summary["fields"]["region"]["suppressed_groups"] == 0
+    assert set(result.summary["fields"]["region"]["groups"]) == {"north", "south"}
 
 
 def test_worst_field_sets_overall_status_and_non_strings_are_named(run_stage):

@@ -1,3 +1,4 @@
+import io
 import random
 import unicodedata
 
@@ -7,9 +8,11 @@ from conftest import alpaca
 
 from fttool.data import dedup as dedup_module
 from fttool.data import embeddings
-from fttool.data.records import read_jsonl
+from fttool.data.records import read_jsonl, write_jsonl
 from fttool.data.settings import DedupParams
 from fttool.pipeline.params import build
+from fttool.pipeline.progress import progress_line, progress_lines
+from fttool.pipeline.stage import StageContext
 from fttool.stages.dedup import DedupStage
 
 ALL_ON = {"exact": True, "near": True, "near_threshold": 0.8, "semantic": False, "semantic_threshold": 0.95}
@@ -171,3 +174,28 @@ def test_semantic_dedup_puts_the_encoder_in_the_fingerprint():
     assert DedupStage.external_inputs(build(DedupParams, params)) == [str(embeddings.model_dir())]
     assert (embeddings.model_dir() / "model.safetensors").is_file()
     assert DedupStage.external_inputs(build(DedupParams, ALL_ON)) == []
+
+
+# -- progress in logs ------------------------------------------------------------------------------------------
+def test_progress_lines_come_every_interval_with_rate_and_time_left():
+    ticks = iter(range(0, 1000, 10))  # each item takes ten seconds
+    stream = io.StringIO()
+    items = list(progress_lines(range(9), "dedup", 9, 30, stream, clock=lambda: next(ticks)))
+    assert items == list(range(9))
+    assert stream.getvalue().splitlines() == [
+        "dedup: 3 of 9 records, 0.1 records/s, about 60 s left",
+        "dedup: 6 of 9 records, 0.1 records/s, about 30 s left",
+        "dedup: 9 of 9 records, 0.1 records/s, about 0 s left"]
+    assert progress_line("ingest a.jsonl", 1200, 30, None) == (
+        "ingest a.jsonl: 1,200 records, 40.0 records/s, time left unknown")
+
+
+def test_a_stage_writes_progress_lines_when_stderr_is_not_a_terminal(tmp_path, capsys):
+    records = [alpaca(f"Question {i}", f"Answer {i}") for i in range(5)]
+    write_jsonl(tmp_path / "in.jsonl", records)
+    ctx = StageContext(params=build(DedupParams, ALL_ON), inputs={"records": tmp_path / "in.jsonl"},
+                       outputs={"records": tmp_path / "out.jsonl"}, recipe_dir=tmp_path, work_dir=tmp_path,
+                       progress_interval_s=0)
+    DedupStage().run(ctx)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(",")[0] for line in lines] == [f"dedup: {i} of 5 records" for i in range(1, 6)]

@@ -7,14 +7,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import alpaca
-from support.data import ingest_params
+from support.data import ingest_params, tiny_tokenizer
 
 from fttool.data import containers
+from fttool.data.hub import HubSourceError
 from fttool.data.records import map_text_fields, prompt_and_response, read_jsonl, text_fields
 from fttool.data.settings import IngestParams
 from fttool.pipeline.params import build
 from fttool.recipe import RecipeInvalid, compile_recipe
 from fttool.stages.ingest import IngestStage
+from fttool.training.examples import IGNORED_LABEL, tokenized_example
 
 # Planted in rejected lines; none may appear in a quarantine message.
 SECRETS = ["Jane Roe", "078-05-1120", "jane@example.com", "SECRET", "12345", "moderator", "Mallory"]
@@ -390,3 +392,216 @@ def test_a_source_whose_container_cannot_be_told_is_a_compile_error(tmp_path):
         f"{path}:5:31: CSV cells are plain strings, so a CSV source cannot hold chat messages "
         "(at data.sources[1].format)",
     ]
+
+
+# -- chats in the shapes other tools export: ShareGPT tool calls, typed content parts --------------------------
+TOOLS = [{"name": "get_rate", "description": "Exchange rate", "parameters": {"type": "object", "properties": {
+    "currency": {"type": "string"}}, "required": ["currency"]}}]
+
+
+def tool_chat(**extra) -> dict:
+    """A ShareGPT record shaped like LLaMA-Factory's glaive tool-call demo: a call, its result, two answers."""
+    return {"conversations": [
+        {"from": "human", "value": "Hi there"},
+        {"from": "gpt", "value": "Hello friend"},
+        {"from": "human", "value": "Rate for EUR?"},
+        {"from": "function_call", "value": json.dumps({"name": "get_rate", "arguments": {"currency": "EUR"}})},
+        {"from": "observation", "value": json.dumps({"rate": 1.1})},
+        {"from": "gpt", "value": "It is 1.1 today"}], "tools": json.dumps(TOOLS), **extra}
+
+
+def test_sharegpt_tool_calls_become_tool_call_and_tool_messages(run_stage, tmp_path):
+    (tmp_path / "tools.json").write_text(json.dumps([tool_chat(system="You convert money."), tool_chat()]))
+    result, records, quarantine = ingest_one(run_stage, "tools.json", "sharegpt")
+    assert quarantine == [] and len(records) == 2
+    first = records[0]
+    assert first["format"] == "chat" and first["assistant_turns"] == "all" and first["meta"] == {}
+    assert [m["role"] for m in first["messages"]] == ["system", "user", "assistant", "user", "tool_call", "tool",
+                                                       "assistant"]
+    assert first["messages"][0]["content"] == "You convert money."
+    assert first["tools"] == TOOLS
+    assert result.summary["sources"][0]["format"] == "sharegpt"
+
+
+@pytest.mark.parametrize("change, reason, message", [
+    ({"tools": "[{not json"}, "malformed_tools", "field 'tools' is a string but not valid JSON"),
+    ({"tools": 7}, "malformed_tools", "field 'tools' is a number, expected an array of function schemas"),
+    ({"call": "get_rate(EUR)"}, "malformed_tool_call",
+     'conversations[3].value is not valid JSON; a tool call is {"name": ..., "arguments": {...}}'),
+    ({"call": '{"arguments": {}}'}, "malformed_tool_call",
+     'conversations[3].value does not name a function: a tool call is {"name": ..., "arguments": {...}}'),
+])
+def test_broken_tools_and_tool_calls_are_quarantined_with_a_reason(run_stage, tmp_path, change, reason, message):
+    record = tool_chat()
+    if "call" in change:
+        record["conversations"][3]["value"] = change["call"]
+    else:
+        record.update(change)
+    (tmp_path / "tools.jsonl").write_text(json.dumps(record) + "\n")
+    _, records, quarantine = ingest_one(run_stage, "tools.jsonl", "sharegpt")
+    assert records == [] and where_and_why(quarantine) == [(1, reason, message)]
+
+
+def test_typed_text_parts_are_joined_and_other_parts_quarantined(run_stage, tmp_path):
+    lines = [
+        {"messages": [{"role": "user", "content": [{"type": "text", "value": "hi"}], "loss_weight": 0.0},
+                      {"role": "assistant", "content": [{"type": "text", "value": "Hello!"}], "loss_weight": 1.0}]},
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "Look:"}, {"type": "text", "text": "ok?"}]},
+                      {"role": "assistant", "content": "Fine."}]},
+        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x.png"}}]},
+                      {"role": "assistant", "content": "A cat."}]},
+        {"messages": [{"role": "user", "content": []}, {"role": "assistant", "content": "A cat."}]},
+    ]
+    (tmp_path / "parts.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    _, records, quarantine = ingest_one(run_stage, "parts.jsonl", "chat")
+    assert [[m["content"] for m in r["messages"]] for r in records] == [["hi", "Hello!"], ["Look:\nok?", "Fine."]]
+    assert where_and_why(quarantine) == [
+        (3, "unsupported_content", "messages[0].content[0] has type 'image_url'; only text parts ({type: text, "
+                                   "text: ...}) can be trained on: remove other parts or convert them to text"),
+        (4, "empty_field", "messages[0].content is an empty array")]
+
+
+def test_summary_names_the_quarantine_file_and_its_top_reasons(ingested):
+    result, _, quarantine = ingested
+    summary = result.summary["quarantine"]
+    assert summary["path"] == "quarantine.jsonl" and summary["records"] == len(quarantine)
+    top = summary["top_reasons"]
+    assert len(top) == 3 and [t["count"] for t in top] == sorted((t["count"] for t in top), reverse=True)
+    first = next(q for q in quarantine if q["reason"] == top[0]["reason"])
+    assert top[0]["example"] == {key: first[key] for key in ("source", "line", "message")}
+    assert result.summary["kept"] == sum(source["kept"] for source in result.summary["sources"])
+
+
+# -- validate looks at the data ---------------------------------------------------------------------------------
+def test_validate_reports_a_fields_mapping_that_matches_nothing(tmp_path):
+    lines = [{"question": f"q{i}", "answer": f"a{i}"} for i in range(150)]
+    (tmp_path / "qa.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(textwrap.dedent("""
+        name: mapped
+        data:
+          sources:
+            - path: qa.jsonl
+              format: prompt_completion
+              fields: {prompt: query, completion: answer}
+            - {path: qa.jsonl, format: alpaca, tag: second}
+        """).lstrip())
+    with pytest.raises(RecipeInvalid) as info:
+        compile_recipe(recipe)
+    assert [str(error) for error in info.value.errors] == [
+        f"{recipe}:6:24: fields.prompt 'query' not found in the first 100 records of qa.jsonl; keys seen: answer, "
+        "question (map it with fields: {prompt: <key>}) (at data.sources[0].fields.prompt)",
+        f"{recipe}:7:7: field 'instruction' not found in the first 100 records of qa.jsonl; keys seen: answer, "
+        "question (map it with fields: {instruction: <key>}) (at data.sources[1])",
+        f"{recipe}:7:7: field 'output' not found in the first 100 records of qa.jsonl; keys seen: answer, "
+        "question (map it with fields: {output: <key>}) (at data.sources[1])"]
+
+
+# -- hub datasets at a pinned revision ----------------------------------------------------------------------------
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """A local directory laid out like the hub cache, holding org/faq with branch main at COMMIT; offline."""
+    repo = tmp_path / "hub" / "datasets--org--faq"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(COMMIT)
+    data = repo / "snapshots" / COMMIT / "data"
+    data.mkdir(parents=True)
+    (data / "train.jsonl").write_text('{"instruction": "Q1", "output": "A1"}\n{"instruction": "Q2"}\n')
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    return repo / "snapshots" / COMMIT
+
+
+def test_a_hub_source_is_read_at_its_resolved_commit_and_hashed_like_a_file(run_stage, hub_cache):
+    params = ingest_params([{"hub": "org/faq", "revision": "main", "split": "train", "format": "alpaca"}])
+    result, outputs = run_stage("ingest", params, {})
+    assert [r["instruction"] for r in read_jsonl(outputs["records"])] == ["Q1"]
+    assert where_and_why(list(read_jsonl(outputs["quarantine"]))) == [
+        (2, "wrong_type", "row 2: field 'output' is null, expected a string")]  # datasets fills absent columns
+    [source] = result.summary["sources"]
+    assert (source["hub"], source["revision"], source["commit"], source["tag"]) == ("org/faq", "main", COMMIT,
+                                                                                   "org/faq")
+    assert IngestStage.external_inputs(build(IngestParams, params)) == [str(hub_cache)]
+
+
+def test_a_hub_revision_missing_from_the_cache_fails_naming_it(run_stage, hub_cache):
+    params = ingest_params([{"hub": "org/faq", "revision": "v2", "split": "train", "format": "alpaca"}])
+    with pytest.raises(HubSourceError, match="hub dataset org/faq at revision v2 is neither in the hub cache"):
+        run_stage("ingest", params, {})
+
+
+def test_a_source_needs_a_path_or_a_pinned_hub_dataset(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("name: hub\ndata:\n  sources:\n    - {hub: org/faq, format: alpaca}\n")
+    with pytest.raises(RecipeInvalid) as info:
+        compile_recipe(recipe)
+    assert [error.message for error in info.value.errors] == [
+        "hub source 'org/faq' needs revision and split: the revision (a branch, tag or commit) pins the data so that "
+        "the run can be repeated, the split names the part to read, e.g. {hub: org/name, revision: main, split: train}"]
+
+
+# -- chats as training examples: every assistant turn, tool calls rendered by the template ------------------------
+# A template in the style of Qwen's: tools go to `tools=`, a call is an assistant message with tool_calls.
+TOOL_TEMPLATE = (
+    "{%- if tools %}<tools>{{ tools | tojson }}</tools>{% endif %}"
+    "{%- for m in messages %}<{{ m.role }}>{% if m.tool_calls %}{% for c in m.tool_calls %}<call>{{ c.function.name }}"
+    " {{ c.function.arguments | tojson }}</call>{% endfor %}{% else %}{{ m.content }}{% endif %}</{{ m.role }}>"
+    "{% endfor %}{%- if add_generation_prompt %}<assistant>{% endif %}")
+
+
+@pytest.fixture
+def tool_record(run_stage, tmp_path):
+    (tmp_path / "tools.jsonl").write_text(json.dumps(tool_chat()) + "\n")
+    _, [record], _ = ingest_one(run_stage, "tools.jsonl", "sharegpt")
+    return record
+
+
+def trained_text(tokenizer, example: dict) -> str:
+    return tokenizer.decode([token for token, label in zip(example["input_ids"], example["labels"])
+                             if label != IGNORED_LABEL])
+
+
+@pytest.mark.parametrize("template", [None, TOOL_TEMPLATE])
+def test_a_chat_trains_on_every_assistant_turn_or_the_last_only(tool_record, template):
+    tokenizer = tiny_tokenizer([json.dumps(tool_chat()), "<|assistant|> <tools> <call> </s>"])
+    tokenizer.chat_template = template
+    every = tokenized_example(tokenizer, tool_record, 1024, train_on_inputs=False)
+    last = tokenized_example(tokenizer, {**tool_record, "assistant_turns": "last"}, 1024, train_on_inputs=False)
+    assert every["input_ids"][:len(last["input_ids"]) - 1] == last["input_ids"][:-1]
+    whole, trained = tokenizer.decode(every["input_ids"]), trained_text(tokenizer, every)
+    for kept in ("Hello friend", "get_rate", '"EUR"', "It is 1.1 today"):
+        assert kept in trained
+    for masked in ("Hi there", "Rate for EUR?", '"rate": 1.1', "Exchange rate"):
+        assert masked in whole and masked not in trained
+    assert trained_text(tokenizer, last).startswith("It is 1.1 today")
+    assert "Hello friend" not in trained_text(tokenizer, last)
+    if template:  # the template's own tool rendering: tools=, and the call as tool_calls
+        assert whole.startswith("<tools>") and "<call>get_rate" in whole and "<tool>" in whole
+    else:
+        assert whole.startswith("<|tools|>") and trained.endswith("</s>")
+
+
+def test_a_template_without_tool_support_still_sees_the_tools_and_the_call(tool_record):
+    tokenizer = tiny_tokenizer([json.dumps(tool_chat())])
+    tokenizer.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</{{ m['role'] }}>"
+                               "{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}")
+    example = tokenized_example(tokenizer, tool_record, 1024, train_on_inputs=False)
+    whole = tokenizer.decode(example["input_ids"])
+    assert whole.startswith("<system>You can call these tools") and '"name": "get_rate"' in trained_text(
+        tokenizer, example)
+    assert '<user>{"rate": 1.1}</user>' in whole
+
+
+def test_non_finite_numbers_are_quarantined_and_never_written(run_stage, tmp_path):
+    """1e999 parses as infinity and json would write it as a bare Infinity, which is not JSON."""
+    path = tmp_path / "numbers.jsonl"
+    path.write_text('{"instruction": "a", "output": "b", "score": 1e999}\n{"instruction": "c", "output": "d"}\n')
+    result, records, quarantine = ingest_one(run_stage, str(path))
+    assert result.removed == {"non_finite_number": 1}
+    assert [(q["line"], q["reason"]) for q in quarantine] == [(1, "non_finite_number")]
+    assert [record["instruction"] for record in records] == ["c"]

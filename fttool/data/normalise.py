@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fttool.data.containers import Rejected, a_json_type
-from fttool.data.records import CHAT_ROLES, text_fields
+from fttool.data.records import CHAT_ROLES, MODEL_ROLES, text_fields
 from fttool.data.settings import CHAT_FORMATS, SourceSettings
 
 # ShareGPT speaker names; some exports already use fttool's role names, which are accepted as they are.
@@ -24,8 +24,6 @@ SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "function_call": "tool_ca
                   **{role: role for role in CHAT_ROLES}}
 CANONICAL_ROLES = {role: role for role in CHAT_ROLES}
 SHAREGPT_KEY = "conversations"
-# Roles whose turns are the model's own output, and so can be trained on.
-MODEL_ROLES = ("assistant", "tool_call")
 # Keys a typed content part may hold its text under: OpenAI's and LLaMA-Factory's spellings.
 PART_TEXT_KEYS = ("text", "value")
 
@@ -186,8 +184,12 @@ def normalised(value: Any, unit: str, source: SourceSettings, max_chars: int) ->
 
 
 def record_line(record: dict) -> bytes:
-    """A record serialised for a JSONL records file; raises Rejected when it cannot be written as UTF-8."""
+    """A record serialised for a JSONL records file; raises Rejected when it cannot be written as strict JSON in
+    UTF-8."""
     try:
-        return (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+        return (json.dumps(record, ensure_ascii=False, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
     except UnicodeEncodeError:  # a \ud800-style escape decodes to a lone surrogate, which UTF-8 cannot hold
         raise Rejected("invalid_utf8", "a \\u escape encodes an unpaired surrogate, which is not valid UTF-8") from None
+    except ValueError:  # 1e999 parses as infinity, and a parquet column can hold NaN
+        raise Rejected("non_finite_number", "a number is NaN or infinite (1e999 overflows to infinity); JSON has "
+                       "no such value, so write it as a string or a finite number") from None

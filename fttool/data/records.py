@@ -14,6 +14,8 @@ FORMAT_FIELDS = {
 }
 # tool_call: a call the model makes (its content the call's JSON text); tool: the result it is given back.
 CHAT_ROLES = ("system", "user", "assistant", "tool_call", "tool")
+# Roles whose turns are the model's own output, and so can be trained on.
+MODEL_ROLES = ("assistant", "tool_call")
 SPLITS = ("train", "validation", "test")
 
 
@@ -29,7 +31,7 @@ def write_jsonl(path: Path, records: Iterable[dict]) -> int:
     count = 0
     with open(path, "w", encoding="utf-8") as handle:
         for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+            handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True, allow_nan=False) + "\n")
             count += 1
     return count
 
@@ -79,6 +81,15 @@ def prompt_and_response(record: dict) -> tuple[str, str]:
     if fmt == "text":
         return "", record["text"]  # plain text has no prompt: the model learns the whole text
     messages = record["messages"]
-    last_assistant = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-    prompt = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages[:last_assistant]) + "<|assistant|>\n"
-    return prompt, messages[last_assistant]["content"]
+    last = max(i for i, m in enumerate(messages) if m["role"] in MODEL_ROLES)
+    return chat_prefix(record, messages[:last]) + "<|assistant|>\n", messages[last]["content"]
+
+
+def chat_prefix(record: dict, messages: list[dict]) -> str:
+    """Chat turns as plain text, for models without a chat template; the record's tools come first.
+
+    A tool call is marked as an assistant turn, since the model produces it after the same generation prompt.
+    """
+    tools = f"<|tools|>\n{json.dumps(record['tools'], ensure_ascii=False)}\n" if record.get("tools") else ""
+    return tools + "".join(f"<|{'assistant' if m['role'] == 'tool_call' else m['role']}|>\n{m['content']}\n"
+                           for m in messages)

@@ -25,7 +25,7 @@ names) and counts; no text is kept or reported.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fttool.data.records import SPLITS, text_fields
@@ -129,7 +129,10 @@ def _audit_field(values: list[str], splits: list[str], limits: Thresholds, k: in
     ordered, by_split = _group_counts(values, splits)
     labels = suppressed_labels(ordered, k)
     if labels:  # from here on only labels are used, so no reason or listing can name a hidden value
-        ordered = [(labels.get(group, group), n) for group, n in ordered]
+        # Relabelled groups are listed in label order, so that the listing says nothing of how their values sort.
+        rank = {label: index for index, label in enumerate(labels.values(), start=1)}
+        ordered = sorted(((labels.get(group, group), n) for group, n in ordered),
+                         key=lambda item: (-item[1], rank.get(item[0], 0), item[0]))
         by_split = {split: {labels.get(group, group): n for group, n in counts.items()}
                     for split, counts in by_split.items()}
         privacy = {"k_anonymity": k, "suppressed_groups": len(labels),
@@ -171,8 +174,7 @@ def _audit_mentions(category: str, mentioned: list[set[str]], splits: list[str],
 
 
 
-def audit(records_by_split: Iterable[tuple[str, Iterable[dict]]], params: BiasParams,
-          progress: Callable[[Iterable, str], Iterable] = lambda items, _: items) -> dict:
+def audit(records_by_split: Iterable[tuple[str, Iterable[dict]]], params: BiasParams) -> dict:
     """The bias section for records given split by split."""
     limits = Thresholds.from_params(params)
     categories = params.mention_categories
@@ -181,7 +183,7 @@ def audit(records_by_split: Iterable[tuple[str, Iterable[dict]]], params: BiasPa
     splits: list[str] = []
     # Only group names are kept in memory, a few short strings per record; never the text.
     for split, records in records_by_split:
-        for record in progress(records, f"bias {split}"):
+        for record in records:
             splits.append(split)
             for field in params.fields:
                 values[field].append(group_value(record.get("meta"), field))

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from fttool.pipeline.progress import PROGRESS_INTERVAL_S, progress_lines
+
 # Logical datasets that hold JSONL records; the runner counts them and checks conservation.
 RECORD_DATASETS = ("records", "train", "validation", "test")
 
@@ -29,17 +31,21 @@ class StageContext:
     work_dir: Path
     # The run directory that inputs and outputs lie in; None for a stage run on its own, outside a run.
     run_dir: Path | None = None
+    # Seconds between progress lines when stderr is not a terminal; tests make it short.
+    progress_interval_s: float = PROGRESS_INTERVAL_S
 
     def resolve(self, path: str) -> Path:
         """A recipe path, which is relative to the recipe file."""
         return (self.recipe_dir / path).resolve()
 
     def progress(self, iterable: Iterable, total: int | None = None, desc: str = ""):
-        """A progress bar on stderr for long steps; silent when stderr is not a terminal."""
+        """A progress bar on stderr for long steps; when stderr is not a terminal (CI logs, nohup), a line
+        every progress_interval_s seconds instead: step, records done, rate and time left."""
+        if not sys.stderr.isatty():
+            return progress_lines(iterable, desc, total, self.progress_interval_s, sys.stderr)
         from tqdm.auto import tqdm
 
-        return tqdm(iterable, total=total, desc=desc, file=sys.stderr, leave=False,
-                    disable=not sys.stderr.isatty())
+        return tqdm(iterable, total=total, desc=desc, file=sys.stderr, leave=False)
 
 
 @dataclass

@@ -2,7 +2,7 @@
 (fttool.fairness.audit). Records are only read, never changed."""
 from __future__ import annotations
 
-from fttool.data.records import SPLITS, read_jsonl
+from fttool.data.records import SPLITS, count_lines, read_jsonl
 from fttool.fairness.audit import audit
 from fttool.fairness.settings import BiasParams
 from fttool.pipeline.stage import Stage, StageContext, StageResult
@@ -17,8 +17,9 @@ class BiasStage(Stage):
     Params = BiasParams
 
     def run(self, ctx: StageContext) -> StageResult:
-        records = ((split, read_jsonl(ctx.inputs[split])) for split in SPLITS)
-        return StageResult(summary=audit(records, ctx.params, lambda items, desc: ctx.progress(items, desc=desc)))
+        records = ((split, ctx.progress(read_jsonl(ctx.inputs[split]), total=count_lines(ctx.inputs[split]),
+                                        desc=f"bias {split}")) for split in SPLITS)
+        return StageResult(summary=audit(records, ctx.params))
 
 
 STAGE = BiasStage

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fttool.data.dedup import Deduplication
 from fttool.data.embeddings import model_dir
-from fttool.data.records import read_jsonl, write_jsonl
+from fttool.data.records import count_lines, read_jsonl, write_jsonl
 from fttool.data.settings import DedupParams
 from fttool.pipeline.stage import Stage, StageContext, StageResult
 
@@ -23,8 +23,9 @@ class DedupStage(Stage):
     def run(self, ctx: StageContext) -> StageResult:
         deduplication = Deduplication(ctx.params, ctx.work_dir)
         try:
-            write_jsonl(ctx.outputs["records"], deduplication.kept(ctx.progress(read_jsonl(ctx.inputs["records"]),
-                                                                                desc="dedup")))
+            records = ctx.progress(read_jsonl(ctx.inputs["records"]), total=count_lines(ctx.inputs["records"]),
+                                   desc="dedup")
+            write_jsonl(ctx.outputs["records"], deduplication.kept(records))
         finally:
             deduplication.close()
         return StageResult(removed=dict(deduplication.removed), summary=deduplication.summary())

@@ -26,3 +26,16 @@ def split_params(**settings) -> dict:
 def audit_params(**settings) -> dict:
     """The bias stage's parameters for a `bias` section holding `settings`."""
     return bias_params(apply_defaults(settings, _schema("bias")))
+
+
+def tiny_tokenizer(texts: list[str]):
+    """A byte-level BPE tokenizer trained on `texts` (fast, so it gives offsets), with </s> as its EOS token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<unk>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="</s>", unk_token="<unk>")
