@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from fttool.cli import cli
+from fttool.governance.evidence import write_digests
 from fttool.policy.checks import BUILTIN_CHECKS
 from fttool.policy.formats import RENDERERS
 from fttool.policy.registry import Target
@@ -282,6 +283,7 @@ def edit_report(run_dir: Path, **sections) -> None:
     report = json.loads((run_dir / "report.json").read_text())
     report.update(sections)
     (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_digests(run_dir)  # as fttool does when it rewrites a report, so that LIN-001 (the run verifies) holds
 
 
 def test_a_clean_report_passes(run_dir):
@@ -306,8 +308,8 @@ def test_report_fails_when_a_data_file_was_edited_or_removed_after_the_run(run_d
     code, out, _ = check(run_dir / "report.json", "--policy", REGULATED)
     assert code == 1
     assert "LIN-001" in out
-    assert "artifact data/train.jsonl was changed after the run" in out
-    assert "artifact quarantine.jsonl is missing" in out
+    assert "data/train.jsonl: artifact sha256 differs from the report's lineage" in out
+    assert "quarantine.jsonl: artifact is missing" in out
 
 
 def test_report_that_breaks_its_schema_exits_2(run_dir):

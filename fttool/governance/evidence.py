@@ -145,7 +145,8 @@ def write_digests(run_dir: Path) -> str:
     """Write report.sha256 for the files as they are now; returns the run digest."""
     layout = RunLayout(Path(run_dir))
     digests = {name: sha256_file(layout / name) for name in covered_files(run_dir)}
-    digest = run_digest(digests, read_report(run_dir)["lineage"]["artifacts"])
+    # fttool writes digests only for a report it has just validated and written, so it is read as it is.
+    digest = run_digest(digests, json.loads(layout.report.read_text(encoding="utf-8"))["lineage"]["artifacts"])
     lines = [f"{sha}  {name}\n" for name, sha in digests.items()] + [f"{RUN_DIGEST_PREFIX}{digest}\n"]
     layout.digests.write_text("".join(lines), encoding="utf-8")
     return digest
