@@ -10,6 +10,8 @@ import json
 import textwrap
 from collections import Counter
 
+import pytest
+
 from fttool.data.dedup import exact_key
 from fttool.data.records import read_jsonl
 from fttool.pipeline.runner import run_plan
@@ -95,3 +97,27 @@ def test_messy_file_is_accounted_for_and_scrubbed(tmp_path):
         text = (run_dir / path).read_text()
         assert not [value for value in PLANTED.values() if value in text], path
     assert {entity: report["pii"]["entities"].get(entity) for entity in PLANTED} == dict.fromkeys(PLANTED, 1)
+
+
+@pytest.mark.slow
+def test_bias_values_that_identify_people_stay_out_of_the_report_and_run_state(tmp_path):
+    customers = [f"{first} {last}" for first in ("Olga", "Tomasz", "Amara", "Kenji", "Lucia")
+                 for last in ("Petrova", "Nowak", "Okafor", "Tanaka", "Rossi", "Berg")]
+    lines = [json.dumps({**clean_record(i), "customer": name, "region": ("north", "south")[i % 2]})
+             for i, name in enumerate(customers)]
+    (tmp_path / "support.jsonl").write_text("\n".join(lines) + "\n")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(textwrap.dedent("""
+        name: customers
+        data:
+          sources: [{path: support.jsonl, format: alpaca}]
+        bias: {fields: [customer, region]}
+    """).lstrip())
+    run_dir = run_plan(compile_recipe(recipe), tmp_path / "run")
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["bias"]["fields"]["customer"]["suppressed_groups"] == 30
+    assert set(report["bias"]["fields"]["region"]["groups"]) == {"north", "south"}
+    for path in ("report.json", "report.html", "report.md", "run_state.json", "plan.json"):
+        text = (run_dir / path).read_text()
+        assert not [name for name in customers if name in text], path
+    assert "30 group(s) with fewer than 5 records are not named" in (run_dir / "report.html").read_text()

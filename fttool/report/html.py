@@ -263,7 +263,9 @@ def _bias_html(report: dict) -> str:
         return _section("bias", "Bias", _not_run(report, "bias"))
     html = f"<p>Overall: {_badge(bias.get('status'))}</p>"
     for field, audit in (bias.get("fields") or {}).items():
-        html += _bias_audit_html(field, audit or {})
+        # Groups too small to name without identifying people are listed under labels; the note says so.
+        note = (audit or {}).get("note")
+        html += _bias_audit_html(field, audit or {}, f"<p>{escape(note)}</p>" if note else "")
     mentions = bias.get("mentions") or {}
     if mentions:
         html += ("<p>Demographic mentions: records whose text mentions a group of the lexicon, whole words only. "
