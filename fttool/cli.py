@@ -21,7 +21,7 @@ def _compile_or_exit(recipe: str):
     except RecipeInvalid as exc:
         for error in exc.errors:
             click.echo(str(error), err=True)
-        raise SystemExit(EXIT_INVALID)
+        raise SystemExit(EXIT_INVALID) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -102,23 +102,44 @@ def run(recipe: str, output_dir: Path | None, resume: bool) -> None:
         run_dir = run_plan(compiled, output_dir, resume)
     except RunError as exc:
         click.echo(f"error: {exc}", err=True)
-        raise SystemExit(EXIT_FAILED)
+        raise SystemExit(EXIT_FAILED) from None
+    _summarise_run(run_dir)
+
+
+def _summarise_run(run_dir: Path) -> None:
+    """The console summary of a finished run, ending with its verdict; exit 1 when the verdict is fail, so that
+    no outcome a user must act on (a failed policy rule, personal data left, no record kept) reads as success."""
+    from fttool.report.markdown import evaluation_outcome
+    from fttool.report.verdict import FAIL, verdict
+
     report = json.loads((run_dir / "report.json").read_text())
     counts = report["data"]["counts"]
     click.echo(f"run {report['run']['id']} {report['run']['status']}: {run_dir}")
     click.echo("records: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     click.echo("stages: " + ", ".join(f"{s['name']} {s['status']}" for s in report["stages"]))
-    from fttool.report.markdown import evaluation_outcome
-
     outcome = evaluation_outcome(report)
     if outcome:
         click.echo(outcome)
+    result = verdict(report)
+    click.echo(result.summary())
+    if result.status != FAIL:
+        return
+    for reason in result.reasons:
+        if reason.status == FAIL:
+            click.echo(f"error: {reason.text} (the report's {reason.section} section: {run_dir / 'report.html'})",
+                       err=True)
+    quarantine = run_dir / "quarantine.jsonl"
+    if counts.get("kept") == 0 and quarantine.is_file():
+        click.echo(f"error: why each record was rejected is in {quarantine} (line and reason, never content)",
+                   err=True)
+    raise SystemExit(EXIT_FAILED)
 
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def report(run_dir: Path) -> None:
     """Render report.html, report.md and MODEL_CARD.md again from RUN_DIR/report.json."""
+    from fttool.governance.evidence import EvidenceError
     from fttool.report import ReportInvalid, rerender
 
     try:
@@ -126,7 +147,10 @@ def report(run_dir: Path) -> None:
     except ReportInvalid as exc:
         for error in exc.errors:
             click.echo(str(error), err=True)
-        raise SystemExit(EXIT_INVALID)
+        raise SystemExit(EXIT_INVALID) from None
+    except EvidenceError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_INVALID) from None
     for path in written:
         click.echo(str(path))
 
@@ -334,26 +358,28 @@ def check(paths: tuple[Path, ...], policy_file: str, waivers_file: str | None, o
     then their errors are printed and no rule runs.
     """
     from fttool.policy.engine import evaluate
-    from fttool.policy.formats import render
+    from fttool.policy.formats import render, render_invalid
     from fttool.policy.policy_file import load_policy
     from fttool.policy.targets import load_target
     from fttool.recipe import RecipeInvalid
 
+    errors, targets, policy = [], [], None
     try:
         policy = load_policy(policy_file, waivers_file)
     except RecipeInvalid as exc:
-        for error in exc.errors:
-            click.echo(str(error), err=True)
-        raise SystemExit(EXIT_INVALID)
-    targets, invalid = [], False
+        errors += exc.errors
     for path in paths:
         try:
             targets.append(load_target(path))
         except RecipeInvalid as exc:
-            invalid = True
-            for error in exc.errors:
-                click.echo(str(error), err=True)
-    if invalid:
+            errors += exc.errors
+    for warning in policy.warnings if policy else ():
+        click.echo(warning, err=True)
+    if errors:
+        for error in errors:
+            click.echo(str(error), err=True)
+        if output_format != "text":  # CI tools read stdout; give them a document that carries the errors
+            click.echo(render_invalid(errors, output_format), nl=False)
         raise SystemExit(EXIT_INVALID)
     check_run = evaluate(policy, targets)
     click.echo(render(check_run, output_format), nl=False)
