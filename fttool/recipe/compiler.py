@@ -18,6 +18,7 @@ from fttool.recipe.rules import broken_sections, rule_errors
 from fttool.recipe.rules.evaluate import evaluate_task
 from fttool.recipe.schema import apply_defaults, load_schema, schema_errors
 from fttool.stages import STAGE_ORDER, stage_class
+from fttool.training.model_identity import resolved_revision
 
 
 def _stage_params(recipe: dict) -> dict[str, dict | str]:
@@ -72,8 +73,10 @@ def _evaluate_params(recipe: dict) -> dict:
 
 
 def _model_params(recipe: dict) -> dict:
-    """The model section with its optional keys present (None when the recipe leaves them out)."""
-    return {"revision": None, "license": None, **recipe["model"]}
+    """The model section with its optional keys present (None when the recipe leaves them out) and a hub id's
+    revision resolved to a commit, so every stage loads, fingerprints and reports that commit."""
+    model = {key: value for key, value in recipe["model"].items() if key != "license_override"}  # validation only
+    return {"license": None, **model, "revision": resolved_revision(model["base"], model.get("revision"))}
 
 
 def _train_params(recipe: dict) -> dict:

