@@ -5,7 +5,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from test_tracking import make_project
+from support.runs import data_project
+from support.runs import lora_project as make_project
 
 from fttool.cli import cli
 from fttool.pipeline.digest import files_under, sha256_file
@@ -28,6 +29,7 @@ def manifest_matches(out, run_dir, kind: str) -> dict:
     return manifest
 
 
+@pytest.mark.slow
 def test_the_adapter_is_exported_with_the_runs_model_card_and_a_manifest(lora_run, tmp_path):
     result = CliRunner().invoke(cli, ["export", str(lora_run), "--output", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
@@ -36,11 +38,13 @@ def test_the_adapter_is_exported_with_the_runs_model_card_and_a_manifest(lora_ru
     for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json"):
         assert sha256_file(out / name) == sha256_file(lora_run / "model" / name), name
     card = (out / "README.md").read_text()
-    assert card == (lora_run / "MODEL_CARD.md").read_text(), "the run's model card, rendered from report.json"
+    assert card.startswith((lora_run / "MODEL_CARD.md").read_text()), "the run's model card, rendered from report.json"
+    assert "## Sign-offs\n\nNone recorded." in card
     result = CliRunner().invoke(cli, ["export", str(lora_run), "--output", str(tmp_path / "out")])
     assert result.exit_code == 1 and "is not empty; choose another --output" in result.output
 
 
+@pytest.mark.slow
 def test_merged_export_computes_what_the_adapter_on_its_base_computes(lora_run):
     import torch
     from peft import PeftModel
@@ -64,6 +68,7 @@ def test_merged_export_computes_what_the_adapter_on_its_base_computes(lora_run):
             assert not torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-5), "the adapter is in it"
 
 
+@pytest.mark.slow
 def test_a_run_that_does_not_verify_is_not_exported(lora_run, tmp_path):
     import shutil
 
@@ -77,6 +82,7 @@ def test_a_run_that_does_not_verify_is_not_exported(lora_run, tmp_path):
     assert not (copy / "export").exists()
 
 
+@pytest.mark.slow
 def test_a_full_fine_tune_is_exported_as_it_is(tmp_path):
     recipe = make_project(tmp_path / "project")
     recipe.write_text(recipe.read_text().replace("  lora: {r: 4, alpha: 8, target_modules: [q_proj, v_proj]}\n",
@@ -87,5 +93,78 @@ def test_a_full_fine_tune_is_exported_as_it_is(tmp_path):
     out = run_dir / "export" / "full"
     manifest = manifest_matches(out, run_dir, "full")
     assert manifest["method"] == "full"
-    assert {name for name in manifest["files"] if name != "README.md"} == {
+    assert {name for name in manifest["files"] if name not in ("README.md", "signoff.json")} == {
         p.relative_to(run_dir / "model").as_posix() for p in files_under(run_dir / "model") if p.name != "README.md"}
+
+
+@pytest.mark.slow
+def test_a_file_added_to_the_model_directory_is_refused_not_shipped(lora_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(lora_run, copy, ignore=shutil.ignore_patterns("export"))
+    (copy / "model" / "chat_template.jinja").write_text("{{ smuggled }}")
+    result = CliRunner().invoke(cli, ["export", str(copy), "--output", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "model/chat_template.jinja: not in the report's lineage" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_the_export_carries_the_signoffs(lora_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(lora_run, copy, ignore=shutil.ignore_patterns("export"))
+    assert CliRunner().invoke(cli, ["signoff", str(copy), "--by", "Dana", "--role", "risk"]).exit_code == 0
+    result = CliRunner().invoke(cli, ["export", str(copy), "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    assert (out / "signoff.json").read_bytes() == (copy / "signoff.json").read_bytes()
+    assert "- Dana (risk), " in (out / "README.md").read_text() and "approved this run (unsigned)" in (
+        out / "README.md").read_text()
+    assert manifest_matches(out, copy, "adapter")["run_digest"] == json.loads((copy / "signoff.json").read_text())[0][
+        "run_digest"]
+
+
+@pytest.mark.slow
+def test_a_forged_report_cannot_make_a_merge_load_another_model(lora_run, tmp_path):
+    """report.json names a directory whose code runs with trust_remote_code; merge reads the verified plan.json."""
+    import shutil
+
+    from fttool.governance.evidence import verify, write_digests
+
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    marker = tmp_path / "ran"
+    (evil / "config.json").write_text(json.dumps({"model_type": "evil", "auto_map": {
+        "AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.EvilModel"}}))
+    (evil / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    copy = tmp_path / "run"
+    shutil.copytree(lora_run, copy, ignore=shutil.ignore_patterns("export"))
+    report = json.loads((copy / "report.json").read_text())
+    report["recipe"]["resolved"]["model"].update(base=str(evil), trust_remote_code=True)
+    (copy / "report.json").write_text(json.dumps(report, indent=2))
+    write_digests(copy)  # the strongest forger without a key: every digest recomputed
+    assert verify(copy) == []
+    result = CliRunner().invoke(cli, ["export", str(copy), "--merge", "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert not marker.exists(), "the forged directory's code ran"
+    assert json.loads((tmp_path / "out" / "config.json").read_text()).get("model_type") != "evil"
+
+
+def test_a_run_whose_policy_failed_is_exported_only_after_a_waiver(tmp_path):
+    from fttool.pipeline.runner import run_plan
+    from fttool.recipe import compile_recipe
+
+    recipe = data_project(tmp_path / "project", extra="report: {policy: strict.yaml}\n")
+    (tmp_path / "project" / "strict.yaml").write_text(
+        "name: strict\ndescription: Nothing quarantined.\nrules:\n  - id: DATA-900\n    description: none\n"
+        "    severity: error\n    applies_to: report\n"
+        "    check: {kind: compare, path: data.counts.quarantined, op: '==', value: 0}\nwaivers: []\n")
+    run_dir = run_plan(compile_recipe(recipe), tmp_path / "run")
+    result = CliRunner().invoke(cli, ["export", str(run_dir)])
+    assert result.exit_code == 1 and "the report policy failed (DATA-900)" in result.output
+    assert CliRunner().invoke(cli, ["signoff", str(run_dir), "--by", "Ada", "--role", "risk", "--waive", "DATA-900",
+                                    "--reason", "planted malformed line"]).exit_code == 0
+    result = CliRunner().invoke(cli, ["export", str(run_dir)])
+    assert result.exit_code == 1 and "the run trained no model" in result.output  # past the policy gate

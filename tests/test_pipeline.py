@@ -84,10 +84,21 @@ def test_lineage_hashes_match_the_files(first_run):
     report = json.loads((first_run / "report.json").read_text())
     paths = set()
     for artifact in report["lineage"]["artifacts"]:
-        if artifact["kind"] == "artifact":
+        if artifact["kind"] == "artifact" and artifact.get("retained", True):
             paths.add(artifact["path"])
             assert sha256_file(first_run / artifact["path"]) == artifact["sha256"], artifact["path"]
     assert {"data/train.jsonl", "data/test.jsonl", "model/adapter_model.safetensors"} <= paths
+    # Intermediates (the records before scrubbing among them) are recorded by digest, then deleted.
+    assert {"work/ingest/records.jsonl", "work/dedup/records.jsonl"} <= {
+        a["path"] for a in report["lineage"]["artifacts"] if a.get("retained") is False}
+
+
+def test_no_raw_personal_data_is_left_anywhere_in_the_run_directory(first_run):
+    assert not (first_run / "work").exists()
+    for path in (p for p in first_run.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        for value in PLANTED:
+            assert value.encode() not in data, (path.relative_to(first_run).as_posix(), value)
 
 
 def test_no_planted_personal_data_reaches_the_prepared_data_or_the_report(first_run):

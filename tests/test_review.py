@@ -13,7 +13,7 @@ from test_report_browser import small_run
 from fttool.cli import cli
 from fttool.data.records import read_jsonl
 from fttool.governance.evidence import verify
-from fttool.governance.review import EXPORT_FILE, RATINGS_FILE
+from fttool.governance.review import EXPORT_FILE, RATINGS_FILE, export_sheet, read_ratings, spreadsheet_safe
 from fttool.pipeline.digest import sha256_file
 
 
@@ -60,7 +60,8 @@ def test_export_lists_every_prediction_with_empty_rating_columns(run_dir):
     rows = export(run_dir)
     predictions = list(read_jsonl(run_dir / "evaluation/predictions.jsonl"))
     assert [row["id"] for row in rows] == [p["id"] for p in predictions] and rows
-    assert all(row["base_output"] == p["base"] and row["tuned_output"] == p["tuned"] for row, p in zip(rows, predictions))
+    assert all(row["base_output"] == spreadsheet_safe(p["base"]) and row["tuned_output"] == spreadsheet_safe(p["tuned"])
+               for row, p in zip(rows, predictions))
     assert all(row["prompt"].startswith("### Instruction:") and row["reference"] for row in rows)
     assert all(row["base_rating"] == row["tuned_rating"] == row["preferred"] == "" for row in rows)
     # The sheet holds model text, so it stays in the run directory and out of the report.
@@ -123,7 +124,8 @@ def test_invalid_rows_are_all_reported_with_lines_and_nothing_is_imported(run_di
 
     (tmp_path / "no-header.csv").write_text("id,base_output\nx,y\n")
     result = import_sheet(run_dir, tmp_path / "no-header.csv")
-    assert result.exit_code == 2 and "the header lacks tuned_output, base_rating, tuned_rating, preferred" in result.output
+    assert result.exit_code == 2
+    assert "the header lacks tuned_output, base_rating, tuned_rating, preferred" in result.output
 
 
 @pytest.mark.slow
@@ -149,3 +151,23 @@ def test_an_import_after_signoff_marks_the_signoff_as_approving_the_older_report
     text = (run_dir / "report.json").read_text().replace('"rated": 1', '"rated": 2')
     (run_dir / "report.json").write_text(text)
     assert any("report.json" in str(problem) for problem in verify(run_dir))
+
+
+def test_cells_a_spreadsheet_would_run_as_formulas_are_escaped_and_still_import(tmp_path):
+    """OWASP CSV injection: = + - @ tab and carriage return at the start of a cell get a leading apostrophe."""
+    from fttool.data.records import write_jsonl
+
+    attacks = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+2", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"]
+    tests = [{"id": f"t{i}", "source": "t", "format": "alpaca", "instruction": text, "input": "", "output": text,
+              "meta": {}} for i, text in enumerate(attacks)]
+    predictions = [{"id": f"t{i}", "base": text, "tuned": "plain"} for i, text in enumerate(attacks)]
+    write_jsonl(tmp_path / "data" / "test.jsonl", tests)
+    write_jsonl(tmp_path / "evaluation" / "predictions.jsonl", predictions)
+    with open(export_sheet(tmp_path), newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    for row, text in zip(rows, attacks):
+        assert row["base_output"] == "'" + text and row["reference"] == "'" + text and row["tuned_output"] == "plain"
+    for row in rows:
+        row.update(base_rating="3", tuned_rating="4", preferred="tuned")
+    ratings, problems = read_ratings(write_sheet(tmp_path / "ratings.csv", rows), predictions)
+    assert problems == [] and len(ratings) == len(attacks)
