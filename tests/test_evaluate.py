@@ -34,7 +34,7 @@ from fttool.training.demo_model import build_demo_model
 REGULATED = Path(__file__).resolve().parent.parent / "policies" / "regulated.yaml"
 MODEL = {"base": "demo:tiny-llama", "revision": None, "license": "apache-2.0", "trust_remote_code": False}
 GROUP_SETTINGS = {"fields": [], "metrics": ["token_f1", "rougeL"], "min_group_size": 2, "max_difference": 0.1,
-                  "min_ratio": 0.8, "fail_above_difference": None, "fail_below_ratio": None,
+                  "min_ratio": 0.8, "fail_above_difference": None, "fail_below_ratio": None, "k_anonymity": 1,
                   "bootstrap": {"resamples": 200, "confidence": 0.95, "seed": 0}}
 GENERAL_TEXT = "The library opens at nine every morning.\n\nA short walk after lunch helps many people think.\n"
 
@@ -173,6 +173,18 @@ def test_groups_too_small_to_judge_are_named():
     assert region["status"] == fairness["status"] == "pass"  # equal scores: every interval is [0, 0] and [1, 1]
 
 
+def test_groups_smaller_than_k_anonymity_are_not_named():
+    test = [alpaca(f"Question {i}?", "Answer.", customer=name) for i, name in enumerate(["Ann Lee"] * 3 + ["Bo Chan"])]
+    scores = {side: {"token_f1": [0.5, 0.4, 0.6, 0.1], "rougeL": [0.5] * 4} for side in ("base", "tuned")}
+    fairness = group_results(test, scores, group_settings(fields=["customer"], k_anonymity=4))
+    assert "Ann Lee" not in json.dumps(fairness) and "Bo Chan" not in json.dumps(fairness)
+    customer = fairness["fields"]["customer"]
+    assert customer["groups"] == {"(group of fewer than 4 records #1)": {"count": 3, "compared": True},
+                                  "(group of fewer than 4 records #2)": {"count": 1, "compared": False}}
+    assert customer["privacy"] == {"k_anonymity": 4, "suppressed_groups": 2}
+    assert customer["status"] == "inconclusive"  # one group large enough to compare is not two
+
+
 def test_thresholds_must_be_finite():
     with pytest.raises(ValueError, match="GroupParams.max_difference is nan"):
         group_settings(max_difference=float("nan"))
@@ -243,6 +255,7 @@ def test_compiler_resolves_task_groups_and_defaults(tmp_path):
     assert groups.fields == ("region",) and groups.metrics == ("token_f1", "rougeL")  # from bias.fields
     assert thaw(groups.bootstrap) == {"resamples": 1000, "confidence": 0.95, "seed": 0}
     assert groups.fail_above_difference is None and params.forgetting is None
+    assert groups.k_anonymity == 5  # the bias audit's default, so both leave the same small groups unnamed
     assert thaw(params.model) == {"base": "demo:tiny-llama", "revision": None, "license": "apache-2.0",
                                   "trust_remote_code": False}
     labelled = evaluate_spec(compile_with(tmp_path,

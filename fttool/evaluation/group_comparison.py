@@ -8,7 +8,8 @@ named as too small to judge and left out of the difference and ratio. The tuned 
 ratio are judged against the recipe's limits by their bootstrap intervals, not their point estimates
 (fttool.fairness.intervals): pass when the whole interval is within every limit, warn or fail when it
 lies wholly past one, and inconclusive when it crosses one or fewer than two groups can be compared.
-Only group names, counts and scores are reported, never text.
+Only group names, counts and scores are reported, never text; a group of fewer test records than
+k_anonymity is not named but labelled, as the bias audit labels it (fttool.fairness.audit.suppressed_labels).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from fttool.evaluation.metrics import metric_by_group
 from fttool.evaluation.model_pair import MODELS
 from fttool.evaluation.rounding import rounded_all
 from fttool.evaluation.settings import GroupParams
+from fttool.fairness.audit import suppressed_labels
 from fttool.fairness.groups import MISSING_GROUP, group_value
 from fttool.fairness.intervals import FAIRNESS_STATUSES, against_limit, interval_text, worst_status
 
@@ -80,8 +82,10 @@ def _too_small(field: str, counts: dict[str, int], min_group_size: int) -> list[
 
 def _field_results(field: str, records: list[dict], scores: dict[str, dict[str, list[float]]],
                    settings: GroupParams) -> dict:
-    # The bias audit's group names, so both sections name groups alike.
-    groups = [group_value(record.get("meta"), field) for record in records]
+    # The bias audit's group names, so both sections name groups alike, and as it does, small groups unnamed.
+    values = [group_value(record.get("meta"), field) for record in records]
+    labels = suppressed_labels([(value, values.count(value)) for value in set(values)], settings.k_anonymity)
+    groups = [labels.get(value, value) for value in values]
     counts = {group: groups.count(group) for group in sorted(set(groups))}
     compared = {group for group, n in counts.items() if n >= settings.min_group_size}
     boot = settings.bootstrap
@@ -92,7 +96,8 @@ def _field_results(field: str, records: list[dict], scores: dict[str, dict[str, 
     status, reasons = field_status(field, metrics, settings)
     reasons += _too_small(field, counts, settings.min_group_size)
     return {"groups": {group: {"count": n, "compared": group in compared} for group, n in counts.items()},
-            "metrics": metrics, "status": status, "reasons": reasons}
+            "metrics": metrics, "status": status, "reasons": reasons,
+            "privacy": {"k_anonymity": settings.k_anonymity, "suppressed_groups": len(labels)}}
 
 
 def group_results(records: list[dict], scores: dict[str, dict[str, list[float]]], settings: GroupParams) -> dict:
@@ -113,6 +118,7 @@ def group_results(records: list[dict], scores: dict[str, dict[str, list[float]]]
         "records": len(records),
         "missing_group": MISSING_GROUP,
         "thresholds": {"min_group_size": settings.min_group_size, "max_difference": settings.max_difference,
+                       "k_anonymity": settings.k_anonymity,
                        "min_ratio": settings.min_ratio, "fail_above_difference": settings.fail_above_difference,
                        "fail_below_ratio": settings.fail_below_ratio},
         "bootstrap": {"resamples": boot.resamples, "confidence": boot.confidence, "seed": boot.seed,

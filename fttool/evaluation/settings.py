@@ -67,10 +67,14 @@ class GroupParams:
         metrics: per-example metrics compared between groups (see fttool.evaluation.metrics.GROUP_METRICS).
         min_group_size: groups with fewer test records are named as too small to judge and left out of the
             difference and ratio.
-        max_difference: highest minus lowest group value; an interval above it warns.
-        min_ratio: lowest over highest group value; an interval below it warns.
-        fail_above_difference: a difference interval above it fails; None: no fail limit.
-        fail_below_ratio: a ratio interval below it fails; None: no fail limit.
+        max_difference: highest minus lowest group value; an interval wholly above it warns, one across it is
+            inconclusive.
+        min_ratio: lowest over highest group value; an interval wholly below it warns, one across it is
+            inconclusive.
+        fail_above_difference: a difference interval wholly above it fails; None: no fail limit.
+        fail_below_ratio: a ratio interval wholly below it fails; None: no fail limit.
+        k_anonymity: groups of fewer test records are not named but reported under numbered labels, since so small
+            a group's value can identify people (the bias audit's k_anonymity); 1 names every group.
         bootstrap: how the confidence intervals are drawn.
     """
 
@@ -81,6 +85,7 @@ class GroupParams:
     min_ratio: float
     fail_above_difference: float | None
     fail_below_ratio: float | None
+    k_anonymity: int
     bootstrap: BootstrapParams
 
     def __post_init__(self):

@@ -68,8 +68,15 @@ def _evaluate_params(recipe: dict) -> dict:
     metrics = groups.get("metrics") or (["accuracy"] if task == "classification" else ["token_f1", "rougeL"])
     return {**evaluate, "task": task, "labels": evaluate.get("labels"), "forgetting": evaluate.get("forgetting"),
             "groups": {"fail_above_difference": None, "fail_below_ratio": None, **groups, "fields": fields,
-                       "metrics": metrics},
+                       "metrics": metrics, "k_anonymity": _k_anonymity(recipe)},
             "model": _model_params(recipe)}
+
+
+def _k_anonymity(recipe: dict) -> int:
+    """The bias audit's k_anonymity (its schema default without a bias section), so that the per-group evaluation
+    leaves unnamed the small groups the audit leaves unnamed."""
+    bias = recipe.get("bias") or apply_defaults({}, load_schema()["properties"]["bias"])
+    return bias["k_anonymity"]
 
 
 def _model_params(recipe: dict) -> dict:
