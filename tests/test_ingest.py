@@ -605,3 +605,19 @@ def test_non_finite_numbers_are_quarantined_and_never_written(run_stage, tmp_pat
     assert result.removed == {"non_finite_number": 1}
     assert [(q["line"], q["reason"]) for q in quarantine] == [(1, "non_finite_number")]
     assert [record["instruction"] for record in records] == ["c"]
+
+
+def test_loss_weight_zero_keeps_an_assistant_turn_as_context(run_stage, tmp_path):
+    turns = [("user", "Hi there", 0.0), ("assistant", "Hello friend", 0.0), ("user", "Rate for EUR?", 0.0),
+             ("assistant", "It is 1.1 today", 1.0)]
+    line = {"messages": [{"role": role, "content": [{"type": "text", "value": text}], "loss_weight": weight}
+                         for role, text, weight in turns]}
+    bad = {"messages": [{"role": "user", "content": "Hi", "loss_weight": "none"},
+                        {"role": "assistant", "content": "Yo"}]}
+    (tmp_path / "v1.jsonl").write_text(json.dumps(line) + "\n" + json.dumps(bad) + "\n")
+    _, [record], quarantine = ingest_one(run_stage, "v1.jsonl", "chat")
+    assert [m.get("trained", True) for m in record["messages"]] == [True, False, True, True]
+    assert where_and_why(quarantine) == [(2, "wrong_type", "messages[0].loss_weight is a string, expected a number")]
+    tokenizer = tiny_tokenizer([json.dumps(line)])
+    trained = trained_text(tokenizer, tokenized_example(tokenizer, record, 1024, train_on_inputs=False))
+    assert "It is 1.1 today" in trained and "Hello friend" not in trained

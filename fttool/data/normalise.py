@@ -2,7 +2,8 @@
 
 Formats: alpaca, prompt_completion and text take string fields; chat (`messages` of {role, content}) and
 sharegpt (`conversations` of {from, value}) become `chat` records. A chat's content may be a string or a list
-of typed parts ({type: text, text: ...}; LLaMA-Factory writes `value` for `text`). Tool calls (ShareGPT's
+of typed parts ({type: text, text: ...}; LLaMA-Factory writes `value` for `text`), and an assistant turn with
+LLaMA-Factory's `loss_weight: 0` is kept as context only (`trained: false`). Tool calls (ShareGPT's
 `function_call`) and tool results (`observation`) become messages of role `tool_call` (the call's JSON text)
 and `tool`; a record's `tools` (a JSON string or list of function schemas) is kept parsed as `tools`.
 
@@ -116,7 +117,14 @@ def _message(turn: Any, where: str) -> dict:
     content = _content(turn, content_key, where)
     if roles[role] == "tool_call":
         content = _tool_call_content(content, f"{where}.{content_key}")
-    return {"role": roles[role], "content": content}
+    message = {"role": roles[role], "content": content}
+    weight = turn.get("loss_weight")
+    if weight is not None:
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise Rejected("wrong_type", f"{where}.loss_weight is {a_json_type(weight)}, expected a number")
+        if weight == 0 and message["role"] in MODEL_ROLES:
+            message["trained"] = False  # LLaMA-Factory's loss_weight 0: the turn is context, not a target
+    return message
 
 
 def _tools(obj: dict, key: str) -> list | None:

@@ -112,9 +112,12 @@ def _common_prefix(a: str, b: str) -> int:
 
 
 def trains_every_turn(record: dict) -> bool:
-    """Whether the record is a chat with several model turns, all of which are trained on."""
-    return (record["format"] == "chat" and record.get("assistant_turns", "all") == "all"
-            and sum(1 for m in record["messages"] if m["role"] in MODEL_ROLES) > 1)
+    """Whether the record is a chat trained on every model turn that is not marked `trained: false`, and has
+    more than one model turn or a marked one (otherwise its last turn is all there is to train)."""
+    if record["format"] != "chat" or record.get("assistant_turns", "all") != "all":
+        return False
+    model_turns = [m for m in record["messages"] if m["role"] in MODEL_ROLES]
+    return len(model_turns) > 1 or any(m.get("trained") is False for m in model_turns)
 
 
 def every_turn_ids_and_labels(tokenizer, record: dict) -> tuple[list[int], list[int]]:
@@ -127,7 +130,7 @@ def every_turn_ids_and_labels(tokenizer, record: dict) -> tuple[list[int], list[
     full_text = _render(tokenizer, record, messages, generation_prompt=False)
     spans = []
     for index, message in enumerate(messages):
-        if message["role"] not in MODEL_ROLES:
+        if message["role"] not in MODEL_ROLES or record["messages"][index].get("trained") is False:
             continue
         upto = _render(tokenizer, record, messages[:index + 1], generation_prompt=False)
         if not full_text.startswith(upto):
