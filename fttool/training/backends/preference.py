@@ -1,0 +1,237 @@
+"""Preference tuning with TRL: DPO (DPOTrainer), KTO (KTOTrainer) and ORPO (ORPOTrainer), with LoRA, QLoRA or full.
+
+Records are `preference` pairs or `kto` responses (fttool.data.preference). Each prompt is formatted as for
+supervised training: through the tokenizer's chat template (TRL's conversational format, the template applied by
+TRL) or, without one, fttool's plain chat layout, with EOS after each response. KTO takes a pair as one desirable
+and one undesirable response. With LoRA the reference model of DPO and KTO is the base with the adapter switched off
+(TRL does so when it is given no reference model), so no second copy of the weights is held; a full fine-tune gets
+a copy of the base. Checkpoints, resume, the fault hook, tracking and multi-process launch are the SFT backend's
+(fttool.training.backends.sft): the Trainer arguments are the same, the TRL trainer differs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import ClassVar
+
+from fttool.data.preference import response_record
+from fttool.data.records import chat_prefix, read_jsonl
+from fttool.training.backends.sft import (
+    PreparedData,
+    SFTBackend,
+    TrainingRun,
+    _callbacks,
+    _target_modules,
+    finish,
+    load_model,
+    planned_steps,
+    trained_tensor_norms,
+    trainer_config,
+)
+from fttool.training.examples import prompt_and_sequence_ids, response_start, template_messages
+from fttool.training.job import TrainJob, TrainOutcome
+from fttool.training.modeling import load_tokenizer, quiet_libraries
+from fttool.training.preference_settings import WITH_REFERENCE
+from fttool.training.templates import set_chat_template
+
+# Trainer log keys of the implicit rewards (DPO, KTO) or ORPO's log-odds rewards, kept as the report's reward curves.
+REWARD_PREFIX = "rewards/"
+
+
+def _rows(record: dict, tokenizer, objective: str) -> list[dict]:
+    """The TRL rows of one record: a pair, or for KTO one row per response with its label."""
+    if record["format"] == "kto":
+        responses = [(record["completion"], record["label"])]
+    else:
+        responses = [(record["chosen"], True), (record["rejected"], False)]
+    if tokenizer.chat_template:
+        prompt = template_messages(tokenizer, record["messages"], record.get("tools"))
+        as_turn = [{"role": "assistant", "content": text} for text, _ in responses]
+        answers = [[turn] for turn in as_turn]
+    else:
+        prompt = chat_prefix(record, record["messages"]) + "<|assistant|>\n"
+        answers = [text for text, _ in responses]
+    if objective == "kto":
+        return [{"prompt": prompt, "completion": answer, "label": label}
+                for answer, (_, label) in zip(answers, responses)]
+    if record["format"] == "kto":
+        raise ValueError(f"train: record {record['id']} is a KTO response (one response and a label); objective "
+                         f"{objective} needs pairs (format preference or sharegpt_preference), or use objective: kto")
+    return [{"prompt": prompt, "chosen": answers[0], "rejected": answers[1]}]
+
+
+def _token_counts(record: dict, tokenizer, max_length: int) -> tuple[bool, int, int]:
+    """(whether the prompt leaves room for a response, response tokens, all tokens) within max_length."""
+    fits, trained, total = True, 0, 0
+    responses = [record["completion"]] if record["format"] == "kto" else [record["chosen"], record["rejected"]]
+    for response in responses:
+        prompt_ids, ids = prompt_and_sequence_ids(tokenizer, response_record(record, response))
+        start, kept = response_start(prompt_ids, ids), min(len(ids), max_length)
+        fits = fits and start < max_length
+        trained += max(0, kept - start)
+        total += kept
+    return fits, trained, total
+
+
+def prepare_pairs(job: TrainJob, tokenizer) -> PreparedData:
+    """TRL rows of the train and validation splits (train.max_samples applied as for SFT); a record whose prompt
+    fills max_seq_length is dropped and counted."""
+    objective, length = job.params.objective, job.params.max_seq_length
+    train_records, left_out = job.train_records()
+    splits, dropped, trained, total = {}, 0, 0, 0
+    for name, records in (("train", train_records), ("validation", read_jsonl(job.validation_data))):
+        rows = []
+        for record in records:
+            fits, record_trained, record_total = _token_counts(record, tokenizer, length)
+            if not fits:
+                dropped += name == "train"
+                continue
+            rows += _rows(record, tokenizer, objective)
+            if name == "train":
+                trained, total = trained + record_trained, total + record_total
+        splits[name] = rows
+    if not splits["train"]:
+        raise ValueError(f"train: no preference record is left to train on ({dropped} dropped because the prompt "
+                         f"fills max_seq_length {length}); raise train.max_seq_length or check the train split")
+    return PreparedData(splits["train"], splits["validation"], dropped, trained, total,
+                        "chat_template" if tokenizer.chat_template else "alpaca", left_out)
+
+
+def preference_config(job: TrainJob, rows: int, validate: bool):
+    """TRL's config for the objective: the SFT backend's Trainer arguments plus the preference settings."""
+    from transformers import TrainingArguments
+
+    params, settings = job.params, job.params.preference
+    assert settings is not None, "a preference objective always has preference settings (compiler)"
+    common = trainer_config(params, job.checkpoint_dir, planned_steps(params, rows), validate)
+    arguments = {field.name: getattr(common, field.name) for field in dataclasses.fields(TrainingArguments)
+                 if field.init}
+    arguments["gradient_checkpointing"] = params.gradient_checkpointing
+    if params.objective == "orpo":
+        from trl.experimental.orpo import ORPOConfig
+
+        return ORPOConfig(**arguments, beta=settings.beta, max_length=params.max_seq_length)
+    reference = {"precompute_ref_log_probs": settings.precompute_ref_log_probs,
+                 "sync_ref_model": settings.sync_ref_model, "ref_model_mixup_alpha": settings.ref_model_mixup_alpha,
+                 "ref_model_sync_steps": settings.ref_model_sync_steps}
+    if params.objective == "kto":
+        from trl import KTOConfig
+
+        return KTOConfig(**arguments, **reference, beta=settings.beta, loss_type=settings.loss_type,
+                         desirable_weight=settings.desirable_weight, undesirable_weight=settings.undesirable_weight,
+                         max_length=params.max_seq_length)
+    from trl import DPOConfig
+
+    return DPOConfig(**arguments, **reference, beta=settings.beta, loss_type=[settings.loss_type],
+                     label_smoothing=settings.label_smoothing, max_length=params.max_seq_length)
+
+
+def _trainer_class(objective: str):
+    if objective == "dpo":
+        from trl import DPOTrainer
+
+        return DPOTrainer
+    if objective == "kto":
+        from trl import KTOTrainer
+
+        return KTOTrainer
+    from trl.experimental.orpo import ORPOTrainer
+
+    return ORPOTrainer
+
+
+def _reference_model(job: TrainJob):
+    """A frozen copy of the base for a full fine-tune; None with LoRA, where TRL switches the adapter off instead."""
+    if job.params.objective not in WITH_REFERENCE or job.params.lora is not None:
+        return None
+    return load_model(job).eval()
+
+
+def fit_preference(job: TrainJob, tokenizer, model, data: PreparedData, tracker=None) -> TrainingRun:
+    """Train with the objective's TRL trainer, continuing from the last checkpoint when a failed run left one."""
+    import datasets
+    import transformers
+    from peft import LoraConfig
+    from transformers.trainer_utils import get_last_checkpoint
+
+    params = job.params
+    job.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    resume_from = get_last_checkpoint(str(job.checkpoint_dir))
+    peft_config = None
+    if params.method != "full":
+        lora = params.lora
+        peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                 target_modules=_target_modules(lora.target_modules), bias="none",
+                                 task_type="CAUSAL_LM")
+    args = preference_config(job, len(data.train), validate=bool(data.validation))
+    extra = {} if params.objective == "orpo" else {"ref_model": _reference_model(job)}
+    trainer = _trainer_class(params.objective)(
+        model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
+        train_dataset=datasets.Dataset.from_list(data.train),
+        eval_dataset=datasets.Dataset.from_list(data.validation) if data.validation else None,
+        callbacks=_callbacks(params) + ([tracker.callback()] if tracker else []), **extra)
+    trainer.remove_callback(transformers.PrinterCallback)
+    initial_norms = trained_tensor_norms(trainer.model)
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume_from)
+    return TrainingRun(trainer, resume_from, initial_norms, time.perf_counter() - started)
+
+
+def reward_curves(log_history: list[dict]) -> dict:
+    """The trainer's reward metrics by step, for training and validation: {train: [...], validation: [...]}."""
+    curves: dict[str, list[dict]] = {"train": [], "validation": []}
+    for entry in log_history:
+        for split, prefix in (("train", REWARD_PREFIX), ("validation", "eval_" + REWARD_PREFIX)):
+            point = {key[len(prefix):]: value for key, value in entry.items() if key.startswith(prefix)}
+            if point:
+                curves[split].append({"step": entry["step"], **point})
+    return curves
+
+
+def preference_summary(job: TrainJob, log_history: list[dict]) -> dict:
+    """The training section's account of the objective: its TRL settings, the reference model and the reward curves."""
+    params, settings = job.params, job.params.preference
+    assert settings is not None
+    if params.objective not in WITH_REFERENCE:
+        reference = "none (ORPO needs no reference model)"
+    elif params.lora is not None:
+        reference = "the base model with the LoRA adapter switched off (no second copy)"
+    else:
+        reference = "a frozen copy of the base model"
+    return {"objective": params.objective, "settings": dataclasses.asdict(settings), "reference_model": reference,
+            "reward_curves": reward_curves(log_history)}
+
+
+class PreferenceBackend:
+    """Preference tuning through the TRL trainer of `objective`."""
+
+    objective: ClassVar[str]
+    hyperparameters: ClassVar[tuple[str, ...]] = SFTBackend.hyperparameters
+
+    def train(self, job: TrainJob, tracker=None) -> TrainOutcome:
+        quiet_libraries()
+        tokenizer = load_tokenizer(job.base_path, job.params.model)
+        set_chat_template(tokenizer, job.chat_template)
+        data = prepare_pairs(job, tokenizer)
+        run = fit_preference(job, tokenizer, load_model(job), data, tracker)
+        log_history = list(run.trainer.state.log_history)
+        outcome = finish(job, tokenizer, data, run)
+        outcome.extras["preference"] = preference_summary(job, log_history)
+        outcome.card_notes.append(f"Trained with preference objective `{job.params.objective}` "
+                                  f"(TRL, beta {job.params.preference.beta}"
+                                  + (f", loss {job.params.preference.loss_type}" if job.params.preference.loss_type
+                                     else "") + ").")
+        return outcome
+
+
+class DPOBackend(PreferenceBackend):
+    objective: ClassVar[str] = "dpo"
+
+
+class KTOBackend(PreferenceBackend):
+    objective: ClassVar[str] = "kto"
+
+
+class ORPOBackend(PreferenceBackend):
+    objective: ClassVar[str] = "orpo"
+
