@@ -25,7 +25,7 @@ import random
 import sqlite3
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,7 +149,7 @@ class _Leaks:
 
 
 def _find_leaks(path: Path, unit_of: Callable[[dict], str], split_of: Mapping[str, str], threshold: float,
-                work_dir: Path | None = None) -> _Leaks:
+                work_dir: Path | None = None, progress: Callable[[Iterable], Iterable] = iter) -> _Leaks:
     """Duplicate pairs of records in different splits, and the held-out units that must move to end them.
 
     Duplicates are joined into clusters whatever their splits: after a held-out record moves into train,
@@ -175,7 +175,7 @@ def _find_leaks(path: Path, unit_of: Callable[[dict], str], split_of: Mapping[st
             if len(leaks.examples) < MAX_EXAMPLE_IDS:
                 leaks.examples.append(f"{record_id} ({split}) ~ {other_id} ({other_split})")
 
-        for i, record in enumerate(read_jsonl(path)):
+        for i, record in enumerate(progress(read_jsonl(path))):
             key, unit = exact_key(record), unit_of(record)
             split = split_of[unit]
             db.execute("INSERT INTO record VALUES (?, ?, ?, ?)", (i, _blob(record["id"]), _blob(unit), key))
@@ -277,9 +277,10 @@ class _Splitter:
         self.db.executemany("INSERT INTO assigned VALUES (?, ?)", self._assignment(unit_count))
         return _Assignment(self.db)
 
-    def end_leaks(self, split_of: _Assignment, work_dir: Path | None) -> _Leaks:
+    def end_leaks(self, split_of: _Assignment, work_dir: Path | None,
+                  progress: Callable[[Iterable], Iterable]) -> _Leaks:
         """Find duplicates across splits; fail, or move their held-out units into train, as on_leak says."""
-        leaks = _find_leaks(self.records_path, self.unit_of, split_of, self.params.leak_threshold, work_dir)
+        leaks = _find_leaks(self.records_path, self.unit_of, split_of, self.params.leak_threshold, work_dir, progress)
         if self.params.on_leak == "fail" and (leaks.exact_pairs or leaks.near_pairs):
             raise LeakageError(
                 f"leakage across splits: {leaks.exact_pairs} exact and {leaks.near_pairs} near-duplicate pairs of "
@@ -325,14 +326,15 @@ class _Splitter:
                 "missing": missing[0] if missing else 0}
 
 
-def split_records(records_path: Path, params: SplitParams, outputs: Mapping[str, Path],
-                  work_dir: Path | None = None) -> dict:
-    """Write each record of `records_path` to outputs[split]; the summary for the report."""
+def split_records(records_path: Path, params: SplitParams, outputs: Mapping[str, Path], work_dir: Path | None = None,
+                  progress: Callable[[Iterable, int], Iterable] = lambda records, _total: records) -> dict:
+    """Write each record of `records_path` to outputs[split]; the summary for the report. The leak check, the
+    longest pass, goes through progress(records, total)."""
     with ScratchDB(work_dir, "split") as scratch:
         splitter = _Splitter(params, records_path, scratch.db)
         unit_count, record_count = splitter.count_units()
         split_of = splitter.assign(unit_count)
-        leaks = splitter.end_leaks(split_of, work_dir)
+        leaks = splitter.end_leaks(split_of, work_dir, lambda records: progress(records, record_count))
         written = splitter.write(split_of, leaks.to_move, outputs)
         group_by = splitter.group_counts() if params.group_by else None
     ratios = splitter.ratios

@@ -15,7 +15,9 @@ class SplitStage(Stage):
     Params = SplitParams
 
     def run(self, ctx: StageContext) -> StageResult:
-        return StageResult(summary=split_records(ctx.inputs["records"], ctx.params, ctx.outputs, ctx.work_dir))
+        return StageResult(summary=split_records(
+            ctx.inputs["records"], ctx.params, ctx.outputs, ctx.work_dir,
+            lambda records, total: ctx.progress(records, total=total, desc="split: leak check")))
 
 
 STAGE = SplitStage
