@@ -8,9 +8,13 @@ from conftest import alpaca
 from support.data import split_params
 
 from fttool.data.records import SPLITS, read_jsonl, write_jsonl
+from fttool.data.settings import SplitParams
 from fttool.data.split import LeakageError, _find_leaks, assign, assign_groups, split_sizes
 from fttool.fairness.groups import MISSING_GROUP as MISSING
+from fttool.pipeline.params import build
+from fttool.pipeline.stage import StageContext
 from fttool.recipe import RecipeInvalid, compile_recipe
+from fttool.stages.split import SplitStage
 
 RATIOS = {"train": 0.7, "validation": 0.15, "test": 0.15}
 LEAK_DEFAULTS = {"on_leak": "move", "leak_threshold": 0.8}
@@ -280,3 +284,14 @@ def test_a_duplicate_pair_across_validation_and_test_both_move(tmp_path):
     write_jsonl(tmp_path / "records.jsonl", [a, b])
     leaks = _find_leaks(tmp_path / "records.jsonl", lambda r: r["id"], {a["id"]: "validation", b["id"]: "test"}, 0.8)
     assert (leaks.exact_pairs, leaks.near_pairs, leaks.to_move) == (0, 1, {a["id"], b["id"]})
+
+
+def test_the_leak_check_writes_progress_lines_when_stderr_is_not_a_terminal(tmp_path, capsys):
+    write_jsonl(tmp_path / "records.jsonl", records(4))
+    outputs = {name: tmp_path / f"{name}.jsonl" for name in SPLITS}
+    ctx = StageContext(params=build(SplitParams, split_params(**RATIOS, **LEAK_DEFAULTS)),
+                       inputs={"records": tmp_path / "records.jsonl"}, outputs=outputs, recipe_dir=tmp_path,
+                       work_dir=tmp_path, progress_interval_s=0)
+    SplitStage().run(ctx)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(",")[0] for line in lines] == [f"split: leak check: {i} of 4 records" for i in range(1, 5)]
