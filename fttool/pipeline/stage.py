@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from fttool.data.records import SPLITS
 from fttool.pipeline.progress import PROGRESS_INTERVAL_S, progress_lines
 
 # Logical datasets that hold JSONL records; the runner counts them and checks conservation.
-RECORD_DATASETS = ("records", "train", "validation", "test")
+RECORD_DATASETS = ("records", *SPLITS)
 
 
 @dataclass
