@@ -55,6 +55,7 @@ def messy_lines() -> tuple[list[bytes], dict[int, str]]:
     return lines, reasons
 
 
+@pytest.mark.slow
 def test_messy_file_is_accounted_for_and_scrubbed(tmp_path):
     lines, reasons = messy_lines()
     (tmp_path / "messy.jsonl").write_bytes(b"\n".join(lines) + b"\n")
