@@ -132,3 +132,29 @@ def test_environment_names_the_commit_of_the_recipe_repository(tmp_path):
     assert recipe_git(recipe) == {"commit": head, "uncommitted_changes": False}
     recipe.write_text("name: y\n")
     assert recipe_git(recipe) == {"commit": head, "uncommitted_changes": True}
+
+
+@pytest.mark.slow
+def test_the_pdf_print_holds_what_the_screen_shows(run_dir, tmp_path):
+    """Print to PDF as a reviewer filing the report would; the text must hold every digest, the lineage, the MLflow
+    files behind their collapsed group and the resolved recipe, none of it clipped."""
+    pdftotext = shutil.which("pdftotext")
+    if pdftotext is None:
+        pytest.skip("pdftotext is not installed (Debian package poppler-utils; `bash .ci/setup --test` installs it)")
+    pdf = tmp_path / "report.pdf"
+    chromium("--no-pdf-header-footer", f"--print-to-pdf={pdf}", (run_dir / "report.html").as_uri())
+    # -raw keeps the order Chromium drew the text in, so a cell's wrapped lines stay together.
+    text = subprocess.run([pdftotext, "-raw", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    # Long values wrap inside their cells; joined up again, each must be there whole.
+    joined = "".join(text.split())
+    report = json.loads((run_dir / "report.json").read_text())
+    assert "Verdict:FAIL" in joined and "PII-101failed" in joined
+    for artifact in report["lineage"]["artifacts"]:
+        assert artifact["sha256"] in joined and artifact["path"].replace(" ", "") in joined, artifact["path"]
+        assert all(parent.replace(" ", "") in joined for parent in artifact["parents"]), artifact["parents"]
+    mlflow = [a["path"] for a in report["lineage"]["artifacts"] if a["path"].startswith("mlruns/")]
+    assert mlflow, "the small run tracks to the run's own MLflow store"
+    for stage in report["stages"]:
+        assert stage["fingerprint"] in joined, stage["name"]
+    assert '"max_seq_length":96' in joined and '"target_modules":["q_proj","v_proj"]' in joined  # the recipe
+    assert "Fine-tuningauditreport:browser" in joined and "Environment" in text

@@ -316,3 +316,157 @@ def test_html_markdown_and_model_card_format_a_figure_alike():
     html, markdown, card = render_html(report), render_markdown(report), render_model_card(report)
     for text in (html, markdown, card):
         assert "1,250" in text and "12,345.7" in text and "0.2874" in text
+
+
+def passing_report() -> dict:
+    """A run with nothing to flag: no record quarantined, a real base model, a policy that passed."""
+    report = data_only_report()
+    report["data"]["counts"].update(input=1236, quarantined=0)
+    report["data"]["ingest"].update(quarantined_by_reason={})
+    report["policy"] = {"evaluated": True, "policy": "regulated", "path": "../../policies/regulated.yaml",
+                        "sha256": digest("policy"), "checked_on": "2025-03-01", "passed": True,
+                        "summary": {"files": 1, "rules_applied": 1, "errors": 0, "warnings": 0, "waived": 0,
+                                    "expired_waivers": 0},
+                        "rules": [{"id": "PII-101", "description": "No PII may remain", "severity": "error",
+                                   "status": "passed", "findings": [], "waiver": None}]}
+    return report
+
+
+def test_the_verdict_passes_only_when_nothing_needs_a_reviewers_attention():
+    from fttool.report.verdict import verdict
+
+    assert verdict(passing_report()).status == "pass" and verdict(passing_report()).reasons == ()
+    data_only = verdict(data_only_report())
+    assert data_only.status == "warn"
+    assert [(r.section, r.text) for r in data_only.reasons] == [
+        ("data", "14 of 1,250 input records quarantined (1.12%): too_long 6, missing_field 5, invalid_json 3"),
+        ("policy", "no policy was applied to this report")]
+    full = verdict(full_report())
+    assert full.status == "fail"
+    assert [(r.status, r.section) for r in full.reasons] == [
+        ("fail", "pii"), ("warn", "training"), ("warn", "data"), ("warn", "bias"), ("warn", "policy")]
+    assert full.reasons[0].text == "1 personal data findings remain after scrubbing"
+
+
+@pytest.mark.parametrize("change, status, section, text", [
+    (lambda r: r["data"]["counts"].update(kept=0), "fail", "data", "no record was kept of 1,236 input records"),
+    (lambda r: r["policy"].update(passed=False) or r["policy"]["rules"][0].update(status="failed"), "fail", "policy",
+     "policy regulated: PII-101 failed (No PII may remain)"),
+    (lambda r: r.update(fairness={"evaluated": True, "status": "inconclusive"}), "warn", "fairness",
+     "the per-group evaluation is inconclusive"),
+    (lambda r: r.update(evaluation={"primary_metric": {"name": "rougeL", "base": 0.2, "tuned": 0.1,
+                                                       "improved": False}}),
+     "warn", "evaluation", "the primary metric rougeL did not improve (0.2 → 0.1)"),
+    (lambda r: r.update(memorisation={"status": "fail"}), "fail", "memorisation", "the memorisation check failed"),
+])
+def test_each_finding_sets_the_verdict_with_its_section(change, status, section, text):
+    from fttool.report.verdict import verdict
+
+    report = passing_report()
+    change(report)
+    result = verdict(report)
+    assert result.status == status and [(r.status, r.section, r.text) for r in result.reasons] == [
+        (status, section, text)]
+
+
+def test_the_page_and_the_summary_open_with_the_verdict_each_reason_linked_to_its_section():
+    report = full_report()
+    html, markdown = render_html(report), render_markdown(report)
+    assert html.index('id="verdict"') < html.index("<th>Run id</th>")
+    assert "<strong>Verdict: FAIL</strong>" in html
+    assert '<a href="#pii">1 personal data findings remain after scrubbing</a>' in html
+    assert '<a href="#bias">the representation audit warns</a>' in html
+    assert markdown.splitlines()[4] == "**Verdict: FAIL**"
+    assert "- fail: [1 personal data findings remain after scrubbing](report.html#pii)" in markdown
+
+
+def test_the_demo_banner_quotes_the_model_note_as_a_sentence():
+    html = render_html(full_report())
+    assert ("say nothing about model quality. (The training stage's note on it: Randomly initialised and trained "
+            "offline by fttool.)</div>") in html
+
+
+def mlflow_run_report() -> dict:
+    """The full report with a train stage that tracked to the run's own MLflow store (three of its files)."""
+    report = full_report()
+    report["training"]["tracking"] = {"uri": "mlruns", "experiment_id": "1", "run_id": "abc"}
+    parents = ["data/train.jsonl", "data/validation.jsonl"]
+    report["lineage"]["artifacts"] += [artifact(f"mlruns/1/abc/{name}", "train", parents)
+                                       for name in ("meta.yaml", "metrics/train_loss", "params/lora.r")]
+    return report
+
+
+def test_lineage_groups_mlflow_files_under_their_directory_and_prints_whole_digests():
+    report = mlflow_run_report()
+    html = render_html(report)
+    lineage = html[html.index('<section id="lineage">'):html.index('<section id="recipe">')]
+    assert lineage.count("<details>") == 1
+    group = lineage[lineage.index("<details>"):lineage.index("</details>")]
+    assert ("<summary><span class=\"mono\">mlruns/</span>: MLflow's file store for the train stage, 3 files made "
+            "from data/train.jsonl, data/validation.jsonl") in group
+    assert all(f"mlruns/1/abc/{name}" in group for name in ("meta.yaml", "metrics/train_loss", "params/lora.r"))
+    assert "model/adapter_model.safetensors" in lineage and "model/adapter_model.safetensors" not in group
+    # Screens show a digest's start (all of it on hover); print shows all of it, and opens every <details>.
+    full = digest("model/adapter_model.safetensors")
+    assert f'<span class="short">{full[:12]}</span><span class="full">{full}</span>' in lineage
+    print_css = html[html.index("@media print"):html.index("</style>")]
+    assert ".digest .short{display:none}" in print_css and "details::details-content{content-visibility:visible" \
+        in print_css
+    assert html.count('class="recipe"') == 1 and "pre{max-height:none" in print_css
+
+
+def test_the_validation_curve_starts_at_the_base_model_when_the_evaluation_measured_it():
+    report = full_report()
+    report["training"]["validation_loss_history"] = [{"step": 18, "loss": 3.4}, {"step": 36, "loss": 2.97}]
+    html = render_html(report)
+    validation = html[html.index("<h3>Validation loss</h3>"):html.index('<section id="privacy">')]
+    points = validation[validation.index('points="') + 8:].split('"')[0].split()
+    assert len(points) == 3 and ">0<" in validation and "Step 0 is the base model" in validation
+    assert ">6.104<" in validation  # the base model's validation loss tops the axis
+    del report["evaluation"]["base"]["validation_loss"]
+    validation = render_html(report).split("<h3>Validation loss</h3>")[1]
+    assert "Step 0 is the base model" not in validation.split("</section>")[0]
+
+
+def test_the_policy_command_names_the_policy_as_typed_from_the_run_directory(tmp_path):
+    from fttool.report.build import SHIPPED_POLICY, policy_how
+
+    report = passing_report()
+    html = render_html(report)
+    assert "<code>fttool check . --policy ../../policies/regulated.yaml</code>" in html
+    run_dir = tmp_path / "reports" / "run-1"
+    run_dir.mkdir(parents=True)
+    how = policy_how(run_dir)
+    assert how.startswith("from the run directory, fttool check . --policy ")
+    assert (run_dir / how.split("--policy ")[1].split()[0]).resolve() == SHIPPED_POLICY
+
+
+def test_rendering_shows_the_sign_offs_in_signoff_json(tmp_path):
+    from fttool.pipeline.digest import sha256_file
+
+    run_dir = write_run_dir(tmp_path, data_only_report())
+    rerender(run_dir)
+    assert "No sign-off yet" in (run_dir / "report.html").read_text()
+    entries = [{"by": "Ada Reviewer", "role": "model risk officer", "at": "2025-03-02T09:00:00+00:00",
+                "report_sha256": sha256_file(run_dir / "report.json")},
+               {"by": "Old Approver", "role": "data owner", "at": "2025-03-01T09:00:00+00:00",
+                "report_sha256": digest("an older report")}]
+    (run_dir / "signoff.json").write_text(json.dumps(entries))
+    rerender(run_dir)
+    html = (run_dir / "report.html").read_text()
+    assert "<td>Ada Reviewer</td><td>model risk officer</td>" in html and "No sign-off yet" not in html
+    rows = html[html.index("<td>Ada Reviewer</td>"):].split("</tr>")
+    assert rows[0].endswith("<td>yes</td>") and rows[1].endswith("<td>no: an earlier version</td>")
+    assert ("**Sign-off:** Ada Reviewer (model risk officer) at 2025-03-02T09:00:00+00:00; Old Approver (data owner) "
+            "at 2025-03-01T09:00:00+00:00, of an earlier version of this report") in (run_dir / "report.md").read_text()
+
+
+def test_the_model_card_explains_kept_per_source_against_kept_overall():
+    from fttool.report.model_card import render_model_card
+
+    card = render_model_card(full_report())
+    assert ("- Source `data/faq.jsonl` (tag faq<v2>, format alpaca): 1,250 records, 1,236 passed ingest "
+            "(14 quarantined)") in card
+    assert ("- Of the 1,236 records that passed ingest, 1,200 are kept overall: 36 duplicates and 0 records dropped "
+            "by the PII policy are removed after ingest, across all sources.") in card
+    assert "**Parameters:** 65,536 trainable of 4,194,304" in card

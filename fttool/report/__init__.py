@@ -37,8 +37,8 @@ def rerender(run_dir: Path) -> list[Path]:
 
     Refused (EvidenceError) when report.json is not the one report.sha256 recorded: new digests must not bless an edit.
     """
-    require_report_unchanged(run_dir)
     report = read_report(run_dir)
+    require_report_unchanged(run_dir)
     written = write_renderings(report, run_dir, ["html", "md"])
     written.append(write_model_card(report, run_dir))
     write_digests(run_dir)

@@ -186,14 +186,22 @@ def build_report(plan: Plan, state: dict, records, lineage: dict, run_dir: Path)
     return report
 
 
-POLICY_HOW = "fttool check {run_dir} --policy policies/regulated.yaml (or name a policy in the recipe's report.policy)"
+# The policy fttool ships, found beside the package in a source checkout.
+SHIPPED_POLICY = Path(__file__).resolve().parents[2] / "policies" / "regulated.yaml"
+
+
+def policy_how(run_dir: Path) -> str:
+    """How to check the run, typed from its directory, where a reader of its report is."""
+    policy = (os.path.relpath(SHIPPED_POLICY, Path(run_dir).resolve()) if SHIPPED_POLICY.is_file()
+              else "POLICY.yaml (e.g. policies/regulated.yaml of the fttool repository)")
+    return f"from the run directory, fttool check . --policy {policy} (or name a policy in the recipe's report.policy)"
 
 
 def policy_outcome(report: dict, run_dir: Path, recipe_dir: Path) -> dict:
     """The recipe's report.policy applied to `report`; {evaluated: false, how} when the recipe names none."""
     policy_path = report["recipe"]["resolved"].get("report", {}).get("policy")
     if not policy_path:
-        return {"evaluated": False, "how": POLICY_HOW.format(run_dir=run_dir)}
+        return {"evaluated": False, "how": policy_how(run_dir)}
     import json
 
     from fttool.pipeline.digest import sha256_file

@@ -7,12 +7,14 @@ CSS and SVG, no scripts), so it can be archived and opened offline.
 from __future__ import annotations
 
 import json
+from functools import partial
 from html import escape
 
 from fttool.report.charts import exposure_chart, flow_chart, group_chart, loss_chart, similarity_chart
 from fttool.report.format import MISSING, counts_text, fmt, fmt_percent, fmt_signed, get, is_number, short_digest
 from fttool.report.format import html_value as _e
 from fttool.report.sections import FLOW_STEPS, SPLITS, demo_model, metric_names, privacy_unit, skip_reason
+from fttool.report.verdict import verdict
 
 METRIC_DIRECTION = {"validation_loss": "lower is better", "test_loss": "lower is better",
                     "perplexity": "lower is better", "rougeL": "higher is better"}
@@ -48,7 +50,24 @@ svg.chart .axis{stroke:#6b7480}svg.chart .grid{stroke:#e3e6ea}svg.chart .line{fi
 .bar-kept{fill:#3f9457}.bar-augmented{fill:#6bb7c4}
 .bar-base{fill:#a9b4c4}.bar-tuned{fill:#1c4f94}svg.chart .ci{stroke:#1d2330;stroke-width:1.5}
 pre{background:#f3f5f8;padding:10px;overflow:auto;font-size:.85em;max-height:480px}
-@media print{body{background:#fff}main{padding:0}}
+.verdict{padding:10px 16px;margin:10px 0 14px;border-radius:6px;border:2px solid}
+.verdict ul{margin:6px 0 0;padding-left:20px}
+.verdict-pass{border-color:#3f9457;background:#eef8f1}.verdict-warn{border-color:#d08a00;background:#fff5e0}
+.verdict-fail{border-color:#c0504d;background:#fcebeb}.verdict a{color:inherit}
+.digest .full{display:none}
+table.lineage{width:100%;table-layout:fixed}td.path{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;
+font-size:.85em;overflow-wrap:anywhere}.c-path,.c-parents{width:30%}.c-kind,.c-stage{width:10%}
+.c-sha{width:20%}tr.group>td{background:#f7f8fa}tr.group table{margin:8px 0 4px}summary{cursor:pointer}
+@media print{
+@page{size:A4;margin:14mm 12mm}
+body{background:#fff;font-size:10.5pt;-webkit-print-color-adjust:exact;print-color-adjust:exact}
+main{max-width:none;padding:0}nav{display:none}a{color:inherit;text-decoration:none}
+.digest .short{display:none}.digest .full{display:inline;overflow-wrap:anywhere;font-size:7.5pt}
+details::details-content{content-visibility:visible;display:block}summary{list-style:none}
+pre{max-height:none;overflow:visible;white-space:pre-wrap;overflow-wrap:anywhere;font-size:8pt}
+table{font-size:8.5pt;max-width:100%}td,th{padding:3px 6px}svg.chart{max-width:100%;height:auto}
+h2,h3{break-after:avoid}tr,svg,.banner,.verdict{break-inside:avoid}
+}
 """
 
 
@@ -83,6 +102,14 @@ def _count_table(first_header: str, counts, second_header: str = "Records") -> s
     return _table([first_header, second_header], [[escape(str(k)), _e(v)] for k, v in counts.items()], numeric={1})
 
 
+def _digest(value) -> str:
+    """A sha256: its first characters on screen (all of it on hover), all of it in print."""
+    if not isinstance(value, str):
+        return MISSING
+    return (f'<span class="mono digest" title="{escape(value)}"><span class="short">{escape(short_digest(value))}'
+            f'</span><span class="full">{escape(value)}</span></span>')
+
+
 def _not_run(report: dict, section: str) -> str:
     reason = skip_reason(report, section)
     text = f"Not run: {reason}." if reason else "No results in this report."
@@ -91,6 +118,19 @@ def _not_run(report: dict, section: str) -> str:
 
 def _section(anchor: str, title: str, body: str) -> str:
     return f'<section id="{anchor}"><h2>{escape(title)}</h2>{body}</section>'
+
+
+def _verdict_html(report: dict) -> str:
+    """The overall verdict first, each reason linked to the section that holds its evidence."""
+    result = verdict(report)
+    if not result.reasons:
+        items = "<li>Nothing to flag: no policy rule failed, no check warned, no record was quarantined.</li>"
+    else:
+        items = "".join(f'<li>{_badge(reason.status)} <a href="#{escape(reason.section)}">{escape(reason.text)}'
+                        "</a></li>" for reason in result.reasons)
+    return (f'<div class="verdict verdict-{escape(result.status)}" id="verdict"><strong>Verdict: '
+            f"{escape(result.status.upper())}</strong> (pass, warn or fail, from this report alone)<ul>{items}</ul>"
+            "</div>")
 
 
 def _header_html(report: dict) -> str:
@@ -102,14 +142,15 @@ def _header_html(report: dict) -> str:
             ("Recipe fingerprint", f'<span class="mono">{_e(recipe.get("fingerprint"))}</span>'),
             ("fttool version", _e(run.get("fttool_version"))),
             ("Report schema version", _e(report.get("schema_version")))]
-    html = f"<header><h1>Fine-tuning audit report: {_e(run.get('name'))}</h1>{_kv_table(rows)}"
+    html = f"<header><h1>Fine-tuning audit report: {_e(run.get('name'))}</h1>{_verdict_html(report)}{_kv_table(rows)}"
     demo = demo_model(report)
     if demo:
         note = get(report, "training", "base_model", "note")
         html += (f'<div class="banner" role="alert"><strong>Demo base model: {escape(demo)}.</strong> '
                  "This run used the small offline demo model that fttool builds, not a production model; its "
                  "losses and scores show that the pipeline works and say nothing about model quality."
-                 + (f" {escape(str(note))}" if note else "") + "</div>")
+                 + (f" (The training stage's note on it: {escape(str(note).rstrip('.'))}.)" if note else "")
+                 + "</div>")
     links = (("data", "Data"), ("pii", "PII"), ("bias", "Bias"), ("augmentation", "Augmentation"),
              ("training", "Training"), ("privacy", "Privacy"), ("evaluation", "Evaluation"), ("fairness", "Fairness"),
              ("memorisation", "Memorisation"), ("review", "Review"),
@@ -329,6 +370,15 @@ def _parameters_cell(training: dict) -> str:
     return escape(cell)
 
 
+def _validation_history(report: dict) -> tuple[list, bool]:
+    """The validation losses logged in training, from step 0 (the base model) when the evaluation measured it."""
+    history = list(get(report, "training", "validation_loss_history") or [])
+    base = get(report, "evaluation", "base", "validation_loss")
+    if not is_number(base) or any(isinstance(p, dict) and p.get("step") == 0 for p in history):
+        return history, False
+    return [{"step": 0, "loss": base}, *history], True
+
+
 def _training_html(report: dict) -> str:
     training = report.get("training")
     if training is None:
@@ -356,7 +406,10 @@ def _training_html(report: dict) -> str:
     if training.get("loss_history"):
         html += "<h3>Training loss</h3>" + loss_chart(training["loss_history"])
     if training.get("validation_loss_history"):
-        html += "<h3>Validation loss</h3>" + loss_chart(training["validation_loss_history"], "Validation loss")
+        history, from_base = _validation_history(report)
+        html += ("<h3>Validation loss</h3>" + loss_chart(history, "Validation loss")
+                 + ("<p>Step 0 is the base model: its validation loss as the evaluate stage measured it.</p>"
+                    if from_base else ""))
     return _section("training", "Training", html)
 
 
@@ -495,8 +548,7 @@ def _stages_html(report: dict) -> str:
     rows = [[escape(str(stage.get("name"))), _badge(stage.get("status")), _e(stage.get("seconds")),
              _e(stage.get("records_in")), _e(stage.get("records_out")), escape(counts_text(stage.get("removed"))),
              escape(counts_text(stage.get("added"))),
-             f'<span class="mono" title="{escape(str(stage.get("fingerprint")))}">'
-             f'{escape(short_digest(stage.get("fingerprint")))}</span>']
+             _digest(stage.get("fingerprint"))]
             for stage in report.get("stages") or []]
     html = ("<p>ran: executed in this run · cached: outputs reused from an earlier run with the same fingerprint · "
             "resumed: finished before this run was resumed.</p>"
@@ -529,20 +581,51 @@ def _environment_html(report: dict) -> str:
     return _section("environment", "Environment", html)
 
 
+def _tracking_dir(report: dict) -> str | None:
+    """The run-relative directory of the train stage's MLflow file store, whose many small files are grouped."""
+    uri = get(report, "training", "tracking", "uri")
+    if not isinstance(uri, str) or ":" in uri or uri.startswith(("/", "..")):
+        return None
+    return uri.rstrip("/") + "/"
+
+
+def _lineage_rows(artifacts: list[dict]) -> str:
+    return "".join(
+        f'<tr><td class="path">{_e(a.get("path"))}</td><td>{_e(a.get("kind"))}</td><td>{_e(a.get("stage"))}</td>'
+        f'<td>{_digest(a.get("sha256"))}</td><td class="path">'
+        + ("<br>".join(escape(parent) for parent in a.get("parents") or []) or MISSING) + "</td></tr>"
+        for a in artifacts)
+
+
+def _lineage_table(body: str) -> str:
+    return ('<table class="lineage"><colgroup><col class="c-path"><col class="c-kind"><col class="c-stage">'
+            '<col class="c-sha"><col class="c-parents"></colgroup><thead><tr><th>Path</th><th>Kind</th><th>Stage</th>'
+            f"<th>sha256</th><th>Parents</th></tr></thead><tbody>{body}</tbody></table>")
+
+
 def _lineage_html(report: dict) -> str:
-    rows = [[f'<span class="mono">{_e(a.get("path"))}</span>', _e(a.get("kind")), _e(a.get("stage")),
-             f'<span class="mono" title="{escape(str(a.get("sha256")))}">'
-             f'{escape(short_digest(a.get("sha256")))}</span>',
-             "<br>".join(f'<span class="mono">{escape(p)}</span>' for p in a.get("parents") or []) or MISSING]
-            for a in get(report, "lineage", "artifacts") or []]
-    html = ("<p>Every source and output with its sha256 (hover for the full digest) and the files it was "
-            "made from.</p>" + _table(["Path", "Kind", "Stage", "sha256", "Parents"], rows))
+    artifacts = get(report, "lineage", "artifacts") or []
+    tracking = _tracking_dir(report)
+    internals = [a for a in artifacts if tracking and str(a.get("path")).startswith(tracking)]
+    body = ""
+    for artifact in artifacts:
+        if artifact in internals:
+            if artifact is internals[0]:  # the group stands where its first file would
+                parents = sorted({p for a in internals for p in a.get("parents") or []})
+                body += (f'<tr class="group"><td colspan="5"><details><summary><span class="mono">{escape(tracking)}'
+                         f"</span>: MLflow's file store for the train stage, {len(internals)} files made from "
+                         f"{escape(', '.join(parents) or MISSING)} (expand for each file)</summary>"
+                         + _lineage_table(_lineage_rows(internals)) + "</details></td></tr>")
+            continue
+        body += _lineage_rows([artifact])
+    html = ("<p>Every source and output with its sha256 (on screen, hover for the full digest; print shows it "
+            "whole) and the files it was made from.</p>" + _lineage_table(body))
     return _section("lineage", "Lineage", html)
 
 
 def _recipe_html(report: dict) -> str:
     resolved = get(report, "recipe", "resolved")
-    body = (f"<details><summary>Resolved recipe, defaults filled in</summary>"
+    body = (f'<details class="recipe"><summary>Resolved recipe, defaults filled in</summary>'
             f"<pre>{escape(json.dumps(resolved, indent=2, ensure_ascii=False))}</pre></details>"
             if resolved is not None else f"<p>{MISSING}</p>")
     return _section("recipe", "Recipe", body)
@@ -590,8 +673,7 @@ def _review_html(report: dict) -> str:
     means = review.get("mean_rating") or {}
     scale = review.get("scale") or {}
     rows = [("Ratings file", f'<span class="mono">{_e(review.get("file"))}</span> '
-                             f'<span class="mono" title="{escape(str(review.get("sha256")))}">'
-                             f'{escape(short_digest(review.get("sha256")))}</span>'),
+                             + _digest(review.get("sha256"))),
             ("Imported", _e(review.get("imported_at"))),
             ("Predictions rated", escape(f"{fmt(review.get('rated'))} of {fmt(review.get('predictions'))} "
                                          f"({fmt(review.get('unrated'))} unrated)")),
@@ -601,37 +683,54 @@ def _review_html(report: dict) -> str:
                                                                               "Outputs"))
 
 
-def _policy_html(report: dict) -> str:
+def _policy_html(report: dict, signoffs: list[dict]) -> str:
     policy = report.get("policy") or {}
     if policy.get("evaluated"):
         html = (f"<p>Policy <code>{_e(policy.get('policy'))}</code> ({_e(policy.get('path'))}, sha256 "
-                f'<span class="mono">{escape(short_digest(policy.get("sha256")))}</span>), checked on '
+                f'{_digest(policy.get("sha256"))}), checked on '
                 f"{_e(policy.get('checked_on'))}: {_badge('pass' if policy.get('passed') else 'fail')}</p>")
         rows = [[escape(str(rule.get("id"))), _e(rule.get("severity")),
                  _badge(RULE_BADGES.get(rule.get("status"), rule.get("status"))),
                  escape(str(rule.get("description") or MISSING)),
                  "<br>".join(escape(str(f)) for f in rule.get("findings") or []) or MISSING]
                 for rule in policy.get("rules") or [] if rule.get("status") != "not_applicable"]
-        html += _table(["Rule", "Severity", "Outcome", "Description", "Findings"], rows)
+        html += (_table(["Rule", "Severity", "Outcome", "Description", "Findings"], rows)
+                 + "<p>To check the run again, from its directory: "
+                 f"<code>fttool check . --policy {_e(policy.get('path'))}</code></p>")
     else:
         html = f'<p class="skipped">No policy was applied when the report was written: {_e(policy.get("how"))}</p>'
+    return _section("policy", "Policy and sign-off", html + _signoff_html(report, signoffs))
+
+
+def _signoff_html(report: dict, given: list[dict]) -> str:
+    """Sign-offs in signoff.json when the page was rendered, then those the report lists as superseded."""
+    html = "<h3>Sign-off</h3>"
+    if given:
+        html += (_table(["By", "Role", "At", "Approved report.json (sha256)", "Approves this report"],
+                        [[_e(s.get("by")), _e(s.get("role")), _e(s.get("at")), _digest(s.get("report_sha256")),
+                          "yes" if s.get("approves") else "no: an earlier version"] for s in given])
+                 + "<p>From signoff.json when this page was rendered; <code>fttool verify</code> checks every "
+                   "sign-off, including any given since.</p>")
     signoffs = report.get("signoff")
-    html += "<h3>Sign-off</h3>" + (
+    html += (
         _table(["By", "Role", "At", "Approved report sha256", "Superseded"],
                [[_e(s.get("by")), _e(s.get("role")), _e(s.get("at")),
-                 f'<span class="mono">{escape(short_digest(s.get("report_sha256")))}</span>', _e(s.get("superseded"))]
+                 _digest(s.get("report_sha256")), _e(s.get("superseded"))]
                 for s in signoffs])
         + "<p>These sign-offs approved an earlier version of this report, before fttool added to it.</p>"
-        if signoffs else "<p>Sign-offs are recorded in signoff.json after the report is written "
-                         "(<code>fttool signoff</code>); <code>fttool verify</code> checks them.</p>")
-    return _section("policy", "Policy and sign-off", html)
+        if signoffs else "" if given else
+        "<p>No sign-off yet. Sign-offs are recorded in signoff.json after the report is written "
+        "(<code>fttool signoff</code>); <code>fttool verify</code> checks them.</p>")
+    return html
 
 
-def render_html(report: dict) -> str:
+def render_html(report: dict, signoffs: list[dict] = ()) -> str:
+    """The page for `report`; `signoffs` are signoff.json's entries, each with `approves` (of this report.json)."""
     run = report.get("run") or {}
     sections = (_header_html, _data_html, _pii_html, _bias_html, _augmentation_html, _training_html, _privacy_html,
-                _evaluation_html, _fairness_html, _memorisation_html, _review_html, _policy_html, _stages_html,
-                _environment_html, _lineage_html, _recipe_html)
+                _evaluation_html, _fairness_html, _memorisation_html, _review_html,
+                partial(_policy_html, signoffs=list(signoffs)), _stages_html, _environment_html, _lineage_html,
+                _recipe_html)
     # The policy forbids every load and script, so the file stays self-contained even if a value slips through.
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"

@@ -13,6 +13,7 @@ from fttool.report.format import (
     short_digest,
 )
 from fttool.report.sections import FLOW_STEPS, SPLITS, demo_model, metric_names, privacy_unit, skip_reason
+from fttool.report.verdict import verdict
 
 
 def _md_pii(report: dict) -> str:
@@ -144,7 +145,24 @@ def _md_leakage(leakage: dict | None) -> str:
             f"{leakage['moved']} moved to train")
 
 
-def render_markdown(report: dict) -> str:
+def _md_verdict(report: dict) -> list[str]:
+    """The overall verdict, each reason linked to its section of report.html (the Markdown has no sections)."""
+    result = verdict(report)
+    lines = ["", f"**Verdict: {result.status.upper()}**" + ("" if result.reasons else ": nothing to flag")]
+    lines += [f"- {reason.status}: [{md_cell(reason.text)}](report.html#{reason.section})" for reason in result.reasons]
+    return lines
+
+
+def _md_signoffs(signoffs: list[dict]) -> str:
+    if not signoffs:
+        return "**Sign-off:** none yet (`fttool signoff`)"
+    return "**Sign-off:** " + "; ".join(
+        f"{fmt(s.get('by'))} ({fmt(s.get('role'))}) at {fmt(s.get('at'))}"
+        + ("" if s.get("approves") else ", of an earlier version of this report") for s in signoffs)
+
+
+def render_markdown(report: dict, signoffs: list[dict] = ()) -> str:
+    """The summary for `report`; `signoffs` are signoff.json's entries, each with `approves` (of this report.json)."""
     run = report.get("run") or {}
     counts = get(report, "data", "counts") or {}
     splits = get(report, "data", "splits") or {}
@@ -152,6 +170,7 @@ def render_markdown(report: dict) -> str:
              f"**Status: {fmt(run.get('status'))}** · run `{fmt(run.get('id'))}` · "
              f"started {fmt(run.get('started_at'))} · finished {fmt(run.get('finished_at'))} · "
              f"recipe `{short_digest(get(report, 'recipe', 'fingerprint'))}`"]
+    lines += _md_verdict(report)
     demo = demo_model(report)
     if demo:
         lines += ["", f"> **Demo base model ({demo}):** the numbers show the pipeline works, not model quality."]
@@ -163,7 +182,8 @@ def render_markdown(report: dict) -> str:
               "- **Final splits:** " + " · ".join(f"{name} {fmt(splits.get(name))}" for name in SPLITS)
               + _md_leakage(get(report, "data", "split", "leakage")),
               "- " + _md_pii(report), "- " + _md_bias(report), "- " + _md_training(report), "- " + _md_privacy(report),
-              *_md_evaluation(report), "", "- " + _md_memorisation(report), "- " + _md_review_and_policy(report), "",
+              *_md_evaluation(report), "", "- " + _md_memorisation(report), "- " + _md_review_and_policy(report),
+              "- " + _md_signoffs(signoffs), "",
               "| stage | status | seconds | records in → out |", "|---|---|---:|---|"]
     lines += [f"| {md_cell(fmt(stage.get('name')))} | {fmt(stage.get('status'))} | {fmt(stage.get('seconds'))} | "
               f"{fmt(stage.get('records_in'))} → {fmt(stage.get('records_out'))} |"

@@ -117,7 +117,13 @@ def _training_data(report: dict) -> list[str]:
     for source in get(data, "ingest", "sources") or []:
         lines.append(f"- Source `{_fmt(source.get('path'))}` (tag {_fmt(source.get('tag'))}, format "
                      f"{_fmt(source.get('format'))}): {_fmt(source.get('lines'))} records, {_fmt(source.get('kept'))} "
-                     "kept")
+                     f"passed ingest ({_fmt(source.get('quarantined'))} quarantined)")
+    passed = sum(source.get("kept") or 0 for source in get(data, "ingest", "sources") or [])
+    if passed and passed != counts.get("kept"):
+        lines.append(f"- Of the {_fmt(passed)} records that passed ingest, {_fmt(counts.get('kept'))} are kept "
+                     f"overall: {_fmt(counts.get('duplicates'))} duplicates and "
+                     f"{_fmt(counts.get('dropped_by_policy'))} records dropped by the PII policy are removed after "
+                     "ingest, across all sources.")
     lines += [f"- Record flow: {_fmt(counts.get('input'))} in, {_fmt(counts.get('quarantined'))} quarantined, "
               f"{_fmt(counts.get('duplicates'))} duplicates removed, {_fmt(counts.get('dropped_by_policy'))} dropped "
               f"by policy, {_fmt(counts.get('kept'))} kept, {_fmt(counts.get('augmented'))} augmented, "

@@ -3,18 +3,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fttool.governance.evidence import read_signoffs
+from fttool.pipeline.digest import sha256_file
 from fttool.report.html import render_html
 from fttool.report.markdown import render_markdown
+from fttool.report.reader import REPORT_FILE
 
 RENDERINGS = {"html": ("report.html", render_html), "md": ("report.md", render_markdown)}
 
 
+def given_signoffs(run_dir: Path) -> list[dict]:
+    """signoff.json's entries, each with `approves`: whether it approved report.json as it is now."""
+    report_digest = sha256_file(Path(run_dir) / REPORT_FILE)
+    return [{**entry, "approves": entry.get("report_sha256") == report_digest} for entry in read_signoffs(run_dir)]
+
+
 def write_renderings(report: dict, run_dir: Path, formats) -> list[Path]:
-    """Write the HTML and Markdown renderings that `formats` asks for; report.json is always kept."""
+    """Write the HTML and Markdown renderings that `formats` asks for, with the sign-offs given so far.
+
+    report.json must already be written: a sign-off approves its digest.
+    """
+    signoffs = given_signoffs(run_dir)
     written = []
     for fmt in formats:
         if fmt in RENDERINGS:
             filename, render = RENDERINGS[fmt]
-            (run_dir / filename).write_text(render(report), encoding="utf-8")
+            (run_dir / filename).write_text(render(report, signoffs), encoding="utf-8")
             written.append(run_dir / filename)
     return written

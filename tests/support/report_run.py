@@ -12,11 +12,13 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from fttool.cli import cli
+from fttool.report.verdict import verdict
 
 REGULATED = Path(__file__).resolve().parents[2] / "policies" / "regulated.yaml"
 RECIPE = f"""
 name: browser
 description: Answers retail-banking support questions (test run).
+allow_paths_outside_recipe_dir: true  # the policy is the repository's
 data:
   sources:
     - {{path: records.jsonl, format: alpaca, tag: unit}}
@@ -49,5 +51,9 @@ def small_run(root: Path, name: str) -> Path:
         (root / "recipe.yaml").write_text(textwrap.dedent(RECIPE).lstrip())
     run_dir = root / "runs" / name
     result = CliRunner().invoke(cli, ["run", str(root / "recipe.yaml"), "--output-dir", str(run_dir)])
-    assert result.exit_code == 0, result.output + str(result.exception)
+    # The recipe has no pii section, so the regulated policy's PII-101 fails: the verdict is fail and the run exits 1
+    # after writing its report, as every run with a failed policy does.
+    report = json.loads((run_dir / "report.json").read_text()) if (run_dir / "report.json").is_file() else None
+    assert report is not None and result.exit_code == (1 if verdict(report).status == "fail" else 0), (
+        result.output + str(result.exception))
     return run_dir
