@@ -109,10 +109,11 @@ def run(recipe: str, output_dir: Path | None, resume: bool) -> None:
 def _summarise_run(run_dir: Path) -> None:
     """The console summary of a finished run, ending with its verdict; exit 1 when the verdict is fail, so that
     no outcome a user must act on (a failed policy rule, personal data left, no record kept) reads as success."""
+    from fttool.report import read_report
     from fttool.report.markdown import evaluation_outcome
     from fttool.report.verdict import FAIL, verdict
 
-    report = json.loads((run_dir / "report.json").read_text())
+    report = read_report(run_dir)
     counts = report["data"]["counts"]
     click.echo(f"run {report['run']['id']} {report['run']['status']}: {run_dir}")
     click.echo("records: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
