@@ -22,6 +22,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from fttool.data.records import count_lines
 from fttool.pipeline.digest import files_under, sha256_file, sha256_path
@@ -105,7 +106,7 @@ class RunLock:
 
     def __init__(self, layout: RunLayout):
         self.layout = layout
-        self.handle = None
+        self.handle: TextIO | None = None
 
     def __enter__(self) -> RunLock:
         self.layout.root.mkdir(parents=True, exist_ok=True)
@@ -127,7 +128,8 @@ class RunLock:
 
     def __exit__(self, *exc_info) -> None:
         self.layout.lock.unlink(missing_ok=True)
-        self.handle.close()
+        if self.handle is not None:
+            self.handle.close()
 
 
 class Runner:
@@ -229,7 +231,7 @@ class Runner:
                       else self._count(dict(spec.inputs), cls.reads))
         records_out = self._count(dict(spec.outputs), cls.writes)
         if records_out is not None:
-            expected = records_in - sum(result.removed.values()) + sum(result.added.values())
+            expected = (records_in or 0) - sum(result.removed.values()) + sum(result.added.values())
             if expected != records_out:
                 raise RunError(
                     f"stage {spec.name} lost track of records: {records_in} in - {sum(result.removed.values())} "
@@ -308,7 +310,8 @@ class Runner:
                              | {self.sources[r]["path"] for r in stage_class(spec.name).external_inputs(spec.params)
                                 if r in self.sources})
             for rel, digest in record.outputs.items():
-                artifact = {"path": rel, "sha256": digest, "kind": "artifact", "stage": spec.name, "parents": parents}
+                artifact: dict = {"path": rel, "sha256": digest, "kind": "artifact", "stage": spec.name,
+                                  "parents": parents}
                 if rel.startswith(WORK + "/"):
                     artifact["retained"] = False
                 artifacts.append(artifact)
