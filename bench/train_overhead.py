@@ -113,8 +113,11 @@ def fttool_stage(base: Path, train_path: Path, validation_path: Path, steps: int
         "train_on_inputs": False, "packing": False, "gradient_checkpointing": False,
         # The schema's defaults: no checkpoint falls within a short benchmark run, as in the plain script.
         "save_steps": 100, "save_total_limit": 2, "seed": SEED, "early_stopping": None, "privacy": None,
+        "save_only_model": False, "optimizer": "adamw_torch", "precision": "auto", "tf32": False,
+        "load_in_8bit": False, "logging_steps": None, "eval_steps": None, "evals_per_epoch": None,
+        "max_samples": None, "chat_template": None, "chat_template_file": None,
         "model": {"base": str(base), "revision": None, "license": "apache-2.0", "trust_remote_code": False},
-        "compute": {"num_processes": 1, "strategy": "ddp"},
+        "compute": {"num_processes": 1, "strategy": "ddp", "threads": None},
         "tracking": {"enabled": False, "uri": None, "experiment": "bench"}})
     (out / "scratch").mkdir(parents=True)
     ctx = StageContext(params=params, inputs={"train": train_path, "validation": validation_path},

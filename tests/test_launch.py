@@ -14,10 +14,10 @@ from fttool.training.settings import ComputeSettings
 
 
 def test_the_accelerate_config_follows_the_compute_section():
-    ddp = accelerate_config(ComputeSettings(num_processes=2, strategy="ddp"), "no", 29600)
+    ddp = accelerate_config(ComputeSettings(num_processes=2, strategy="ddp", threads=None), "no", 29600)
     assert ddp["distributed_type"] == "MULTI_GPU" and ddp["num_processes"] == 2 and ddp["use_cpu"] is False
     assert ddp["main_process_port"] == 29600 and "fsdp_config" not in ddp
-    fsdp = accelerate_config(ComputeSettings(num_processes=4, strategy="fsdp"), "bf16", 29601)
+    fsdp = accelerate_config(ComputeSettings(num_processes=4, strategy="fsdp", threads=None), "bf16", 29601)
     assert fsdp["distributed_type"] == "FSDP" and fsdp["mixed_precision"] == "bf16"
     assert fsdp["fsdp_config"]["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
     assert fsdp["fsdp_config"]["fsdp_state_dict_type"] == "FULL_STATE_DICT"

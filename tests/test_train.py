@@ -37,8 +37,11 @@ def train_params(base: str, **overrides) -> dict:
             "warmup_steps": 0, "weight_decay": 0, "batch_size": 4, "gradient_accumulation_steps": 1,
             "max_seq_length": 64, "train_on_inputs": False, "packing": False, "gradient_checkpointing": False,
             "save_steps": 100, "save_total_limit": 2, "seed": 7, "early_stopping": None, "privacy": None,
+            "save_only_model": False, "optimizer": "adamw_torch", "precision": "auto", "tf32": False,
+            "load_in_8bit": False, "logging_steps": None, "eval_steps": None, "evals_per_epoch": None,
+            "max_samples": None, "chat_template": None, "chat_template_file": None,
             "model": {"base": base, "revision": None, "license": "apache-2.0", "trust_remote_code": False},
-            "compute": {"num_processes": 1, "strategy": "ddp"},
+            "compute": {"num_processes": 1, "strategy": "ddp", "threads": None},
             "tracking": {"enabled": False, "uri": None, "experiment": "train-test"}} | overrides
 
 
@@ -344,3 +347,132 @@ def test_resume_is_refused_when_the_recipe_or_the_data_changed(tmp_path, monkeyp
     data.write_text(data.read_text().replace("open the app", "call us"))
     with pytest.raises(RunError, match="the inputs of stage ingest changed since this run started"):
         run_plan(compile_recipe(recipe), run_dir, resume=True)
+
+
+# -- settings from axolotl and LLaMA-Factory ---------------------------------------------------------------------------
+
+def test_trainer_arguments_follow_the_optimizer_schedule_and_checkpoint_settings(tmp_path):
+    from fttool.training.backends.sft import trainer_config, validation_interval
+
+    params = build(TrainParams, train_params("demo:tiny-llama", optimizer="adafactor", save_only_model=True,
+                                             logging_steps=3, eval_steps=7))
+    config = trainer_config(params, tmp_path, (10, 40), validate=True)
+    assert config.optim == "adafactor" and config.save_only_model is True
+    assert config.logging_steps == 3 and config.eval_steps == 7 and config.eval_strategy == "steps"
+    assert config.bf16 is False and config.fp16 is False
+    default = trainer_config(build(TrainParams, train_params("demo:tiny-llama")), tmp_path, (10, 40), validate=True)
+    assert default.optim != "adafactor" and default.save_only_model is False
+    assert default.logging_steps == 2 and default.eval_steps == 8  # about 25 loss points and 5 evaluations
+
+    per_epoch = build(TrainParams, train_params("demo:tiny-llama", evals_per_epoch=3))
+    assert validation_interval(per_epoch, steps_per_epoch=10, planned_steps=40) == 4
+    stopping = build(TrainParams, train_params("demo:tiny-llama", save_steps=5,
+                                               early_stopping={"patience": 1, "min_delta": 0.0}))
+    assert validation_interval(stopping, steps_per_epoch=10, planned_steps=40) == 5
+
+
+def test_torch_threads_leave_a_core_free_and_are_shared_between_processes(monkeypatch):
+    import os
+
+    from fttool.training.device import torch_threads
+
+    assert torch_threads(3, 2) == 3  # the recipe's setting, as it is
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(9)))
+    assert torch_threads(None, 1) == 8 and torch_threads(None, 2) == 4
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert torch_threads(None, 1) == 1
+
+
+def test_hardware_the_recipe_asks_for_is_refused_cleanly_without_a_gpu():
+    import torch
+
+    from fttool.training.device import bitsandbytes_requirements_unmet, precision_requirements_unmet
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU; the check is for machines without one")
+    assert precision_requirements_unmet("auto", False) == precision_requirements_unmet("fp32", False) == []
+    (bf16,) = precision_requirements_unmet("bf16", False)
+    assert "bf16 needs a CUDA GPU that supports bfloat16" in bf16 and "no CUDA GPU" in bf16
+    assert "fp16 (mixed precision) needs a CUDA GPU" in precision_requirements_unmet("fp16", False)[0]
+    assert "tf32 needs a CUDA GPU of compute capability 8.0" in precision_requirements_unmet("fp32", True)[0]
+    problems = bitsandbytes_requirements_unmet("lora", True, "adamw_8bit")
+    assert len(problems) == 2 and "load_in_8bit loads the base model in 8 bits" in problems[0]
+    assert "adamw_8bit" in problems[1] and "no CUDA GPU is visible" in problems[1]
+    assert bitsandbytes_requirements_unmet("lora", False, "adafactor") == []
+
+
+def test_a_precision_the_machine_lacks_stops_the_run_before_any_stage(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU; the check is for machines without one")
+    recipe = make_project(tmp_path)
+    recipe.write_text(recipe.read_text() + "  precision: bf16\n  optimizer: adamw_8bit\n")
+    run_dir = tmp_path / "runs" / "a"
+    with pytest.raises(RunError, match="stage train: optimizer adamw_8bit .* needs a CUDA GPU.*"
+                                       "train.precision bf16 needs a CUDA GPU that supports bfloat16"):
+        run_plan(compile_recipe(recipe), run_dir)
+    assert not run_dir.exists(), "nothing ran"
+
+
+def test_contradicting_new_settings_are_reported_at_validation(tmp_path):
+    from fttool.recipe import RecipeInvalid
+
+    recipe = make_project(tmp_path, method="full")
+    text = recipe.read_text().replace("  lora: {r: 4, alpha: 8, target_modules: [q_proj, v_proj]}\n", "")
+    recipe.write_text(text + "  eval_steps: 2\n  evals_per_epoch: 3\n  load_in_8bit: true\n"
+                      "  chat_template: chatml\n  chat_template_file: missing.jinja\n")
+    with pytest.raises(RecipeInvalid) as info:
+        compile_recipe(recipe)
+    messages = str(info.value)
+    assert "set either eval_steps or evals_per_epoch, not both" in messages
+    assert "load_in_8bit trains LoRA on an 8-bit base, so it needs method lora, not full" in messages
+    assert "set either chat_template (a built-in name) or chat_template_file, not both" in messages
+    assert "chat template file not found" in messages and "missing.jinja" in messages
+
+    private = make_project(tmp_path / "private")
+    private.write_text(private.read_text() + "  optimizer: adafactor\n  privacy: {noise_multiplier: 1.0}\n")
+    with pytest.raises(RecipeInvalid, match="differentially private training uses adamw_torch"):
+        compile_recipe(private)
+
+
+def test_a_template_file_is_an_input_of_the_stage_and_its_text_goes_to_the_tokenizer(tmp_path):
+    from fttool.training.templates import CHAT_TEMPLATES, chat_template_source
+
+    (tmp_path / "support.jinja").write_text(CHAT_TEMPLATE)
+    params = build(TrainParams, train_params("demo:tiny-llama", chat_template_file="support.jinja"))
+    assert TrainStage.external_inputs(params) == ["support.jinja"]
+    assert chat_template_source(None, "support.jinja", tmp_path) == CHAT_TEMPLATE
+    assert chat_template_source("chatml", None, tmp_path) == CHAT_TEMPLATES["chatml"]
+    assert chat_template_source("tokenizer_default", None, tmp_path) is None
+
+
+@pytest.mark.slow
+def test_settings_from_other_tools_shape_the_run(run_stage):
+    """Adafactor, a cap on the train records, ChatML, explicit logging and evaluation steps and one thread."""
+    params = train_params("demo:tiny-llama", max_steps=6, optimizer="adafactor", max_samples=20, logging_steps=2,
+                          eval_steps=3, chat_template="chatml", save_only_model=True,
+                          compute={"num_processes": 1, "strategy": "ddp", "threads": 1})
+    result, outputs = run_stage("train", params, {"train": records(24), "validation": records(6, offset=24)})
+    summary = result.summary
+    assert summary["train_examples"] == 20 and summary["records_beyond_max_samples"] == 4
+    assert summary["hyperparameters"]["optimizer"] == "adafactor" and summary["hyperparameters"]["max_samples"] == 20
+    assert [point["step"] for point in summary["loss_history"]] == [1, 2, 4, 6]  # the first step, then every 2
+    assert [point["step"] for point in summary["validation_loss_history"]] == [3, 6]
+    assert summary["prompt_format"] == "chat_template" and summary["threads"] == 1
+    assert summary["updated_tensors"] == summary["trained_tensors"] == 8
+    saved = json.loads((outputs["model"] / "tokenizer_config.json").read_text()).get("chat_template") or \
+        (outputs["model"] / "chat_template.jinja").read_text()
+    assert "<|im_start|>" in saved, "the model's tokenizer carries the template it was trained with"
+
+
+@pytest.mark.slow
+def test_bf16_training_on_a_gpu(run_stage):
+    import torch
+
+    if not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+        pytest.skip("bf16 training needs a CUDA GPU that supports bfloat16")
+    result, _ = run_stage("train", train_params("demo:tiny-llama", max_steps=4, precision="bf16", tf32=True),
+                          {"train": records(16), "validation": records(4, offset=16)})
+    assert result.summary["precision"] == "bf16" and result.summary["device"] == "cuda"
+    assert math.isfinite(result.summary["train_loss"])

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 from fttool.pipeline.stage import Stage, StageContext, StageResult
 from fttool.training.device import (
-    automatic_precision,
+    bitsandbytes_requirements_unmet,
     launch_requirements_unmet,
     packing_requirements_unmet,
-    qlora_requirements_unmet,
+    precision_requirements_unmet,
+    training_precision,
 )
 from fttool.training.job import TrainJob, objective_of
 from fttool.training.model_ref import is_local_model
 from fttool.training.settings import TrainParams
+from fttool.training.templates import chat_template_source
 
 
 class TrainStage(Stage):
     name = "train"
-    version = 5  # 5: typed parameters; DP runs measure validation loss along the way
+    version = 5  # 5: typed parameters; DP runs measure validation loss along the way; optimizer, precision...
     reads = ("train", "validation")
     writes = ()
     # mlruns/ is MLflow's local store; the MLflow run has ended when the stage returns, so it is hashed whole.
@@ -34,11 +36,14 @@ class TrainStage(Stage):
     @classmethod
     def external_inputs(cls, params: TrainParams) -> list[str]:
         base = params.model.base
-        return [base] if is_local_model(base) else []
+        return ([base] if is_local_model(base) else []) + (
+            [params.chat_template_file] if params.chat_template_file else [])
 
     @classmethod
     def unmet_requirements(cls, params: TrainParams) -> list[str]:
-        return (qlora_requirements_unmet(params.method) + packing_requirements_unmet(params.packing)
+        return (bitsandbytes_requirements_unmet(params.method, params.load_in_8bit, params.optimizer)
+                + precision_requirements_unmet(params.precision, params.tf32)
+                + packing_requirements_unmet(params.packing)
                 + launch_requirements_unmet(params.compute.num_processes, params.compute.strategy))
 
     def run(self, ctx: StageContext) -> StageResult:
@@ -57,9 +62,10 @@ class TrainStage(Stage):
             base_path=resolve_base_model(params.model, ctx.work_dir, ctx.recipe_dir),
             train_data=ctx.inputs["train"], validation_data=ctx.inputs["validation"],
             model_dir=ctx.outputs["model"], work_dir=ctx.work_dir, tracking_store=ctx.outputs["tracking"],
-            run_dir=ctx.run_dir, run_name=ctx.run_dir.name)
+            run_dir=ctx.run_dir, run_name=ctx.run_dir.name,
+            chat_template=chat_template_source(params.chat_template, params.chat_template_file, ctx.recipe_dir))
         if params.compute.num_processes > 1:
-            return StageResult(summary=launch_job(job, automatic_precision()))
+            return StageResult(summary=launch_job(job, training_precision(params.precision)))
         return StageResult(summary=run_job(job))
 
 

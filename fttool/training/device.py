@@ -3,6 +3,7 @@ machine cannot run (QLoRA and packing need CUDA; FSDP needs GPUs)."""
 from __future__ import annotations
 
 import importlib.util
+import os
 
 
 def device() -> str:
@@ -21,18 +22,21 @@ def automatic_precision() -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
-def load_dtype():
-    """The dtype weights are loaded in: bf16 where the GPU supports it; on CPU bf16 is slow and would blur small
-    loss differences, so fp32."""
+def training_precision(setting: str) -> str:
+    """The precision a run trains in: the recipe's, or the hardware's choice for "auto"."""
+    return automatic_precision() if setting == "auto" else setting
+
+
+def load_dtype(precision: str | None = None):
+    """The dtype weights are loaded in: bf16 for bf16 training (by default where the GPU supports it); fp32
+    otherwise, as fp16 mixed precision keeps fp32 master weights and on CPU bf16 is slow and would blur small
+    loss differences."""
     import torch
 
-    return torch.bfloat16 if automatic_precision() == "bf16" else torch.float32
+    return torch.bfloat16 if (precision or automatic_precision()) == "bf16" else torch.float32
 
 
-def qlora_requirements_unmet(method: str) -> list[str]:
-    """Why this machine cannot run a QLoRA recipe (no CUDA GPU, no bitsandbytes); empty otherwise."""
-    if method != "qlora":
-        return []
+def _bitsandbytes_problems() -> list[str]:
     import torch
 
     problems = []
@@ -40,11 +44,46 @@ def qlora_requirements_unmet(method: str) -> list[str]:
         problems.append("no CUDA GPU is visible")
     if importlib.util.find_spec("bitsandbytes") is None:
         problems.append("bitsandbytes is not installed")
-    if not problems:
-        return []
-    return [f"method qlora loads the base model in 4 bits with bitsandbytes, which needs a CUDA GPU and the "
-            f"bitsandbytes package, but {' and '.join(problems)}. Run it on a machine with both, or use "
-            "train.method: lora"]
+    return problems
+
+
+def bitsandbytes_requirements_unmet(method: str, load_in_8bit: bool, optimizer: str) -> list[str]:
+    """Why this machine cannot run the settings that need bitsandbytes on a CUDA GPU; empty otherwise."""
+    wanted = [(method == "qlora", "method qlora loads the base model in 4 bits", "or use train.method: lora"),
+              (load_in_8bit, "train.load_in_8bit loads the base model in 8 bits", "or set train.load_in_8bit: false"),
+              (optimizer == "adamw_8bit", "optimizer adamw_8bit keeps its states in 8 bits",
+               "or use train.optimizer: adamw_torch")]
+    wanted = [(what, fix) for needed, what, fix in wanted if needed]
+    problems = _bitsandbytes_problems() if wanted else []
+    return [f"{what} with bitsandbytes, which needs a CUDA GPU and the bitsandbytes package, but "
+            f"{' and '.join(problems)}. Run it on a machine with both, {fix}" for what, fix in wanted if problems]
+
+
+def precision_requirements_unmet(precision: str, tf32: bool) -> list[str]:
+    """Why this machine cannot train in the recipe's precision; empty if it can."""
+    import torch
+
+    problems = []
+    gpu = torch.cuda.is_available()
+    if precision == "bf16" and not (gpu and torch.cuda.is_bf16_supported()):
+        problems.append("train.precision bf16 needs a CUDA GPU that supports bfloat16, and this machine has "
+                        f"{'an older GPU' if gpu else 'no CUDA GPU'}; use precision: auto or fp32")
+    if precision == "fp16" and not gpu:
+        problems.append("train.precision fp16 (mixed precision) needs a CUDA GPU, and none is visible; use "
+                        "precision: auto or fp32")
+    if tf32 and not (gpu and torch.cuda.get_device_capability() >= (8, 0)):
+        problems.append("train.tf32 needs a CUDA GPU of compute capability 8.0 or newer (Ampere, e.g. A100), and "
+                        f"this machine has {'an older GPU' if gpu else 'no CUDA GPU'}; set tf32: false")
+    return problems
+
+
+def torch_threads(threads: int | None, num_processes: int) -> int:
+    """CPU threads for torch in each training process: the recipe's, else the cores this process may use less
+    one (room for other work on a shared machine), shared among the processes; at least 1."""
+    if threads is not None:
+        return threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, (cores - 1) // num_processes)
 
 
 def packing_requirements_unmet(packing: bool) -> list[str]:

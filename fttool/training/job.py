@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Protocol
 
+from fttool.data.records import read_jsonl
 from fttool.pipeline.params import build
 from fttool.pipeline.plan import thaw
 from fttool.training.settings import TrainParams
@@ -38,6 +39,8 @@ class TrainJob:
     tracking_store: MLflow's file store in the run directory (used unless tracking.uri names a server).
     run_dir: the run directory, where a multi-process launch runs and which report paths are relative to.
     run_name: the run's name (its directory name), for MLflow.
+    chat_template: the Jinja chat template to set on the tokenizer (params.chat_template resolved); None
+        keeps the tokenizer's own.
     """
 
     objective: str
@@ -50,10 +53,17 @@ class TrainJob:
     tracking_store: Path
     run_dir: Path
     run_name: str
+    chat_template: str | None
 
     @property
     def checkpoint_dir(self) -> Path:
         return self.work_dir / CHECKPOINT_DIR
+
+    def train_records(self) -> tuple[list[dict], int]:
+        """The train split's records up to train.max_samples (the first ones), and how many were left out."""
+        records = list(read_jsonl(self.train_data))
+        cap = self.params.max_samples
+        return (records, 0) if cap is None else (records[:cap], max(0, len(records) - cap))
 
     def to_json(self) -> str:
         values = thaw(self)
@@ -83,6 +93,7 @@ class TrainOutcome:
     prompt_format: "chat_template" or "alpaca".
     device, precision: where and in which precision it trained.
     seconds: training time.
+    records_left_out: train records beyond train.max_samples, not trained on.
     resumed_from_step: the checkpoint step an interrupted run continued from.
     early_stopping: settings and result, when on.
     extras: backend-specific report sections, such as "privacy".
@@ -106,6 +117,7 @@ class TrainOutcome:
     device: str
     precision: str
     seconds: float
+    records_left_out: int = 0
     resumed_from_step: int | None = None
     early_stopping: dict | None = None
     extras: dict = field(default_factory=dict)

@@ -90,6 +90,15 @@ def privacy_errors(loaded, train: Mapping[str, Any]) -> list[RecipeError]:
         errors.append(loaded.error(("train", "early_stopping"), "early stopping is not available with privacy: "
                                    "the privacy budget, not validation loss, decides the steps; remove it",
                                    at_key=True))
+    if train.get("optimizer", "adamw_torch") != "adamw_torch":
+        errors.append(loaded.error(("train", "optimizer"), "differentially private training uses adamw_torch "
+                                   "(opacus wraps it to clip and add noise); set train.optimizer: adamw_torch"))
+    if train.get("load_in_8bit"):
+        errors.append(loaded.error(("train", "load_in_8bit"), "opacus computes per-example gradients of "
+                                   "full-precision layers; turn load_in_8bit off with privacy"))
+    if train.get("precision") == "fp16":
+        errors.append(loaded.error(("train", "precision"), "DP-SGD trains without fp16 mixed precision (no "
+                                   "gradient scaler around opacus' clipping); use precision auto, bf16 or fp32"))
     return errors
 
 

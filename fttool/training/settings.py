@@ -64,10 +64,13 @@ class ComputeSettings:
 
     num_processes: training processes; above 1 the stage launches itself with `accelerate launch`.
     strategy: "ddp" or "fsdp" across the processes.
+    threads: CPU threads torch uses in each process; None for the cores available less one, shared among
+        the processes.
     """
 
     num_processes: int
     strategy: str
+    threads: int | None
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ class TrainParams:
     """Fine-tuning settings.
 
     method: "lora", "qlora" (LoRA on a 4-bit base, CUDA only) or "full".
-    lora: the adapter; None with method full.
+    lora: the adapter; None with method full (which ignores it).
     epochs: passes over the train split (ignored when max_steps is above 0).
     max_steps: optimizer steps to train for; overrides epochs when above 0 (-1: off).
     learning_rate: peak learning rate.
@@ -105,6 +108,17 @@ class TrainParams:
     gradient_checkpointing: recompute activations in the backward pass.
     save_steps: checkpoint every this many steps (validation loss too, with early stopping).
     save_total_limit: most recent checkpoints kept.
+    save_only_model: checkpoints hold the weights only (no optimizer, scheduler or RNG state).
+    optimizer: "adamw_torch", "adamw_8bit" (bitsandbytes, CUDA) or "adafactor".
+    precision: "auto" (bf16 or fp16 on a GPU, fp32 on CPU), "bf16", "fp16" or "fp32".
+    tf32: allow TensorFloat-32 matrix multiplications (CUDA, compute capability 8.0 or newer).
+    load_in_8bit: load the base model in 8 bits (bitsandbytes, CUDA) and train LoRA on it.
+    logging_steps: record the training loss every this many steps; None for about 25 points a run.
+    eval_steps: measure validation loss every this many steps; None for evals_per_epoch or about 5 a run.
+    evals_per_epoch: validation measurements per epoch; None unless set.
+    max_samples: train on at most this many train records (the first); None for all.
+    chat_template: "chatml", "llama3", "tokenizer_default", or None (the tokenizer's own).
+    chat_template_file: a Jinja template file relative to the recipe, or None.
     early_stopping: None when off.
     privacy: None unless the recipe has a privacy section.
     seed: seed of initialisation, data order and dropout.
@@ -130,6 +144,17 @@ class TrainParams:
     gradient_checkpointing: bool
     save_steps: int
     save_total_limit: int
+    save_only_model: bool
+    optimizer: str
+    precision: str
+    tf32: bool
+    load_in_8bit: bool
+    logging_steps: int | None
+    eval_steps: int | None
+    evals_per_epoch: int | None
+    max_samples: int | None
+    chat_template: str | None
+    chat_template_file: str | None
     early_stopping: EarlyStoppingSettings | None
     privacy: PrivacySettings | None
     seed: int

@@ -11,6 +11,7 @@ from fttool.training.model_ref import is_demo_reference
 from fttool.training.settings import TrainParams
 
 QLORA_QUANTIZATION = {"bits": 4, "quant_type": "nf4", "double_quant": True}
+EIGHT_BIT_QUANTIZATION = {"bits": 8, "quant_type": "int8"}
 
 
 def base_model_summary(model: ModelParams) -> dict:
@@ -30,8 +31,9 @@ def training_summary(job: TrainJob, outcome: TrainOutcome, hyperparameters: tupl
     return {
         "method": params.method,
         "base_model": base_model_summary(params.model),
-        "lora": settings["lora"],
-        "quantization": QLORA_QUANTIZATION if params.method == "qlora" else None,
+        "lora": settings["lora"] if params.method != "full" else None,
+        "quantization": (QLORA_QUANTIZATION if params.method == "qlora" else
+                         EIGHT_BIT_QUANTIZATION if params.load_in_8bit else None),
         "precision": outcome.precision,
         "prompt_format": outcome.prompt_format,
         "train_on_inputs": params.train_on_inputs,
@@ -54,6 +56,8 @@ def training_summary(job: TrainJob, outcome: TrainOutcome, hyperparameters: tupl
         "trained_token_share": round(outcome.trained_tokens / outcome.total_tokens, 6),
         "device": outcome.device,
         "seconds": round(outcome.seconds, 3),
+        # Counted whenever the recipe caps the train records, so that none is left out silently.
+        **({"records_beyond_max_samples": outcome.records_left_out} if params.max_samples is not None else {}),
         **outcome.extras,
     }
 
@@ -65,7 +69,7 @@ def model_card(params: TrainParams, steps: int, notes: list[str]) -> str:
     lines = [f"# {'Full fine-tune' if method == 'full' else method.upper() + ' adapter'} trained by fttool", "",
              f"- Base model: `{model.base}`{revision}",
              f"- Base model licence: {model.license or 'not stated in the recipe'}"]
-    if params.lora is None:
+    if method == "full":
         load = "Load it with `transformers.AutoModelForCausalLM.from_pretrained(this_directory)`."
     else:
         lora, targets = params.lora, params.lora.target_modules
@@ -73,6 +77,8 @@ def model_card(params: TrainParams, steps: int, notes: list[str]) -> str:
                      f"target modules: {targets if isinstance(targets, str) else ', '.join(targets)}")
         if method == "qlora":
             lines.append("- Base model quantized to 4 bits (NF4, double quantization) during training")
+        elif params.load_in_8bit:
+            lines.append("- Base model loaded in 8 bits (bitsandbytes) during training")
         load = "Load it with `peft.PeftModel.from_pretrained(base_model, this_directory)`."
     lines += [f"- Steps: {steps}, seed: {params.seed}", "",
               f"{load} The run's report.json records the data, checks and evaluation behind it."]

@@ -5,6 +5,7 @@ from fttool.recipe.errors import RecipeError
 from fttool.recipe.loader import LoadedRecipe
 from fttool.recipe.rules.rule import Rule
 from fttool.training.private import privacy_errors
+from fttool.training.setting_checks import setting_errors
 
 
 def _train_errors(loaded: LoadedRecipe, train: dict) -> list[RecipeError]:
@@ -34,5 +35,6 @@ def _process_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
 RULES = [
     Rule(("train",), lambda loaded, recipe: _train_errors(loaded, recipe["train"]) if "train" in recipe else []),
     Rule(("train",), lambda loaded, recipe: privacy_errors(loaded, recipe["train"]) if "train" in recipe else []),
+    Rule(("train",), lambda loaded, recipe: setting_errors(loaded, recipe["train"]) if "train" in recipe else []),
     Rule(("train", "compute"), _process_errors),
 ]

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from fttool.data.records import read_jsonl
-from fttool.training.device import automatic_precision, device
+from fttool.training.device import device, load_dtype, training_precision
 from fttool.training.examples import tokenized_example, trained_token_share
 from fttool.training.faults import FAULT_ENV, InjectedFault, fault_step
 from fttool.training.job import TrainJob, TrainOutcome
@@ -46,6 +46,7 @@ from fttool.training.private import (
     unit_keys,
 )
 from fttool.training.settings import LoraSettings, PrivacySettings, TrainParams
+from fttool.training.templates import set_chat_template
 
 LORA_MARK = "lora_"
 # At most about this many points in the loss curve, and this many validation measurements, as in the SFT backend.
@@ -172,6 +173,8 @@ class _Curves:
 
     planned: int
     last: int
+    log_every: int
+    validate_every: int
     validate: Callable[[], float | None] | None
     on_log: Callable[[dict, int], None] | None
     losses: list = field(default_factory=list)
@@ -179,13 +182,13 @@ class _Curves:
     pending: list = field(default_factory=list)  # per-example losses since the last point
 
     def step_done(self, step: int) -> None:
-        if self.pending and (step % max(1, math.ceil(self.planned / LOSS_POINTS)) == 0 or step in (1, self.last)):
+        if self.pending and (step % self.log_every == 0 or step in (1, self.last)):
             self.losses.append({"step": step, "loss": sum(self.pending) / len(self.pending)})
             print(f"train step {step}/{self.planned} (DP): loss {self.losses[-1]['loss']:.4f}", file=sys.stderr,
                   flush=True)
             self._log({"train_loss": self.losses[-1]["loss"]}, step)
         self.pending = []
-        if self.validate and (step % max(1, math.ceil(self.planned / VALIDATION_POINTS)) == 0 or step == self.last):
+        if self.validate and (step % self.validate_every == 0 or step == self.last):
             loss = self.validate()
             if loss is not None:
                 self.validation.append({"step": step, "loss": loss})
@@ -289,14 +292,16 @@ def run_dp_sgd(model, units: list[list[dict]], *, pad_id: int, batch_size: int, 
                delta: float, accountant: str, epsilon_budget: float | None, seed: int, weight_decay: float = 0.0,
                lr_scheduler_type: str = "linear", warmup_steps: int = 0,
                validate: Callable[[], float | None] | None = None,
-               on_log: Callable[[dict, int], None] | None = None) -> DPRun:
+               on_log: Callable[[dict, int], None] | None = None, log_every: int | None = None,
+               validate_every: int | None = None) -> DPRun:
     """DP-SGD over `units` (lists of tokenized examples) with opacus; `model` is a LoRA model on its device.
 
     A logical batch samples batch_size x gradient_accumulation_steps units in expectation, processed
     batch_size units at a time by opacus' BatchMemoryManager. Stops after `planned_steps`, or before a
     step whose epsilon would exceed `epsilon_budget`. AdamW and the learning-rate schedule are those of
-    the SFT backend. `validate` measures validation loss (model in eval mode); `on_log(metrics, step)`
-    receives every point of the curves.
+    the SFT backend. `validate` measures validation loss (model in eval mode) every `validate_every` steps
+    (default: about VALIDATION_POINTS a run) and after the last; the mean train loss is recorded every
+    `log_every` steps (default: about LOSS_POINTS a run); `on_log(metrics, step)` receives every point.
     """
     import torch
     from opacus.accountants import create_accountant
@@ -315,7 +320,9 @@ def run_dp_sgd(model, units: list[list[dict]], *, pad_id: int, batch_size: int, 
         finally:
             model.train()
 
-    curves = _Curves(planned_steps, private.allowed, measure if validate else None, on_log)
+    curves = _Curves(planned_steps, private.allowed, log_every or max(1, math.ceil(planned_steps / LOSS_POINTS)),
+                     validate_every or max(1, math.ceil(planned_steps / VALIDATION_POINTS)),
+                     measure if validate else None, on_log)
     started = time.perf_counter()
     steps = _train_steps(private, [p for p in model.parameters() if p.requires_grad], batch_size, curves)
     seconds = time.perf_counter() - started
@@ -416,7 +423,9 @@ def _train_model(job: TrainJob, model, units, validation: list[dict], pad_id: in
         lr_scheduler_type=params.lr_scheduler_type,
         warmup_steps=params.warmup_steps or math.ceil(params.warmup_ratio * budget.planned_steps),
         validate=(lambda: validation_loss(model, validation, pad_id, params.batch_size)) if validation else None,
-        on_log=tracker.log_metrics if tracker else None)
+        on_log=tracker.log_metrics if tracker else None, log_every=params.logging_steps,
+        validate_every=params.eval_steps or (math.ceil(budget.steps_per_epoch / params.evals_per_epoch)
+                                             if params.evals_per_epoch else None))
     if run.stopped_by_budget:
         budget.warnings.append(f"training stopped after {run.steps} of {budget.planned_steps} steps: one more step "
                                f"would have spent more than epsilon {privacy.target_epsilon:g}")
@@ -430,7 +439,9 @@ class DPSGDBackend:
     objective: ClassVar[str] = "dp_sft"
     hyperparameters: ClassVar[tuple[str, ...]] = (
         "learning_rate", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay", "epochs",
-        "max_steps", "batch_size", "gradient_accumulation_steps", "max_seq_length", "seed")
+        "max_steps", "batch_size", "gradient_accumulation_steps", "max_seq_length", "seed", "precision", "tf32",
+        "logging_steps", "eval_steps", "evals_per_epoch", "max_samples", "chat_template",
+        "chat_template_file")
 
     def train(self, job: TrainJob, tracker=None) -> TrainOutcome:
         import torch
@@ -439,8 +450,9 @@ class DPSGDBackend:
         _say_if_restarted(job)
         params = job.params
         tokenizer = load_tokenizer(job.base_path, params.model)
-        units, dropped = tokenized_units(list(read_jsonl(job.train_data)), tokenizer, params.max_seq_length,
-                                         params.train_on_inputs)
+        set_chat_template(tokenizer, job.chat_template)
+        records, left_out = job.train_records()
+        units, dropped = tokenized_units(records, tokenizer, params.max_seq_length, params.train_on_inputs)
         if not units:
             raise ValueError("train: no train example has a response token within max_seq_length "
                              f"{params.max_seq_length} ({dropped} dropped); raise train.max_seq_length")
@@ -448,7 +460,9 @@ class DPSGDBackend:
                                               params.max_seq_length, params.train_on_inputs)
         budget = _budget(params, len(units))
         torch.manual_seed(params.seed)  # the LoRA initialisation
-        model = lora_model(load_causal_lm(job.base_path, params.model), params.lora, device())
+        model = lora_model(load_causal_lm(job.base_path, params.model,
+                                          dtype=load_dtype(training_precision(params.precision))),
+                           params.lora, device())
         check_trainable_layers(model)
         initial = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
         run = _train_model(job, model, units, [e for unit in validation_units for e in unit],
@@ -461,10 +475,10 @@ class DPSGDBackend:
         model.peft_config["default"].base_model_name_or_path = params.model.base
         model.save_pretrained(job.model_dir, save_embedding_layers=False)
         tokenizer.save_pretrained(job.model_dir)
-        return self._outcome(job, model, tokenizer, units, dropped, budget, run, len(initial))
+        return self._outcome(job, model, tokenizer, units, (dropped, left_out), budget, run, len(initial))
 
-    def _outcome(self, job: TrainJob, model, tokenizer, units, dropped: int, budget: _Budget, run: DPRun,
-                 tensors: int) -> TrainOutcome:
+    def _outcome(self, job: TrainJob, model, tokenizer, units, not_trained: tuple[int, int], budget: _Budget,
+                 run: DPRun, tensors: int) -> TrainOutcome:
         privacy = job.params.privacy
         examples = [example for unit in units for example in unit]
         trained, total_tokens = trained_token_share(examples)
@@ -478,7 +492,9 @@ class DPSGDBackend:
             steps=run.steps, epochs=run.steps / budget.steps_per_epoch, loss_history=run.loss_history,
             validation_loss_history=history, validation_loss=history[-1]["loss"] if history else None,
             trainable_parameters=trainable, total_parameters=total_parameters, updated_tensors=tensors,
-            trained_tensors=tensors, train_examples=len(examples), dropped_examples=dropped, trained_tokens=trained,
+            trained_tensors=tensors, train_examples=len(examples), dropped_examples=not_trained[0],
+            trained_tokens=trained,
             total_tokens=total_tokens, prompt_format="chat_template" if tokenizer.chat_template else "alpaca",
-            device=device(), precision=automatic_precision(), seconds=run.seconds,
+            device=device(), precision=training_precision(job.params.precision), seconds=run.seconds,
+            records_left_out=not_trained[1],
             extras={"privacy": section}, card_notes=[note])

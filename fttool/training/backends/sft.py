@@ -16,18 +16,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from fttool.training.device import automatic_precision
-from fttool.training.examples import tokenized_examples, trained_token_share
+from fttool.training.device import load_dtype, training_precision
+from fttool.training.examples import tokenized_example, tokenized_examples, trained_token_share
 from fttool.training.faults import FAULT_ENV, InjectedFault, fault_step
 from fttool.training.job import TrainJob, TrainOutcome
 from fttool.training.modeling import load_causal_lm, load_tokenizer, quiet_libraries
 from fttool.training.settings import TrainParams
 from fttool.training.summary import QLORA_QUANTIZATION
+from fttool.training.templates import set_chat_template
 
 # At most about this many points in the reported loss curve, whatever the run length.
 LOSS_POINTS = 25
-# Validation loss is measured about this many times a run (at every checkpoint with early stopping instead).
+# Validation loss is measured about this many times a run unless the recipe says otherwise.
 VALIDATION_POINTS = 5
+# The recipe's optimizers by transformers' names; adamw_torch is transformers' default (torch's AdamW, fused
+# where torch supports it).
+OPTIMIZERS = {"adamw_8bit": "adamw_bnb_8bit", "adafactor": "adafactor"}
 
 
 @dataclass
@@ -38,6 +42,7 @@ class PreparedData:
     trained_tokens: int
     total_tokens: int
     prompt_format: str
+    records_left_out: int = 0  # train records beyond train.max_samples
 
 
 @dataclass
@@ -52,7 +57,10 @@ def prepare_data(job: TrainJob, tokenizer) -> PreparedData:
     """Tokenized train and validation examples; fails when nothing is left to train on."""
     params = job.params
     length, on_inputs = params.max_seq_length, params.train_on_inputs
-    train, dropped = tokenized_examples(job.train_data, tokenizer, length, on_inputs)
+    records, left_out = job.train_records()
+    tokenized = [tokenized_example(tokenizer, record, length, on_inputs) for record in records]
+    train = [example for example in tokenized if example is not None]
+    dropped = len(tokenized) - len(train)
     validation, _ = tokenized_examples(job.validation_data, tokenizer, length, on_inputs)
     if not train:
         raise ValueError(
@@ -65,7 +73,7 @@ def prepare_data(job: TrainJob, tokenizer) -> PreparedData:
                          "within max_seq_length; raise train.max_seq_length or remove train.early_stopping")
     trained, total = trained_token_share(train)
     return PreparedData(train, validation, dropped, trained, total,
-                        "chat_template" if tokenizer.chat_template else "alpaca")
+                        "chat_template" if tokenizer.chat_template else "alpaca", left_out)
 
 
 def _callbacks(params: TrainParams) -> list:
@@ -117,28 +125,47 @@ def _callbacks(params: TrainParams) -> list:
 def load_model(job: TrainJob):
     params = job.params
     attention = "flash_attention_2" if params.packing else None  # see device.packing_requirements_unmet
-    if params.method != "qlora":
-        return load_causal_lm(job.base_path, params.model, attn_implementation=attention)
+    precision = training_precision(params.precision)
+    if params.method != "qlora" and not params.load_in_8bit:
+        return load_causal_lm(job.base_path, params.model, attn_implementation=attention,
+                              dtype=load_dtype(precision))
     import torch
     from peft import prepare_model_for_kbit_training
     from transformers import BitsAndBytesConfig
 
-    compute_dtype = torch.bfloat16 if automatic_precision() == "bf16" else torch.float16
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=QLORA_QUANTIZATION["quant_type"],
-                                      bnb_4bit_use_double_quant=QLORA_QUANTIZATION["double_quant"],
-                                      bnb_4bit_compute_dtype=compute_dtype)
+    if params.load_in_8bit:
+        quantization = BitsAndBytesConfig(load_in_8bit=True)
+    else:
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=QLORA_QUANTIZATION["quant_type"],
+            bnb_4bit_use_double_quant=QLORA_QUANTIZATION["double_quant"],
+            bnb_4bit_compute_dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
     return prepare_model_for_kbit_training(load_causal_lm(job.base_path, params.model,
                                                           quantization_config=quantization,
                                                           attn_implementation=attention),
                                            use_gradient_checkpointing=params.gradient_checkpointing)
 
 
-def trainer_config(params: TrainParams, checkpoint_dir: Path, planned_steps: int, mixed_precision: str,
-                   validate: bool):
+def validation_interval(params: TrainParams, steps_per_epoch: int, planned_steps: int) -> int:
+    """Steps between validation measurements: at every checkpoint with early stopping, else the recipe's
+    eval_steps or evals_per_epoch, else about VALIDATION_POINTS a run."""
+    if params.early_stopping is not None:
+        return params.save_steps
+    if params.eval_steps is not None:
+        return params.eval_steps
+    if params.evals_per_epoch is not None:
+        return max(1, math.ceil(steps_per_epoch / params.evals_per_epoch))
+    return max(1, math.ceil(planned_steps / VALIDATION_POINTS))
+
+
+def trainer_config(params: TrainParams, checkpoint_dir: Path, steps: tuple[int, int], validate: bool):
+    """The SFTConfig for `params`; `steps` are (optimizer steps per epoch, planned steps)."""
     import torch
     from trl import SFTConfig
 
     early_stopping = params.early_stopping is not None
+    precision = training_precision(params.precision)
+    steps_per_epoch, planned = steps
     return SFTConfig(
         output_dir=str(checkpoint_dir),
         num_train_epochs=params.epochs,
@@ -157,20 +184,23 @@ def trainer_config(params: TrainParams, checkpoint_dir: Path, planned_steps: int
         save_strategy="steps",
         save_steps=params.save_steps,
         save_total_limit=params.save_total_limit,
+        save_only_model=params.save_only_model,
         # Validation loss for the report's curve; early stopping measures it at every checkpoint and keeps the best.
         eval_strategy="steps" if validate else "no",
-        eval_steps=params.save_steps if early_stopping else max(1, math.ceil(planned_steps / VALIDATION_POINTS)),
+        eval_steps=validation_interval(params, steps_per_epoch, planned),
         load_best_model_at_end=early_stopping,
         metric_for_best_model="eval_loss",
         greater_is_better=False,
         restore_callback_states_from_checkpoint=early_stopping,  # the patience counter resumes too
         logging_strategy="steps",
-        logging_steps=max(1, math.ceil(planned_steps / LOSS_POINTS)),
+        logging_steps=params.logging_steps or max(1, math.ceil(planned / LOSS_POINTS)),
         logging_first_step=True,
         report_to="none",
         disable_tqdm=True,
-        bf16=mixed_precision == "bf16",
-        fp16=mixed_precision == "fp16",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        tf32=params.tf32 or None,  # None leaves torch's setting as it is
+        **({"optim": OPTIMIZERS[params.optimizer]} if params.optimizer in OPTIMIZERS else {}),
         # TRL turns checkpointing on by default; it trades speed for memory, so the recipe decides.
         activation_checkpointing=params.gradient_checkpointing,
         dataloader_pin_memory=torch.cuda.is_available(),
@@ -184,10 +214,11 @@ def trained_tensor_norms(model) -> dict:
     return {name: p.detach().float().norm().item() for name, p in model.named_parameters() if p.requires_grad}
 
 
-def planned_steps(params: TrainParams, train_examples: int) -> int:
-    batches_per_epoch = math.ceil(train_examples / params.batch_size)
-    return (params.max_steps if params.max_steps > 0 else
-            math.ceil(batches_per_epoch / params.gradient_accumulation_steps * params.epochs))
+def planned_steps(params: TrainParams, train_examples: int) -> tuple[int, int]:
+    """(optimizer steps per epoch, steps planned for the run) in this process."""
+    per_epoch = math.ceil(train_examples / params.batch_size) / params.gradient_accumulation_steps
+    return (max(1, math.ceil(per_epoch)),
+            params.max_steps if params.max_steps > 0 else math.ceil(per_epoch * params.epochs))
 
 
 def fit(job: TrainJob, tokenizer, model, data: PreparedData, tracker=None) -> TrainingRun:
@@ -202,12 +233,12 @@ def fit(job: TrainJob, tokenizer, model, data: PreparedData, tracker=None) -> Tr
     job.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     resume_from = get_last_checkpoint(str(job.checkpoint_dir))
     peft_config = None
-    if params.lora is not None:
+    if params.method != "full":
         lora = params.lora
         peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                  target_modules=_target_modules(lora.target_modules), bias="none",
                                  task_type="CAUSAL_LM")
-    args = trainer_config(params, job.checkpoint_dir, planned_steps(params, len(data.train)), automatic_precision(),
+    args = trainer_config(params, job.checkpoint_dir, planned_steps(params, len(data.train)),
                           validate=bool(data.validation))
     trainer = SFTTrainer(
         model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
@@ -242,7 +273,7 @@ def _save_model(job: TrainJob, trainer, tokenizer) -> None:
     if not trainer.is_world_process_zero():  # the one process that saves, when several were launched
         return
     model = trainer.model
-    if job.params.lora is None:
+    if job.params.method == "full":
         model.save_pretrained(job.model_dir, state_dict=state_dict)
     else:
         # Name the base as the recipe does, not the scratch directory it was loaded from, so the
@@ -275,7 +306,7 @@ def finish(job: TrainJob, tokenizer, data: PreparedData, run: TrainingRun) -> Tr
     validation_loss = _final_validation_loss(trainer, job.params.early_stopping is not None)
     _save_model(job, trainer, tokenizer)
     state, model = trainer.state, trainer.model
-    trainable, total = (model.get_nb_trainable_parameters() if job.params.lora is not None else
+    trainable, total = (model.get_nb_trainable_parameters() if job.params.method != "full" else
                         (sum(p.numel() for p in model.parameters() if p.requires_grad),
                          sum(p.numel() for p in model.parameters())))
     log = state.log_history
@@ -288,8 +319,8 @@ def finish(job: TrainJob, tokenizer, data: PreparedData, run: TrainingRun) -> Tr
         validation_loss=validation_loss, trainable_parameters=trainable, total_parameters=total,
         updated_tensors=len(changed), trained_tensors=len(final), train_examples=len(data.train),
         dropped_examples=data.dropped, trained_tokens=data.trained_tokens, total_tokens=data.total_tokens,
-        prompt_format=data.prompt_format, device=trainer.args.device.type, precision=automatic_precision(),
-        seconds=run.seconds,
+        prompt_format=data.prompt_format, device=trainer.args.device.type,
+        precision=training_precision(job.params.precision), seconds=run.seconds, records_left_out=data.records_left_out,
         resumed_from_step=int(Path(resume_from).name.rsplit("-", 1)[1]) if resume_from else None,
         early_stopping=_early_stopping_result(job.params, state))
 
@@ -301,11 +332,14 @@ class SFTBackend:
     hyperparameters: ClassVar[tuple[str, ...]] = (
         "learning_rate", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay", "epochs",
         "max_steps", "batch_size", "gradient_accumulation_steps", "max_seq_length", "packing",
-        "gradient_checkpointing", "save_steps", "save_total_limit", "seed")
+        "gradient_checkpointing", "save_steps", "save_total_limit", "seed", "save_only_model", "optimizer",
+        "precision", "tf32", "load_in_8bit", "logging_steps", "eval_steps", "evals_per_epoch", "max_samples",
+        "chat_template", "chat_template_file")
 
     def train(self, job: TrainJob, tracker=None) -> TrainOutcome:
         quiet_libraries()
         tokenizer = load_tokenizer(job.base_path, job.params.model)
+        set_chat_template(tokenizer, job.chat_template)
         data = prepare_data(job, tokenizer)
         model = load_model(job)
         return finish(job, tokenizer, data, fit(job, tokenizer, model, data, tracker))
