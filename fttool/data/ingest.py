@@ -35,10 +35,12 @@ def open_source(source: SourceSettings, resolve: Callable[[str], Path]) -> Sourc
     if source.hub:
         from fttool.data.hub import read_hub_split, resolved_commit, snapshot_dir
 
+        assert source.revision and source.split, "the recipe rules require both for a hub source"
         snapshot = snapshot_dir(source.hub, source.revision)
         return SourceItems(read_hub_split(snapshot, source.split), "row", True,
                            {"hub": source.hub, "revision": source.revision, "commit": resolved_commit(snapshot),
                             "split": source.split})
+    assert source.path and source.container, "the compiler resolves both for a file source"
     container = CONTAINERS[source.container]
     return SourceItems(read_container(container, resolve(source.path)), container.unit,
                        container.line_is_row_number, {"path": source.path, "container": source.container})

@@ -117,7 +117,7 @@ def _message(turn: Any, where: str) -> dict:
     content = _content(turn, content_key, where)
     if roles[role] == "tool_call":
         content = _tool_call_content(content, f"{where}.{content_key}")
-    message = {"role": roles[role], "content": content}
+    message: dict[str, Any] = {"role": roles[role], "content": content}
     weight = turn.get("loss_weight")
     if weight is not None:
         if isinstance(weight, bool) or not isinstance(weight, (int, float)):

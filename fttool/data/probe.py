@@ -29,6 +29,7 @@ def unmatched_fields(source: SourceSettings, path: Path, explicit: set[str]) -> 
     Required fields are checked always, optional ones only when the recipe maps them (`explicit`). Nothing is
     reported for a file with no readable object record: ingest quarantines those with their own reasons.
     """
+    assert source.container is not None, "probed sources are files, whose container the compiler resolves"
     items = read_container(CONTAINERS[source.container], path)
     objects = [item for _, item in itertools.islice(
         ((line, item) for line, item in items if item is not BLANK and not isinstance(item, Rejected)),

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from fttool.data.records import SPLITS, text_fields
 from fttool.fairness.groups import MISSING_GROUP, group_value, worst_status
@@ -121,7 +122,7 @@ def suppressed_labels(ordered: list[tuple[str, int]], k: int) -> dict[str, str]:
 
 
 def _audit_field(values: list[str], splits: list[str], limits: Thresholds, k: int) -> dict:
-    privacy = {"k_anonymity": k, "suppressed_groups": 0}
+    privacy: dict[str, Any] = {"k_anonymity": k, "suppressed_groups": 0}
     if not values:
         return {"groups": {}, "groups_not_listed": 0, "by_split": {s: {} for s in SPLITS}, "min_count": None,
                 "min_share": None, "imbalance_ratio": None, "status": "warn", "reasons": ["no records to audit"],
@@ -154,7 +155,7 @@ def _audit_field(values: list[str], splits: list[str], limits: Thresholds, k: in
 def _audit_mentions(category: str, mentioned: list[set[str]], splits: list[str], limits: Thresholds) -> dict:
     records = len(mentioned)
     with_mention = sum(1 for groups in mentioned if groups)
-    summary = {"records": records, "records_with_mention": with_mention,
+    summary: dict[str, Any] = {"records": records, "records_with_mention": with_mention,
                "share_with_mention": round(with_mention / records, 6) if records else None}
     # One row per (record, group) mentioned: MetricFrame then counts records per group.
     rows = [(group, split) for groups, split in zip(mentioned, splits) for group in sorted(groups)]

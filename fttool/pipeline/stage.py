@@ -10,7 +10,7 @@ level, so that compiling and validating a recipe stays fast.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -77,12 +77,12 @@ class Stage:
     Params: ClassVar[type | None] = None
 
     @classmethod
-    def external_inputs(cls, params: Mapping[str, Any]) -> list[str]:
+    def external_inputs(cls, params: Any) -> list[str]:
         """Recipe-relative paths (files or directories) this stage reads from outside the run."""
         return []
 
     @classmethod
-    def unmet_requirements(cls, params: Mapping[str, Any]) -> list[str]:
+    def unmet_requirements(cls, params: Any) -> list[str]:
         """Why this machine cannot run the stage (e.g. it needs a GPU), each saying what to do; empty if it can.
 
         The runner asks every stage before the first one runs, so no earlier stage's work is wasted.

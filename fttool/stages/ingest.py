@@ -28,6 +28,7 @@ class IngestStage(Stage):
                 except HubSourceError:
                     inputs.append(f"hub:{source.hub}@{source.revision}")  # ingest then fails naming the source
             else:
+                assert source.path is not None, "a source without hub has a path"
                 inputs.append(source.path)
         return inputs
 

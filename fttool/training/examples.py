@@ -11,6 +11,7 @@ a user turn and the tools as a system message, so that nothing the record holds 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from fttool.data.records import MODEL_ROLES, chat_prefix, prompt_and_response, read_jsonl
 
@@ -61,7 +62,7 @@ def template_messages(tokenizer, messages: list[dict], tools: list | None) -> li
     """fttool's chat messages as the tokenizer's chat template takes them."""
     template = tokenizer.chat_template or ""
     knows_calls, knows_tools = "tool_calls" in template, "tools" in template
-    rendered = []
+    rendered: list[dict[str, Any]] = []
     if tools and not knows_tools:
         rendered.append({"role": "system", "content": TOOLS_PREAMBLE + json.dumps(tools, ensure_ascii=False)})
     for message in messages:
