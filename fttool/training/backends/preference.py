@@ -30,8 +30,9 @@ from fttool.training.backends.sft import (
 )
 from fttool.training.examples import prompt_and_sequence_ids, response_start, template_messages
 from fttool.training.job import TrainJob, TrainOutcome
-from fttool.training.modeling import load_tokenizer, quiet_libraries
+from fttool.training.modeling import load_tokenizer
 from fttool.training.preference_settings import WITH_REFERENCE
+from fttool.training.quiet import quiet_libraries
 from fttool.training.templates import set_chat_template
 
 # Trainer log keys of the implicit rewards (DPO, KTO) or ORPO's log-odds rewards, kept as the report's reward curves.
@@ -117,6 +118,8 @@ def preference_config(job: TrainJob, rows: int, validate: bool):
     if params.objective == "kto":
         from trl import KTOConfig
 
+        if settings.loss_type == "kto":  # its KL term is estimated from neighbours in a fixed-order batch
+            arguments["train_sampling_strategy"] = "sequential"
         return KTOConfig(**arguments, **reference, beta=settings.beta, loss_type=settings.loss_type,
                          desirable_weight=settings.desirable_weight, undesirable_weight=settings.undesirable_weight,
                          max_length=params.max_seq_length)
