@@ -108,6 +108,14 @@ def test_a_digest_recomputed_after_editing_the_report_fails_on_the_run_digest(ru
     assert problem.startswith("report.sha256: the run digest does not match")
 
 
+def test_a_rendering_edited_with_its_digest_recomputed_fails(run_dir):
+    html = (run_dir / "report.html").read_text().replace("</body>", "<p>All checks passed.</p></body>")
+    (run_dir / "report.html").write_text(html)
+    sha256sum_line(run_dir, "report.html")
+    (problem,) = problems(run_dir)
+    assert problem.startswith("report.sha256: the renderings digest does not match")
+
+
 @pytest.mark.parametrize("name", ["recipe.yaml", "plan.json", "run_state.json", "MODEL_CARD.md", "report.md"])
 def test_run_and_report_files_are_covered(run_dir, name):
     with open(run_dir / name, "a") as handle:
@@ -185,6 +193,14 @@ def test_signoff_records_the_run_digest_and_catches_a_later_rewrite(run_dir):
     assert "the run changed after Dana Reviewer (model risk officer)" in problem
 
 
+def test_the_report_shows_a_signoff_and_rendering_it_again_keeps_the_signoff(run_dir):
+    entry = sign_off(run_dir, "Dana Reviewer", "model risk officer")
+    assert "Dana Reviewer" in (run_dir / "report.html").read_text() and "Dana Reviewer" in (
+        run_dir / "report.md").read_text()
+    assert invoke("report", str(run_dir)).exit_code == 0
+    assert verify(run_dir) == [] and json.loads((run_dir / "signoff.json").read_text()) == [entry]
+
+
 def test_signoff_is_refused_for_a_run_that_does_not_verify(run_dir):
     (run_dir / "quarantine.jsonl").write_text("")
     result = invoke("signoff", str(run_dir), "--by", "X", "--role", "Y")
@@ -222,6 +238,8 @@ def test_a_run_whose_policy_failed_is_signed_off_only_with_a_waiver(failing_run)
     assert entry["waivers"] == [{"rule": "DATA-900", "reason": "the malformed line is a planted test case"}]
     verified = invoke("verify", str(failing_run))
     assert verified.exit_code == 0 and "waived DATA-900: the malformed line is a planted test case" in verified.stderr
+    for name in ("report.html", "report.md"):  # rendered again with the sign-off; the run digest it approved holds
+        assert "DATA-900: the malformed line is a planted test case" in (failing_run / name).read_text(), name
 
 
 def _keygen(path: Path) -> Path:

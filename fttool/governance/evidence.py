@@ -1,13 +1,15 @@
 """Evidence that a run directory is what its report says: digests, the run digest, verify, lineage export.
 
 `report.sha256` holds, in sha256sum format, the digests of the report files (report.json, its renderings,
-MODEL_CARD.md) and of the run files (recipe.yaml, plan.json, run_state.json), then one line
-`# run digest <sha256>`: the digest of all of those and of every lineage entry. `verify` checks, wherever
-the run directory sits:
+MODEL_CARD.md) and of the run files (recipe.yaml, plan.json, run_state.json), then two lines:
+`# run digest <sha256>`, one digest over every lineage entry and the digests of report.json and the run
+files (what a sign-off approves and signs), and `# renderings digest <sha256>`, over the renderings'
+digests and the run digest. The renderings are left out of the run digest because fttool renders them
+again, with the sign-offs given, after a run is signed off. `verify` checks, wherever the run sits:
 
 - every report and run file against report.sha256 (all four report files, whichever the file lists);
-- the run digest against those digests and the lineage in report.json, so editing report.json and
-  rewriting its line in report.sha256 is caught;
+- both digests against the lines they cover and the lineage in report.json, so editing report.json (or
+  a rendering) and rewriting its line in report.sha256 is caught;
 - every lineage artifact the run kept, against its sha256;
 - that every other file is volatile (fttool.pipeline.layout.VOLATILE): a file added to model/ fails;
 - every sign-off: given on the run as it is now (or listed by the report as superseded), its signature
@@ -40,8 +42,9 @@ from fttool.pipeline.layout import (
     is_volatile,
 )
 
-RUN_DIGEST_PREFIX = "# run digest "
+RUN_MARK, RENDERINGS_MARK = "run digest", "renderings digest"
 _DIGEST_LINE = re.compile(r"([0-9a-f]{64})  (\S.*)")
+_MARK_LINE = re.compile(rf"# ({RUN_MARK}|{RENDERINGS_MARK}) ([0-9a-f]{{64}})")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 RENDERINGS = {"html": "report.html", "md": "report.md"}
 
@@ -81,25 +84,33 @@ def read_report(run_dir: Path) -> dict:
     return report
 
 
-def read_digests(run_dir: Path) -> tuple[dict[str, str], str | None]:
-    """(file name -> sha256, run digest) from report.sha256; EvidenceError for a line in no known format."""
+@dataclass(frozen=True)
+class Digests:
+    """What report.sha256 records."""
+    files: dict[str, str]  # file name -> sha256
+    run: str | None  # the run digest: lineage, report.json and the run files; what a sign-off approves
+    renderings: str | None  # ties the renderings' digests to the run digest
+
+
+def read_digests(run_dir: Path) -> Digests:
+    """report.sha256 as recorded; EvidenceError for a line in no known format."""
     path = RunLayout(Path(run_dir)).digests
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise EvidenceError(f"{path}: not a text file; restore the one fttool wrote") from None
-    digests: dict[str, str] = {}
-    run_digest = None
+    files: dict[str, str] = {}
+    marks: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
-        match = _DIGEST_LINE.fullmatch(line)
-        if line.startswith(RUN_DIGEST_PREFIX) and _SHA256.fullmatch(line[len(RUN_DIGEST_PREFIX):]):
-            run_digest = line[len(RUN_DIGEST_PREFIX):]
-        elif match:
-            digests[match.group(2)] = match.group(1)
+        file_line, mark_line = _DIGEST_LINE.fullmatch(line), _MARK_LINE.fullmatch(line)
+        if mark_line:
+            marks[mark_line.group(1)] = mark_line.group(2)
+        elif file_line:
+            files[file_line.group(2)] = file_line.group(1)
         elif line.strip():
-            raise EvidenceError(f"{path}:{number}: not a '<sha256>  <file>' or '{RUN_DIGEST_PREFIX}<sha256>' line; "
+            raise EvidenceError(f"{path}:{number}: not a '<sha256>  <file>' or '# run digest <sha256>' line; "
                                 "restore the file fttool wrote")
-    return digests, run_digest
+    return Digests(files, marks.get(RUN_MARK), marks.get(RENDERINGS_MARK))
 
 
 def read_signoffs(run_dir: Path) -> list[dict]:
@@ -135,10 +146,19 @@ def required_files(report: dict) -> list[str]:
 
 
 def run_digest(file_digests: dict[str, str], artifacts: list[dict]) -> str:
-    """One sha256 over the covered files' digests and every lineage entry (path, kind, sha256)."""
-    lines = [f"file\0{name}\0{digest}\n" for name, digest in sorted(file_digests.items())]
+    """One sha256 over every lineage entry (path, kind, sha256) and the digests of report.json and the run files.
+
+    The renderings are left out: fttool renders them again, with the sign-offs given, after the run is signed.
+    """
+    lines = [f"file\0{name}\0{file_digests.get(name)}\n" for name in (REPORT_JSON, *RUN_FILES)]
     lines += sorted(f"{a['kind']}\0{a['path']}\0{a['sha256']}\n" for a in artifacts)
     return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
+
+
+def renderings_digest(file_digests: dict[str, str], run: str) -> str:
+    """One sha256 over the renderings' digests and the run digest, so that no line of report.sha256 stands alone."""
+    lines = [f"{name}\0{file_digests.get(name)}\n" for name in REPORT_FILES if name != REPORT_JSON]
+    return hashlib.sha256("".join([*lines, run]).encode("utf-8")).hexdigest()
 
 
 def write_digests(run_dir: Path) -> str:
@@ -147,7 +167,8 @@ def write_digests(run_dir: Path) -> str:
     digests = {name: sha256_file(layout / name) for name in covered_files(run_dir)}
     # fttool writes digests only for a report it has just validated and written, so it is read as it is.
     digest = run_digest(digests, json.loads(layout.report.read_text(encoding="utf-8"))["lineage"]["artifacts"])
-    lines = [f"{sha}  {name}\n" for name, sha in digests.items()] + [f"{RUN_DIGEST_PREFIX}{digest}\n"]
+    lines = [f"{sha}  {name}\n" for name, sha in digests.items()]
+    lines += [f"# {RUN_MARK} {digest}\n", f"# {RENDERINGS_MARK} {renderings_digest(digests, digest)}\n"]
     layout.digests.write_text("".join(lines), encoding="utf-8")
     return digest
 
@@ -155,7 +176,7 @@ def write_digests(run_dir: Path) -> str:
 def require_report_unchanged(run_dir: Path) -> None:
     """Raise EvidenceError unless report.json is the one report.sha256 recorded (before re-rendering it)."""
     layout = RunLayout(Path(run_dir))
-    recorded = read_digests(run_dir)[0].get(REPORT_JSON) if layout.digests.is_file() else None
+    recorded = read_digests(run_dir).files.get(REPORT_JSON) if layout.digests.is_file() else None
     if recorded is None or recorded != sha256_file(layout.report):
         raise EvidenceError(f"{layout.report}: differs from the digest in {DIGESTS} (or none is recorded): it was "
                             "edited after fttool wrote it, so fttool will not render it or record new digests; "
@@ -221,9 +242,21 @@ def check_sources(run_dir: Path, report: dict, recipe_dir: Path | None = None) -
 
 def current_run_digest(run_dir: Path) -> str | None:
     """The run digest report.sha256 records, if it agrees with the digests it lists and the report's lineage."""
-    recorded, digest = read_digests(run_dir)
+    recorded = read_digests(run_dir)
     artifacts = read_report(run_dir)["lineage"]["artifacts"]
-    return digest if digest and run_digest(recorded, artifacts) == digest else None
+    return recorded.run if recorded.run and run_digest(recorded.files, artifacts) == recorded.run else None
+
+
+def _check_marks(recorded: Digests, artifacts: list[dict]) -> list[Mismatch]:
+    if recorded.run is None:
+        return [Mismatch(DIGESTS, "has no run digest: the run cannot be checked as a whole")]
+    if run_digest(recorded.files, artifacts) != recorded.run:
+        return [Mismatch(DIGESTS, "the run digest does not match the digests and lineage it covers: "
+                                  "report.sha256 or the report was rewritten")]
+    if recorded.renderings != renderings_digest(recorded.files, recorded.run):
+        return [Mismatch(DIGESTS, "the renderings digest does not match the renderings' digests: report.sha256 "
+                                  "was rewritten")]
+    return []
 
 
 def verify(run_dir: Path, sources: bool = False, recipe_dir: Path | None = None,
@@ -238,21 +271,17 @@ def verify(run_dir: Path, sources: bool = False, recipe_dir: Path | None = None,
     artifacts = report["lineage"]["artifacts"]
     problems: list[Mismatch] = []
     if RunLayout(run_dir).digests.is_file():
-        recorded, recorded_run = read_digests(run_dir)
+        recorded = read_digests(run_dir)
     else:
         problems.append(Mismatch(DIGESTS, "missing: the report's own digests cannot be checked"))
-        recorded, recorded_run = {}, None
-    problems += _check_covered(run_dir, report, recorded)
-    if recorded_run is None:
-        problems.append(Mismatch(DIGESTS, "has no run digest: the run cannot be checked as a whole"))
-    elif run_digest(recorded, artifacts) != recorded_run:
-        problems.append(Mismatch(DIGESTS, "the run digest does not match the digests and lineage it covers: "
-                                          "report.sha256 or the report was rewritten"))
+        recorded = Digests({}, None, None)
+    problems += _check_covered(run_dir, report, recorded.files)
+    problems += _check_marks(recorded, artifacts)
     problems += check_artifacts(run_dir, artifacts)
     problems += _check_nothing_added(run_dir, artifacts)
     if sources:
         problems += check_sources(run_dir, report, recipe_dir)
-    current = recorded_run if recorded_run and run_digest(recorded, artifacts) == recorded_run else None
+    current = recorded.run if recorded.run and run_digest(recorded.files, artifacts) == recorded.run else None
     problems += [Mismatch(SIGNOFFS, check.problem)
                  for check in check_signoffs(run_dir, report, current, allowed_signers) if check.problem]
     return problems

@@ -3,8 +3,9 @@
 A sign-off records who approved, in which role, when, the run digest (fttool.governance.evidence) and the
 report's sha256. A run whose report policy failed (report.json's `policy` section) is refused unless every
 failing rule is waived with the sign-off (`--waive RULE --reason TEXT`); the waivers are recorded in the
-entry, which a signature covers. `fttool export` accepts such a run only when a sign-off of the run as it
-is now waived its failing rules.
+entry, which a signature covers. The report is then rendered again, so report.html and report.md show the
+sign-offs and their waivers. `fttool export` accepts such a run only when a sign-off of the run as it is
+now waived its failing rules.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from fttool.governance.evidence import (
 )
 from fttool.pipeline.digest import sha256_file
 from fttool.pipeline.layout import RunLayout
+from fttool.report import rerender
 
 
 class SignoffRefused(Exception):
@@ -90,6 +92,7 @@ def sign_off(run_dir: Path, by: str, role: str, key_file: Path | None = None,
             raise SignoffRefused(str(exc)) from None
     signoffs = [*read_signoffs(run_dir), entry]
     RunLayout(run_dir).signoffs.write_text(json.dumps(signoffs, indent=2) + "\n", encoding="utf-8")
+    rerender(run_dir)  # the renderings show the sign-offs given; the run digest the sign-off approved stays
     return entry
 
 

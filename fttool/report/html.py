@@ -706,9 +706,13 @@ def _signoff_html(report: dict, given: list[dict]) -> str:
     """Sign-offs in signoff.json when the page was rendered, then those the report lists as superseded."""
     html = "<h3>Sign-off</h3>"
     if given:
-        html += (_table(["By", "Role", "At", "Approved report.json (sha256)", "Approves this report"],
+        waived = any(s.get("waivers") for s in given)  # policy rules a reviewer accepted with the sign-off
+        html += (_table(["By", "Role", "At", "Approved report.json (sha256)", "Approves this report"]
+                        + (["Waived rules"] if waived else []),
                         [[_e(s.get("by")), _e(s.get("role")), _e(s.get("at")), _digest(s.get("report_sha256")),
-                          "yes" if s.get("approves") else "no: an earlier version"] for s in given])
+                          "yes" if s.get("approves") else "no: an earlier version"]
+                         + (["<br>".join(f"{_e(w.get('rule'))}: {_e(w.get('reason'))}" for w in s.get("waivers") or [])
+                             or "none"] if waived else []) for s in given])
                  + "<p>From signoff.json when this page was rendered; <code>fttool verify</code> checks every "
                    "sign-off, including any given since.</p>")
     signoffs = report.get("signoff")

@@ -158,7 +158,9 @@ def _md_signoffs(signoffs: list[dict]) -> str:
         return "**Sign-off:** none yet (`fttool signoff`)"
     return "**Sign-off:** " + "; ".join(
         f"{fmt(s.get('by'))} ({fmt(s.get('role'))}) at {fmt(s.get('at'))}"
-        + ("" if s.get("approves") else ", of an earlier version of this report") for s in signoffs)
+        + ("" if s.get("approves") else ", of an earlier version of this report")
+        + "".join(f", waiving {fmt(w.get('rule'))}: {fmt(w.get('reason'))}" for w in s.get("waivers") or [])
+        for s in signoffs)
 
 
 def render_markdown(report: dict, signoffs: list[dict] = ()) -> str:
