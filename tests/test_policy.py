@@ -429,3 +429,23 @@ def test_garbage_report_is_a_clean_error(tmp_path):
     report.write_text('{"schema_version": 1, "lineage": [1, 2], "run": 5}')
     code, out, err = check(str(report), "--policy", str(REGULATED))
     assert code == 2 and "Traceback" not in err and str(report) in err
+
+
+def test_fairness_rules_can_judge_shown_and_unproven_gaps_apart(tmp_path):
+    def field(low, high):
+        return {"metrics": {"token_f1": {"tuned": {"difference_ci": [low, high]}}}}
+
+    report = {"bias": {"status": "pass"},
+              "fairness": {"gaps": {"region": {"token_f1": 0.2}, "channel": {"token_f1": 0.12},
+                                    "tier": {"token_f1": None}},
+                           "fields": {"region": field(0.15, 0.25), "channel": field(0.02, 0.3),
+                                      "tier": field(None, None)}}}
+
+    def judged(judge):
+        return run_check("fairness_within_limits", report, tmp_path, max_gap=0.1, gaps_path="fairness.gaps",
+                         judge=judge)
+
+    assert [m.split(" ")[0] for m in judged("shown_beyond")] == ["fairness.gaps.region.token_f1"]
+    assert [m.split(" ")[0] for m in judged("unproven")] == ["fairness.gaps.channel.token_f1",
+                                                              "fairness.gaps.tier.token_f1"]
+    assert len(judged("all")) == 3

@@ -144,8 +144,9 @@ def fairness_within_limits(target: Target, params: dict) -> list[Violation]:
     compared as they are.
     """
     violations = []
+    judge = params.get("judge", "all")
     bias = target.data.get("bias") or {}
-    if bias.get("status") == "fail":
+    if bias.get("status") == "fail" and judge != "unproven":
         # The audit covers declared fields and demographic mentions in the text; name each part that failed.
         for part, label in (("fields", "field"), ("mentions", "mentions of")):
             for name, audit in (bias.get(part) or {}).items():
@@ -156,21 +157,26 @@ def fairness_within_limits(target: Target, params: dict) -> list[Violation]:
         if not violations:
             violations.append(Violation("the bias audit failed", ("bias", "status")))
     found, gaps, keys = lookup(target.data, params["gaps_path"])
-    return violations + (_gap_violations(target.data, gaps, keys, params["max_gap"]) if found else [])
+    return violations + (_gap_violations(target.data, gaps, keys, params["max_gap"], judge) if found else [])
 
 
-def _gap_violations(report: dict, gaps, keys: tuple, limit: float) -> list[Violation]:
+def _gap_violations(report: dict, gaps, keys: tuple, limit: float, judge: str) -> list[Violation]:
+    """Gaps not shown within `limit`; `judge` keeps those shown beyond it, those left unproven, or all."""
     violations = []
     for at, gap in _gaps_under(gaps, keys):
         where = ".".join(map(str, at))
         interval = _gap_interval(report, at)
+        verdict = None if gap is None or interval is None else against_limit(interval, limit, "above")
+        unproven = gap is None or verdict == "inconclusive"
+        if judge != "all" and unproven != (judge == "unproven"):
+            continue
         if gap is None:
             violations.append(Violation(f"{where} could not be measured (fewer than two groups had enough test "
                                         f"records), so it is not shown within the maximum gap of {limit:g}", at))
         elif interval is None:  # no interval in the report: the number as it is
             if abs(gap) > limit:
                 violations.append(Violation(f"{where} is {gap:g}, above the maximum gap of {limit:g}", at))
-        elif (verdict := against_limit(interval, limit, "above")) != "within":
+        elif verdict != "within":
             judged = ("lies wholly above" if verdict == "beyond"
                       else "crosses, so it is inconclusive and not shown within,")
             violations.append(Violation(f"{where} is {gap:g}; its {interval_text(interval)} {judged} the maximum "

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fttool.training.quiet import quiet_libraries
+
 SEED = 0
 VOCAB_SIZE = 2000
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"
@@ -157,6 +159,7 @@ def build_demo_model(out_dir: Path) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+    quiet_libraries()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=_train_tokenizer(), bos_token=BOS, eos_token=EOS,

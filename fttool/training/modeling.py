@@ -6,7 +6,6 @@ runs on the machine that loads the model).
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,19 +14,9 @@ from fttool.training.demo_model import build_demo_model
 from fttool.training.device import load_dtype
 from fttool.training.model_identity import ModelParams
 from fttool.training.model_ref import is_demo_reference, is_local_model
+from fttool.training.quiet import quiet_libraries
 
 ModelRef = ModelParams | Mapping[str, Any]
-
-
-def quiet_libraries() -> None:
-    """transformers logs warnings and errors only; library progress bars show only on a terminal."""
-    import datasets
-    import transformers
-
-    transformers.logging.set_verbosity_warning()
-    if not sys.stderr.isatty():
-        transformers.logging.disable_progress_bar()
-        datasets.disable_progress_bars()
 
 
 def as_model_params(model: ModelRef) -> ModelParams:
@@ -65,6 +54,7 @@ def load_tokenizer(path: str, model_params: ModelRef):
     """The tokenizer, with a pad token (the EOS token when the model defines none), since batches are padded."""
     from transformers import AutoTokenizer
 
+    quiet_libraries()
     tokenizer = AutoTokenizer.from_pretrained(path, **_hub_kwargs(model_params))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -76,6 +66,7 @@ def load_causal_lm(path: str, model_params: ModelRef, quantization_config=None,
     """The model, in `dtype` (by default the one fttool.training.device chooses for the hardware)."""
     from transformers import AutoModelForCausalLM
 
+    quiet_libraries()
     return AutoModelForCausalLM.from_pretrained(path, dtype=dtype or load_dtype(),
                                                 quantization_config=quantization_config,
                                                 attn_implementation=attn_implementation, **_hub_kwargs(model_params))
