@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 
 from fttool.data.containers import BLANK, CONTAINERS, Rejected, read_container
 from fttool.data.normalise import normalised, record_line
+from fttool.data.preference import PREFERENCE_INPUTS, preference_record
 from fttool.data.settings import SourceSettings
 
 TOP_REASONS = 3  # quarantine reasons the summary names with an example entry
@@ -73,6 +74,7 @@ def ingest_source(source: SourceSettings, opened: SourceItems, max_chars: int, r
                   ) -> tuple[dict, int]:
     """Stream one source into records_out and the quarantine; its summary and its blank line count."""
     lines = kept = blank = 0
+    normalise = preference_record if source.format in PREFERENCE_INPUTS else normalised
     for line_number, item in progress(opened.items, f"ingest {source.where}"):
         if item is BLANK:
             blank += 1
@@ -81,7 +83,7 @@ def ingest_source(source: SourceSettings, opened: SourceItems, max_chars: int, r
         try:
             if isinstance(item, Rejected):
                 raise item  # the container could not read it: quarantined like any other rejection
-            records_out.write(record_line(normalised(item, opened.unit, source, max_chars)))
+            records_out.write(record_line(normalise(item, opened.unit, source, max_chars)))
             kept += 1
         except Rejected as rejection:
             message = f"row {line_number}: {rejection.message}" if opened.line_is_row_number else rejection.message

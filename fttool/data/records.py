@@ -11,7 +11,11 @@ FORMAT_FIELDS = {
     "prompt_completion": ("prompt", "completion"),
     "chat": ("messages",),
     "text": ("text",),
+    "preference": ("chosen", "rejected"),  # after the prompt's messages
+    "kto": ("completion",),
 }
+# Formats whose records hold chat messages (for preference data, the prompt's turns).
+MESSAGE_FORMATS = ("chat", "preference", "kto")
 # tool_call: a call the model makes (its content the call's JSON text); tool: the result it is given back.
 CHAT_ROLES = ("system", "user", "assistant", "tool_call", "tool")
 # Roles whose turns are the model's own output, and so can be trained on.
@@ -43,26 +47,24 @@ def count_lines(path: Path) -> int:
 
 def text_fields(record: dict) -> Iterator[tuple[str, str]]:
     """(field path, text) for every text in a record; chat messages as messages[i].content."""
-    if record["format"] == "chat":
+    if record["format"] in MESSAGE_FORMATS:
         for index, message in enumerate(record["messages"]):
             yield f"messages[{index}].content", message["content"]
-    else:
-        for name in FORMAT_FIELDS[record["format"]]:
-            if record.get(name):
-                yield name, record[name]
+    for name in FORMAT_FIELDS[record["format"]]:
+        if name != "messages" and record.get(name):
+            yield name, record[name]
 
 
 def map_text_fields(record: dict, transform: Callable[[str, str], str]) -> dict:
     """A copy of `record` with transform(field path, text) applied to each text field."""
     out = dict(record)
-    if record["format"] == "chat":
+    if record["format"] in MESSAGE_FORMATS:
         out["messages"] = [
             {**message, "content": transform(f"messages[{index}].content", message["content"])}
             for index, message in enumerate(record["messages"])]
-    else:
-        for name in FORMAT_FIELDS[record["format"]]:
-            if record.get(name):
-                out[name] = transform(name, record[name])
+    for name in FORMAT_FIELDS[record["format"]]:
+        if name != "messages" and record.get(name):
+            out[name] = transform(name, record[name])
     return out
 
 

@@ -413,6 +413,33 @@ def _training_html(report: dict) -> str:
     return _section("training", "Training", html)
 
 
+def _preference_html(report: dict) -> str:
+    """Preference tuning: the objective and its TRL settings, the train pairs, and the reward curves."""
+    preference = get(report, "training", "preference")
+    if not preference:
+        return ""
+    settings, pairs = preference.get("settings") or {}, preference.get("train_pairs") or {}
+    rows = [("Objective", _e(preference.get("objective"))), ("beta", _e(settings.get("beta"))),
+            ("Loss type", _e(settings.get("loss_type"))), ("Reference model", _e(preference.get("reference_model"))),
+            ("Train pairs", _e(pairs.get("pairs"))), ("Unpaired (KTO) responses", _e(pairs.get("unpaired"))),
+            ("Distinct prompts", _e(pairs.get("prompts")))]
+    for side in ("chosen", "rejected"):
+        lengths = pairs.get(f"{side}_chars") or {}
+        rows.append((f"{side.capitalize()} length (characters)", escape(
+            f"mean {fmt(lengths.get('mean'))}, median {fmt(lengths.get('median'))}, max {fmt(lengths.get('max'))}")))
+    rows += [("Chosen longer than rejected", escape(fmt_percent(pairs.get("chosen_longer_share")))),
+             ("Ties (equal scores)", escape(f"{fmt(pairs.get('ties'))} of {fmt(pairs.get('scored_pairs'))} scored")),
+             ("Identical pairs quarantined",
+              _e((get(report, "data", "ingest", "quarantined_by_reason") or {}).get("identical_pair", 0)))]
+    html = _kv_table(rows)
+    for split, title in (("train", "Reward margin (train)"), ("validation", "Reward margin (validation)")):
+        curve = [{"step": point.get("step"), "loss": point.get("margins")}
+                 for point in get(preference, "reward_curves", split) or []]
+        if curve:
+            html += f"<h3>{title}</h3>" + loss_chart(curve, title)
+    return _section("preference", "Preference tuning", html)
+
+
 def _privacy_html(report: dict) -> str:
     privacy = report.get("privacy") or {}
     if not privacy.get("enabled"):
@@ -731,8 +758,8 @@ def _signoff_html(report: dict, given: list[dict]) -> str:
 def render_html(report: dict, signoffs: list[dict] = ()) -> str:
     """The page for `report`; `signoffs` are signoff.json's entries, each with `approves` (of this report.json)."""
     run = report.get("run") or {}
-    sections = (_header_html, _data_html, _pii_html, _bias_html, _augmentation_html, _training_html, _privacy_html,
-                _evaluation_html, _fairness_html, _memorisation_html, _review_html,
+    sections = (_header_html, _data_html, _pii_html, _bias_html, _augmentation_html, _training_html, _preference_html,
+                _privacy_html, _evaluation_html, _fairness_html, _memorisation_html, _review_html,
                 partial(_policy_html, signoffs=list(signoffs)), _stages_html, _environment_html, _lineage_html,
                 _recipe_html)
     # The policy forbids every load and script, so the file stays self-contained even if a value slips through.

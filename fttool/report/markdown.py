@@ -52,6 +52,20 @@ def _md_training(report: dict) -> str:
             f"{fmt(trainable)} trainable parameters{share}")
 
 
+def _md_preference(report: dict) -> list[str]:
+    """A bullet on preference tuning, when the run tuned on preferences."""
+    preference = get(report, "training", "preference")
+    if not preference:
+        return []
+    pairs = preference.get("train_pairs") or {}
+    identical = (get(report, "data", "ingest", "quarantined_by_reason") or {}).get("identical_pair", 0)
+    return [f"- **Preference tuning:** {fmt(preference.get('objective'))}, beta "
+            f"{fmt(get(preference, 'settings', 'beta'))} · {fmt(pairs.get('pairs'))} train pairs over "
+            f"{fmt(pairs.get('prompts'))} prompts · chosen {fmt(get(pairs, 'chosen_chars', 'mean'))} / rejected "
+            f"{fmt(get(pairs, 'rejected_chars', 'mean'))} characters on average · {fmt(identical)} identical pairs "
+            "quarantined"]
+
+
 def _md_privacy(report: dict) -> str:
     privacy = report.get("privacy") or {}
     if not privacy.get("enabled"):
@@ -183,7 +197,8 @@ def render_markdown(report: dict, signoffs: list[dict] = ()) -> str:
               + f"; augmented {fmt_signed(counts.get('augmented'))}",
               "- **Final splits:** " + " · ".join(f"{name} {fmt(splits.get(name))}" for name in SPLITS)
               + _md_leakage(get(report, "data", "split", "leakage")),
-              "- " + _md_pii(report), "- " + _md_bias(report), "- " + _md_training(report), "- " + _md_privacy(report),
+              "- " + _md_pii(report), "- " + _md_bias(report), "- " + _md_training(report),
+              *_md_preference(report), "- " + _md_privacy(report),
               *_md_evaluation(report), "", "- " + _md_memorisation(report), "- " + _md_review_and_policy(report),
               "- " + _md_signoffs(signoffs), "",
               "| stage | status | seconds | records in → out |", "|---|---|---:|---|"]

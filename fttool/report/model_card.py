@@ -89,7 +89,8 @@ def _model_details(report: dict, base: dict) -> list[str]:
              f"`{_fmt(get(report, 'recipe', 'fingerprint'))}`",
              f"- **Base model:** `{_fmt(base.get('name') or base.get('base'))}`"
              + (f" at revision `{base['revision']}`" if base.get("revision") else ""),
-             f"- **Fine-tuning method:** {_fmt(training.get('method'))}"]
+             f"- **Fine-tuning method:** {_fmt(training.get('method'))}",
+             f"- **Objective:** {_fmt(get(training, 'preference', 'objective') or 'sft')}"]
     if lora:
         targets = lora.get("target_modules")
         lines.append(f"- **LoRA:** r={_fmt(lora.get('r'))}, alpha={_fmt(lora.get('alpha'))}, "

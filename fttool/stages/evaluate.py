@@ -7,13 +7,15 @@ the summary. A metric that did not improve, a forgetting or fairness failure is 
 """
 from __future__ import annotations
 
+from fttool.data.preference import is_preference
 from fttool.data.records import read_jsonl, write_jsonl
 from fttool.evaluation.comparison import comparison_summary, evaluation_set, measure
 from fttool.evaluation.forgetting import general_passages
 from fttool.evaluation.model_pair import base_and_tuned
 from fttool.evaluation.settings import EvaluateParams
 from fttool.pipeline.stage import Stage, StageContext, StageResult
-from fttool.training.modeling import load_tokenizer, quiet_libraries, resolve_base_model
+from fttool.training.modeling import load_tokenizer, resolve_base_model
+from fttool.training.quiet import quiet_libraries
 
 
 class EvaluateStage(Stage):
@@ -31,6 +33,9 @@ class EvaluateStage(Stage):
 
     def run(self, ctx: StageContext) -> StageResult:
         params: EvaluateParams = ctx.params
+        test = list(read_jsonl(ctx.inputs["test"]))
+        if any(is_preference(record) for record in test):
+            return self._run_on_preferences(ctx, params, test)
         passages = general_passages(ctx.resolve(params.forgetting.path)) if params.forgetting else []
         data = evaluation_set(list(read_jsonl(ctx.inputs["validation"])), list(read_jsonl(ctx.inputs["test"])),
                               params, passages)
@@ -46,6 +51,18 @@ class EvaluateStage(Stage):
             for record, base_text, tuned_text in zip(data.prompted, results["base"]["texts"],
                                                       results["tuned"]["texts"])))
         return StageResult(summary=comparison_summary(results, data, params))
+
+    @staticmethod
+    def _run_on_preferences(ctx: StageContext, params: EvaluateParams, test: list[dict]) -> StageResult:
+        """Preference pairs are compared by the likelihood of chosen over rejected (fttool.evaluation.preference)."""
+        from fttool.evaluation.preference import evaluate_preferences
+
+        quiet_libraries()
+        tuned_dir = ctx.inputs["model"]
+        tokenizer = load_tokenizer(str(tuned_dir), params.model)
+        models = base_and_tuned(tuned_dir, resolve_base_model(params.model, ctx.work_dir, ctx.recipe_dir), params.model)
+        return StageResult(summary=evaluate_preferences(models, tokenizer, list(read_jsonl(ctx.inputs["validation"])),
+                                                        test, params, ctx.outputs["predictions"]))
 
 
 STAGE = EvaluateStage

@@ -22,8 +22,9 @@ _PATH_FIELDS = ("train_data", "validation_data", "model_dir", "work_dir", "track
 
 
 def objective_of(params: TrainParams) -> str:
-    """The backend a job needs: supervised fine-tuning, with DP-SGD when privacy is on."""
-    return "dp_sft" if params.private else "sft"
+    """The backend a job needs: the recipe's objective (sft, dpo, kto, orpo), with DP-SGD when privacy is on
+    (validation refuses privacy with a preference objective)."""
+    return "dp_sft" if params.private else params.objective
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fttool.training.model_identity import ModelParams
+from fttool.training.preference_settings import PreferenceSettings
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ class TrackingSettings:
 class TrainParams:
     """Fine-tuning settings.
 
+    objective: "sft" (supervised), or preference tuning: "dpo", "kto" or "orpo".
+    preference: the preference objective's settings; None for sft.
     method: "lora", "qlora" (LoRA on a 4-bit base, CUDA only) or "full".
     lora: the adapter; None with method full (which ignores it).
     epochs: passes over the train split (ignored when max_steps is above 0).
@@ -127,6 +130,8 @@ class TrainParams:
     tracking: MLflow tracking.
     """
 
+    objective: str
+    preference: PreferenceSettings | None
     method: str
     lora: LoraSettings | None
     epochs: float

@@ -10,9 +10,9 @@ import re
 
 from fttool.recipe.errors import RecipeError
 from fttool.recipe.loader import LoadedRecipe
-from fttool.recipe.rules import data, evaluate, memorisation, model, paths, pii, report, train
+from fttool.recipe.rules import data, evaluate, memorisation, model, paths, pii, preference, report, train
 
-RULES = [*data.RULES, *model.RULES, *pii.RULES, *evaluate.RULES, *train.RULES, *memorisation.RULES,
+RULES = [*data.RULES, *model.RULES, *pii.RULES, *evaluate.RULES, *train.RULES, *preference.RULES, *memorisation.RULES,
          *report.RULES, *paths.RULES]
 
 

@@ -22,6 +22,18 @@ def _train_errors(loaded: LoadedRecipe, train: dict) -> list[RecipeError]:
 
 
 
+def _preference_privacy_errors(loaded: LoadedRecipe, train: dict) -> list[RecipeError]:
+    """DP-SGD is implemented for supervised fine-tuning only."""
+    if train["objective"] == "sft" or not train.get("privacy", {}).get("enabled"):
+        return []
+    # The DP backend clips and noises per-record gradients of the SFT loss; a preference loss couples a pair's two
+    # responses (and a reference model), which its privacy unit and accounting do not cover.
+    return [loaded.error(("train", "privacy"), f"differential privacy is not available with objective "
+                         f"{train['objective']}: DP-SGD here clips and noises the gradients of the supervised loss "
+                         "per source record, and a preference loss couples the pair's responses with a reference "
+                         "model, which that accounting does not cover; remove train.privacy or use objective: sft")]
+
+
 def _process_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
     private = "train" in recipe and recipe["train"].get("privacy", {}).get("enabled")
     if private and recipe["compute"]["num_processes"] > 1:
@@ -37,4 +49,6 @@ RULES = [
     Rule(("train",), lambda loaded, recipe: privacy_errors(loaded, recipe["train"]) if "train" in recipe else []),
     Rule(("train",), lambda loaded, recipe: setting_errors(loaded, recipe["train"]) if "train" in recipe else []),
     Rule(("train", "compute"), _process_errors),
+    Rule(("train",), lambda loaded, recipe: _preference_privacy_errors(loaded, recipe["train"])
+         if "train" in recipe else []),
 ]

@@ -4,10 +4,12 @@ Backend modules import torch and the training libraries only inside their functi
 from __future__ import annotations
 
 from fttool.training.backends.dp_sgd import DPSGDBackend
+from fttool.training.backends.preference import DPOBackend, KTOBackend, ORPOBackend
 from fttool.training.backends.sft import SFTBackend
 from fttool.training.job import TrainingBackend
 
-BACKENDS: dict[str, type[TrainingBackend]] = {backend.objective: backend for backend in (SFTBackend, DPSGDBackend)}
+BACKENDS: dict[str, type[TrainingBackend]] = {
+    backend.objective: backend for backend in (SFTBackend, DPSGDBackend, DPOBackend, KTOBackend, ORPOBackend)}
 
 
 def backend_for(objective: str) -> TrainingBackend:

@@ -14,7 +14,7 @@ import dataclasses
 import time
 from typing import ClassVar
 
-from fttool.data.preference import response_record
+from fttool.data.preference import pair_statistics, response_record
 from fttool.data.records import chat_prefix, read_jsonl
 from fttool.training.backends.sft import (
     PreparedData,
@@ -192,7 +192,8 @@ def reward_curves(log_history: list[dict]) -> dict:
 
 
 def preference_summary(job: TrainJob, log_history: list[dict]) -> dict:
-    """The training section's account of the objective: its TRL settings, the reference model and the reward curves."""
+    """The training section's account of the objective: its TRL settings, the reference model, the train split's
+    pair statistics and the reward curves."""
     params, settings = job.params, job.params.preference
     assert settings is not None
     if params.objective not in WITH_REFERENCE:
@@ -202,7 +203,7 @@ def preference_summary(job: TrainJob, log_history: list[dict]) -> dict:
     else:
         reference = "a frozen copy of the base model"
     return {"objective": params.objective, "settings": dataclasses.asdict(settings), "reference_model": reference,
-            "reward_curves": reward_curves(log_history)}
+            "train_pairs": pair_statistics(read_jsonl(job.train_data)), "reward_curves": reward_curves(log_history)}
 
 
 class PreferenceBackend:
