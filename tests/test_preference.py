@@ -174,6 +174,22 @@ def test_pii_is_scrubbed_in_prompt_chosen_and_rejected(run_stage):
     assert "chosen" in fields and "rejected" in fields and "messages.content" in fields
 
 
+# Bias is audited on prompts
+
+
+def test_bias_mentions_are_counted_in_prompts_not_responses(run_stage):
+    from support.data import audit_params
+
+    splits = {"train": [pair("What did my mother say?", "She said yes.", "He said no."),
+                        pair("What is the weather?", "Sunny, says my brother.", "Ask your sister.")],
+              "validation": [], "test": []}
+    params = audit_params(fields=[], mentions={"enabled": True, "categories": ["gender"]})
+    result, _ = run_stage("bias", params, splits)
+    gender = result.summary["mentions"]["gender"]
+    assert (gender["records"], gender["records_with_mention"]) == (2, 1)
+    assert {group: counts["count"] for group, counts in gender["groups"].items() if counts["count"]} == {"female": 1}
+
+
 # Validation
 
 

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from fttool.data.preference import prompt_view
 from fttool.data.records import SPLITS, text_fields
 from fttool.fairness.groups import MISSING_GROUP, group_value, worst_status
 from fttool.fairness.lexicon import LEXICON, groups_mentioned
@@ -189,7 +190,8 @@ def audit(records_by_split: Iterable[tuple[str, Iterable[dict]]], params: BiasPa
             for field in params.fields:
                 values[field].append(group_value(record.get("meta"), field))
             if categories:
-                texts = [text for _, text in text_fields(record)]
+                # A preference pair is audited by its prompt: who is asked about, not how the answers differ.
+                texts = [text for _, text in text_fields(prompt_view(record))]
                 for category in categories:
                     mentioned[category].append(groups_mentioned(texts, category))
     audits = {field: _audit_field(values[field], splits, limits, params.k_anonymity) for field in params.fields}
