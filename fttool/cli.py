@@ -333,6 +333,41 @@ def cache_purge(cache_dir: Path | None) -> None:
     click.echo(f"{purged}: {count} cached stage output(s) deleted" if count else f"{purged}: nothing cached")
 
 
+@cli.command("import")
+@click.argument("tool", type=click.Choice(["axolotl", "llamafactory"]))
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the recipe here (and any template file beside it) instead of printing it.")
+def import_config(tool: str, config: Path, output: Path | None) -> None:
+    """Write a recipe from an axolotl or LLaMA-Factory CONFIG, and list on stderr every setting not carried over.
+
+    Datasets become sources whose local paths you fill in; the recipe validates once they exist.
+    """
+    import yaml
+
+    from fttool.recipe.importers import import_config as translate
+
+    try:
+        imported = translate(tool, config)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    text = yaml.safe_dump(imported.recipe, sort_keys=False, allow_unicode=True)
+    if output is None:
+        click.echo(text, nl=False)
+        for name in imported.files:
+            click.echo(f"fill in: {name}: the recipe names this template file; run with -o to write it", err=True)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+        for name, content in imported.files.items():
+            (output.parent / name).write_text(content, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    for line in imported.not_carried:
+        click.echo(f"not carried over: {line}", err=True)
+    for line in imported.to_fill:
+        click.echo(f"fill in: {line}", err=True)
+
+
 @cli.command()
 def schema() -> None:
     """Print the recipe JSON Schema (schemas/recipe.schema.json)."""
