@@ -463,11 +463,12 @@ def test_regulated_policy_gates_the_evaluation_fields(tmp_path):
                                           "--format", "json"])
         assert result.exit_code in (0, 1), result.stderr
         return {outcome["rule"] for outcome in json.loads(result.stdout)["results"]
-                if outcome["status"] == "failed"} & {"EVAL-102", "EVAL-103", "FAIR-101", "FAIR-102"}
+                if outcome["status"] == "failed"} & {"EVAL-102", "EVAL-103", "FAIR-101", "FAIR-102", "FAIR-103"}
 
     report = evaluated_report()
-    # Forgetting failed; the gap of 0.14 has the interval [0.01, 0.3], which crosses FAIR-101's 0.1: inconclusive.
-    assert failed_rules(report) == {"EVAL-103", "FAIR-101"}
+    # Forgetting failed; the gap of 0.14 has the interval [0.01, 0.3], which crosses 0.1: inconclusive, so the
+    # warning FAIR-103 names it, where the point estimate alone would have failed FAIR-101.
+    assert failed_rules(report) == {"EVAL-103", "FAIR-103"}
     tuned = report["fairness"]["fields"]["region"]["metrics"]["token_f1"]["tuned"]
     tuned["difference_ci"] = [0.12, 0.16]  # wholly above 0.1
     assert failed_rules(report) == {"EVAL-103", "FAIR-101"}
@@ -478,9 +479,9 @@ def test_regulated_policy_gates_the_evaluation_fields(tmp_path):
     tuned["difference_ci"] = [0.02, 0.08]  # wholly within 0.1
     assert failed_rules(report) == {"EVAL-102", "FAIR-102"}
     tuned["difference_ci"] = [0.02, 0.11]  # the point estimate is within, the interval is not
-    assert failed_rules(report) == {"EVAL-102", "FAIR-101", "FAIR-102"}
+    assert failed_rules(report) == {"EVAL-102", "FAIR-102", "FAIR-103"}
     report["fairness"]["gaps"]["region"]["token_f1"] = None  # fewer than two groups large enough: not judged
-    assert failed_rules(report) == {"EVAL-102", "FAIR-101", "FAIR-102"}
+    assert failed_rules(report) == {"EVAL-102", "FAIR-102", "FAIR-103"}
     report["fairness"] = {"evaluated": False, "reason": "no sensitive fields declared"}
     report["evaluation"]["primary_metric"]["improved"] = True
     assert failed_rules(report) == set()
