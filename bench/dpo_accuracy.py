@@ -56,9 +56,12 @@ def measure(seed: int, work: Path) -> dict:
             "steps": report["training"]["steps"]}
 
 
-def section(results: list[dict], command: str) -> str:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
+def head_commit() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def section(results: list[dict], command: str, commit: str) -> str:
     lines = ["## DPO preference accuracy (CPU)", "",
              f"Command: `{command}`, run at commit {commit} on {dt.date.today().isoformat()} ({cpu_model()}, a machine "
              "shared with other work). `recipes/quickstart-dpo.yaml`: fttool's demo model (a tiny, untrained, "
@@ -88,13 +91,14 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    commit = head_commit()  # the code measured, before others' commits can land during the run
     with tempfile.TemporaryDirectory(prefix="dpo-bench-") as tmp:
         results = [measure(seed, Path(tmp)) for seed in args.seeds]
     print(json.dumps(results, indent=2))
     command = "python bench/dpo_accuracy.py" + (f" --seeds {' '.join(map(str, args.seeds))}"
                                                 if args.seeds != [42] else "")
     if not args.no_write:
-        write_section(section(results, command))
+        write_section(section(results, command, commit))
     return 0 if all(r["tuned"]["preference_accuracy"] > r["base"]["preference_accuracy"] for r in results) else 1
 
 
