@@ -70,7 +70,7 @@ def _clean(record: dict, changed_by: Counter[str]) -> dict:
 
 def exact_key(record: dict) -> bytes:
     """Equal for records whose texts differ only in case and whitespace; field names and chat roles count."""
-    roles = [message["role"] for message in record["messages"]] if record["format"] == "chat" else []
+    roles = [message["role"] for message in record.get("messages", ())]  # chats, and the prompts of pairs
     texts = [(path, WHITESPACE_RUN.sub(" ", text.casefold()).strip()) for path, text in text_fields(record)]
     return hashlib.sha256(json.dumps([record["format"], roles, texts]).encode("utf-8")).digest()
 

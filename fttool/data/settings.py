@@ -19,6 +19,12 @@ INPUT_FIELDS: dict[str, dict[str, str]] = {
     "chat": {"messages": "messages", "tools": "tools"},
     "sharegpt": {"messages": "conversations", "system": "system", "tools": "tools"},
     "text": {"text": "text"},
+    # Preference data (fttool.data.preference): pairs, LLaMA-Factory's ShareGPT pairs, and KTO's labelled responses.
+    "preference": {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected", "system": "system"},
+    "sharegpt_preference": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected",
+                            "system": "system", "tools": "tools"},
+    "kto": {"messages": "messages", "prompt": "prompt", "completion": "completion", "label": "label",
+            "system": "system", "tools": "tools"},
 }
 # Input formats whose records become `chat` records.
 CHAT_FORMATS = ("chat", "sharegpt")

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fttool.data.dedup import MAX_EXAMPLE_IDS, NearDuplicateIndex, ScratchDB, exact_key
+from fttool.data.preference import is_preference, prompt_unit, prompt_view
 from fttool.data.records import SPLITS, read_jsonl
 from fttool.data.settings import SplitParams
 from fttool.fairness.groups import MISSING_GROUP, group_value
@@ -176,7 +177,9 @@ def _find_leaks(path: Path, unit_of: Callable[[dict], str], split_of: Mapping[st
                 leaks.examples.append(f"{record_id} ({split}) ~ {other_id} ({other_split})")
 
         for i, record in enumerate(progress(read_jsonl(path))):
-            key, unit = exact_key(record), unit_of(record)
+            # Pairs leak through their prompts: a test prompt seen in training is no test, whatever the responses.
+            compared = prompt_view(record)
+            key, unit = exact_key(compared), unit_of(record)
             split = split_of[unit]
             db.execute("INSERT INTO record VALUES (?, ?, ?, ?)", (i, _blob(record["id"]), _blob(unit), key))
             # Splits in the order this key first reached them.
@@ -192,7 +195,7 @@ def _find_leaks(path: Path, unit_of: Callable[[dict], str], split_of: Mapping[st
             else:
                 db.execute("INSERT INTO by_key VALUES (?, ?, 1, ?)", (key, split, i))
 
-            minhash = index.minhash(record)
+            minhash = index.minhash(compared)
             for j in index.similar(minhash):  # every record is indexed, so an index key is a record's position
                 other_id, other_unit, other_key = earlier(j)
                 if other_key != key:
@@ -235,7 +238,9 @@ class _Splitter:
         db.execute("CREATE TABLE assigned (unit BLOB PRIMARY KEY, split INTEGER NOT NULL) WITHOUT ROWID")
 
     def unit_of(self, record: dict) -> str:
-        return group_value(record["meta"], self.params.group_by) if self.params.group_by else record["id"]
+        if self.params.group_by:
+            return group_value(record["meta"], self.params.group_by)
+        return prompt_unit(record) if is_preference(record) else record["id"]  # every pair of a prompt together
 
     def count_units(self) -> tuple[int, int]:
         """Load every unit with its size (and stratum); (units, records)."""

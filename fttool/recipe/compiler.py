@@ -18,6 +18,7 @@ from fttool.recipe.rules import broken_sections, rule_errors
 from fttool.recipe.rules.evaluate import evaluate_task
 from fttool.recipe.schema import apply_defaults, load_schema, schema_errors
 from fttool.stages import STAGE_ORDER, stage_class
+from fttool.training.preference_settings import preference_params
 from fttool.training.model_identity import resolved_revision
 
 
@@ -94,7 +95,7 @@ def _train_params(recipe: dict) -> dict:
     optional_privacy = {"target_epsilon": None, "noise_multiplier": None, "delta": None}
     return {**train, "lora": train["lora"] if train["method"] != "full" else None,
             "early_stopping": train.get("early_stopping"),
-            "privacy": {**optional_privacy, **privacy} if privacy else None,
+            "privacy": {**optional_privacy, **privacy} if privacy else None, "preference": preference_params(train),
             "model": _model_params(recipe), "compute": recipe["compute"],
             "tracking": {**tracking, "experiment": tracking["experiment"] or recipe["name"]}}
 
