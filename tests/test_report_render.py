@@ -470,3 +470,13 @@ def test_the_model_card_explains_kept_per_source_against_kept_overall():
     assert ("- Of the 1,236 records that passed ingest, 1,200 are kept overall: 36 duplicates and 0 records dropped "
             "by the PII policy are removed after ingest, across all sources.") in card
     assert "**Parameters:** 65,536 trainable of 4,194,304" in card
+
+
+def test_non_finite_numbers_are_named_before_a_report_is_written():
+    from fttool.report.build import non_finite_paths
+
+    report = full_report()
+    report["evaluation"]["tuned"]["perplexity"] = float("inf")
+    report["training"]["loss_history"][2]["loss"] = float("nan")
+    assert non_finite_paths(report) == ["$.training.loss_history[2].loss", "$.evaluation.tuned.perplexity"]
+    assert non_finite_paths(full_report()) == []

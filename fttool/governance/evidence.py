@@ -64,24 +64,14 @@ class Mismatch:
 
 # -- reading ------------------------------------------------------------------------------------------
 def read_report(run_dir: Path) -> dict:
-    """report.json, or EvidenceError saying why it cannot be read."""
-    path = RunLayout(Path(run_dir)).report
+    """report.json through fttool.report's one reader, or EvidenceError saying why it cannot be read."""
+    from fttool.report.reader import ReportInvalid
+    from fttool.report.reader import read_report as read_valid_report
+
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EvidenceError(f"{path}: missing; is this an fttool run directory?") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EvidenceError(f"{path}: not valid JSON ({exc}); restore the report fttool wrote") from None
-    from jsonschema import Draft202012Validator
-
-    from fttool.recipe.schema import load_schema
-
-    error = next(iter(Draft202012Validator(load_schema("report")).iter_errors(report)), None)
-    if error is not None:
-        where = ".".join(map(str, error.absolute_path)) or "$"
-        raise EvidenceError(f"{path}: not a valid fttool report (at {where}: {error.message}); "
-                            "restore the report fttool wrote")
-    return report
+        return read_valid_report(RunLayout(Path(run_dir)).report)
+    except ReportInvalid as exc:
+        raise EvidenceError(f"{exc}\nrestore the report fttool wrote") from None
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,11 @@ import json
 import os
 from pathlib import Path
 
-import yaml
-
 from fttool.policy.registry import Target
 from fttool.recipe.compiler import validated_recipe
 from fttool.recipe.errors import RecipeError, RecipeInvalid
-from fttool.recipe.loader import LoadedDocument, index_positions, load_recipe_file
-from fttool.recipe.schema import load_schema, schema_errors
+from fttool.recipe.loader import load_recipe_file
+from fttool.report.reader import report_document
 
 REPORT_FILE = "report.json"
 
@@ -32,16 +30,10 @@ def load_recipe_target(path: Path) -> Target:
     return Target("recipe", document, recipe, tuple(_path_forms(path) + [recipe["name"]]))
 
 
-def load_report_target(path: Path, text: str, report: dict) -> Target:
-    document = LoadedDocument(path=path, data=report)
-    try:
-        # JSON is YAML as far as node positions go; report.json written by fttool has no duplicate keys.
-        index_positions(document, yaml.compose(text, Loader=yaml.SafeLoader))
-    except yaml.YAMLError:
-        pass  # without positions, findings point at line 1
-    errors = schema_errors(document, load_schema("report"))
-    if errors:
-        raise RecipeInvalid(errors)
+def load_report_target(path: Path, text: str) -> Target:
+    """A report as `fttool check` sees it, read by fttool.report's one reader (positions kept for findings)."""
+    document = report_document(path, text)
+    report = document.data
     recipe_path = path.parent / report["recipe"]["path"]
     names = _path_forms(path) + [report["run"]["name"]] + _path_forms(Path(os.path.normpath(recipe_path)))
     return Target("report", document, report, tuple(names))
@@ -75,4 +67,4 @@ def load_target(path: str | Path) -> Target:
         raise RecipeInvalid([RecipeError(str(path), 1, 1, f"not valid JSON: {exc}")]) from None
     is_report = isinstance(data, dict) and "schema_version" in data and "lineage" in data
     # A recipe may be written in JSON, which is YAML too.
-    return load_report_target(path, text, data) if is_report else load_recipe_target(path)
+    return load_report_target(path, text) if is_report else load_recipe_target(path)

@@ -26,7 +26,8 @@ def write_report(plan, state, records, lineage, run_dir: Path) -> dict:
 def write_report_files(report: dict, run_dir: Path) -> None:
     """Validate `report`, write report.json, its renderings and MODEL_CARD.md, then their digests."""
     validate_report(report, run_dir / REPORT_FILE)
-    (run_dir / REPORT_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    text = json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False)  # strict JSON: no NaN, no Infinity
+    (run_dir / REPORT_FILE).write_text(text + "\n", encoding="utf-8")
     write_renderings(report, run_dir, report["recipe"]["resolved"]["report"]["formats"])
     write_model_card(report, run_dir)
     write_digests(run_dir)

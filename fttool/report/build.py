@@ -1,6 +1,7 @@
 """Assemble report.json from the plan, the runner's stage records and lineage."""
 from __future__ import annotations
 
+import math
 import os
 import platform
 import subprocess
@@ -182,8 +183,23 @@ def build_report(plan: Plan, state: dict, records, lineage: dict, run_dir: Path)
     report["review"] = None  # filled in by `fttool review import`
     # Sign-offs are given on a written report; a report rewritten later lists those it supersedes.
     report["signoff"] = None
+    non_finite = non_finite_paths(report)
+    if non_finite:
+        raise RunError("the report would hold numbers JSON does not allow (NaN or infinity) at "
+                       f"{', '.join(non_finite)}; the stage that wrote them must report a finite number or null")
     report["policy"] = policy_outcome(report, run_dir, plan.recipe_path.parent)
     return report
+
+
+def non_finite_paths(value, path: str = "$") -> list[str]:
+    """Where `value` holds NaN or an infinity, as dotted paths; report.json is strict JSON."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [path]
+    if isinstance(value, dict):
+        return [found for key, item in value.items() for found in non_finite_paths(item, f"{path}.{key}")]
+    if isinstance(value, list):
+        return [found for index, item in enumerate(value) for found in non_finite_paths(item, f"{path}[{index}]")]
+    return []
 
 
 # The policy fttool ships, found beside the package in a source checkout.
@@ -213,7 +229,7 @@ def policy_outcome(report: dict, run_dir: Path, recipe_dir: Path) -> dict:
     policy = load_policy(path)
     # The report is checked as it will be written; rules never read the policy section itself.
     draft = {**report, "policy": {"evaluated": False, "how": ""}}
-    target = load_report_target(run_dir / "report.json", json.dumps(draft, indent=2, ensure_ascii=False), draft)
+    target = load_report_target(run_dir / "report.json", json.dumps(draft, indent=2, ensure_ascii=False))
     check_run = evaluate(policy, [target])
     return {
         "evaluated": True, "policy": policy.name, "path": os.path.relpath(path, run_dir), "sha256": sha256_file(path),
