@@ -156,6 +156,7 @@ def test_fttool_report_renders_an_unchanged_report_again(run_dir):
 
 @pytest.mark.parametrize("name, content", [
     ("signoff.json", "{not json"), ("signoff.json", '{"by": "x"}'), ("report.sha256", "garbage line\n"),
+    ("signoff.json", '[{"by": "x", "role": "y", "at": "z", "report_sha256": "0", "waivers": [3]}]'),
     ("report.json", "[1, 2"), ("report.json", '{"lineage": 3}'),
 ])
 def test_garbage_evidence_is_a_clean_error_with_exit_2(run_dir, name, content):

@@ -113,10 +113,22 @@ def read_signoffs(run_dir: Path) -> list[dict]:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EvidenceError(f"{path}: not valid JSON ({exc}); restore the file fttool wrote") from None
     fields = ("by", "role", "at", "report_sha256")
-    if not isinstance(entries, list) or not all(
-            isinstance(e, dict) and all(isinstance(e.get(k), str) for k in fields) for e in entries):
-        raise EvidenceError(f"{path}: not a list of sign-offs with {', '.join(fields)}; restore the file fttool wrote")
+    if not isinstance(entries, list) or not all(map(_is_signoff, entries)):
+        raise EvidenceError(f"{path}: not a list of sign-offs with {', '.join(fields)} (and optionally run_digest, "
+                            "waivers, signature, key); restore the file fttool wrote")
     return entries
+
+
+def _is_signoff(entry) -> bool:
+    """The shape fttool writes: text fields, and waivers as a list of {rule, reason}."""
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("by", "role", "at",
+                                                                                      "report_sha256")):
+        return False
+    if not all(isinstance(entry[k], str) for k in ("run_digest", "signature", "key") if k in entry):
+        return False
+    waivers = entry.get("waivers", [])
+    return isinstance(waivers, list) and all(
+        isinstance(w, dict) and isinstance(w.get("rule"), str) and isinstance(w.get("reason"), str) for w in waivers)
 
 
 # -- digests ------------------------------------------------------------------------------------------
