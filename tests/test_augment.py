@@ -471,22 +471,37 @@ def test_method_registry_matches_the_recipe_schema():
 
 # -- WordNet ----------------------------------------------------------------------------------------
 def test_missing_debian_wordnet_names_the_packages(tmp_path, monkeypatch):
-    from fttool.augment import wordnet as augment_wordnet
+    from fttool.augment import wordnet_files
+    from fttool.augment.settings import AugmentParams
+    from fttool.pipeline.params import build
+    from fttool.stages.augment import AugmentStage
 
     monkeypatch.setenv("FTTOOL_CACHE", str(tmp_path))
-    monkeypatch.setattr(augment_wordnet, "DEBIAN_WORDNET", tmp_path / "no-wordnet")
+    monkeypatch.setattr(wordnet_files, "DEBIAN_WORDNET", tmp_path / "no-wordnet")
     with pytest.raises(RuntimeError, match="apt-get install wordnet-base wordnet-sense-index"):
-        augment_wordnet.nltk_data_dir()
+        wordnet_files.nltk_data_dir()
+    params = build(AugmentParams, {"methods": [entry()], "pii": pii_params()}, "augment")
+    [problem] = AugmentStage.unmet_requirements(params)
+    assert "synonym augmentation needs WordNet 3.0" in problem and "apt-get install wordnet-base" in problem
 
 
-def test_built_wordnet_matches_nltk_expectations():
-    from nltk.corpus import wordnet
+def test_built_wordnet_matches_nltk_expectations(tmp_path, monkeypatch):
+    from fttool.augment import wordnet_files
 
-    from fttool.augment import wordnet as augment_wordnet
-
-    root = augment_wordnet.nltk_data_dir()
+    monkeypatch.setenv("FTTOOL_CACHE", str(tmp_path))
+    root = wordnet_files.nltk_data_dir()
     lines = (root / "corpora" / "wordnet" / "lexnames").read_text().splitlines()
     assert len(lines) == 45 and lines[0] == "00\tadj.all\t3" and lines[44] == "44\tadj.ppl\t3"
-    augment_wordnet.ProtectedSynonymAug(0.3)  # loads the corpus from that directory
-    assert wordnet.get_version() == "3.0"
-    assert wordnet.synset("dog.n.01").lexname() == "noun.animal"
+    fresh = wordnet_files.wordnet_reader()  # parses the index and keeps it
+    [index_file] = tmp_path.glob("wordnet-index-*.pickle")
+    cached = wordnet_files.wordnet_reader()  # reads the kept index
+    for reader in (fresh, cached):
+        assert reader.get_version() == "3.0"
+        assert reader.synset("dog.n.01").lexname() == "noun.animal"
+    assert cached._lemma_pos_offset_map == fresh._lemma_pos_offset_map
+    assert [s.name() for s in cached.synsets("quick")] == [s.name() for s in fresh.synsets("quick")]
+    # The kept index is named by the corpus it came from: a changed corpus is parsed again, never served stale.
+    exceptions = root / "corpora" / "wordnet" / "noun.exc"
+    exceptions.write_text(exceptions.read_text() + "geese goose\n")
+    wordnet_files.wordnet_reader()
+    assert len(list(tmp_path.glob("wordnet-index-*.pickle"))) == 2 and index_file.exists()

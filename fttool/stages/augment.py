@@ -222,7 +222,17 @@ class AugmentStage(Stage):
         paths = [str(model_dir())]
         for entry in params.methods:
             paths += [getattr(entry, key) for key in METHODS[entry.method].model_keys]
+            paths += METHODS[entry.method].data_paths
         return list(dict.fromkeys(paths))
+
+    @classmethod
+    def unmet_requirements(cls, params: AugmentParams) -> list[str]:
+        from fttool.augment.wordnet_files import DEBIAN_WORDNET, INSTALL_HINT, missing_files
+
+        if any(entry.method == "synonym" for entry in params.methods) and missing_files():
+            return [f"synonym augmentation needs WordNet 3.0 in {DEBIAN_WORDNET} (missing: "
+                    f"{', '.join(missing_files())}); {INSTALL_HINT}"]
+        return []
 
     def run(self, ctx: StageContext) -> StageResult:
         seen: set[bytes] = set()  # keys of every original record and every kept new record
