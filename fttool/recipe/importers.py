@@ -213,7 +213,7 @@ def _source(name: str, data_format: str, out: Imported, fields: dict | None = No
     path = f"data/{stem}.jsonl"
     out.to_fill.append(f"{path}: a local copy of dataset '{name}' as {data_format} records (fttool downloads "
                        "nothing; or use a hub source with a pinned revision)")
-    source = {"path": path, "format": data_format, "tag": stem}
+    source: dict[str, Any] = {"path": path, "format": data_format, "tag": stem}
     if fields:
         source["fields"] = fields
     return source
@@ -380,7 +380,7 @@ def _finish(out: Imported, name: str) -> Imported:
     if "model" not in out.recipe:
         out.set(("model", "base"), "./models/base")
         out.to_fill.append("model.base: the config names no base model; give a local directory or a hub id")
-    recipe = {"name": re.sub(r"[^A-Za-z0-9._-]+", "-", name)[:64].strip("-._") or "imported"}
+    recipe: dict[str, Any] = {"name": re.sub(r"[^A-Za-z0-9._-]+", "-", name)[:64].strip("-._") or "imported"}
     for section in ("data", "model", "train", "tracking"):
         if section in out.recipe:
             recipe[section] = out.recipe[section]
