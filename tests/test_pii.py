@@ -383,7 +383,11 @@ def test_drop_through_the_runner_keeps_records_conserved(tmp_path):
                                         "kept": 12, "augmented": 0}
     assert sum(report["data"]["splits"].values()) == 12
     assert next(s for s in report["stages"] if s["name"] == "pii")["removed"] == {"pii_detected": 3}
-    before = {r["id"] for split in SPLITS for r in read_jsonl(run_dir / "work" / "split" / f"{split}.jsonl")}
+    # The splits before scrubbing are deleted from the run directory when it succeeds; the stage cache keeps them.
+    before = {r["id"] for split in SPLITS
+              for path in (tmp_path / "runs" / ".fttool-cache" / "split").glob(f"*/work/split/{split}.jsonl")
+              for r in read_jsonl(path)}
+    assert before and not (run_dir / "work").exists()
     after = {r["id"] for split in SPLITS for r in read_jsonl(run_dir / "data" / f"{split}.jsonl")}
     assert sorted(before - after) == sorted(report["pii"]["dropped_example_ids"])
     assert "maria.gonzalez" not in json.dumps(report)
