@@ -114,11 +114,13 @@ def test_dedup_drops_duplicate_pairs_but_keeps_other_pairs_of_a_prompt(run_stage
     recipe = write_recipe(tmp_path / "project", PAIRS_RECIPE.replace(
         "format: preference}]}", "format: preference}], dedup: {exact: true, near: true, near_threshold: 0.8}}"))
     params = next(stage.params for stage in compile_recipe(recipe).stages if stage.name == "dedup")
-    first = pair("How do I close my savings account?", "Open Settings and choose Close.", "No.")
-    same_pair = pair("how do I  close my SAVINGS account?", "Open Settings and choose Close.", "No.")
-    near_pair = pair("How do I close my savings account?", "Open Settings and choose Close .", "No.")
-    other_rejected = pair("How do I close my savings account?", "Open Settings and choose Close.",
-                          "Call us some other time, we are busy today.")
+    answer = ("Open the app, go to Settings, choose the savings account and select Close; any remaining balance is "
+              "moved to the account you choose and we send a confirmation within two working days of the request")
+    first = pair("How do I close my savings account?", answer, "No.")
+    same_pair = pair("how do I  close my SAVINGS account?", answer.upper(), "No.")
+    near_pair = pair("How do I close my savings account?", answer + " today", "No.")
+    other_rejected = pair("How do I close my savings account?", answer,
+                          "Call us some other time, we are busy today and cannot look into savings accounts.")
     result, outputs = run_stage("dedup", params,
                                 {"records": [first, same_pair, near_pair, other_rejected]})
     kept = list(read_jsonl(outputs["records"]))
@@ -257,7 +259,7 @@ PIPELINE_RECIPE = """\
       learning_rate: 0.01
       batch_size: 8
       max_seq_length: 64
-      tracking: {{enabled: false}}
+    tracking: {{enabled: false}}
     evaluate: {{primary_metric: {primary}, groups: {{min_group_size: 2, metrics: [preference_accuracy]}}}}
     """
 
@@ -315,3 +317,22 @@ def test_write_jsonl_round_trip_keeps_pairs(tmp_path):
     record = pair("Q?", "A.", "B.")
     write_jsonl(tmp_path / "p.jsonl", [record])
     assert next(read_jsonl(tmp_path / "p.jsonl")) == record
+
+
+@pytest.mark.slow
+def test_a_crashed_dpo_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    from fttool.pipeline.errors import RunError
+    from fttool.pipeline.runner import run_plan
+
+    body = PIPELINE_RECIPE.format(name="dpo", fmt="preference", objective="dpo", primary="preference_accuracy")
+    recipe = write_recipe(tmp_path, body.replace("max_seq_length: 64\n", "max_seq_length: 64\n      save_steps: 3\n"),
+                          support_pairs(40))
+    run_dir = tmp_path / "run"
+    monkeypatch.setenv("FTTOOL_FAULT", "train_step:3")
+    with pytest.raises(RunError, match="InjectedFault: .*after step 3"):
+        run_plan(compile_recipe(recipe), run_dir)
+    monkeypatch.delenv("FTTOOL_FAULT")
+    run_plan(compile_recipe(recipe), run_dir, resume=True)
+    training = report_of(run_dir)["training"]
+    assert training["resumed_from_step"] == 3 and training["steps"] == 6
+    assert training["preference"]["objective"] == "dpo"

@@ -201,3 +201,15 @@ def pair_statistics(records: Iterable[dict]) -> dict:
             "rejected_chars": _length_summary(rejected),
             "chosen_longer_share": round(longer_chosen / pairs, 4) if pairs else None,
             "scored_pairs": scored, "ties": ties if scored else None}
+
+
+def alternative_shape_seen(source: SourceSettings, canonical: str, seen: set[str]) -> bool:
+    """Whether records of a preference source that lack `canonical` take another shape the format reads: axolotl's
+    `question` for the prompt; for KTO, prompt and completion instead of messages, or messages instead of them."""
+    if source.format == "preference" and canonical == "prompt":
+        return AXOLOTL_PROMPT_KEY in seen
+    if source.format == "kto" and canonical == "messages":
+        return source.fields["prompt"] in seen
+    if source.format == "kto" and canonical in ("prompt", "completion"):
+        return source.fields["messages"] in seen
+    return False

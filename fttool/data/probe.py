@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fttool.data.containers import BLANK, CONTAINERS, Rejected, read_container
 from fttool.data.normalise import SHAREGPT_KEY
+from fttool.data.preference import alternative_shape_seen
 from fttool.data.settings import SourceSettings
 
 PROBED_RECORDS = 100
@@ -41,7 +42,8 @@ def unmatched_fields(source: SourceSettings, path: Path, explicit: set[str]) -> 
     for canonical, key in source.fields.items():
         if canonical in OPTIONAL_FIELDS and canonical not in explicit:
             continue
-        found = key in seen or (canonical == "messages" and key == "messages" and SHAREGPT_KEY in seen)
+        found = (key in seen or (canonical == "messages" and key == "messages" and SHAREGPT_KEY in seen)
+                 or alternative_shape_seen(source, canonical, seen))
         if not found:
             unmatched.append(UnmatchedField(canonical, key, tuple(sorted(seen)), len(objects)))
     return unmatched
