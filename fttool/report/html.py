@@ -634,9 +634,10 @@ def _lineage_html(report: dict) -> str:
     artifacts = get(report, "lineage", "artifacts") or []
     tracking = _tracking_dir(report)
     internals = [a for a in artifacts if tracking and str(a.get("path")).startswith(tracking)]
+    grouped = {id(a) for a in internals}
     body = ""
     for artifact in artifacts:
-        if artifact in internals:
+        if id(artifact) in grouped:
             if artifact is internals[0]:  # the group stands where its first file would
                 parents = sorted({p for a in internals for p in a.get("parents") or []})
                 body += (f'<tr class="group"><td colspan="5"><details><summary><span class="mono">{escape(tracking)}'

@@ -24,15 +24,9 @@ def declared_sections() -> dict[str, str]:
     return {name: stage_class(name).report_section for name in STAGE_ORDER}
 
 
-def stages_of(section: str) -> list[str]:
-    """The stages that declare `section`, or a section under it ('data' holds 'data.ingest')."""
-    return [stage for stage, declared in declared_sections().items()
-            if declared == section or declared.startswith(section + ".")]
-
-
 def skip_reason(report: dict, section: str):
     """Why `section` (a dotted path, e.g. 'data.dedup') holds nothing: the skip reason of a stage declaring it."""
-    stages = stages_of(section)
+    stages = [stage for stage, declared in declared_sections().items() if declared == section]
     for skipped in report.get("skipped_stages") or []:
         if skipped.get("name") in stages:
             return skipped.get("reason") or MISSING

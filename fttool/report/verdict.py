@@ -48,9 +48,10 @@ def _policy(report: dict) -> list[Reason]:
     reasons = []
     for rule in policy.get("rules") or []:
         if rule.get("status") == "failed":
-            reasons.append(Reason(FAIL if rule.get("severity") == "error" else WARN, "policy",
-                                  f"policy {fmt(policy.get('policy'))}: {fmt(rule.get('id'))} failed "
-                                  f"({fmt(rule.get('description'))})"))
+            error = rule.get("severity") == "error"
+            reasons.append(Reason(FAIL if error else WARN, "policy",
+                                  f"policy {fmt(policy.get('policy'))}: {fmt(rule.get('id'))} "
+                                  f"{'failed' if error else 'warns'} ({fmt(rule.get('description'))})"))
         elif rule.get("status") == "waived":
             reasons.append(Reason(WARN, "policy", f"policy {fmt(policy.get('policy'))}: {fmt(rule.get('id'))} "
                                                   f"waived by {fmt(get(rule, 'waiver', 'approver'))}"))
