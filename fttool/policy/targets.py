@@ -10,13 +10,14 @@ import json
 import os
 from pathlib import Path
 
+from fttool.pipeline.layout import REPORT_JSON
 from fttool.policy.registry import Target
 from fttool.recipe.compiler import validated_recipe
 from fttool.recipe.errors import RecipeError, RecipeInvalid
 from fttool.recipe.loader import load_recipe_file
 from fttool.report.reader import report_document
 
-REPORT_FILE = "report.json"
+REPORT_FILE = REPORT_JSON
 
 
 def _path_forms(path: Path) -> list[str]:

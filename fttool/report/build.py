@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fttool import __version__
 from fttool.pipeline.errors import RunError
+from fttool.pipeline.layout import RunLayout
 from fttool.pipeline.plan import Plan, thaw
 from fttool.report.sections import SPLITS, declared_sections
 
@@ -156,7 +157,7 @@ def _place(report: dict, section: str, value) -> None:
 def _final_splits(run_dir: Path) -> dict[str, int]:
     splits = {}
     for name in SPLITS:
-        path = run_dir / "data" / f"{name}.jsonl"
+        path = RunLayout(run_dir).split(name)
         splits[name] = sum(1 for line in open(path, encoding="utf-8") if line.strip()) if path.exists() else 0
     return splits
 

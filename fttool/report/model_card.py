@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fttool.pipeline.layout import MODEL_CARD
 from fttool.report.format import fmt, get, md_cell
 from fttool.training.model_ref import DEMO_MODEL_PREFIX, is_local_model
 
-MODEL_CARD_FILE = "MODEL_CARD.md"
+MODEL_CARD_FILE = MODEL_CARD
 NOT_RECORDED = "not recorded in the report"
 
 # (Annex IV point, what it asks for, report sections that answer it). Point numbers follow Annex IV of

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import yaml
 
+from fttool.pipeline.layout import REPORT_JSON
 from fttool.recipe.errors import RecipeError, RecipeInvalid
 from fttool.recipe.loader import LoadedDocument, index_positions
 from fttool.recipe.schema import load_schema, schema_errors
 
-REPORT_FILE = "report.json"
+REPORT_FILE = REPORT_JSON
 
 
 class ReportInvalid(RecipeInvalid, ValueError):

@@ -5,11 +5,12 @@ from pathlib import Path
 
 from fttool.governance.evidence import read_signoffs
 from fttool.pipeline.digest import sha256_file
+from fttool.pipeline.layout import REPORT_HTML, REPORT_MD
 from fttool.report.html import render_html
 from fttool.report.markdown import render_markdown
 from fttool.report.reader import REPORT_FILE
 
-RENDERINGS = {"html": ("report.html", render_html), "md": ("report.md", render_markdown)}
+RENDERINGS = {"html": (REPORT_HTML, render_html), "md": (REPORT_MD, render_markdown)}
 
 
 def given_signoffs(run_dir: Path) -> list[dict]:
