@@ -235,6 +235,14 @@ def test_augment_and_a_wrong_loss_type_are_refused(tmp_path):
     assert "loss_type kto is not one of TRL's loss types for dpo" in text
 
 
+def test_generation_settings_and_sft_metrics_are_refused_for_preference_evaluation(tmp_path):
+    text = errors_of(write_recipe(tmp_path, PAIRS_RECIPE + "train: {objective: dpo}\nevaluate: {primary_metric: "
+                                  "rougeL, max_new_tokens: 32, groups: {metrics: [token_f1]}}\n"))
+    assert "rougeL is not measured on preference pairs" in text
+    assert "evaluate.max_new_tokens does not apply to preference tuning" in text
+    assert "token_f1 is not measured per preference pair" in text
+
+
 def test_compiler_resolves_the_objective_default_loss_type(tmp_path):
     plan = compile_recipe(write_recipe(tmp_path, PAIRS_RECIPE + "train: {objective: kto}\n"))
     train = next(stage.params for stage in plan.stages if stage.name == "train")

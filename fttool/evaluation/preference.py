@@ -22,11 +22,8 @@ from fttool.evaluation.losses import mean_token_loss, response_token_losses
 from fttool.evaluation.model_pair import MODELS
 from fttool.evaluation.rounding import rounded
 from fttool.evaluation.settings import EvaluateParams
+from fttool.training.preference_settings import PER_PAIR_METRICS, PREFERENCE_METRICS
 
-# Per-pair metrics that groups are compared on, and every metric's direction.
-GROUP_METRICS = ("preference_accuracy", "reward_margin", "log_likelihood_margin")
-DIRECTIONS = {"preference_accuracy": "higher", "reward_margin": "higher", "log_likelihood_margin": "higher",
-              "test_loss": "lower", "validation_loss": "lower"}
 DEFINITIONS = {
     "preference_accuracy": "share of test pairs whose chosen response the implicit reward beta (log p_model - "
                            "log p_base) ranks above the rejected one, ties counting half (the base: 0.5); KTO "
@@ -105,10 +102,10 @@ def add_reward_metrics(results: dict[str, dict], test: list[dict]) -> None:
 
 
 def preference_primary_metric(name: str, base: dict, tuned: dict) -> dict:
-    if name not in DIRECTIONS:
+    if name not in PREFERENCE_METRICS:
         raise ValueError(f"evaluate: primary_metric {name} is not measured on preference data; use one of "
-                         f"{', '.join(DIRECTIONS)}")
-    better = DIRECTIONS[name]
+                         f"{', '.join(PREFERENCE_METRICS)}")
+    better = PREFERENCE_METRICS[name]
     change = None if base[name] is None or tuned[name] is None else rounded(tuned[name] - base[name])
     improved = change is not None and (change < 0 if better == "lower" else change > 0)
     return {"name": name, "direction": f"{better} is better", "base": base[name], "tuned": tuned[name],
@@ -119,7 +116,7 @@ def preference_summary(results: dict[str, dict], test: list[dict], params: Evalu
     """The report's evaluation section (with `fairness`) for preference data."""
     base, tuned = results["base"]["metrics"], results["tuned"]["metrics"]
     # Margins exist for pairs only, so a test split with KTO records compares groups by accuracy alone.
-    comparable = GROUP_METRICS if all(record["format"] == "preference" for record in test) else GROUP_METRICS[:1]
+    comparable = PER_PAIR_METRICS if all(record["format"] == "preference" for record in test) else PER_PAIR_METRICS[:1]
     groups = dataclasses.replace(params.groups, metrics=tuple(
         metric for metric in params.groups.metrics if metric in comparable) or comparable[:1])
     return {
@@ -132,7 +129,7 @@ def preference_summary(results: dict[str, dict], test: list[dict], params: Evalu
         "tuned": tuned,
         "delta": {name: None if base[name] is None or tuned[name] is None else rounded(tuned[name] - base[name])
                   for name in base},
-        "directions": {name: DIRECTIONS[name] for name in base},
+        "directions": {name: PREFERENCE_METRICS[name] for name in base},
         "primary_metric": preference_primary_metric(params.primary_metric, base, tuned),
         "definitions": DEFINITIONS,
         "fairness": group_results(test, {model: results[model]["scores"] for model in MODELS}, groups),

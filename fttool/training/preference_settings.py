@@ -15,6 +15,10 @@ LOSS_TYPES = {
     "kto": ("kto", "apo_zero_unpaired"),
     "orpo": (),
 }
+# What evaluate measures on preference data, by direction; the per-pair ones can be compared between groups.
+PREFERENCE_METRICS = {"preference_accuracy": "higher", "reward_margin": "higher", "log_likelihood_margin": "higher",
+                      "test_loss": "lower", "validation_loss": "lower"}
+PER_PAIR_METRICS = ("preference_accuracy", "reward_margin", "log_likelihood_margin")
 # Objectives that compare the policy with a reference model (ORPO needs none).
 WITH_REFERENCE = ("dpo", "kto")
 

@@ -6,7 +6,12 @@ from fttool.data.preference import PREFERENCE_INPUTS
 from fttool.recipe.errors import RecipeError
 from fttool.recipe.loader import LoadedRecipe
 from fttool.recipe.rules.rule import Rule
-from fttool.training.preference_settings import LOSS_TYPES, PREFERENCE_OBJECTIVES
+from fttool.training.preference_settings import (
+    LOSS_TYPES,
+    PER_PAIR_METRICS,
+    PREFERENCE_METRICS,
+    PREFERENCE_OBJECTIVES,
+)
 
 
 def _objective(recipe: dict) -> str:
@@ -81,8 +86,29 @@ def _stage_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
     return errors
 
 
+def _evaluate_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
+    """Preference data is scored by likelihoods, not generations: settings that would go unused are refused."""
+    if _objective(recipe) not in PREFERENCE_OBJECTIVES or "evaluate" not in recipe:
+        return []
+    evaluate, written, errors = recipe["evaluate"], loaded.data.get("evaluate", {}), []
+    if evaluate["primary_metric"] not in PREFERENCE_METRICS:
+        errors.append(loaded.error(("evaluate", "primary_metric"), f"{evaluate['primary_metric']} is not measured on "
+                                   f"preference pairs; use one of {', '.join(PREFERENCE_METRICS)}"))
+    unused = [key for key in ("task", "labels", "forgetting", "decoding", "max_new_tokens") if key in written]
+    if unused:
+        errors.append(loaded.error(("evaluate", unused[0]), f"evaluate.{unused[0]} does not apply to preference "
+                                   "tuning, which is evaluated by the likelihood of chosen over rejected responses "
+                                   "rather than by generations; remove it", at_key=True))
+    wrong = [metric for metric in evaluate["groups"].get("metrics") or [] if metric not in PER_PAIR_METRICS]
+    if wrong:
+        errors.append(loaded.error(("evaluate", "groups", "metrics"), f"{wrong[0]} is not measured per preference "
+                                   f"pair; use {', '.join(PER_PAIR_METRICS)}"))
+    return errors
+
+
 RULES = [
     Rule(("data", "train"), _format_errors),
     Rule(("train",), _settings_errors),
     Rule(("train", "augment", "memorisation"), _stage_errors),
+    Rule(("train", "evaluate"), _evaluate_errors),
 ]
