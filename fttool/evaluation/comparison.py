@@ -65,17 +65,16 @@ class EvaluationSet:
 def reference_labels(labels: tuple[str, ...] | None, references: list[str]) -> tuple[list[str], list[str]]:
     """The label set (the given labels, else the references' own) and the label of each reference; a reference
     that names no label is an error."""
-    if not labels:
-        # The references' own labels, one spelling per normalised form, in a stable order.
-        labels = sorted({normalise(reference): reference for reference in reversed(references)}.values(),
-                        key=normalise)
-    by_form = {normalise(label): label for label in labels}
-    expected = [by_form.get(normalise(reference)) for reference in references]
-    unknown = sum(label is None for label in expected)
+    # Without declared labels, the references' own: one spelling per normalised form, in a stable order.
+    label_set = list(labels) if labels else sorted(
+        {normalise(reference): reference for reference in reversed(references)}.values(), key=normalise)
+    by_form = {normalise(label): label for label in label_set}
+    expected = [by_form[form] for form in map(normalise, references) if form in by_form]
+    unknown = len(references) - len(expected)
     if unknown:
         raise ValueError(f"{unknown} of {len(references)} test references are not one of evaluate.labels "
-                         f"({', '.join(labels)}); a classification task needs every reference to be a label")
-    return list(labels), expected
+                         f"({', '.join(label_set)}); a classification task needs every reference to be a label")
+    return label_set, expected
 
 
 def evaluation_set(validation: list[dict], test: list[dict], params: EvaluateParams,
@@ -107,7 +106,7 @@ def measure(model, tokenizer, data: EvaluationSet, params: EvaluateParams) -> di
         **{name: rounded(value) for name, value in generation_metrics(texts, data.references).items()},
     }
     scores = example_scores(texts, data.references) if texts else {}
-    if data.labels is not None:
+    if data.labels is not None and data.expected is not None:
         predicted = [match_label(text, data.labels) for text in texts]
         metrics.update({name: rounded(value) for name, value in
                         classification_metrics(predicted, data.expected, data.labels).items()})

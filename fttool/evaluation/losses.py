@@ -22,7 +22,7 @@ def labelled_token_losses(model, pad_id: int, examples: list[tuple[list[int], li
     import torch
     import torch.nn.functional as F
 
-    losses = []
+    losses: list[tuple[float, int]] = []
     for start in range(0, len(examples), batch_size):
         batch = examples[start:start + batch_size]
         width = max(len(ids) for ids, _ in batch)

@@ -12,6 +12,7 @@ import re
 import string
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 GENERATION_METRICS = ("rouge1", "rouge2", "rougeL", "bleu", "exact_match", "token_f1")
 CLASSIFICATION_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "unmatched")
@@ -154,7 +155,7 @@ def metric_by_group(values: Sequence[float], groups: Sequence[str], compared: se
     for name in names:
         members = scores[(features == name).to_numpy()]
         boot[name] = members[rng.integers(0, members.size, size=(resamples, members.size))].mean(axis=1)
-    result = {
+    result: dict[str, Any] = {
         "overall": _number(frame.overall),
         "by_group": {name: {"value": _number(frame.by_group[name]), "ci": _interval(boot[name], confidence)}
                      for name in names},

@@ -25,9 +25,10 @@ def against_limit(interval: Sequence[float | None] | None, limit: float, worse: 
     `worse` ("above" or "below") it. A missing or non-finite bound is inconclusive, never within."""
     if not _known(limit):
         raise ValueError(f"a limit must be a finite number, not {limit!r}")
-    if not interval or len(interval) != 2 or not all(_known(bound) for bound in interval):
+    bounds = [float(bound) for bound in interval or () if isinstance(bound, (int, float)) and _known(bound)]
+    if len(bounds) != 2 or len(interval or ()) != 2:
         return "inconclusive"
-    low, high = interval
+    low, high = bounds
     if worse == "above":
         return "within" if high <= limit else "beyond" if low > limit else "inconclusive"
     if worse == "below":

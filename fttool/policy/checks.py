@@ -200,7 +200,7 @@ def _gap_interval(report: dict, at: tuple) -> list | None:
     """The bootstrap interval of the gap at fairness.gaps.<field>.<metric>: the tuned model's difference_ci."""
     if at[:2] != ("fairness", "gaps") or len(at) != 4:
         return None
-    node = report
+    node: object = report
     for key in ("fairness", "fields", at[2], "metrics", at[3], "tuned", "difference_ci"):
         node = node.get(key) if isinstance(node, dict) else None
     return node if isinstance(node, list) else None

@@ -75,7 +75,7 @@ def metadata_directory(base: str, revision: str | None, recipe_dir: Path) -> Pat
     return cached_snapshot(base, revision)
 
 
-def resolve_hub_commit(repo_id: str, revision: str | None, cache_dir: Path | None = None) -> str:
+def resolve_hub_commit(repo_id: str, revision: str | None) -> str:
     """The commit a hub id and revision (a branch, tag or commit; None: the default branch) stand for.
 
     Online, the hub answers; offline (HF_HUB_OFFLINE=1) or when it cannot be reached, the local cache's refs
@@ -83,14 +83,15 @@ def resolve_hub_commit(repo_id: str, revision: str | None, cache_dir: Path | Non
     """
     from huggingface_hub import HfApi, constants
 
-    if not constants.HF_HUB_OFFLINE and cache_dir is None:
+    reached = "HF_HUB_OFFLINE is set"
+    if not constants.HF_HUB_OFFLINE:
         try:
-            return HfApi().model_info(repo_id, revision=revision).sha
-        except Exception as exc:  # noqa: BLE001 - any failure to reach the hub falls back to the cache, which names it
-            reached = f"the hub could not be asked ({type(exc).__name__})"
-    else:
-        reached = "HF_HUB_OFFLINE is set"
-    commit = cached_commit(repo_id, revision, cache_dir)
+            answer = HfApi().model_info(repo_id, revision=revision).sha
+        except Exception as exc:  # noqa: BLE001 - whatever kept the hub from answering, the cache may still know
+            answer, reached = None, f"the hub did not answer ({type(exc).__name__})"
+        if answer:
+            return answer
+    commit = cached_commit(repo_id, revision)
     if commit is None:
         raise ModelIdentityError(f"'{repo_id}' at revision {revision or 'main'} cannot be resolved to a commit: "
                                  f"{reached} and the local Hugging Face cache does not hold it; download it once "
@@ -98,18 +99,18 @@ def resolve_hub_commit(repo_id: str, revision: str | None, cache_dir: Path | Non
     return commit
 
 
-def cached_commit(repo_id: str, revision: str | None, cache_dir: Path | None = None) -> str | None:
+def cached_commit(repo_id: str, revision: str | None) -> str | None:
     """The commit of a cached snapshot for the revision (refs/<revision>, or a commit with a snapshot); None when
     the cache does not hold it."""
-    snapshot = cached_snapshot(repo_id, revision, cache_dir)
+    snapshot = cached_snapshot(repo_id, revision)
     return snapshot.name if snapshot else None
 
 
-def cached_snapshot(repo_id: str, revision: str | None, cache_dir: Path | None = None) -> Path | None:
+def cached_snapshot(repo_id: str, revision: str | None) -> Path | None:
     """The cache's snapshot directory of the revision, laid out as huggingface_hub writes it; None when absent."""
     from huggingface_hub import constants
 
-    repo = Path(cache_dir or constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
+    repo = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
     name = revision or "main"
     ref = repo / "refs" / name
     commit = ref.read_text(encoding="utf-8").strip() if ref.is_file() else name
