@@ -19,7 +19,7 @@ from fttool.report.verdict import verdict
 METRIC_DIRECTION = {"validation_loss": "lower is better", "test_loss": "lower is better",
                     "perplexity": "lower is better", "rougeL": "higher is better"}
 BADGE_TONES = {"succeeded": "good", "pass": "good", "ran": "good", "cached": "info", "resumed": "info",
-               "warn": "warn", "failed": "bad", "fail": "bad"}
+               "warn": "warn", "inconclusive": "warn", "failed": "bad", "fail": "bad"}
 PII_ACTIONS = {"scrub": "scrub: each finding anonymised by its operator",
                "drop": "drop: records with any finding removed"}
 MAX_EXAMPLE_ROWS = 10
@@ -540,12 +540,14 @@ def _fairness_html(report: dict) -> str:
             f"{escape(fmt_percent(bootstrap.get('confidence')))} percentile bootstrap intervals from "
             f"{_e(bootstrap.get('resamples'))} resamples (seed {_e(bootstrap.get('seed'))}). The tuned model's "
             "difference (highest minus lowest group) and ratio (lowest over highest) are checked over groups with "
-            f"at least {_e(thresholds.get('min_group_size'))} records: above a difference of "
-            f"{_e(thresholds.get('max_difference'))} or below a ratio of {_e(thresholds.get('min_ratio'))} warns"
-            + (f"; above {_e(thresholds['fail_above_difference'])} fails" if thresholds.get("fail_above_difference")
+            f"at least {_e(thresholds.get('min_group_size'))} records, by their intervals: an interval wholly above a "
+            f"difference of {_e(thresholds.get('max_difference'))} or wholly below a ratio of "
+            f"{_e(thresholds.get('min_ratio'))} warns"
+            + (f"; wholly above {_e(thresholds['fail_above_difference'])} fails"
+               if thresholds.get("fail_above_difference") is not None else "")
+            + (f"; wholly below {_e(thresholds['fail_below_ratio'])} fails" if thresholds.get("fail_below_ratio")
                is not None else "")
-            + (f"; below {_e(thresholds['fail_below_ratio'])} fails" if thresholds.get("fail_below_ratio")
-               is not None else "") + ".</p>")
+            + "; an interval that crosses a limit is inconclusive: more test records per group would tell.</p>")
     for field, result in (fairness.get("fields") or {}).items():
         groups = result.get("groups") or {}
         html += (f"<h3>{escape(str(field))} {_badge(result.get('status'))}</h3>"
