@@ -10,10 +10,11 @@ from importlib import metadata
 from pathlib import Path
 
 from fttool import __version__
+from fttool.data.records import SPLITS
 from fttool.pipeline.errors import RunError
 from fttool.pipeline.layout import RunLayout
 from fttool.pipeline.plan import Plan, thaw
-from fttool.report.sections import SPLITS, declared_sections
+from fttool.report.sections import declared_sections
 
 REPORT_SCHEMA_VERSION = 1
 # Packages whose versions a reviewer needs to reproduce a run; read from metadata, not imported.

@@ -10,10 +10,11 @@ import json
 from functools import partial
 from html import escape
 
+from fttool.data.records import SPLITS
 from fttool.report.charts import exposure_chart, flow_chart, group_chart, loss_chart, similarity_chart
 from fttool.report.format import MISSING, counts_text, fmt, fmt_percent, fmt_signed, get, is_number, short_digest
 from fttool.report.format import html_value as _e
-from fttool.report.sections import FLOW_STEPS, SPLITS, demo_model, metric_names, privacy_unit, skip_reason
+from fttool.report.sections import FLOW_STEPS, demo_model, metric_names, privacy_unit, skip_reason
 from fttool.report.verdict import verdict
 
 METRIC_DIRECTION = {"validation_loss": "lower is better", "test_loss": "lower is better",

@@ -1,6 +1,7 @@
 """report.json as a short Markdown summary for a pull-request comment, and the terminal's evaluation line."""
 from __future__ import annotations
 
+from fttool.data.records import SPLITS
 from fttool.report.format import (
     MISSING,
     counts_text,
@@ -12,7 +13,7 @@ from fttool.report.format import (
     md_cell,
     short_digest,
 )
-from fttool.report.sections import FLOW_STEPS, SPLITS, demo_model, metric_names, privacy_unit, skip_reason
+from fttool.report.sections import FLOW_STEPS, demo_model, metric_names, privacy_unit, skip_reason
 from fttool.report.verdict import verdict
 
 

@@ -13,7 +13,6 @@ from fttool.training.model_ref import DEMO_MODEL_PREFIX
 
 FLOW_STEPS = (("input", "Input"), ("quarantined", "Quarantined"), ("duplicates", "Duplicates"),
               ("dropped_by_policy", "Dropped by policy"), ("kept", "Kept"), ("augmented", "Augmented"))
-SPLITS = ("train", "validation", "test")
 
 
 @cache

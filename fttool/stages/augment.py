@@ -30,7 +30,7 @@ from itertools import chain, islice
 from fttool.augment.settings import AugmentMethod, AugmentParams
 from fttool.data.dedup import exact_key
 from fttool.data.embeddings import MODEL_NAME, model_dir
-from fttool.data.records import read_jsonl, write_jsonl
+from fttool.data.records import SPLITS, read_jsonl, write_jsonl
 from fttool.pii.settings import PiiParams
 from fttool.pipeline.plan import thaw
 from fttool.pipeline.stage import Stage, StageContext, StageResult
@@ -237,7 +237,7 @@ class AugmentStage(Stage):
     def run(self, ctx: StageContext) -> StageResult:
         seen: set[bytes] = set()  # keys of every original record and every kept new record
         n_train = 0
-        for split in ("train", "validation", "test"):
+        for split in SPLITS:
             for record in read_jsonl(ctx.inputs[split]):
                 seen.add(exact_key(record))
                 n_train += split == "train"

@@ -7,13 +7,11 @@ PII left in scrubbed text fails the run.
 """
 from __future__ import annotations
 
-from fttool.data.records import count_lines, read_jsonl, write_jsonl
+from fttool.data.records import SPLITS, count_lines, read_jsonl, write_jsonl
 from fttool.pii.records import Tally, record_scrubbing
 from fttool.pii.scrubber import PiiResidualError, operator_spec
 from fttool.pii.settings import PiiParams, entities_checked
 from fttool.pipeline.stage import Stage, StageContext, StageResult
-
-SPLITS = ("train", "validation", "test")
 
 
 def _counts_text(counts) -> str:
@@ -39,6 +37,8 @@ def _summary(params: PiiParams, tally: Tally) -> dict:
         "dropped": tally.dropped,
         "dropped_example_ids": tally.dropped_example_ids,
         "strict": params.strict,
+        "fields_scanned": sorted(tally.fields_scanned),
+        "fields_skipped": list(params.skip_fields),
     }
 
 
