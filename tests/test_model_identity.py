@@ -9,6 +9,8 @@ import pytest
 
 from fttool.pipeline.plan import thaw
 from fttool.recipe import RecipeInvalid, compile_recipe
+from fttool.recipe.compiler import validated_recipe
+from fttool.recipe.loader import load_recipe_file
 from fttool.training.model_identity import (
     ModelIdentityError,
     card_license,
@@ -87,6 +89,8 @@ def test_every_stage_that_loads_the_base_gets_the_commit(hub_cache, tmp_path):
         compile_recipe(write_recipe(tmp_path, "{base: acme/tiny-chat}"))
     (error,) = caught.value.errors
     assert "recipe.yaml:5:" in str(error) and "cannot be resolved to a commit" in error.message
+    # Checking a recipe against a policy needs no hub: only compiling it for a run resolves the commit.
+    assert validated_recipe(load_recipe_file(tmp_path / "recipe.yaml"))["model"]["base"] == "acme/tiny-chat"
 
 
 def test_a_declared_licence_the_model_card_contradicts_is_refused_unless_overridden(hub_cache, tmp_path):

@@ -19,7 +19,7 @@ from fttool.recipe.rules.evaluate import evaluate_task
 from fttool.recipe.schema import apply_defaults, load_schema, schema_errors
 from fttool.stages import STAGE_ORDER, stage_class
 from fttool.training.preference_settings import preference_params
-from fttool.training.model_identity import resolved_revision
+from fttool.training.model_identity import ModelIdentityError, resolved_revision
 
 
 def _stage_params(recipe: dict) -> dict[str, dict | str]:
@@ -148,7 +148,11 @@ def _typed_params(stage: str, params: dict):
 
 def compile_loaded(loaded: LoadedRecipe) -> Plan:
     recipe = validated_recipe(loaded)
-    stage_params = _stage_params(recipe)
+    try:
+        stage_params = _stage_params(recipe)
+    except ModelIdentityError as exc:  # a hub revision that resolves to no commit here: nothing can run
+        where = ("model", "revision") if "revision" in recipe["model"] else ("model", "base")
+        raise RecipeInvalid([loaded.error(where, str(exc))]) from None
     enabled = [name for name in STAGE_ORDER if isinstance(stage_params[name], dict)]
     wiring = _wire(enabled)
     stages = tuple(StageSpec(name, _typed_params(name, stage_params[name]), freeze(wiring[name][0]),

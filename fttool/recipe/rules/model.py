@@ -34,15 +34,17 @@ def _base_model_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
     return []
 
 
-def _identity_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
-    """A hub revision that resolves to no commit, and a declared licence the model's own metadata contradicts."""
+def _license_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
+    """A declared licence that the model's own metadata (a local directory's, or a cached hub snapshot's at the
+    commit the revision resolves to) contradicts. A revision that resolves to nothing is the compiler's error, so
+    that checking a recipe's policy does not depend on reaching the hub."""
     model = recipe.get("model")
     if not model:
         return []
     try:
         revision = resolved_revision(model["base"], model.get("revision"))
-    except ModelIdentityError as exc:
-        return [loaded.error(("model", "revision") if "revision" in model else ("model", "base"), str(exc))]
+    except ModelIdentityError:
+        return []
     directory = metadata_directory(model["base"], revision, loaded.directory)
     if directory is None or not directory.is_dir() or model.get("license_override"):
         return []
@@ -51,4 +53,4 @@ def _identity_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
             for conflict in license_conflicts(model.get("license"), directory)]
 
 
-RULES = [Rule(("model",), _model_needed), Rule(("model",), _base_model_errors), Rule(("model",), _identity_errors)]
+RULES = [Rule(("model",), _model_needed), Rule(("model",), _base_model_errors), Rule(("model",), _license_errors)]
