@@ -15,7 +15,9 @@ from fttool.pipeline.progress import progress_line, progress_lines
 from fttool.pipeline.stage import StageContext
 from fttool.stages.dedup import DedupStage
 
-ALL_ON = {"exact": True, "near": True, "near_threshold": 0.8, "semantic": False, "semantic_threshold": 0.95}
+IN_PROCESS = {"engine": "local", "workers": 1, "ray": {"address": "", "num_cpus": None}}
+ALL_ON = {"exact": True, "near": True, "near_threshold": 0.8, "semantic": False, "semantic_threshold": 0.95,
+          "compute": IN_PROCESS}
 
 FORTY_WORDS = ("Our branch in the old town opens at nine every weekday and closes at five except on Fridays when "
                "it closes at three so please plan your visit early and bring your card and a photo id with you today")

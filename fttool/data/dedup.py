@@ -1,10 +1,14 @@
 """Clean the text of every record, then drop exact, near and (optionally) semantic duplicates, keeping the first.
 
 Exact duplicates are found by a hash of the record's text after casefolding and collapsing whitespace;
-near duplicates by MinHash LSH over word 3-grams; semantic duplicates by the cosine similarity of
-sentence embeddings. The records themselves are never held. Exact keys, LSH bands and MinHash signatures,
-which grow with the number of records, live on disk in a scratch SQLite database (`ScratchDB`) behind a
-fixed page cache, so memory does not grow with the data; only the kept embeddings of semantic dedup do.
+near duplicates by MinHash LSH over word 3-grams (fttool.data.minhash); semantic duplicates by the cosine
+similarity of sentence embeddings. The records themselves are never held. Exact keys, LSH bands and MinHash
+signatures, which grow with the number of records, live on disk in a scratch SQLite database (`ScratchDB`)
+behind a fixed page cache, so memory does not grow with the data; only the kept embeddings of semantic dedup do.
+
+Cleaning, keys and signatures depend on the record alone: they are computed a batch at a time by an engine
+(fttool.data.engines: worker processes or a Ray cluster). The index pass that decides which records are
+duplicates runs in the stage's own process in input order, so the output does not depend on the engine.
 The split stage reuses the exact key and the MinHash index to check for leakage across splits.
 """
 from __future__ import annotations
@@ -18,22 +22,24 @@ import tempfile
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fttool.data.embeddings import MODEL_NAME, embed
+from fttool.data.engines import in_order
 from fttool.data.records import map_text_fields, text_fields
 from fttool.data.settings import DedupParams
 
-NUM_PERM = 128
-SHINGLE_WORDS = 3
-# (false positive, false negative) weights for choosing LSH bands: candidates are confirmed against
-# the signatures, so missing a near duplicate costs more than checking an extra candidate.
-LSH_RECALL_WEIGHTS = (0.1, 0.9)
 MAX_EXAMPLE_IDS = 5
+RECORDS_PER_BATCH = 512  # records an engine cleans, keys and signs at a time
+# SQLite's bound on the parameters of one statement is 32766; a batch's lookups go in chunks below it.
+SQL_VALUES_PER_QUERY = 10_000
 SEMANTIC_BATCH = 256  # records embedded and compared at a time
 # Kept embeddings per matrix product: bounds the similarity matrix to SEMANTIC_BATCH x this many floats.
 KEPT_BLOCK_ROWS = 8192
-KEPT_CONTROL_CHARS = "\n\t"
+# Unicode's control characters (category Cc, a fixed set: U+0000-U+001F and U+007F-U+009F) but newline and tab.
+CONTROL_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # Runs of spaces and tabs after a line's first non-blank character: leading indentation is kept,
 # because collapsing it would break code in the data.
 INNER_BLANK_RUN = re.compile(r"(?<=\S)[ \t]{2,}")
@@ -48,7 +54,7 @@ def _nfc(text: str) -> str:
 
 
 def _drop_control_chars(text: str) -> str:
-    return "".join(char for char in text if char in KEPT_CONTROL_CHARS or unicodedata.category(char) != "Cc")
+    return CONTROL_CHARS.sub("", text)
 
 
 def _tidy_whitespace(text: str) -> str:
@@ -60,11 +66,19 @@ CLEANING_RULES = (("nfc", _nfc), ("control_chars", _drop_control_chars), ("white
 
 
 def _clean(record: dict, changed_by: Counter[str]) -> dict:
-    for rule, transform in CLEANING_RULES:
-        cleaned = map_text_fields(record, lambda _path, text, rule_transform=transform: rule_transform(text))
-        if cleaned != record:
-            changed_by[rule] += 1
-        record = cleaned
+    """The record with every rule applied to each text in turn; a rule counts once per record it changed."""
+    changed: set[str] = set()
+
+    def cleaned(_path: str, text: str) -> str:
+        for rule, transform in CLEANING_RULES:
+            after = transform(text)
+            if after != text:
+                changed.add(rule)
+            text = after
+        return text
+
+    record = map_text_fields(record, cleaned)
+    changed_by.update(changed)
     return record
 
 
@@ -79,11 +93,11 @@ def _joined_text(record: dict) -> str:
     return "\n".join(text for _, text in text_fields(record))
 
 
-def _shingles(record: dict) -> set[bytes]:
-    words = _joined_text(record).casefold().split()
-    if len(words) < SHINGLE_WORDS:
-        return {" ".join(words).encode("utf-8")}
-    return {" ".join(words[i:i + SHINGLE_WORDS]).encode("utf-8") for i in range(len(words) - SHINGLE_WORDS + 1)}
+def signature_of(record: dict):
+    """The record's MinHash signature (NUM_PERM uint32 values, as datasketch computes them)."""
+    from fttool.data.minhash import shingles, signatures
+
+    return signatures([shingles(_joined_text(record))])[0]
 
 
 class ScratchDB:
@@ -113,6 +127,10 @@ class ScratchDB:
         self.close()
 
 
+def _chunks(values: list, size: int = SQL_VALUES_PER_QUERY) -> Iterator[list]:
+    return (values[start:start + size] for start in range(0, len(values), size))
+
+
 class KeySet:
     """A set of byte strings, on disk."""
 
@@ -120,9 +138,18 @@ class KeySet:
         self.scratch = ScratchDB(directory, "keys")
         self.scratch.db.execute("CREATE TABLE seen (key BLOB PRIMARY KEY) WITHOUT ROWID")
 
-    def add(self, key: bytes) -> bool:
-        """Add `key`; whether it was new."""
-        return self.scratch.db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (key,)).rowcount == 1
+    def present(self, keys: list[bytes]) -> set[bytes]:
+        """Those of `keys` in the set."""
+        found: set[bytes] = set()
+        for chunk in _chunks(list(set(keys))):
+            marks = ", ".join("?" * len(chunk))
+            found.update(key for (key,) in self.scratch.db.execute(f"SELECT key FROM seen WHERE key IN ({marks})",
+                                                                    chunk))
+        return found
+
+    def add_new(self, keys: list[bytes]) -> None:
+        """Add keys that are not in the set yet."""
+        self.scratch.db.executemany("INSERT INTO seen VALUES (?)", ((key,) for key in keys))
 
     def close(self) -> None:
         self.scratch.close()
@@ -134,91 +161,88 @@ class NearDuplicateIndex:
     Banding is datasketch's MinHashLSH (the bands it picks for the threshold): a candidate shares every value of
     at least one band. The index lives on disk: a 64-bit hash of each band in SQLite, which narrows the search,
     and the signatures in a flat file, which decide it (same band, and estimated Jaccard at the threshold).
+    Records are added in batches: until `flush`, the latest ones wait in memory, where `similar` finds them too.
     """
 
     def __init__(self, threshold: float, directory: Path | None = None):
-        import numpy as np
-        from datasketch import MinHash, MinHashLSH
+        from fttool.data.minhash import NUM_PERM, SIGNATURE_DTYPE, lsh_bands
 
         self.threshold = threshold
-        try:
-            lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM, weights=LSH_RECALL_WEIGHTS)
-        except ValueError:  # near 1, datasketch picks a single band, which it then refuses
-            lsh = MinHashLSH(num_perm=NUM_PERM, params=(2, NUM_PERM // 2))
-        self.bands, self.rows = lsh.b, lsh.r
-        assert lsh.hashranges == [(i * lsh.r, (i + 1) * lsh.r) for i in range(lsh.b)]
-        self.template = MinHash(num_perm=NUM_PERM)  # copies reuse its permutations instead of redrawing them
-        self.dtype = self.template.hashvalues.dtype
-        self.signature_bytes = NUM_PERM * self.dtype.itemsize
-        # Odd 64-bit multipliers, one per band value: sum(value * multiplier) mod 2**64 hashes a band.
-        self.multipliers = np.random.default_rng(0).integers(
-            0, 2**63, size=(self.bands, self.rows), dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        self.bands, self.rows = lsh_bands(threshold)
+        self.signature_bytes = NUM_PERM * SIGNATURE_DTYPE.itemsize
+        self.dtype = SIGNATURE_DTYPE
         self.scratch = ScratchDB(directory, "minhash")
         self.scratch.db.execute("CREATE TABLE band (hash INTEGER NOT NULL, key INTEGER NOT NULL,"
                                 " PRIMARY KEY (hash, key)) WITHOUT ROWID")
         self.signatures = open(self.scratch.dir / "signatures", "w+b", buffering=0)  # key i at i * signature_bytes
         self.size = 0
+        self._unflushed: dict[int, list[int]] = {}  # band hash -> keys added since the last flush
+        self._unflushed_signatures: dict[int, Any] = {}  # key -> signature, for those keys
 
-    def minhash(self, record: dict):
-        minhash = self.template.copy()
-        minhash.update_batch(list(_shingles(record)))
-        return minhash
+    def band_hashes(self, signature_rows):
+        """(records, bands) signed 64-bit band hashes of signature rows."""
+        from fttool.data.minhash import band_hashes
 
-    def _banded(self, hashvalues):
-        return hashvalues[:self.bands * self.rows].reshape(self.bands, self.rows)
+        return band_hashes(signature_rows, self.bands, self.rows)
 
-    def _band_hashes(self, hashvalues) -> list[int]:
-        """One signed 64-bit hash per band; each band has its own multipliers, so equal values in two bands differ."""
-        import numpy as np
+    def _banded(self, signature):
+        return signature[:self.bands * self.rows].reshape(self.bands, self.rows)
 
-        hashes = (self._banded(hashvalues).astype(np.uint64) * self.multipliers).sum(axis=1, dtype=np.uint64)
-        return hashes.view(np.int64).tolist()
+    def indexed_keys(self, band_hash_rows) -> dict[int, list[int]]:
+        """band hash -> keys of the flushed records with a band of that hash, for every hash of these rows."""
+        keys: dict[int, list[int]] = {}
+        for chunk in _chunks(list({int(h) for h in band_hash_rows.ravel()})):
+            marks = ", ".join("?" * len(chunk))
+            for band_hash, key in self.scratch.db.execute(f"SELECT hash, key FROM band WHERE hash IN ({marks})",
+                                                          chunk):
+                keys.setdefault(band_hash, []).append(key)
+        return keys
 
     def _signature(self, key: int):
         import numpy as np
 
+        if key in self._unflushed_signatures:
+            return self._unflushed_signatures[key]
         data = os.pread(self.signatures.fileno(), self.signature_bytes, key * self.signature_bytes)
         return np.frombuffer(data, dtype=self.dtype)
 
-    def _candidates(self, band_hashes: list[int]):
-        """(hash, key) of the indexed bands that have one of these hashes."""
-        marks = ", ".join("?" * len(band_hashes))
-        return self.scratch.db.execute(f"SELECT hash, key FROM band WHERE hash IN ({marks})", band_hashes)
-
-    def similar(self, minhash) -> list[int]:
-        """Keys of the indexed records whose estimated Jaccard similarity reaches the threshold."""
-        values = minhash.hashvalues
-        band_of = {h: band for band, h in reversed(list(enumerate(self._band_hashes(values))))}
+    def similar(self, signature, band_hashes, indexed: dict[int, list[int]]) -> list[int]:
+        """Keys of the indexed records whose estimated Jaccard similarity reaches the threshold, given the
+        signature's band hashes and `indexed_keys` of them."""
+        band_of = {h: band for band, h in reversed(list(enumerate(band_hashes.tolist())))}
         # A set filled band by band, as datasketch's query fills it, so candidates come out in its order (which
         # only decides the examples a LeakageError names).
         candidates = set()
-        for _, key in sorted((band_of[h], key) for h, key in self._candidates(list(band_of))):
+        for _, key in sorted((band_of[h], key) for h in band_of
+                             for key in (*indexed.get(h, ()), *self._unflushed.get(h, ()))):
             candidates.add(key)
         similar = []
         for key in candidates:
             other = self._signature(key)
             # Band hashes can collide, so a candidate must also share a whole band, as in datasketch. Banding
             # also returns some pairs below the threshold; the estimated Jaccard decides.
-            if ((self._banded(other) == self._banded(values)).all(axis=1).any()
-                    and (other == values).mean() >= self.threshold):
+            if ((self._banded(other) == self._banded(signature)).all(axis=1).any()
+                    and (other == signature).mean() >= self.threshold):
                 similar.append(key)
         return similar
 
-    def add(self, minhash) -> None:
+    def add(self, signature, band_hashes) -> None:
         """Index a record; its key is its arrival order, because ids can repeat (identical input lines share one)."""
         key = self.size
-        self.scratch.db.executemany("INSERT OR IGNORE INTO band VALUES (?, ?)",
-                                    [(h, key) for h in self._band_hashes(minhash.hashvalues)])
-        self.signatures.write(minhash.hashvalues.astype(self.dtype, copy=False).tobytes())
+        for h in set(band_hashes.tolist()):
+            self._unflushed.setdefault(h, []).append(key)
+        self._unflushed_signatures[key] = signature
         self.size += 1
 
-    def seen_before(self, record: dict) -> bool:
-        """Whether the record nearly duplicates one indexed earlier; if not, it is indexed."""
-        minhash = self.minhash(record)
-        if self.similar(minhash):
-            return True
-        self.add(minhash)
-        return False
+    def flush(self) -> None:
+        """Write the records added since the last flush to disk."""
+        import numpy as np
+
+        self.scratch.db.executemany("INSERT INTO band VALUES (?, ?)",
+                                    ((h, key) for h, keys in self._unflushed.items() for key in keys))
+        if self._unflushed_signatures:
+            self.signatures.write(np.stack(list(self._unflushed_signatures.values())).astype(self.dtype).tobytes())
+        self._unflushed, self._unflushed_signatures = {}, {}
 
     def close(self) -> None:
         self.signatures.close()
@@ -229,6 +253,65 @@ class NearDuplicateIndex:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """What an engine computes for each record of a batch."""
+
+    exact: bool
+    near: bool
+    semantic: bool
+    bands: int
+    rows: int
+
+
+@dataclass
+class _Prepared:
+    """A batch of records, cleaned and serialised, with what the index pass needs of each."""
+
+    lines: list[str]  # the cleaned records as the stage writes them
+    ids: list[str]
+    changed_by: Counter[str]
+    exact_keys: list[bytes] = field(default_factory=list)
+    signatures: Any = None  # (records, NUM_PERM) uint32
+    band_hashes: Any = None  # (records, bands) int64
+    texts: list[str] = field(default_factory=list)  # for semantic dedup
+
+
+def prepare_batch(lines: list[str], wanted: _Wanted) -> _Prepared:
+    """Clean, serialise, key and sign a batch of records file lines; what it computes depends on each record alone."""
+    from fttool.data.minhash import band_hashes, shingles, signatures
+
+    changed_by: Counter[str] = Counter()
+    records = [_clean(json.loads(line), changed_by) for line in lines]
+    prepared = _Prepared([json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n" for record in records],
+                         [record["id"] for record in records], changed_by)
+    if wanted.exact:
+        prepared.exact_keys = [exact_key(record) for record in records]
+    if wanted.near:
+        prepared.signatures = signatures([shingles(_joined_text(record)) for record in records])
+        prepared.band_hashes = band_hashes(prepared.signatures, wanted.bands, wanted.rows)
+    if wanted.semantic:
+        prepared.texts = [_joined_text(record) for record in records]
+    return prepared
+
+
+def record_lines(path: Path) -> Iterator[str]:
+    """The non-blank lines of a records file."""
+    with open(path, encoding="utf-8") as handle:
+        yield from (line for line in handle if line.strip())
+
+
+def _batched(lines: Iterable[str], size: int = RECORDS_PER_BATCH) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 class _SemanticIndex:
@@ -265,6 +348,7 @@ class Deduplication:
     """The records a DedupParams keeps, cleaned, with counts and example ids of what each rule removed."""
 
     def __init__(self, params: DedupParams, work_dir: Path | None):
+        self.params = params
         self.rules_on = [rule for rule, on in (("exact_duplicate", params.exact), ("near_duplicate", params.near),
                                                ("semantic_duplicate", params.semantic)) if on]
         self.removed: Counter[str] = Counter({rule: 0 for rule in self.rules_on})
@@ -274,41 +358,67 @@ class Deduplication:
         self.near_index = NearDuplicateIndex(params.near_threshold, work_dir) if params.near else None
         self.semantic_index = _SemanticIndex(params.semantic_threshold) if params.semantic else None
 
-    def _duplicate_rule(self, record: dict) -> str | None:
-        if self.exact_keys is not None and not self.exact_keys.add(exact_key(record)):
-            return "exact_duplicate"
-        if self.near_index is not None and self.near_index.seen_before(record):
-            return "near_duplicate"
-        return None
+    def _duplicate_rules(self, batch: _Prepared) -> list[str | None]:
+        """The rule that removes each record of the batch (None: kept so far), deciding record by record in order,
+        so that a record is compared with every earlier one that was kept, in this batch or before it."""
+        rules: list[str | None] = [None] * len(batch.ids)
+        seen_keys, new_keys = (self.exact_keys.present(batch.exact_keys), []) if self.exact_keys else (set(), [])
+        index = self.near_index
+        indexed = index.indexed_keys(batch.band_hashes) if index else {}
+        for i in range(len(batch.ids)):
+            if self.exact_keys is not None:
+                if batch.exact_keys[i] in seen_keys:
+                    rules[i] = "exact_duplicate"
+                    continue
+                seen_keys.add(batch.exact_keys[i])
+                new_keys.append(batch.exact_keys[i])
+            if index is not None:
+                if index.similar(batch.signatures[i], batch.band_hashes[i], indexed):
+                    rules[i] = "near_duplicate"
+                    continue
+                index.add(batch.signatures[i], batch.band_hashes[i])
+        if self.exact_keys is not None:
+            self.exact_keys.add_new(new_keys)
+        if index is not None:
+            index.flush()
+        return rules
 
-    def _note_removed(self, record: dict, rule: str) -> None:
+    def _note_removed(self, record_id: str, rule: str) -> None:
         self.removed[rule] += 1
         if len(self.example_ids[rule]) < MAX_EXAMPLE_IDS:
-            self.example_ids[rule].append(record["id"])
+            self.example_ids[rule].append(record_id)
 
-    def _semantically_new(self, batch: list[dict]) -> Iterator[dict]:
-        for record, keep in zip(batch, self.semantic_index.keep([_joined_text(r) for r in batch])):
+    def _semantically_new(self, pending: list[tuple[str, str, str]]) -> Iterator[str]:
+        """The lines of the (line, id, text) records that are no semantic duplicates."""
+        for (line, record_id, _), keep in zip(pending, self.semantic_index.keep([text for *_, text in pending])):
             if keep:
-                yield record
+                yield line
             else:
-                self._note_removed(record, "semantic_duplicate")
+                self._note_removed(record_id, "semantic_duplicate")
 
-    def kept(self, records: Iterable[dict]) -> Iterator[dict]:
-        """The cleaned records that are no duplicates of earlier ones, in their order."""
+    def kept_lines(self, lines: Iterable[str]) -> Iterator[str]:
+        """The cleaned records (as records file lines) that are no duplicates of earlier ones, in their order.
+
+        `lines` are the non-blank lines of a records file; the engine of params.compute cleans, keys and signs
+        them a batch at a time.
+        """
+        index = self.near_index
+        wanted = _Wanted(self.exact_keys is not None, index is not None, self.semantic_index is not None,
+                         index.bands if index else 0, index.rows if index else 0)
         # Records that pass the cheap rules wait here to be embedded in batches; they keep their order.
-        pending: list[dict] = []
-        for record in records:
-            record = _clean(record, self.changed_by)
-            rule = self._duplicate_rule(record)
-            if rule is not None:
-                self._note_removed(record, rule)
-            elif self.semantic_index is None:
-                yield record
-            else:
-                pending.append(record)
-                if len(pending) == SEMANTIC_BATCH:
-                    yield from self._semantically_new(pending)
-                    pending = []
+        pending: list[tuple[str, str, str]] = []
+        for batch in in_order(prepare_batch, _batched(lines), wanted, self.params.compute):
+            self.changed_by.update(batch.changed_by)
+            for i, rule in enumerate(self._duplicate_rules(batch)):
+                if rule is not None:
+                    self._note_removed(batch.ids[i], rule)
+                elif self.semantic_index is None:
+                    yield batch.lines[i]
+                else:
+                    pending.append((batch.lines[i], batch.ids[i], batch.texts[i]))
+                    if len(pending) == SEMANTIC_BATCH:
+                        yield from self._semantically_new(pending)
+                        pending = []
         if pending:
             yield from self._semantically_new(pending)
 

@@ -90,6 +90,36 @@ class IngestParams:
 
 
 @dataclass(frozen=True)
+class RaySettings:
+    """Where the Ray engine runs.
+
+    Attributes:
+        address: the address of a running Ray cluster (`ray start --head` prints it, e.g. `10.0.0.5:6379`, or
+            `auto`); empty to start a local cluster for the run and stop it afterwards.
+        num_cpus: CPUs of the local cluster when `address` is empty, or batches computed at once on an existing
+            cluster; None for all the cores available (the cluster's CPUs).
+    """
+
+    address: str
+    num_cpus: int | None
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How the per-record work of a data stage is spread; the output does not depend on it.
+
+    Attributes:
+        engine: `local` (this machine, in `workers` processes) or `ray` (the cluster `ray` names).
+        workers: processes of the local engine; 1 computes in the stage's own process; None for the cores available.
+        ray: the cluster of the ray engine.
+    """
+
+    engine: str
+    workers: int | None
+    ray: RaySettings
+
+
+@dataclass(frozen=True)
 class DedupParams:
     """Parameters of the dedup stage.
 
@@ -99,6 +129,7 @@ class DedupParams:
         near_threshold: estimated Jaccard similarity of word 3-grams from which records are near duplicates.
         semantic: drop records whose sentence embeddings are closer than `semantic_threshold` to a kept one.
         semantic_threshold: cosine similarity above which records are semantic duplicates.
+        compute: where records are cleaned, keyed and signed (the index pass stays in the stage's process, in order).
     """
 
     exact: bool
@@ -106,6 +137,13 @@ class DedupParams:
     near_threshold: float
     semantic: bool
     semantic_threshold: float
+    compute: EngineSettings
+
+
+def dedup_params(data: Mapping[str, Any]) -> dict:
+    """The dedup stage's parameters from the recipe's data section (defaults applied)."""
+    return {**data["dedup"], "compute": {"engine": data["engine"], "workers": data.get("workers"),
+                                         "ray": {"num_cpus": None, **data["ray"]}}}
 
 
 @dataclass(frozen=True)
@@ -121,6 +159,9 @@ class SplitParams:
         group_by: a meta field whose records all land in one split; None to split record by record.
         on_leak: `move` held-out duplicates of records in another split into train, or `fail` the run.
         leak_threshold: estimated Jaccard similarity from which records in different splits are near duplicates.
+        deduplicated_exact: dedup's exact or near pass removed every exact duplicate from the split's input.
+        deduplicated_near_threshold: the near_threshold at which dedup removed near duplicates from the split's
+            input; None when its near pass is off.
     """
 
     train: float
@@ -131,3 +172,13 @@ class SplitParams:
     group_by: str | None
     on_leak: str
     leak_threshold: float
+    deduplicated_exact: bool
+    deduplicated_near_threshold: float | None
+
+
+def split_params(data: Mapping[str, Any]) -> dict:
+    """The split stage's parameters from the recipe's data section (defaults applied): what dedup, which runs just
+    before it, already guarantees lets the leakage check skip its pass (fttool.data.split)."""
+    dedup = data["dedup"]
+    return {"stratify": None, "group_by": None, **data["split"], "deduplicated_exact": dedup["exact"] or dedup["near"],
+            "deduplicated_near_threshold": dedup["near_threshold"] if dedup["near"] else None}

@@ -30,11 +30,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fttool.data.dedup import MAX_EXAMPLE_IDS, NearDuplicateIndex, ScratchDB, exact_key
+from fttool.data.dedup import MAX_EXAMPLE_IDS, NearDuplicateIndex, ScratchDB, exact_key, signature_of
 from fttool.data.preference import is_preference, prompt_unit, prompt_view
 from fttool.data.records import SPLITS, read_jsonl
 from fttool.data.settings import SplitParams
 from fttool.fairness.groups import MISSING_GROUP, group_value
+
+RECORDS_PER_FLUSH = 256  # records the leakage check's MinHash index holds in memory before writing them to disk
 
 
 class LeakageError(Exception):
@@ -149,6 +151,24 @@ class _Leaks:
     to_move: set[str] = field(default_factory=set)  # held-out units to move into train
 
 
+def dedup_rules_out_leaks(params: SplitParams) -> bool:
+    """Whether dedup, run on the split's input just before it, already removed every pair the leakage check finds.
+
+    Exact pairs: dedup's exact pass leaves no two records with one exact key, and so does its near pass (equal keys
+    mean equal texts, so equal signatures: estimated Jaccard 1, every band shared). Near pairs: the check finds a
+    later record that shares a band (of the banding datasketch picks for leak_threshold) with an earlier one and
+    reaches leak_threshold. Dedup's near pass compared that later record with the earlier, kept one, in the same
+    signatures; with the same banding at a threshold no higher, it found the pair and removed the later record.
+    Different thresholds can pick different bandings, which LSH may miss pairs of, so then the check runs. It
+    compares preference pairs by their prompts alone, which dedup does not, so `_Splitter` runs it when there are.
+    """
+    from fttool.data.minhash import lsh_bands
+
+    dedup_threshold = params.deduplicated_near_threshold
+    return (params.deduplicated_exact and dedup_threshold is not None and dedup_threshold <= params.leak_threshold
+            and lsh_bands(dedup_threshold) == lsh_bands(params.leak_threshold))
+
+
 def _find_leaks(path: Path, unit_of: Callable[[dict], str], split_of: Mapping[str, str], threshold: float,
                 work_dir: Path | None = None, progress: Callable[[Iterable], Iterable] = iter) -> _Leaks:
     """Duplicate pairs of records in different splits, and the held-out units that must move to end them.
@@ -195,8 +215,10 @@ def _find_leaks(path: Path, unit_of: Callable[[dict], str], split_of: Mapping[st
             else:
                 db.execute("INSERT INTO by_key VALUES (?, ?, 1, ?)", (key, split, i))
 
-            minhash = index.minhash(compared)
-            for j in index.similar(minhash):  # every record is indexed, so an index key is a record's position
+            signature = signature_of(compared)
+            band_hashes = index.band_hashes(signature[None])[0]
+            # Every record is indexed, so an index key is a record's position.
+            for j in index.similar(signature, band_hashes, index.indexed_keys(band_hashes[None])):
                 other_id, other_unit, other_key = earlier(j)
                 if other_key != key:
                     clusters.join(other_unit, unit)
@@ -204,7 +226,9 @@ def _find_leaks(path: Path, unit_of: Callable[[dict], str], split_of: Mapping[st
                     if other_split != split:
                         leaks.near_pairs += 1
                         note(record["id"], split, other_id, other_split)
-            index.add(minhash)
+            index.add(signature, band_hashes)
+            if index.size % RECORDS_PER_FLUSH == 0:
+                index.flush()
 
     spans: defaultdict[str, set[str]] = defaultdict(set)
     for unit in clusters.parent:
@@ -233,6 +257,7 @@ class _Splitter:
         self.records_path = records_path
         self.db = db
         self.assigned: Counter[str] = Counter()  # records per split before leaks are moved
+        self.has_pairs = False  # whether a preference pair was read (count_units reads every record)
         # unit -> its records, and with stratify its stratum
         db.execute("CREATE TABLE unit (unit BLOB PRIMARY KEY, size INTEGER NOT NULL, stratum BLOB) WITHOUT ROWID")
         db.execute("CREATE TABLE assigned (unit BLOB PRIMARY KEY, split INTEGER NOT NULL) WITHOUT ROWID")
@@ -241,6 +266,11 @@ class _Splitter:
         if self.params.group_by:
             return group_value(record["meta"], self.params.group_by)
         return prompt_unit(record) if is_preference(record) else record["id"]  # every pair of a prompt together
+
+    def _noting_pairs(self, records: Iterator[dict]) -> Iterator[dict]:
+        for record in records:
+            self.has_pairs = self.has_pairs or is_preference(record)
+            yield record
 
     def count_units(self) -> tuple[int, int]:
         """Load every unit with its size (and stratum); (units, records)."""
@@ -251,7 +281,7 @@ class _Splitter:
             "INSERT INTO unit VALUES (?, 1, ?) ON CONFLICT (unit) DO UPDATE"
             " SET size = size + 1, stratum = min(stratum, excluded.stratum)",
             ((_blob(self.unit_of(record)), _blob(group_value(record["meta"], stratify)) if stratify else None)
-             for record in read_jsonl(self.records_path)))
+             for record in self._noting_pairs(read_jsonl(self.records_path))))
         return self.db.execute("SELECT count(*), coalesce(sum(size), 0) FROM unit").fetchone()
 
     def _in_order(self, rows, by_rank: bytearray) -> Iterator[tuple[bytes, int]]:
@@ -285,7 +315,11 @@ class _Splitter:
     def end_leaks(self, split_of: _Assignment, work_dir: Path | None,
                   progress: Callable[[Iterable], Iterable]) -> _Leaks:
         """Find duplicates across splits; fail, or move their held-out units into train, as on_leak says."""
-        leaks = _find_leaks(self.records_path, self.unit_of, split_of, self.params.leak_threshold, work_dir, progress)
+        if dedup_rules_out_leaks(self.params) and not self.has_pairs:
+            leaks = _Leaks()
+        else:
+            leaks = _find_leaks(self.records_path, self.unit_of, split_of, self.params.leak_threshold, work_dir,
+                                progress)
         if self.params.on_leak == "fail" and (leaks.exact_pairs or leaks.near_pairs):
             raise LeakageError(
                 f"leakage across splits: {leaks.exact_pairs} exact and {leaks.near_pairs} near-duplicate pairs of "

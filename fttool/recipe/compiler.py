@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fttool.augment.settings import method_params
-from fttool.data.settings import resolved_source
+from fttool.data.settings import dedup_params, resolved_source, split_params
 from fttool.fairness.settings import bias_params
 from fttool.pipeline.params import build
 from fttool.pipeline.plan import Plan, StageSpec, freeze
@@ -27,8 +27,8 @@ def _stage_params(recipe: dict) -> dict[str, dict | str]:
     data = recipe["data"]
     params: dict[str, dict | str] = {
         "ingest": {"sources": [resolved_source(source) for source in data["sources"]], "max_chars": data["max_chars"]},
-        "dedup": data["dedup"],
-        "split": {"stratify": None, "group_by": None, **data["split"]},
+        "dedup": dedup_params(data),
+        "split": split_params(data),
     }
     pii = recipe.get("pii")
     params["pii"] = ({k: v for k, v in pii.items() if k != "enabled"} if pii and pii["enabled"]

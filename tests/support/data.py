@@ -19,8 +19,12 @@ def ingest_params(sources: list[dict], max_chars: int = 200) -> dict:
                         for source in sources], "max_chars": max_chars}
 
 
-def split_params(**settings) -> dict:
-    return {"stratify": None, "group_by": None, **apply_defaults(settings, _schema("data", "split"))}
+def split_params(deduplicated_exact: bool = False, deduplicated_near_threshold: float | None = None,
+                 **settings) -> dict:
+    """The split stage's parameters; by default its input is not known to be deduplicated, so its leakage check
+    runs in full."""
+    return {"stratify": None, "group_by": None, **apply_defaults(settings, _schema("data", "split")),
+            "deduplicated_exact": deduplicated_exact, "deduplicated_near_threshold": deduplicated_near_threshold}
 
 
 def audit_params(**settings) -> dict:

@@ -1,0 +1,102 @@
+"""Engines that spread the per-record work of a data stage over processes or a Ray cluster, in input order.
+
+A stage hands `in_order` a function of one batch of records and a stream of batches; it gets the results back in
+the order of the batches, whichever engine computed them, so the stage's sequential pass (dedup's index) sees
+exactly what one process would have computed. At most a few batches per worker are in flight, so memory does not
+grow with the data.
+
+- local, 1 worker: the batches are computed in the stage's own process.
+- local, N workers: a pool of N spawned processes (spawned, not forked: the runner may hold threads of torch or
+  tokenizers, which a fork would copy half-initialised).
+- ray: Ray tasks on the cluster `address` names, or on a local cluster started for the stage and stopped after it.
+  Ray is an optional extra (`pip install fttool[ray]`); the function and its arguments must be importable and
+  picklable on every node, so install the same fttool there.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from fttool.data.settings import EngineSettings
+
+Batch = TypeVar("Batch")
+Result = TypeVar("Result")
+BATCHES_IN_FLIGHT_PER_WORKER = 2
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class EngineUnavailable(RuntimeError):
+    """The recipe names an engine this machine cannot run."""
+
+
+def engine_problems(settings: EngineSettings) -> list[str]:
+    """Why this machine cannot run the engine, each saying what to do; empty if it can."""
+    if settings.engine == "ray" and importlib.util.find_spec("ray") is None:
+        return ["data.engine is ray, but Ray is not installed here: pip install 'fttool[ray]', or set data.engine: "
+                "local"]
+    return []
+
+
+def in_order(function: Callable[[Batch, Any], Result], batches: Iterable[Batch], argument: Any,
+             settings: EngineSettings) -> Iterator[Result]:
+    """function(batch, argument) for every batch, in the order of the batches."""
+    if settings.engine == "ray":
+        return _on_ray(function, batches, argument, settings)
+    workers = settings.workers or available_cores()
+    if workers == 1:
+        return (function(batch, argument) for batch in batches)
+    return _in_processes(function, batches, argument, workers)
+
+
+def _windowed(submit: Callable[[Any], Any], collect: Callable[[Any], Result], batches: Iterable,
+              in_flight: int) -> Iterator[Result]:
+    window: deque = deque()
+    for batch in batches:
+        window.append(submit(batch))
+        if len(window) >= in_flight:
+            yield collect(window.popleft())
+    while window:
+        yield collect(window.popleft())
+
+
+def _in_processes(function, batches, argument, workers: int) -> Iterator:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield from _windowed(lambda batch: pool.submit(function, batch, argument), lambda future: future.result(),
+                             batches, workers * BATCHES_IN_FLIGHT_PER_WORKER)
+
+
+def _on_ray(function, batches, argument, settings: EngineSettings) -> Iterator:
+    try:
+        import ray
+    except ImportError:
+        raise EngineUnavailable("data.engine is ray, but Ray is not installed: pip install 'fttool[ray]' (or set "
+                                "data.engine: local)") from None
+    address = settings.ray.address
+    started_here = not ray.is_initialized()
+    if started_here:
+        # An empty address starts a local cluster of num_cpus CPUs for this stage; otherwise num_cpus is the
+        # cluster's to know, and only bounds the batches in flight below.
+        ray.init(address=address or None, num_cpus=None if address else settings.ray.num_cpus or available_cores(),
+                 include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        task = ray.remote(num_cpus=1)(function)
+        shared = ray.put(argument)
+        in_flight = settings.ray.num_cpus or max(int(ray.cluster_resources().get("CPU", 1)), 1)
+        yield from _windowed(lambda batch: task.remote(batch, shared), ray.get, batches,
+                             in_flight * BATCHES_IN_FLIGHT_PER_WORKER)
+    finally:
+        if started_here:
+            ray.shutdown()
