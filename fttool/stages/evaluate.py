@@ -37,8 +37,7 @@ class EvaluateStage(Stage):
         if any(is_preference(record) for record in test):
             return self._run_on_preferences(ctx, params, test)
         passages = general_passages(ctx.resolve(params.forgetting.path)) if params.forgetting else []
-        data = evaluation_set(list(read_jsonl(ctx.inputs["validation"])), list(read_jsonl(ctx.inputs["test"])),
-                              params, passages)
+        data = evaluation_set(list(read_jsonl(ctx.inputs["validation"])), test, params, passages)
         quiet_libraries()
         # The tokenizer saved with the model is the one training used (pad token included).
         tuned_dir = ctx.inputs["model"]
