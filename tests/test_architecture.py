@@ -106,3 +106,15 @@ def test_functions_are_short():
 
 def test_the_checker_sees_a_circle():
     assert import_circles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
+
+
+def test_tests_share_helpers_through_support_not_each_other():
+    tests = Path(__file__).resolve().parent
+    modules = {path.stem for path in tests.glob("test_*.py")}
+    crossing = []
+    for path in tests.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            crossing += [f"{path.name} imports {name}" for name in names if name.split(".")[0] in modules]
+    assert crossing == []

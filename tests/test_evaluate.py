@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from conftest import alpaca
 from support.evaluation import compiled_train_params, run_stage_in
 from support.evaluation import support_records as records
-from test_report_render import full_report
+from support.reports import full_report
 
 from fttool.cli import cli
 from fttool.data.records import prompt_and_response, read_jsonl, write_jsonl

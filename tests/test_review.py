@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_report_browser import small_run
+from support.report_run import small_run
 
 from fttool.cli import cli
 from fttool.data.records import read_jsonl
