@@ -168,6 +168,18 @@ def test_garbage_evidence_is_a_clean_error_with_exit_2(run_dir, name, content):
         assert result.stderr.startswith("error: ") and name in result.stderr and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("name, content, line", [("signoff.json", "[\n{not json", 2),
+                                                ("report.sha256", "abc  report.json\n", 1)])
+def test_check_calls_garbage_evidence_invalid_input_not_a_violation(run_dir, tmp_path, name, content, line):
+    policy = tmp_path / "lineage.yaml"
+    policy.write_text(textwrap.dedent(LINEAGE_POLICY).lstrip())
+    (run_dir / name).write_text(content)
+    result = invoke("check", str(run_dir), "--policy", str(policy))
+    assert result.exit_code == 2 and f"{run_dir / name}:{line}:1: " in result.stderr, result.output
+    result = invoke("check", str(run_dir), "--policy", str(policy), "--format", "json")
+    assert result.exit_code == 2 and json.loads(result.stdout)
+
+
 def test_the_run_verifies_wherever_it_is_copied_and_sources_are_checked_on_request(run_dir, tmp_path):
     archive = tmp_path / "archive" / "deep" / "one"
     shutil.copytree(run_dir, archive)

@@ -52,6 +52,14 @@ RENDERINGS = {"html": "report.html", "md": "report.md"}
 class EvidenceError(Exception):
     """A file of the run's evidence cannot be read at all (not JSON, not in its format); the message says which."""
 
+    def __init__(self, message: str, file: Path | None = None, line: int = 1):
+        super().__init__(message)
+        self.file, self.line = file, line  # where, when the error is about one file's content
+
+
+def _unreadable(file: Path, line: int, why: str) -> EvidenceError:
+    return EvidenceError(f"{file}:{line}: {why}; restore the file fttool wrote", file, line)
+
 
 @dataclass(frozen=True)
 class Mismatch:
@@ -88,7 +96,7 @@ def read_digests(run_dir: Path) -> Digests:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise EvidenceError(f"{path}: not a text file; restore the one fttool wrote") from None
+        raise _unreadable(path, 1, "not a text file") from None
     files: dict[str, str] = {}
     marks: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
@@ -98,8 +106,7 @@ def read_digests(run_dir: Path) -> Digests:
         elif file_line:
             files[file_line.group(2)] = file_line.group(1)
         elif line.strip():
-            raise EvidenceError(f"{path}:{number}: not a '<sha256>  <file>' or '# run digest <sha256>' line; "
-                                "restore the file fttool wrote")
+            raise _unreadable(path, number, "not a '<sha256>  <file>' or '# run digest <sha256>' line")
     return Digests(files, marks.get(RUN_MARK), marks.get(RENDERINGS_MARK))
 
 
@@ -111,11 +118,11 @@ def read_signoffs(run_dir: Path) -> list[dict]:
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EvidenceError(f"{path}: not valid JSON ({exc}); restore the file fttool wrote") from None
+        raise _unreadable(path, getattr(exc, "lineno", 1), f"not valid JSON ({exc})") from None
     fields = ("by", "role", "at", "report_sha256")
     if not isinstance(entries, list) or not all(map(_is_signoff, entries)):
-        raise EvidenceError(f"{path}: not a list of sign-offs with {', '.join(fields)} (and optionally run_digest, "
-                            "waivers, signature, key); restore the file fttool wrote")
+        raise _unreadable(path, 1, f"not a list of sign-offs with {', '.join(fields)} (and optionally run_digest, "
+                                   "waivers, signature, key)")
     return entries
 
 

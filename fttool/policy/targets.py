@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from fttool.pipeline.layout import REPORT_JSON
+from fttool.pipeline.layout import DIGESTS, REPORT_JSON
 from fttool.policy.registry import Target
 from fttool.recipe.compiler import validated_recipe
 from fttool.recipe.errors import RecipeError, RecipeInvalid
@@ -37,7 +37,20 @@ def load_report_target(path: Path, text: str) -> Target:
     report = document.data
     recipe_path = path.parent / report["recipe"]["path"]
     names = _path_forms(path) + [report["run"]["name"]] + _path_forms(Path(os.path.normpath(recipe_path)))
+    _require_readable_evidence(path.parent)
     return Target("report", document, report, tuple(names))
+
+
+def _require_readable_evidence(run_dir: Path) -> None:
+    """RecipeInvalid when report.sha256 or signoff.json beside the report is garbage: invalid input, not a finding."""
+    from fttool.governance.evidence import EvidenceError, read_digests, read_signoffs
+
+    try:
+        if (run_dir / DIGESTS).is_file():
+            read_digests(run_dir)
+        read_signoffs(run_dir)
+    except EvidenceError as exc:
+        raise RecipeInvalid([RecipeError(str(exc.file or run_dir), exc.line, 1, str(exc).split(": ", 1)[-1])]) from None
 
 
 def _reject_constant(name: str):
