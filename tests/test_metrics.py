@@ -73,15 +73,14 @@ def test_directions():
 
 
 def test_schema_offers_exactly_the_metrics_computed():
-    from fttool.evaluation import preference
     from fttool.evaluation.comparison import LOSS_METRICS
     from fttool.recipe.schema import load_schema
+    from fttool.training.preference_settings import PER_PAIR_METRICS
 
     evaluate = load_schema()["properties"]["evaluate"]["properties"]
     assert evaluate["primary_metric"]["enum"] == [*LOSS_METRICS, *GENERATION_METRICS, *CLASSIFICATION_METRICS,
-                                                  *preference.GROUP_METRICS]
-    assert evaluate["groups"]["properties"]["metrics"]["items"]["enum"] == [*GROUP_METRICS,
-                                                                            *preference.GROUP_METRICS]
+                                                  *PER_PAIR_METRICS]
+    assert evaluate["groups"]["properties"]["metrics"]["items"]["enum"] == [*GROUP_METRICS, *PER_PAIR_METRICS]
 
 
 def test_example_scores_average_to_the_generation_metrics():
