@@ -221,6 +221,19 @@ def test_signoff_is_refused_for_a_run_that_does_not_verify(run_dir):
     assert not (run_dir / "signoff.json").exists()
 
 
+def test_a_signoff_waits_for_no_one_while_another_command_writes_the_run(run_dir):
+    import fcntl
+
+    with open(run_dir / ".fttool.lock", "w") as held:  # as the holder writes it
+        held.write("fttool review import, pid 99, since 2026-01-01T00:00:00+00:00\n")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = invoke("signoff", str(run_dir), "--by", "Ada", "--role", "risk")
+    assert result.exit_code == 1 and "in use by another fttool command (fttool review import, pid 99" in result.stderr
+    assert not (run_dir / "signoff.json").exists()
+    assert invoke("signoff", str(run_dir), "--by", "Ada", "--role", "risk").exit_code == 0
+
+
 @pytest.mark.parametrize("by, role", [("", "risk"), ("   ", "risk"), ("Ada\nEve", "risk"), ("Ada", "risk\rofficer"),
                                       ("Ada\u2028Eve", "risk"), ("Ada", "")])
 def test_signoff_names_are_non_empty_single_line_text(run_dir, by, role):

@@ -118,15 +118,15 @@ def test_a_second_run_into_a_locked_run_directory_is_refused_at_once(tmp_path):
     run_dir = tmp_path / "runs" / "a"
     run_dir.mkdir(parents=True)
     with open(run_dir / ".fttool.lock", "a+") as held:  # as the first `fttool run` holds it
-        held.write("pid 1234, since 2026-01-01T00:00:00+00:00\n")
+        held.write("fttool run, pid 1234, since 2026-01-01T00:00:00+00:00\n")
         held.flush()
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         for resume in (False, True):
-            with pytest.raises(RunError, match="is in use by another fttool run \\(pid 1234"):
+            with pytest.raises(RunError, match="is in use by another fttool command \\(fttool run, pid 1234"):
                 run_plan(compile_recipe(recipe), run_dir, resume=resume)
     assert sorted(p.name for p in run_dir.iterdir()) == [".fttool.lock"]
     run_dir = run_plan(compile_recipe(recipe), run_dir)  # once the first run let go
-    assert not (run_dir / ".fttool.lock").exists() and report_of(run_dir)["data"]["counts"]["kept"] == 20
+    assert report_of(run_dir)["data"]["counts"]["kept"] == 20
 
 
 def test_output_dir_must_be_empty_without_resume(tmp_path):

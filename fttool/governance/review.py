@@ -24,7 +24,8 @@ from pathlib import Path
 from fttool.data.records import prompt_and_response, read_jsonl
 from fttool.governance.evidence import EvidenceError, read_report, read_signoffs, verify
 from fttool.pipeline.digest import sha256_file
-from fttool.pipeline.layout import REVIEW_SHEET, RunLayout
+from fttool.pipeline.errors import RunError
+from fttool.pipeline.layout import REVIEW_SHEET, RunLayout, RunLock
 
 REVIEW_DIR = "review"
 EXPORT_FILE = REVIEW_SHEET
@@ -214,10 +215,18 @@ def import_ratings(run_dir: Path, ratings_path: Path) -> dict:
 
     Raises ReviewError listing every problem when any row is invalid; nothing is changed then.
     """
+    run_dir = Path(run_dir)
+    try:
+        with RunLock(RunLayout(run_dir), "fttool review import"):
+            return _import_ratings(run_dir, Path(ratings_path))
+    except RunError as exc:
+        raise ReviewError(str(exc)) from None
+
+
+def _import_ratings(run_dir: Path, ratings_path: Path) -> dict:
     from fttool.report import write_report_files
     from fttool.report.build import policy_outcome
 
-    run_dir = Path(run_dir)
     _require_verified(run_dir)
     predictions = _predictions(run_dir)
     ratings, problems = read_ratings(Path(ratings_path), predictions)

@@ -23,7 +23,8 @@ from fttool.governance.evidence import (
     verify,
 )
 from fttool.pipeline.digest import sha256_file
-from fttool.pipeline.layout import RunLayout
+from fttool.pipeline.errors import RunError
+from fttool.pipeline.layout import RunLayout, RunLock
 from fttool.report import rerender
 
 
@@ -78,6 +79,14 @@ def sign_off(run_dir: Path, by: str, role: str, key_file: Path | None = None,
     """
     run_dir = Path(run_dir)
     by, role = single_line(by, "the name (--by)"), single_line(role, "the role (--role)")
+    try:
+        with RunLock(RunLayout(run_dir), "fttool signoff"):  # two sign-offs at once must not lose one
+            return _sign_off(run_dir, by, role, key_file, waive)
+    except RunError as exc:
+        raise SignoffRefused(str(exc)) from None
+
+
+def _sign_off(run_dir: Path, by: str, role: str, key_file: Path | None, waive: dict[str, str] | None) -> dict:
     problems = verify(run_dir)
     if problems:
         raise SignoffRefused("the run does not verify, so it cannot be signed off:\n"

@@ -10,7 +10,7 @@ RUN_DIR/
   work/<stage>/                            intermediates and scratch; deleted when the run succeeds
   logs/                                    tracebacks of failed stage attempts (volatile)
   review/review.csv, export/               written by later commands (volatile)
-  .fttool.lock                             held while `fttool run` writes into the directory (volatile)
+  .fttool.lock                             locked while a command writes into the directory (volatile)
 ```
 
 Volatile files are the ones `fttool verify` does not vouch for: they are written after the run, by commands
@@ -18,10 +18,15 @@ that say what they wrote. Every other file must be in the report's lineage or am
 """
 from __future__ import annotations
 
+import datetime as dt
+import fcntl
 import fnmatch
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
+
+from fttool.pipeline.errors import RunError
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
@@ -121,3 +126,38 @@ class RunLayout:
                 found.append(Path(directory, name).relative_to(self.root).as_posix())
         return sorted(found)
 
+
+
+class RunLock:
+    """An exclusive lock on a run directory while a command writes there (a run, a sign-off, a review import).
+
+    A second command is refused at once, naming the holder. The lock file stays: removing it would let a
+    waiting process lock a file that a third one no longer sees.
+    """
+
+    def __init__(self, layout: RunLayout, command: str, advice: str = ""):
+        self.layout, self.command, self.advice = layout, command, advice
+        self.handle: TextIO | None = None
+
+    def __enter__(self) -> RunLock:
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        handle = open(self.layout.lock, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise RunError(f"{self.layout.root} is in use by another fttool command ({holder}); wait for it to "
+                           f"finish {self.advice}".rstrip()) from None
+        handle.seek(0)
+        handle.truncate()
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        handle.write(f"{self.command}, pid {os.getpid()}, since {now}\n")
+        handle.flush()
+        self.handle = handle
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.handle is not None:
+            self.handle.close()

@@ -11,9 +11,7 @@ succeeds it deletes work/, where the records before PII scrubbing were kept.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
-import os
 import secrets
 import shutil
 import stat
@@ -22,12 +20,11 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TextIO
 
 from fttool.data.records import count_lines
 from fttool.pipeline.digest import files_under, sha256_file, sha256_path
 from fttool.pipeline.errors import RunError
-from fttool.pipeline.layout import LOCK, WORK, RunLayout, cache_dir
+from fttool.pipeline.layout import LOCK, WORK, RunLayout, RunLock, cache_dir
 from fttool.pipeline.plan import Plan, StageSpec, canonical_json, sha256_text
 from fttool.pipeline.stage import RECORD_DATASETS, StageContext, StageResult
 from fttool.stages import stage_class
@@ -99,37 +96,6 @@ def _remove_outputs(run_dir: Path, outputs: dict[str, str]) -> None:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-
-
-class RunLock:
-    """An exclusive lock on a run directory, so that a second `fttool run` into it is refused at once."""
-
-    def __init__(self, layout: RunLayout):
-        self.layout = layout
-        self.handle: TextIO | None = None
-
-    def __enter__(self) -> RunLock:
-        self.layout.root.mkdir(parents=True, exist_ok=True)
-        handle = open(self.layout.lock, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
-            raise RunError(f"{self.layout.root} is in use by another fttool run ({holder}); wait for it to finish "
-                           "or choose another --output-dir") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}, since {_now()}\n")
-        handle.flush()
-        self.handle = handle
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.layout.lock.unlink(missing_ok=True)
-        if self.handle is not None:
-            self.handle.close()
 
 
 class Runner:
@@ -363,7 +329,7 @@ def run_plan(plan: Plan, output_dir: Path | None = None, resume: bool = False) -
     layout = RunLayout(run_dir)
     runner = Runner(plan, run_dir, cache_dir(run_dir), resume)
     runner.check_requirements()
-    with RunLock(layout):
+    with RunLock(layout, "fttool run", "or choose another --output-dir"):
         records, lineage = runner.run()
         write_report(plan, runner.state, records, lineage, run_dir)
         shutil.rmtree(layout.work, ignore_errors=True)
