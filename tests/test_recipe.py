@@ -58,7 +58,8 @@ def test_all_errors_are_reported_in_one_pass(tmp_path):
         """)
     errors = errors_of(path)
     joined = "\n".join(errors)
-    assert f'{path}:4:31: "alpacca" is not allowed; use one of: "alpaca", "chat", "prompt_completion"' in joined
+    assert (f'{path}:4:31: "alpacca" is not allowed; use one of: "alpaca", "chat", "sharegpt", "prompt_completion", '
+            '"text", "preference", "sharegpt_preference", "kto"') in joined
     assert "unknown key 'alpah'; did you mean 'alpha'? (at train.lora.alpah)" in joined
     assert "0 is out of range; the value must be >= 1 (at train.lora.r)" in joined
     assert 'expected integer, got string "eight" (at train.batch_size)' in joined
