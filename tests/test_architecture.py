@@ -118,3 +118,19 @@ def test_tests_share_helpers_through_support_not_each_other():
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             crossing += [f"{path.name} imports {name}" for name in names if name.split(".")[0] in modules]
     assert crossing == []
+
+
+LIBRARIES = ("data", "pii", "fairness", "augment", "training", "evaluation")
+# What a library may use besides the libraries: the plan's data types and digests, and the recipe's error type.
+LIBRARY_MAY_ALSO_IMPORT = ("fttool.pipeline.plan", "fttool.pipeline.params", "fttool.pipeline.digest",
+                           "fttool.pipeline.errors", "fttool.recipe.errors")
+
+
+def test_libraries_are_usable_without_the_runner():
+    """data, pii, fairness, augment, training and evaluation never import stages, the runner, the report,
+    governance, policy or the CLI, so each can be used as a library (docs/architecture.md)."""
+    allowed = tuple(f"fttool.{name}" for name in LIBRARIES) + LIBRARY_MAY_ALSO_IMPORT
+    reaching = [f"{module} imports {target}" for module, targets in import_graph().items()
+                if module.split(".")[1:2] and module.split(".")[1] in LIBRARIES
+                for target in sorted(targets) if not target.startswith(allowed)]
+    assert reaching == []
