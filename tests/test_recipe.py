@@ -97,7 +97,8 @@ def test_mapping_a_field_the_format_lacks_is_an_error(tmp_path):
 
 def test_duplicate_yaml_keys_are_errors(tmp_path):
     path = write_recipe(tmp_path, MINIMAL + "name: other\n")
-    assert errors_of(path) == [f"{path}:5:1: duplicate key 'name' (first defined on line 1); remove one of them (at name)"]
+    assert errors_of(path) == [f"{path}:5:1: duplicate key 'name' (first defined on line 1); remove one of them "
+                               "(at name)"]
 
 
 def test_yaml_cannot_construct_python_objects(tmp_path):

@@ -18,8 +18,8 @@ from fttool.recipe.rules import broken_sections, rule_errors
 from fttool.recipe.rules.evaluate import evaluate_task
 from fttool.recipe.schema import apply_defaults, load_schema, schema_errors
 from fttool.stages import STAGE_ORDER, stage_class
-from fttool.training.preference_settings import preference_params
 from fttool.training.model_identity import ModelIdentityError, resolved_revision
+from fttool.training.preference_settings import preference_params
 
 
 def _stage_params(recipe: dict) -> dict[str, dict | str]:
@@ -153,11 +153,10 @@ def compile_loaded(loaded: LoadedRecipe) -> Plan:
     except ModelIdentityError as exc:  # a hub revision that resolves to no commit here: nothing can run
         where = ("model", "revision") if "revision" in recipe["model"] else ("model", "base")
         raise RecipeInvalid([loaded.error(where, str(exc))]) from None
-    enabled = [name for name in STAGE_ORDER if isinstance(stage_params[name], dict)]
-    wiring = _wire(enabled)
-    stages = tuple(StageSpec(name, _typed_params(name, stage_params[name]), freeze(wiring[name][0]),
-                             freeze(wiring[name][1]))
-                   for name in enabled)
+    enabled = {name: params for name in STAGE_ORDER if isinstance(params := stage_params[name], dict)}
+    wiring = _wire(list(enabled))
+    stages = tuple(StageSpec(name, _typed_params(name, params), freeze(wiring[name][0]), freeze(wiring[name][1]))
+                   for name, params in enabled.items())
     skipped = {name: reason for name, reason in stage_params.items() if isinstance(reason, str)}
     return Plan(name=recipe["name"], recipe_path=loaded.path.resolve(), recipe=freeze(recipe), stages=stages,
                 skipped=freeze(skipped))
