@@ -125,7 +125,7 @@ def test_a_llamafactory_config_keeps_what_fttool_has_and_names_the_rest(tmp_path
     recipe = yaml.safe_load(result.stdout)
     train = recipe["train"]
     assert train["method"] == "lora" and train["load_in_8bit"] is True
-    assert train["lora"] == {"r": 8, "target_modules": ["q_proj", "v_proj"]}
+    assert train["lora"] == {"r": 8, "alpha": 16.0, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
     assert train["max_seq_length"] == 512 and train["max_samples"] == 100 and train["precision"] == "bf16"
     assert train["save_only_model"] is True and train["epochs"] == 3.0 and train["learning_rate"] == 1e-4
     assert recipe["tracking"] == {"enabled": False}
@@ -160,3 +160,69 @@ def test_a_config_that_is_not_a_mapping_is_refused_with_its_name(tmp_path):
     result = run_import(tmp_path, "axolotl", textwrap.dedent("- just\n- a list\n"))
     assert result.exit_code == 1
     assert "axolotl.yaml: a config for axolotl is a YAML mapping of settings; this file holds list" in result.output
+
+
+def test_lora_settings_a_llamafactory_config_leaves_out_get_llamafactorys_defaults(tmp_path):
+    """LLaMA-Factory trains with lora_alpha = 2 * lora_rank, lora_dropout 0 and every linear layer unless told
+    otherwise; the recipe says so, rather than falling back on fttool's own defaults (alpha 32, dropout 0.05)."""
+    result = run_import(tmp_path, "llamafactory", LLAMAFACTORY.replace("lora_rank: 8", "lora_rank: 4")
+                        .replace("lora_target: q_proj,v_proj\n", ""))
+    assert result.exit_code == 0, result.output
+    lora = yaml.safe_load(result.stdout)["train"]["lora"]
+    assert lora == {"r": 4, "alpha": 8.0, "dropout": 0.0, "target_modules": "all-linear"}
+
+    result = run_import(tmp_path, "llamafactory", LLAMAFACTORY.replace("lora_rank: 8\n", "lora_dropout: 0.1\n"))
+    lora = yaml.safe_load(result.stdout)["train"]["lora"]
+    assert lora == {"r": 8, "alpha": 16.0, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}
+
+
+def test_an_axolotl_lora_config_without_dropout_gets_axolotls_default(tmp_path):
+    result = run_import(tmp_path, "axolotl", AXOLOTL.replace("lora_dropout: 0.1\n", ""))
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.stdout)["train"]["lora"]["dropout"] == 0.0
+
+
+AXOLOTL_DPO = """\
+base_model: demo:tiny-llama
+rl: dpo
+datasets:
+  - path: org/pairs
+    type: chat_template.default
+    field_messages: conversation
+    field_chosen: preferred
+    field_rejected: rejected
+    message_property_mappings: {role: role, content: content}
+    roles_to_train: [assistant]
+  - path: org/more-pairs
+    type: chat_template.default
+    message_property_mappings: {role: speaker, content: text}
+adapter: lora
+lora_r: 8
+lora_alpha: 16
+"""
+
+
+def test_an_axolotl_preference_dataset_keeps_its_field_names_and_names_what_it_drops(tmp_path):
+    """axolotl's chat_template DPO datasets read the prompt from field_messages (default messages) and the responses
+    from field_chosen and field_rejected: the source maps them, and dataset settings fttool cannot honour are
+    listed, not dropped."""
+    recipe_path = tmp_path / "project" / "recipe.yaml"
+    result = run_import(tmp_path, "axolotl", AXOLOTL_DPO, "-o", str(recipe_path))
+    assert result.exit_code == 0, result.output
+    sources = yaml.safe_load(recipe_path.read_text())["data"]["sources"]
+    assert [s["format"] for s in sources] == ["preference", "preference"]
+    assert sources[0]["fields"] == {"prompt": "conversation", "chosen": "preferred"}
+    assert sources[1]["fields"] == {"prompt": "messages"}
+    assert "not carried over: datasets[0].roles_to_train: ['assistant']" in result.stderr
+    assert "not carried over: datasets[1].message_property_mappings: {'role': 'speaker', 'content': 'text'}" \
+        in result.stderr
+
+    for source in sources:
+        names = {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected", **source["fields"]}
+        rows = [{names["prompt"]: [{"role": "user", "content": f"Question {i}?"}],
+                 names["chosen"]: {"role": "assistant", "content": f"A careful answer {i}."},
+                 names["rejected"]: {"role": "assistant", "content": f"No idea {i}."}} for i in range(20)]
+        target = recipe_path.parent / source["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    compile_recipe(recipe_path)

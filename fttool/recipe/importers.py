@@ -219,6 +219,15 @@ def _source(name: str, data_format: str, out: Imported, fields: dict | None = No
     return source
 
 
+# Keys of an axolotl dataset entry that the translation reads; every other one is listed as not carried over.
+AXOLOTL_DATASET_KEYS = {"path", "type", "field_messages", "field_chosen", "field_rejected",
+                        "message_property_mappings"}
+AXOLOTL_DATASET_NOT_CARRIED = dict.fromkeys(("split", "name", "data_files", "roles"),
+                                           "fttool reads the whole local file in its format")
+# Message keys fttool reads in every chat: OpenAI's role/content and ShareGPT's from/value.
+MESSAGE_KEYS = ({"role": "role", "content": "content"}, {"role": "from", "content": "value"})
+
+
 def _axolotl_dataset(index: int, dataset: Mapping[str, Any], out: Imported) -> dict:
     kind = str(dataset.get("type", "alpaca"))
     fields: dict[str, str] = {}
@@ -231,16 +240,23 @@ def _axolotl_dataset(index: int, dataset: Mapping[str, Any], out: Imported) -> d
         mappings = dataset.get("message_property_mappings") or {}
         messages = dataset.get("field_messages", "messages")
         sharegpt = mappings.get("role") == "from" and mappings.get("content") == "value"
-        data_format = "preference" if "field_chosen" in dataset else ("sharegpt" if sharegpt else "chat")
-        default = "conversations" if data_format == "sharegpt" else "messages"
-        if messages != default and data_format != "preference":
+        data_format = "preference" if "field_chosen" in dataset or out.recipe.get("train", {}).get(
+            "objective") in ("dpo", "orpo") else ("sharegpt" if sharegpt else "chat")
+        if data_format == "preference":  # axolotl reads the prompt's turns from field_messages
+            fields = {"prompt": messages, **{name: dataset[f"field_{name}"] for name in ("chosen", "rejected")
+                                             if dataset.get(f"field_{name}", name) != name}}
+        elif messages != ("conversations" if sharegpt else "messages"):
             fields["messages"] = messages
+        if mappings and dict(mappings) not in MESSAGE_KEYS:
+            out.skip(f"datasets[{index}].message_property_mappings", dict(mappings),
+                     "fttool reads messages as role/content or from/value")
     else:
         data_format = "alpaca"
         out.skip(f"datasets[{index}].type", kind, "no such record format in fttool; set the source's format")
-    for key in ("split", "roles", "name", "data_files"):
-        if dataset.get(key):
-            out.skip(f"datasets[{index}].{key}", dataset[key], "fttool reads the whole local file in its format")
+    for key, value in dataset.items():
+        if key not in AXOLOTL_DATASET_KEYS and value not in (None, ""):
+            out.skip(f"datasets[{index}].{key}", value, AXOLOTL_DATASET_NOT_CARRIED.get(key, "no equivalent in "
+                                                                                           "fttool's sources"))
     return _source(str(dataset.get("path", f"dataset-{index}")), data_format, out, fields)
 
 
@@ -260,6 +276,8 @@ def _axolotl_method(raw: Mapping[str, Any], out: Imported) -> set[str]:
         out.set(("train", "lora", "target_modules"), [str(m) for m in raw["lora_target_modules"]])
     if out.recipe.get("train", {}).get("method") == "full":
         out.recipe["train"].pop("lora", None)
+    elif out.recipe.get("train", {}).get("method") in ("lora", "qlora"):
+        out.recipe["train"].setdefault("lora", {}).setdefault("dropout", 0.0)  # axolotl's default, not fttool's
     return {"adapter", "load_in_4bit", "lora_target_linear", "lora_target_modules"}
 
 
@@ -276,6 +294,8 @@ def _objective(key: str, value: Any, out: Imported, objectives: Mapping[str, str
 def from_axolotl(raw: Mapping[str, Any], name: str, has_objective: bool) -> Imported:
     out = Imported()
     handled = _apply_renames(raw, AXOLOTL_RENAMES, out) | _precision(raw, out) | _axolotl_method(raw, out)
+    if raw.get("rl"):
+        _objective("rl", raw["rl"], out, {o: o for o in PREFERENCE_OBJECTIVES}, has_objective)
     datasets = raw.get("datasets") or []
     out.set(("data", "sources"), [_axolotl_dataset(i, d, out) for i, d in enumerate(datasets)] or
             [_source("your-data", "alpaca", out)])
@@ -285,8 +305,6 @@ def from_axolotl(raw: Mapping[str, Any], name: str, has_objective: bool) -> Impo
             handle(key, raw[key], out)
     if raw.get("chat_template"):
         _chat_template("chat_template", raw["chat_template"], out, raw.get("chat_template_jinja"))
-    if raw.get("rl"):
-        _objective("rl", raw["rl"], out, {o: o for o in PREFERENCE_OBJECTIVES}, has_objective)
     if raw.get("gradient_checkpointing"):
         out.set(("train", "gradient_checkpointing"), True)
         if raw["gradient_checkpointing"] is not True:
@@ -324,10 +342,15 @@ def _llamafactory_method(raw: Mapping[str, Any], out: Imported) -> set[str]:
             out.set(("train", "load_in_8bit"), True)
         elif bits not in (None, 4):
             out.skip("quantization_bit", bits, "fttool loads 4 bits (qlora) or 8 bits (load_in_8bit)")
-        targets = raw.get("lora_target")
+        targets = raw.get("lora_target") or ("all" if not peft else None)
         if targets:
             out.set(("train", "lora", "target_modules"), "all-linear" if targets == "all" else
                     [t.strip() for t in str(targets).split(",")])
+        if not peft:  # LLaMA-Factory's defaults where the config is silent, not fttool's
+            lora = out.recipe["train"]["lora"]
+            lora.setdefault("r", 8)
+            lora.setdefault("alpha", float(2 * lora["r"]))
+            lora.setdefault("dropout", 0.0)
     else:
         out.skip("finetuning_type", kind, "fttool trains lora, qlora or full")
     return {"finetuning_type", "quantization_bit", "lora_target", "peft_config"}
