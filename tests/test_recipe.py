@@ -267,3 +267,41 @@ def test_paths_outside_the_recipe_folder_need_the_recipe_to_allow_them(tmp_path,
     assert "leads outside the recipe's folder" in error and error.endswith("(at data.sources[0].path)")
     write_recipe(project, body + "allow_paths_outside_recipe_dir: true\n", with_data=False)
     assert compile_recipe(path).name == "mini"
+
+
+# --- attacks on validation (issue 10, second round) ------------------------------------------------------------
+def test_a_recipe_without_its_required_sections_is_an_error_not_a_traceback(tmp_path):
+    path = write_recipe(tmp_path, "name: mini\n", with_data=False)
+    [error] = errors_of(path)
+    assert error.startswith(f"{path}:1:1: missing required key 'data'") and error.endswith("(at $)")
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "missing required key 'data'" in result.stderr
+
+
+def test_nesting_too_deep_for_the_parser_is_a_clean_error(tmp_path):
+    path = write_recipe(tmp_path, "name: " + "[" * 5000 + "]" * 5000 + "\n", with_data=False)
+    [error] = errors_of(path)
+    assert error.startswith(f"{path}:1:1: ") and "deeper than 64 levels" in error
+
+
+def test_an_integer_too_long_to_read_is_an_error_at_its_position(tmp_path):
+    path = write_recipe(tmp_path, MINIMAL + "train: {epochs: 1" + "0" * 5000 + "}\n")
+    [error] = errors_of(path)
+    assert error.startswith(f"{path}:5:17: ") and "too long" in error
+
+
+@pytest.mark.parametrize("setting", ["model_path", "from_model", "to_model"])
+def test_augment_models_outside_the_recipe_folder_need_the_recipe_to_allow_them(tmp_path, setting):
+    outside = tmp_path / "elsewhere" / "bert"
+    outside.mkdir(parents=True)
+    project = tmp_path / "project"
+    project.mkdir()
+    method = "contextual" if setting == "model_path" else "back_translation"
+    models = {"model_path": "prajjwal1/bert-tiny"} if method == "contextual" else {
+        "from_model": "Helsinki-NLP/opus-mt-en-de", "to_model": "Helsinki-NLP/opus-mt-de-en"}
+    models[setting] = "../elsewhere/bert"
+    body = MINIMAL + "augment:\n  - " + json.dumps({"method": method, "ratio": 0.1, **models}) + "\n"
+    path = write_recipe(project, body)
+    errors = [e for e in errors_of(path) if "leads outside the recipe's folder" in e]
+    assert [e.endswith(f"(at augment[0].{setting})") for e in errors] == [True]

@@ -109,9 +109,14 @@ class Yaml12Loader(yaml.SafeLoader):
 
     def construct_yaml_int(self, node):
         text = self.construct_scalar(node)
-        if text.startswith("0o"):
-            return int(text[2:], 8)
-        return int(text, 16) if text.startswith("0x") else int(text)
+        try:
+            if text.startswith("0o"):
+                return int(text[2:], 8)
+            return int(text, 16) if text.startswith("0x") else int(text)
+        except ValueError:  # Python refuses to read decimal integers of more than 4300 digits
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the integer is too long to read ({len(text)} digits); write a number that fits the "
+                "setting", node.start_mark) from None
 
 
 Yaml12Loader.yaml_implicit_resolvers = {}
@@ -189,6 +194,9 @@ def load_yaml_file(path: str | Path, kind: str, not_a_mapping: str) -> LoadedDoc
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         message = f"YAML syntax error: {exc.problem or exc}"
         raise RecipeInvalid([RecipeError(str(path), line, column, message)]) from None
+    except RecursionError:  # PyYAML composes nested nodes recursively: far deeper than MAX_DEPTH exhausts the stack
+        raise RecipeInvalid([RecipeError(str(path), 1, 1, f"{kind} rejected: nesting is deeper than {MAX_DEPTH} "
+                                                          "levels; flatten the document")]) from None
     finally:
         parser.dispose()
     if not isinstance(data, dict):

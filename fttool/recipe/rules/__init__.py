@@ -11,6 +11,7 @@ import re
 from fttool.recipe.errors import RecipeError
 from fttool.recipe.loader import LoadedRecipe
 from fttool.recipe.rules import data, evaluate, memorisation, model, paths, pii, preference, report, train
+from fttool.recipe.schema import load_schema
 
 RULES = [*data.RULES, *model.RULES, *pii.RULES, *evaluate.RULES, *train.RULES, *preference.RULES, *memorisation.RULES,
          *report.RULES, *paths.RULES]
@@ -24,6 +25,8 @@ def broken_sections(schema_errors: list[RecipeError]) -> set[str]:
 def rule_errors(loaded: LoadedRecipe, recipe: dict, broken: set[str]) -> list[RecipeError]:
     """Every rule's errors, for the rules whose sections are free of schema errors."""
     errors: list[RecipeError] = []
+    # A required section that is missing has its schema error at the document root ('$'), not at the section.
+    broken = broken | {section for section in load_schema("recipe")["required"] if section not in recipe}
     for rule in RULES:
         if not broken.intersection(rule.sections):
             errors += rule.check(loaded, recipe)

@@ -21,6 +21,8 @@ PATH_SETTINGS: tuple[tuple, ...] = (
     ("report", "policy"),
     ("train", "chat_template_file"),
 )
+# Augment settings naming a model: a hub id, or a local directory relative to the recipe.
+AUGMENT_MODELS = ("model_path", "from_model", "to_model")
 
 
 def _values(node, pattern: tuple, path: JsonPath) -> Iterator[tuple[JsonPath, object]]:
@@ -36,14 +38,17 @@ def _values(node, pattern: tuple, path: JsonPath) -> Iterator[tuple[JsonPath, ob
 
 
 def recipe_paths(recipe: dict) -> Iterator[tuple[JsonPath, str]]:
-    """(JSON path, value) of every file or directory the recipe names, a local base model included."""
+    """(JSON path, value) of every file or directory the recipe names, local models (base, augment) included."""
     for pattern in PATH_SETTINGS:
         for path, value in _values(recipe, pattern, ()):
             if isinstance(value, str):
                 yield path, value
-    base = recipe.get("model", {}).get("base")
-    if isinstance(base, str) and is_local_model(base):
-        yield ("model", "base"), base
+    models = [(("model", "base"), recipe.get("model", {}).get("base"))]
+    models += [(("augment", index, key), method.get(key)) for index, method in enumerate(recipe.get("augment") or [])
+               if isinstance(method, dict) for key in AUGMENT_MODELS]
+    for where, model in models:
+        if isinstance(model, str) and is_local_model(model):
+            yield where, model
 
 
 def _outside_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
@@ -59,4 +64,4 @@ def _outside_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
     return errors
 
 
-RULES = [Rule(("data", "evaluate", "report", "train", "model"), _outside_errors)]
+RULES = [Rule(("data", "evaluate", "report", "train", "model", "augment"), _outside_errors)]
