@@ -497,6 +497,33 @@ def test_validate_reports_a_fields_mapping_that_matches_nothing(tmp_path):
         "question (map it with fields: {output: <key>}) (at data.sources[1])"]
 
 
+def test_validate_reports_a_file_its_container_cannot_read_before_any_record(tmp_path):
+    """A .json file that is not an array (JSON Lines, or one nested object) would be quarantined whole by the run;
+    validate says so, with the line and the fix, instead of calling the recipe valid."""
+    (tmp_path / "lines.json").write_text('{"instruction": "Q1", "output": "A1"}\n'
+                                         '{"instruction": "Q2", "output": "A2"}\n')
+    (tmp_path / "nested.json").write_text('\n{"group": {"entity": ["a prompt"]}}\n')
+    (tmp_path / "cut.json").write_text('[{"instruction": "Q", "output": "A"},\n {"instruction": "Q2')
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(textwrap.dedent("""
+        name: containers
+        data:
+          sources:
+            - {path: lines.json, format: alpaca}
+            - {path: nested.json, format: text}
+            - {path: cut.json, format: alpaca}
+        """).lstrip())
+    with pytest.raises(RecipeInvalid) as info:
+        compile_recipe(recipe)
+    assert [str(error) for error in info.value.errors] == [
+        f"{recipe}:4:14: lines.json cannot be read as json: line 1: the file is not a JSON array: it does not start "
+        "with '['; a run would quarantine the whole file (set container: jsonl if it holds one JSON object a line) "
+        "(at data.sources[0].path)",
+        f"{recipe}:5:14: nested.json cannot be read as json: line 2: the file is not a JSON array: it does not start "
+        "with '['; a run would quarantine the whole file (set container: jsonl if it holds one JSON object a line) "
+        "(at data.sources[1].path)"]
+
+
 # -- hub datasets at a pinned revision ----------------------------------------------------------------------------
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

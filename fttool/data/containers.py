@@ -42,8 +42,10 @@ class Rejected(Exception):
 class UnreadableRest(Rejected):
     """The file is broken beyond recovery at `line`: the rest of it is quarantined as one entry."""
 
+    SUFFIX = "; the rest of the file is not read"
+
     def __init__(self, line: int, problem: str):
-        super().__init__("unreadable_rest", f"{problem}; the rest of the file is not read")
+        super().__init__("unreadable_rest", problem + self.SUFFIX)
         self.line = line
 
 

@@ -6,7 +6,7 @@ import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
-from fttool.data.containers import BLANK, CONTAINERS, Rejected, read_container
+from fttool.data.containers import BLANK, CONTAINERS, Rejected, UnreadableRest, read_container
 from fttool.data.normalise import SHAREGPT_KEY
 from fttool.data.preference import alternative_shape_seen
 from fttool.data.settings import SourceSettings
@@ -22,6 +22,20 @@ class UnmatchedField:
     key: str  # the key the source maps it to
     keys_seen: tuple[str, ...]  # top-level keys of the records read, sorted
     records: int  # how many records were read
+
+
+def unreadable_start(source: SourceSettings, path: Path) -> tuple[int, str] | None:
+    """(line, problem) when the container cannot be read before its first record (a .json file that is not an
+    array, a Parquet file that is not Parquet, a CSV header that is not CSV): ingest would quarantine the whole
+    file as one entry. Records that are each broken are ingest's to quarantine one by one, not this."""
+    assert source.container is not None, "probed sources are files, whose container the compiler resolves"
+    for line, item in read_container(CONTAINERS[source.container], path):
+        if item is BLANK:
+            continue
+        if isinstance(item, UnreadableRest):
+            return line, item.message.removesuffix(UnreadableRest.SUFFIX)
+        return None
+    return None
 
 
 def unmatched_fields(source: SourceSettings, path: Path, explicit: set[str]) -> list[UnmatchedField]:

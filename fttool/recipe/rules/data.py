@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fttool.data.containers import CONTAINERS, source_container, source_tag
-from fttool.data.probe import unmatched_fields
+from fttool.data.probe import unmatched_fields, unreadable_start
 from fttool.data.settings import CHAT_FORMATS, INPUT_FIELDS, SourceSettings, resolved_source
 from fttool.recipe.errors import RecipeError
 from fttool.recipe.loader import LoadedRecipe
@@ -81,8 +81,15 @@ def _fields_errors(loaded: LoadedRecipe, index: int, source: dict, path: Path | 
               for name in source.get("fields", {}) if name not in allowed]
     if errors or path is None:
         return errors
+    settings = SourceSettings(**resolved_source(source))
+    unreadable = unreadable_start(settings, path)
+    if unreadable:
+        hint = " (set container: jsonl if it holds one JSON object a line)" if settings.container == "json" else ""
+        return [loaded.error(("data", "sources", index, "path"), f"{source['path']} cannot be read as "
+                             f"{settings.container}: line {unreadable[0]}: {unreadable[1]}; a run would quarantine "
+                             f"the whole file{hint}")]
     explicit = set(source.get("fields", {}))
-    for missing in unmatched_fields(SourceSettings(**resolved_source(source)), path, explicit):
+    for missing in unmatched_fields(settings, path, explicit):
         mapped = missing.canonical in explicit
         where = ("data", "sources", index, "fields", missing.canonical) if mapped else ("data", "sources", index)
         what = f"fields.{missing.canonical} '{missing.key}'" if mapped else f"field '{missing.key}'"
