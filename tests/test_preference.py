@@ -344,3 +344,16 @@ def test_a_crashed_dpo_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     training = report_of(run_dir)["training"]
     assert training["resumed_from_step"] == 3 and training["steps"] == 6
     assert training["preference"]["objective"] == "dpo"
+
+
+@pytest.mark.slow
+def test_dpo_trains_in_two_processes_and_is_tracked(tmp_path):
+    from fttool.pipeline.runner import run_plan
+
+    recipe = write_recipe(tmp_path, PAIRS_RECIPE + "train: {objective: dpo, max_steps: 4, batch_size: 4, "
+                          "max_seq_length: 64, lora: {target_modules: all-linear}}\ncompute: {num_processes: 2}\n",
+                          support_pairs(40))
+    run_plan(compile_recipe(recipe), tmp_path / "run")
+    training = report_of(tmp_path / "run")["training"]
+    assert training["launch"]["num_processes"] == 2 and training["steps"] == 4
+    assert training["preference"]["objective"] == "dpo" and training["tracking"]["uri"] == "mlruns"
