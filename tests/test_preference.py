@@ -357,3 +357,24 @@ def test_dpo_trains_in_two_processes_and_is_tracked(tmp_path):
     training = report_of(tmp_path / "run")["training"]
     assert training["launch"]["num_processes"] == 2 and training["steps"] == 4
     assert training["preference"]["objective"] == "dpo" and training["tracking"]["uri"] == "mlruns"
+
+
+def test_report_names_pairs_and_shows_the_preference_section():
+    from fttool.report.html import render_html
+    from fttool.report.markdown import render_markdown
+
+    report = {"data": {"counts": {"input": 5, "quarantined": 1, "duplicates": 0, "dropped_by_policy": 0, "kept": 4,
+                                  "augmented": 0},
+                       "ingest": {"sources": [{"format": "sharegpt_preference"}],
+                                  "quarantined_by_reason": {"identical_pair": 1}}},
+              "training": {"method": "lora", "preference": {
+                  "objective": "dpo", "settings": {"beta": 0.1, "loss_type": "sigmoid"},
+                  "reference_model": "the base model with the LoRA adapter switched off (no second copy)",
+                  "train_pairs": pair_statistics([pair("Q1", "A long answer", "No"), pair("Q2", "Yes, sure", "No")]),
+                  "reward_curves": {"train": [{"step": 1, "margins": 0.0}, {"step": 2, "margins": 0.4}],
+                                    "validation": []}}}}
+    markdown, html = render_markdown(report), render_html(report)
+    assert "**Records (preference pairs):**" in markdown
+    assert "**Preference tuning:** dpo, beta 0.1 · 2 train pairs over 2 prompts" in markdown
+    assert "1 identical pairs quarantined" in markdown
+    assert "Each record is one preference pair." in html and "Reward margin (train)" in html

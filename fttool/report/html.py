@@ -14,7 +14,7 @@ from fttool.data.records import SPLITS
 from fttool.report.charts import exposure_chart, flow_chart, group_chart, loss_chart, similarity_chart
 from fttool.report.format import MISSING, counts_text, fmt, fmt_percent, fmt_signed, get, is_number, short_digest
 from fttool.report.format import html_value as _e
-from fttool.report.sections import FLOW_STEPS, demo_model, metric_names, privacy_unit, skip_reason
+from fttool.report.sections import FLOW_STEPS, demo_model, metric_names, preference_unit, privacy_unit, skip_reason
 from fttool.report.verdict import verdict
 
 METRIC_DIRECTION = {"validation_loss": "lower is better", "test_loss": "lower is better",
@@ -168,7 +168,8 @@ def _data_html(report: dict) -> str:
             + _table([label for _, label in FLOW_STEPS], [[_e(counts.get(key)) for key, _ in FLOW_STEPS]],
                      numeric=set(range(len(FLOW_STEPS))))
             + "<p>Input = quarantined + duplicates + dropped by policy + kept; augmented records are added "
-              "to the training split on top of the kept records.</p>"
+              "to the training split on top of the kept records."
+            + (f" Each record is one {preference_unit(report)}.</p>" if preference_unit(report) else "</p>")
             + flow_chart(counts))
 
     split = data.get("split")

@@ -13,7 +13,7 @@ from fttool.report.format import (
     md_cell,
     short_digest,
 )
-from fttool.report.sections import FLOW_STEPS, demo_model, metric_names, privacy_unit, skip_reason
+from fttool.report.sections import FLOW_STEPS, demo_model, metric_names, preference_unit, privacy_unit, skip_reason
 from fttool.report.verdict import verdict
 
 
@@ -192,9 +192,11 @@ def render_markdown(report: dict, signoffs: list[dict] = ()) -> str:
     if demo:
         lines += ["", f"> **Demo base model ({demo}):** the numbers show the pipeline works, not model quality."]
     # A bullet list, because consecutive lines would merge into one paragraph in a PR comment.
+    unit = preference_unit(report)
     lines += ["",
-              "- **Records:** " + " → ".join(f"{label.lower()} {fmt(counts.get(key))}"
-                                            for key, label in FLOW_STEPS if key != "augmented")
+              f"- **Records{f' ({unit}s)' if unit else ''}:** " + " → ".join(f"{label.lower()} {fmt(counts.get(key))}"
+                                                                            for key, label in FLOW_STEPS
+                                                                            if key != "augmented")
               + f"; augmented {fmt_signed(counts.get('augmented'))}",
               "- **Final splits:** " + " · ".join(f"{name} {fmt(splits.get(name))}" for name in SPLITS)
               + _md_leakage(get(report, "data", "split", "leakage")),

@@ -15,6 +15,17 @@ FLOW_STEPS = (("input", "Input"), ("quarantined", "Quarantined"), ("duplicates",
               ("dropped_by_policy", "Dropped by policy"), ("kept", "Kept"), ("augmented", "Augmented"))
 
 
+def preference_unit(report: dict) -> str | None:
+    """What one record is when every source holds preference data ("preference pair", "KTO response"); else None."""
+    from fttool.data.preference import PREFERENCE_INPUTS
+
+    formats = {source.get("format") for source in (((report.get("data") or {}).get("ingest") or {}).get("sources")
+                                                   or [])}
+    if not formats or not formats <= set(PREFERENCE_INPUTS):
+        return None
+    return "KTO response" if formats == {"kto"} else "preference pair"
+
+
 @cache
 def declared_sections() -> dict[str, str]:
     """Each stage's name -> the report section it declares, in pipeline order."""
