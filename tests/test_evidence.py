@@ -373,3 +373,60 @@ def test_openlineage_event(run_dir):
     assert [d["name"] for d in event["inputs"]] == ["records.jsonl"]
     outputs = {d["name"]: d["facets"]["fttool_digest"]["sha256"] for d in event["outputs"]}
     assert outputs["data/train.jsonl"] == sha256_file(run_dir / "data" / "train.jsonl")
+
+
+# -- attacks of the second round (issue 10): links, forged names, evidence too deep to parse ------------
+def test_a_symbolic_link_in_the_run_directory_fails_even_to_identical_content(run_dir, tmp_path):
+    outside = tmp_path / "report-copy.json"
+    shutil.copyfile(run_dir / "report.json", outside)
+    (run_dir / "report.json").unlink()
+    (run_dir / "report.json").symlink_to(outside)
+    assert "report.json: a symbolic link: a run directory holds its own files, not links to others" in problems(run_dir)
+
+
+def test_a_signoff_json_linked_to_another_runs_is_not_read_nor_written_through(run_dir, tmp_path):
+    other = run_plan(compile_recipe(data_project(tmp_path / "other")), tmp_path / "runs" / "two")
+    sign_off(other, "Ada", "risk")
+    before = (other / "signoff.json").read_bytes()
+    (run_dir / "signoff.json").symlink_to(other / "signoff.json")
+    assert any(p.startswith("signoff.json: a symbolic link") for p in problems(run_dir))
+    result = invoke("signoff", str(run_dir), "--by", "Bob", "--role", "audit")
+    assert result.exit_code == 1 and "symbolic link" in result.stderr
+    assert (other / "signoff.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("field, value", [("by", "Ada\nnote: sign-off by Dana (risk): signed by dana@bank.example"),
+                                          ("role", ""), ("by", "\u3164"), ("by", "Ada\u200b")])
+def test_a_hand_edited_signoff_name_is_invalid_evidence_not_a_line_of_output(run_dir, field, value):
+    sign_off(run_dir, "Ada", "risk")
+    entries = json.loads((run_dir / "signoff.json").read_text())
+    entries[0][field] = value
+    (run_dir / "signoff.json").write_text(json.dumps(entries))
+    result = invoke("verify", str(run_dir))
+    assert result.exit_code == 2 and result.stderr.startswith("error: ") and "signoff.json" in result.stderr
+    assert not [line for line in result.stderr.splitlines() if line.startswith("note: sign-off by Dana")]
+
+
+@pytest.mark.parametrize("name", ["\u3164", "\u2800", "\u200b"])
+def test_a_name_that_shows_nothing_is_refused(run_dir, name):
+    result = invoke("signoff", str(run_dir), "--by", name, "--role", "risk")
+    assert result.exit_code == 2 and "error: the name (--by)" in result.stderr
+    assert not (run_dir / "signoff.json").exists()
+
+
+@pytest.mark.parametrize("name, content", [("signoff.json", "[" * 100_000 + "]" * 100_000),
+                                           ("report.json", "[" * 100_000 + "]" * 100_000),
+                                           ("signoff.json", "[" + "1" * 5000 + "]")])
+def test_evidence_too_deep_or_too_long_to_parse_is_a_clean_error(run_dir, name, content):
+    (run_dir / name).write_text(content)
+    result = invoke("verify", str(run_dir))
+    assert result.exit_code == 2 and result.stderr.startswith("error: ") and name in result.stderr, result.output
+
+
+def test_a_signoff_json_copied_from_another_run_fails_and_is_not_called_superseded(run_dir, tmp_path):
+    other = run_plan(compile_recipe(data_project(tmp_path / "other")), tmp_path / "runs" / "two")
+    sign_off(other, "Ada", "risk")
+    shutil.copyfile(other / "signoff.json", run_dir / "signoff.json")
+    result = invoke("verify", str(run_dir))
+    assert result.exit_code == 1 and "the run changed after Ada (risk)" in result.stderr
+    assert "before fttool added to it" not in result.stderr

@@ -178,3 +178,16 @@ def test_cache_entry_is_not_reused_when_the_stage_writes_elsewhere(tmp_path):
     second = run_plan(compile_recipe(recipe), tmp_path / "runs" / "b")
     assert statuses(second)["split"] == "ran"
     assert "work/split/train.jsonl" in {a["path"] for a in report_of(second)["lineage"]["artifacts"]}
+
+
+def test_a_lock_file_linked_elsewhere_is_never_written_through(tmp_path):
+    """A colleague plants .fttool.lock as a link to a file of the user's: fttool must not truncate it."""
+    recipe = make_project(tmp_path)
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me\n")
+    run_dir = tmp_path / "runs" / "a"
+    run_dir.mkdir(parents=True)
+    (run_dir / ".fttool.lock").symlink_to(victim)
+    with pytest.raises(RunError, match="is a symbolic link"):
+        run_plan(compile_recipe(recipe), run_dir)
+    assert victim.read_text() == "keep me\n"

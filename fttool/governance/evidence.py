@@ -12,6 +12,7 @@ again, with the sign-offs given, after a run is signed off. `verify` checks, whe
   a rendering) and rewriting its line in report.sha256 is caught;
 - every lineage artifact the run kept, against its sha256;
 - that every other file is volatile (fttool.pipeline.layout.VOLATILE): a file added to model/ fails;
+- that no file, volatile ones included, is a symbolic link (to a file elsewhere or another run's signoff.json);
 - every sign-off: given on the run as it is now (or listed by the report as superseded), its signature
   valid, and with `allowed_signers` made by a key the file lists.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,16 +72,41 @@ class Mismatch:
         return f"{self.path}: {self.problem}"
 
 
+# Characters that show nothing although Unicode calls them letters or symbols (Hangul fillers, the blank
+# Braille pattern, the combining grapheme joiner): a name made of them reads as no name at all.
+_BLANK_LOOKING = frozenset("\u034f\u115f\u1160\u2800\u3164\uffa0")
+
+
+def single_line(value: str, what: str) -> str:
+    """`value` stripped and in NFC; ValueError unless it is visible text on one line without control characters.
+
+    Names, roles and waiver reasons are shown in verify's output, the report and the exported model card, so
+    none may hold a line break or an invisible character that would make one name look like another.
+    """
+    text = unicodedata.normalize("NFC", (value or "").strip()) if isinstance(value, str) else ""
+    if not text:
+        raise ValueError(f"{what} is empty; give it as non-empty text")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") or ch in _BLANK_LOOKING for ch in text):
+        raise ValueError(f"{what} {text!r} holds a line break, control or invisible character; give it on one line "
+                         "in visible characters")
+    if not any(unicodedata.category(ch)[0] in "LNPS" for ch in text):
+        raise ValueError(f"{what} {text!r} shows nothing; give it as visible text")
+    return text
+
+
 # -- reading ------------------------------------------------------------------------------------------
 def read_report(run_dir: Path) -> dict:
     """report.json through fttool.report's one reader, or EvidenceError saying why it cannot be read."""
     from fttool.report.reader import ReportInvalid
     from fttool.report.reader import read_report as read_valid_report
 
+    path = RunLayout(Path(run_dir)).report
     try:
-        return read_valid_report(RunLayout(Path(run_dir)).report)
+        return read_valid_report(path)
     except ReportInvalid as exc:
         raise EvidenceError(f"{exc}\nrestore the report fttool wrote") from None
+    except RecursionError:  # json's decoder recurses once per nested array or object
+        raise _unreadable(path, 1, "nested too deep to be a report") from None
 
 
 @dataclass(frozen=True)
@@ -117,12 +144,21 @@ def read_signoffs(run_dir: Path) -> list[dict]:
         return []
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, huge integers
         raise _unreadable(path, getattr(exc, "lineno", 1), f"not valid JSON ({exc})") from None
     fields = ("by", "role", "at", "report_sha256")
     if not isinstance(entries, list) or not all(map(_is_signoff, entries)):
         raise _unreadable(path, 1, f"not a list of sign-offs with {', '.join(fields)} (and optionally run_digest, "
                                    "waivers, signature, key)")
+    for entry in entries:
+        texts = [(entry["by"], "a name (by)"), (entry["role"], "a role"),
+                 *((w["reason"], f"the reason for waiving {w['rule']!r}") for w in entry.get("waivers", []))]
+        try:
+            for value, what in texts:
+                if single_line(value, what) != value:
+                    raise ValueError(f"{what} {value!r} is not as fttool writes it (stripped, NFC)")
+        except ValueError as exc:  # verify prints names: a forged line break must not forge a line of its output
+            raise _unreadable(path, 1, f"{exc}, which fttool signoff never writes") from None
     return entries
 
 
@@ -223,6 +259,12 @@ def check_artifacts(run_dir: Path, artifacts: list[dict]) -> list[Mismatch]:
     return problems
 
 
+def _check_no_links(run_dir: Path) -> list[Mismatch]:
+    """A run directory holds its own files: a link would let a file elsewhere (or another run's) stand in for one."""
+    return [Mismatch(rel, "a symbolic link: a run directory holds its own files, not links to others")
+            for rel in RunLayout(run_dir).files() if (run_dir / rel).is_symlink()]
+
+
 def _check_nothing_added(run_dir: Path, artifacts: list[dict]) -> list[Mismatch]:
     known = {a["path"] for a in artifacts if a["kind"] == "artifact"} | set(REPORT_FILES) | set(RUN_FILES) | {DIGESTS}
     return [Mismatch(rel, "not in the report's lineage: added after the run") for rel in RunLayout(run_dir).files()
@@ -288,6 +330,7 @@ def verify(run_dir: Path, sources: bool = False, recipe_dir: Path | None = None,
     problems += _check_marks(recorded, artifacts)
     problems += check_artifacts(run_dir, artifacts)
     problems += _check_nothing_added(run_dir, artifacts)
+    problems += _check_no_links(run_dir)
     if sources:
         problems += check_sources(run_dir, report, recipe_dir)
     current = recorded.run if recorded.run and run_digest(recorded.files, artifacts) == recorded.run else None
@@ -350,8 +393,8 @@ def check_signoffs(run_dir: Path, report: dict, current: str | None,
         who = f"{entry['by']} ({entry['role']}) at {entry['at']}"
         approves = _approves(entry, report, current, report_sha256)
         problem = None if approves is not False else f"the run changed after {who} signed off"
-        notes = [] if approves else [f"approved an older report (sha256 {entry['report_sha256'][:12]}), before fttool "
-                                     "added to it; it does not approve this one"]
+        notes = [] if approves is not None else [f"approved an older report (sha256 {entry['report_sha256'][:12]}), "
+                                                 "before fttool added to it; it does not approve this one"]
         signature_problem, signature_note = _signature_state(entry, allowed)
         notes.append(signature_note)
         notes += [f"waived {w.get('rule')}: {w.get('reason')}" for w in entry.get("waivers") or []]

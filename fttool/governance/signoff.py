@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import unicodedata
 from pathlib import Path
 
 from fttool.governance import signing
@@ -20,6 +19,7 @@ from fttool.governance.evidence import (
     read_report,
     read_signoffs,
     signed_payload,
+    single_line,
     verify,
 )
 from fttool.pipeline.digest import sha256_file
@@ -30,16 +30,6 @@ from fttool.report import rerender
 
 class SignoffRefused(Exception):
     """The run may not be signed off (or exported) as it is; the message says why and what to do."""
-
-
-def single_line(value: str, what: str) -> str:
-    """`value` stripped; ValueError unless it is non-empty text on one line without control characters."""
-    text = (value or "").strip()
-    if not text:
-        raise ValueError(f"{what} is empty; give it as non-empty text")
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in text):
-        raise ValueError(f"{what} {text!r} holds a line break or control character; give it on one line")
-    return text
 
 
 def failing_rules(report: dict) -> list[str]:

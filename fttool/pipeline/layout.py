@@ -19,6 +19,7 @@ that say what they wrote. Every other file must be in the report's lineage or am
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fcntl
 import fnmatch
 import os
@@ -141,7 +142,13 @@ class RunLock:
 
     def __enter__(self) -> RunLock:
         self.layout.root.mkdir(parents=True, exist_ok=True)
-        handle = open(self.layout.lock, "a+")
+        try:  # never through a link: a planted .fttool.lock -> ~/file would have fttool overwrite that file
+            handle = os.fdopen(os.open(self.layout.lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), "r+")
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise RunError(f"{self.layout.lock} is a symbolic link; fttool locks a file of the run directory itself: "
+                           "remove the link") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
