@@ -115,7 +115,8 @@ def _summarise_run(run_dir: Path) -> None:
 
     report = read_report(run_dir)
     counts = report["data"]["counts"]
-    click.echo(f"run {report['run']['id']} {report['run']['status']}: {run_dir}")
+    # Every stage ran; whether the outcome is a success is the verdict's to say, below.
+    click.echo(f"run {report['run']['id']} finished: {run_dir}")
     click.echo("records: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     click.echo("stages: " + ", ".join(f"{s['name']} {s['status']}" for s in report["stages"]))
     outcome = evaluation_outcome(report)

@@ -33,6 +33,8 @@ def test_a_run_that_keeps_no_record_fails_and_names_the_quarantine(tmp_path):
     assert "no record was kept of 4 input records" in result.stderr
     assert str(tmp_path / "run" / "quarantine.jsonl") in result.stderr
     assert "verdict: fail" in result.stdout
+    assert "succeeded" not in result.stdout, "a run that exits 1 does not call itself a success"
+    assert result.stdout.startswith(f"run run finished: {tmp_path / 'run'}\n")
     assert (tmp_path / "run" / "report.json").is_file()  # the report is written before the run fails
 
 
