@@ -279,7 +279,8 @@ def support_pairs(n: int) -> list[dict]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("objective", "fmt", "primary"), [("dpo", "preference", "preference_accuracy"),
-                                                            ("kto", "kto", "test_loss")])
+                                                            ("kto", "kto", "test_loss"),
+                                                            ("orpo", "preference", "reward_margin")])
 def test_preference_objective_runs_through_the_whole_pipeline(tmp_path, objective, fmt, primary):
     from fttool.pipeline.runner import run_plan
 
@@ -294,7 +295,8 @@ def test_preference_objective_runs_through_the_whole_pipeline(tmp_path, objectiv
     report = report_of(run_dir)
     training, evaluation = report["training"], report["evaluation"]
     assert training["preference"]["objective"] == objective
-    assert "adapter switched off" in training["preference"]["reference_model"]
+    reference = training["preference"]["reference_model"]
+    assert ("ORPO needs no reference" if objective == "orpo" else "adapter switched off") in reference
     assert training["preference"]["reward_curves"]["train"]
     assert evaluation["task"] == "preference" and evaluation["primary_metric"]["name"] == primary
     assert evaluation["samples"] == report["data"]["split"]["counts"]["test"]
