@@ -12,6 +12,7 @@ import pytest
 from support.data import split_params
 from support.dedup_fixture import fixture_records
 
+from fttool.data import dedup as dedup_module
 from fttool.data import split as split_module
 from fttool.data.dedup import CONTROL_CHARS
 from fttool.data.engines import available_cores, engine_problems
@@ -74,6 +75,18 @@ def test_signatures_are_datasketchs_value_for_value():
         assert (reference.hashvalues == row).all()
 
 
+@pytest.mark.parametrize("threshold", [0.05, 0.3, 0.5, 0.55, 0.7, 0.75, 0.79, 0.8, 0.81, 0.9, 0.95, 0.98, 0.99, 1.0])
+def test_lsh_bands_are_datasketchs(threshold):
+    from datasketch import MinHashLSH
+
+    try:
+        lsh = MinHashLSH(threshold=threshold, num_perm=128, weights=(0.1, 0.9))
+        expected = (lsh.b, lsh.r)
+    except ValueError:  # a single band, which datasketch refuses
+        expected = (2, 64)
+    assert lsh_bands(threshold) == expected
+
+
 def test_the_control_character_pattern_is_unicodes_cc_but_newline_and_tab():
     every = "".join(map(chr, range(0x110000)))
     removed = set(every) - set(CONTROL_CHARS.sub("", every))
@@ -86,14 +99,16 @@ def test_output_is_byte_identical_to_before_in_one_process(run_stage, case):
     assert _digest(run_stage, dedup, split, LOCAL) == expected
 
 
-def test_output_is_byte_identical_with_worker_processes(run_stage):
+def test_output_is_byte_identical_with_worker_processes(run_stage, monkeypatch):
+    monkeypatch.setattr(dedup_module, "RECORDS_PER_BATCH", 64)  # seven batches, several in flight at once
     dedup, split, expected = BEFORE["exact+near"]
     assert _digest(run_stage, dedup, split, {**LOCAL, "workers": 2}) == expected
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (pip install 'fttool[ray]')")
-def test_ray_engine_on_a_local_cluster_is_byte_identical(run_stage):
+def test_ray_engine_on_a_local_cluster_is_byte_identical(run_stage, monkeypatch):
+    monkeypatch.setattr(dedup_module, "RECORDS_PER_BATCH", 64)
     dedup, split, expected = BEFORE["exact+near"]
     ray = {"engine": "ray", "workers": None, "ray": {"address": "", "num_cpus": 2}}
     assert _digest(run_stage, dedup, split, ray) == expected

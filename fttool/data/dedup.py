@@ -33,8 +33,8 @@ from fttool.data.settings import DedupParams
 
 MAX_EXAMPLE_IDS = 5
 RECORDS_PER_BATCH = 512  # records an engine cleans, keys and signs at a time
-# SQLite's bound on the parameters of one statement is 32766; a batch's lookups go in chunks below it.
-SQL_VALUES_PER_QUERY = 10_000
+# Values one lookup statement binds (SQLite allows 32766); a batch's lookups go in chunks of at most this many.
+SQL_VALUES_PER_QUERY = 1024
 SEMANTIC_BATCH = 256  # records embedded and compared at a time
 # Kept embeddings per matrix product: bounds the similarity matrix to SEMANTIC_BATCH x this many floats.
 KEPT_BLOCK_ROWS = 8192
@@ -127,8 +127,17 @@ class ScratchDB:
         self.close()
 
 
-def _chunks(values: list, size: int = SQL_VALUES_PER_QUERY) -> Iterator[list]:
-    return (values[start:start + size] for start in range(0, len(values), size))
+def _select_in(db: sqlite3.Connection, query: str, values: list) -> Iterator[tuple]:
+    """The rows of `query`, whose `IN ({})` takes the values, a chunk of them at a time.
+
+    Each chunk is padded (repeating a value, which IN ignores) to a power of two, so that a few statement texts
+    serve every batch: sqlite3 caches a prepared statement per text, and one per batch size would pile up.
+    """
+    values = list(set(values))
+    for start in range(0, len(values), SQL_VALUES_PER_QUERY):
+        chunk = values[start:start + SQL_VALUES_PER_QUERY]
+        size = 1 << (len(chunk) - 1).bit_length()
+        yield from db.execute(query.format(", ".join("?" * size)), chunk + chunk[:1] * (size - len(chunk)))
 
 
 class KeySet:
@@ -140,12 +149,7 @@ class KeySet:
 
     def present(self, keys: list[bytes]) -> set[bytes]:
         """Those of `keys` in the set."""
-        found: set[bytes] = set()
-        for chunk in _chunks(list(set(keys))):
-            marks = ", ".join("?" * len(chunk))
-            found.update(key for (key,) in self.scratch.db.execute(f"SELECT key FROM seen WHERE key IN ({marks})",
-                                                                    chunk))
-        return found
+        return {key for (key,) in _select_in(self.scratch.db, "SELECT key FROM seen WHERE key IN ({})", keys)}
 
     def add_new(self, keys: list[bytes]) -> None:
         """Add keys that are not in the set yet."""
@@ -191,11 +195,9 @@ class NearDuplicateIndex:
     def indexed_keys(self, band_hash_rows) -> dict[int, list[int]]:
         """band hash -> keys of the flushed records with a band of that hash, for every hash of these rows."""
         keys: dict[int, list[int]] = {}
-        for chunk in _chunks(list({int(h) for h in band_hash_rows.ravel()})):
-            marks = ", ".join("?" * len(chunk))
-            for band_hash, key in self.scratch.db.execute(f"SELECT hash, key FROM band WHERE hash IN ({marks})",
-                                                          chunk):
-                keys.setdefault(band_hash, []).append(key)
+        for band_hash, key in _select_in(self.scratch.db, "SELECT hash, key FROM band WHERE hash IN ({})",
+                                         band_hash_rows.ravel().tolist()):
+            keys.setdefault(band_hash, []).append(key)
         return keys
 
     def _signature(self, key: int):
@@ -303,7 +305,7 @@ def record_lines(path: Path) -> Iterator[str]:
         yield from (line for line in handle if line.strip())
 
 
-def _batched(lines: Iterable[str], size: int = RECORDS_PER_BATCH) -> Iterator[list[str]]:
+def _batched(lines: Iterable[str], size: int) -> Iterator[list[str]]:
     batch: list[str] = []
     for line in lines:
         batch.append(line)
@@ -407,7 +409,7 @@ class Deduplication:
                          index.bands if index else 0, index.rows if index else 0)
         # Records that pass the cheap rules wait here to be embedded in batches; they keep their order.
         pending: list[tuple[str, str, str]] = []
-        for batch in in_order(prepare_batch, _batched(lines), wanted, self.params.compute):
+        for batch in in_order(prepare_batch, _batched(lines, RECORDS_PER_BATCH), wanted, self.params.compute):
             self.changed_by.update(batch.changed_by)
             for i, rule in enumerate(self._duplicate_rules(batch)):
                 if rule is not None:

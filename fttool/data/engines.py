@@ -5,7 +5,7 @@ the order of the batches, whichever engine computed them, so the stage's sequent
 exactly what one process would have computed. At most a few batches per worker are in flight, so memory does not
 grow with the data.
 
-- local, 1 worker: the batches are computed in the stage's own process.
+- local, 1 worker (or a single batch): the batches are computed in the stage's own process.
 - local, N workers: a pool of N spawned processes (spawned, not forked: the runner may hold threads of torch or
   tokenizers, which a fork would copy half-initialised).
 - ray: Ray tasks on the cluster `address` names, or on a local cluster started for the stage and stopped after it.
@@ -15,6 +15,7 @@ grow with the data.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -52,10 +53,12 @@ def in_order(function: Callable[[Batch, Any], Result], batches: Iterable[Batch],
     """function(batch, argument) for every batch, in the order of the batches."""
     if settings.engine == "ray":
         return _on_ray(function, batches, argument, settings)
+    batches = iter(batches)
+    first_two = list(itertools.islice(batches, 2))
     workers = settings.workers or available_cores()
-    if workers == 1:
-        return (function(batch, argument) for batch in batches)
-    return _in_processes(function, batches, argument, workers)
+    if workers == 1 or len(first_two) < 2:  # a single batch is not worth starting processes for
+        return (function(batch, argument) for batch in itertools.chain(first_two, batches))
+    return _in_processes(function, itertools.chain(first_two, batches), argument, workers)
 
 
 def _windowed(submit: Callable[[Any], Any], collect: Callable[[Any], Result], batches: Iterable,

@@ -42,17 +42,34 @@ def permutations() -> tuple[np.ndarray, np.ndarray]:
     return odd, generator.randint(0, 1 << 32, NUM_PERM, dtype=np.uint32)
 
 
+# Gauss-Legendre nodes for the banding integrals: exact for polynomials up to degree 2 * 65 - 1, and the integrands
+# below have degree bands * rows <= NUM_PERM.
+_GAUSS_NODES = 65
+
+
 @lru_cache(maxsize=8)
 def lsh_bands(threshold: float) -> tuple[int, int]:
-    """(bands, rows) datasketch's MinHashLSH picks for the threshold."""
-    from datasketch import MinHashLSH
+    """(bands, rows) that datasketch's MinHashLSH picks for the threshold with LSH_RECALL_WEIGHTS.
 
-    try:
-        lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM, weights=LSH_RECALL_WEIGHTS)
-    except ValueError:  # near 1, datasketch picks a single band, which it then refuses
-        return 2, NUM_PERM // 2
-    assert lsh.hashranges == [(i * lsh.r, (i + 1) * lsh.r) for i in range(lsh.b)]
-    return lsh.b, lsh.r
+    datasketch minimises the weighted false positive and false negative areas (`datasketch.lsh._optimal_param`,
+    integrated with scipy's quad); the integrands are polynomials, which Gauss-Legendre integrates exactly, so
+    the choice is the same without importing datasketch and scipy (50 MiB) into the stage's process.
+    tests/test_data_scale.py compares the two over the whole range of thresholds.
+    """
+    nodes, weights = np.polynomial.legendre.leggauss(_GAUSS_NODES)
+    below = (nodes + 1) * threshold / 2  # nodes on [0, threshold]
+    above = threshold + (nodes + 1) * (1 - threshold) / 2  # on [threshold, 1]
+    best, best_error = (0, 0), float("inf")
+    for bands in range(1, NUM_PERM + 1):
+        rows = np.arange(1, NUM_PERM // bands + 1, dtype=float)[:, None]
+        false_positive = (1 - (1 - below ** rows) ** bands) @ weights * threshold / 2
+        false_negative = (1 - above ** rows) ** bands @ weights * (1 - threshold) / 2
+        errors = false_positive * LSH_RECALL_WEIGHTS[0] + false_negative * LSH_RECALL_WEIGHTS[1]
+        for row, error in enumerate(errors.tolist()):
+            if error < best_error:
+                best, best_error = (bands, row + 1), error
+    # Near 1 the best is a single band, which datasketch refuses; two bands of half the signature each then.
+    return best if best[0] >= 2 else (2, NUM_PERM // 2)
 
 
 @lru_cache(maxsize=8)
