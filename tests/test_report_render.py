@@ -368,3 +368,14 @@ def test_non_finite_numbers_are_named_before_a_report_is_written():
     report["training"]["loss_history"][2]["loss"] = float("nan")
     assert non_finite_paths(report) == ["$.training.loss_history[2].loss", "$.evaluation.tuned.perplexity"]
     assert non_finite_paths(full_report()) == []
+
+
+def test_the_pii_strict_row_does_not_contradict_a_failing_residual():
+    """Without strict, residual PII still fails the verdict (and fttool run exits 1); the row says what strict
+    changes, stopping the run at the PII stage, rather than that a residual "fails the run" only with it."""
+    report = full_report()
+    report["pii"].update(residual={"PERSON": 2}, residual_total=2, strict=False)
+    html = render_html(report)
+    assert "Strict (a residual stops the run at the PII stage)" in html
+    assert "a residual fails the run" not in html
+

@@ -261,7 +261,7 @@ def _pii_html(report: dict) -> str:
             f' (e.g. <span class="mono">{_e(example_ids)}</span>)' if example_ids else "")))
     else:
         rows += [("Residual PII after scrubbing", residual_badge),
-                 ("Strict (a residual fails the run)", _e(pii.get("strict")))]
+                 ("Strict (a residual stops the run at the PII stage)", _e(pii.get("strict")))]
     html = _kv_table(rows)
     entities, residual = pii.get("entities") or {}, pii.get("residual") or {}
     operators = pii.get("operators") or {}
