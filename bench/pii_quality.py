@@ -355,7 +355,11 @@ def run_stage(records_by_split: dict[str, list[dict]], params: dict, directory: 
         path.parent.mkdir(parents=True, exist_ok=True)
     work = directory / "scratch"
     work.mkdir(parents=True, exist_ok=True)
-    ctx = StageContext(params=params, inputs=inputs, outputs=outputs, recipe_dir=directory, work_dir=work)
+    from fttool.pii.settings import PiiParams
+    from fttool.pipeline.params import build
+
+    ctx = StageContext(params=build(PiiParams, params, "pii"), inputs=inputs, outputs=outputs, recipe_dir=directory,
+                       work_dir=work)
     result = cls().run(ctx)
     return result, {split: list(read_jsonl(outputs[split])) for split in cls.writes}
 

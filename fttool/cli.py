@@ -334,6 +334,29 @@ def cache_purge(cache_dir: Path | None) -> None:
     click.echo(f"{purged}: {count} cached stage output(s) deleted" if count else f"{purged}: nothing cached")
 
 
+@cli.group()
+def pii() -> None:
+    """The data owner's view of what the PII stage found (pii/findings.jsonl in the run directory)."""
+
+
+@pii.command("sample")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--type", "entity", help="Only findings of this entity type, e.g. PERSON.")
+@click.option("-n", "count", type=click.IntRange(min=1), default=20, show_default=True, help="How many to print.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draw.")
+def pii_sample(run_dir: Path, entity: str | None, count: int, seed: int) -> None:
+    """Print a sample of findings: record id, field, type, score, recognizer, and the context with values masked."""
+    from fttool.pii.findings import line, sample
+
+    try:
+        chosen, total = sample(run_dir, entity, count, seed)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{len(chosen)} of {total} findings{' of type ' + entity if entity else ''}")
+    for finding in chosen:
+        click.echo(line(finding))
+
+
 @cli.command("import")
 @click.argument("tool", type=click.Choice(["axolotl", "llamafactory"]))
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))

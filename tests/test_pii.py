@@ -478,8 +478,8 @@ def test_recipe_recognizers_and_operators_are_checked_when_compiling(tmp_path):
         f"{path}:10:14: recognizer name 'employee id' is already used by pii.recognizers[0] "
         "(at pii.recognizers[1].name)",
         f"{path}:12:5: 'PERSN' is not among the entities checked (PERSON, EMAIL_ADDRESS, PHONE_NUMBER, "
-        "CREDIT_CARD, US_SSN, IP_ADDRESS, IBAN_CODE, LOCATION, EMPLOYEE_ID, MRN); add it to pii.entities or use "
-        "'default' (at pii.operators.PERSN)",
+        "CREDIT_CARD, US_SSN, IP_ADDRESS, IBAN_CODE, LOCATION, STREET_ADDRESS, EMPLOYEE_ID, MRN); add it to "
+        "pii.entities or use 'default' (at pii.operators.PERSN)",
         f"{path}:13:36: 'masking_char' does not apply to a replace operator "
         "(at pii.operators.EMAIL_ADDRESS.masking_char)"]
 
@@ -511,3 +511,167 @@ def test_report_shows_action_operators_and_dropped_ids():
     html = _pii_html({"pii": dropped})
     assert "drop: records with any finding removed" in html and "r1, r2" in html and "Residual" not in html
     assert _md_pii({"pii": dropped}) == ("**PII:** 2 of 9 records had PII; found: PERSON 2; records dropped: 2")
+
+
+# -- issue 11: data nobody here wrote ------------------------------------------------------------
+def scrub_texts(run_stage, texts: list[str], **settings) -> tuple[dict, list[str]]:
+    """The pii stage on one text record per text; (summary, the scrubbed texts in order)."""
+    train = [{"id": f"t{index}", "source": "test", "format": "text", "text": text, "meta": {}}
+             for index, text in enumerate(texts)]
+    result, outputs = run_stage("pii", {**PARAMS, **settings}, {"train": train, "validation": [], "test": []})
+    return result.summary, [record["text"] for record in read_jsonl(outputs["train"])]
+
+
+def test_evasion_by_fullwidth_digits_zero_width_spaces_and_spaced_ssn_fails(run_stage):
+    texts = ["Card ４１１１ １１１１ １１１１ １１１１ please.", "Mail maria\u200b.gonzalez@exa\u200dmple.com now.",
+             "My SSN is 536 22 8191.", "SSN:\u00a0536\u00a022\u00a08191", "Call ٥٥٥-١٢٣-٤٥٦٧ today."]
+    summary, scrubbed = scrub_texts(run_stage, texts, strict=True)
+    # What is replaced is the original text: nothing of the value is left, everything around it is.
+    assert scrubbed == ["Card <CREDIT_CARD> please.", "Mail <EMAIL_ADDRESS> now.", "My SSN is <US_SSN>.",
+                        "SSN:\u00a0<US_SSN>", "Call <PHONE_NUMBER> today."]
+    assert summary["residual"] == {}
+
+
+def test_arithmetic_and_quantities_are_not_phone_card_or_ssn():
+    from fttool.pii.evidence import arithmetic, ssn_valid
+
+    text = "because 3000 - 2920 = <<3000-2920=80>>80 and $409 500 - $400 000 = $<<409500-400000=9500>>9500"
+    assert arithmetic(text, text.index("3000-2920"), text.index("3000-2920") + 9)
+    assert arithmetic(text, text.index("3000 - 2920"), text.index("3000 - 2920") + 11)
+    assert not arithmetic("Call 555-123-4567 now", 5, 17)
+    assert [ssn_valid(v) for v in ("536-22-8191", "000-22-8191", "666-22-8191", "936-22-8191", "536-00-8191",
+                                   "536-22-0000", "111-11-1111")] == [True] + [False] * 6
+
+
+def test_calculator_annotations_in_maths_text_give_no_findings(run_stage):
+    texts = ["Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n#### 72",
+             "The loser got 3000 - 2920 = <<3000-2920=80>>80 votes fewer.",
+             "He paid $409 500 - $400 000 = $<<409500-400000=9500>>9500 more.\n#### 2880000",
+             "The population grew from 23786 to 29000 in 2020."]
+    summary, scrubbed = scrub_texts(run_stage, texts)
+    assert not {"PHONE_NUMBER", "CREDIT_CARD", "US_SSN"} & set(summary["entities"])
+    assert all("<<" in text or "23786" in text for text in scrubbed)
+
+
+@pytest.mark.parametrize("text, phone", [
+    ("Please have the manager call me at (96) 627-277 about it.", "(96) 627-277"),
+    ("Desk: 986.291.2294x751", "986.291.2294x751"),
+    ("Fax: 001-420-335-7509x38548", "001-420-335-7509x38548"),
+    ("+1-944-435-4352x04732 mobile", "+1-944-435-4352x04732"),
+    ("69 987 88 37 office", "69 987 88 37"),
+    ("Our desk abroad is +44 20 7946 0958.", "+44 20 7946 0958"),
+    ("Or try our second line on +49 30 901820", "+49 30 901820"),
+])
+def test_phones_of_many_regions_and_extensions_are_replaced_whole(run_stage, phone, text):
+    summary, [scrubbed] = scrub_texts(run_stage, [text])
+    assert scrubbed == text.replace(phone, "<PHONE_NUMBER>")
+
+
+def test_allow_list_takes_exact_values_and_regexes(run_stage):
+    texts = ["Ask Kwame Mensah or Amara Okafor.", "Write to support@example.com or amara.okafor@example.net."]
+    _, scrubbed = scrub_texts(run_stage, texts, allow_list=[{"regex": r"Kwame \w+"}, "support@example.com"])
+    assert scrubbed[0].startswith("Ask Kwame Mensah or <") and "Okafor" not in scrubbed[0]
+    assert scrubbed[1] == "Write to support@example.com or <EMAIL_ADDRESS>."
+
+
+def test_one_string_gets_one_type_and_every_occurrence(run_stage):
+    summary, [scrubbed] = scrub_texts(run_stage, [
+        "Betty has 5 apples and Natalia has 3. Betty gives 2 to Natalia. Natalia sold clips in May."])
+    assert "Betty" not in scrubbed and "Natalia" not in scrubbed
+    assert scrubbed.count("<PERSON>") == 5 and "<LOCATION>" not in scrubbed
+
+
+def test_organisations_that_read_as_names_are_people_and_others_stay(run_stage):
+    _, scrubbed = scrub_texts(run_stage, ["The founders: Eklund, Becker and Vasquez met in Oslo.",
+                                          "She works at Becker Consulting in the city."])
+    assert "Becker" not in scrubbed[0] and "Vasquez" not in scrubbed[0]
+    assert "Becker Consulting" in scrubbed[1]
+
+
+@pytest.mark.parametrize("text, address", [
+    ("Ship it to 1755 Nelson Mandela Drive please.", "1755 Nelson Mandela Drive"),
+    ("billing address: 23 8 wressle road suite 771", "23 8 wressle road suite 771"),
+    ("Filip lives on Nassaustraat 123 now.", "Nassaustraat 123"),
+    ("The bus station is on Ziegelgasse 26", "Ziegelgasse 26"),
+    ("Send it to 107 Rue Abdelaziz Thâalbi.", "107 Rue Abdelaziz Thâalbi"),
+    ("Our office: 10 Downing Street, London SW1A 2AA.", "SW1A 2AA"),
+])
+def test_street_addresses_of_us_uk_ca_and_eu_forms(run_stage, text, address):
+    summary, [scrubbed] = scrub_texts(run_stage, [text])
+    assert address not in scrubbed and summary["entities"].get("STREET_ADDRESS")
+
+
+def test_distances_and_scores_are_not_addresses(run_stage):
+    summary, scrubbed = scrub_texts(run_stage, ["I walked down the road for 3 miles to the park and back.",
+                                                "He scored 12 points in the park and 3 goals on the way home."])
+    assert "STREET_ADDRESS" not in summary["entities"]
+
+
+def test_every_text_field_is_scanned_and_skipped_fields_are_reported(run_stage):
+    record = {"id": "x1", "source": "crm export of maria.gonzalez@example.com", "format": "chat",
+              "messages": [{"role": "system", "content": "The customer is Kwame Mensah."},
+                           {"role": "user", "content": "Hello"},
+                           {"role": "tool", "content": "{\"phone\": \"+44 20 7946 0958\"}"},
+                           {"role": "assistant", "content": "Hi!"}],
+              "meta": {"customer_email": "amara.okafor@example.net", "notes": ["Call +1 555-123-4567"],
+                       "ticket_ref": "Ask Ingrid Bergström"}}
+    result, outputs = run_stage("pii", {**PARAMS, "skip_fields": ["meta.ticket_ref"]},
+                                {"train": [record], "validation": [], "test": []})
+    [written] = read_jsonl(outputs["train"])
+    text = json.dumps(written, ensure_ascii=False)
+    for value in ("maria.gonzalez", "Kwame", "7946", "amara.okafor", "555-123"):
+        assert value not in text
+    assert written["meta"]["ticket_ref"] == "Ask Ingrid Bergström"  # skipped, as the recipe asked
+    assert [m["role"] for m in written["messages"]] == ["system", "user", "tool", "assistant"]
+    summary = result.summary
+    assert summary["fields_skipped"] == ["meta.ticket_ref"]
+    assert {"source", "messages.content", "meta.customer_email", "meta.notes"} <= set(summary["fields_scanned"])
+    assert summary["by_field"]["meta.customer_email"] == {"EMAIL_ADDRESS": 1}
+
+
+def test_drop_removes_records_whose_extra_fields_hold_pii(run_stage):
+    record = alpaca("Explain photosynthesis.", "Plants use light.", customer_email="amara.okafor@example.net")
+    result, outputs = run_stage("pii", {**PARAMS, "action": "drop"}, {"train": [record], "validation": [], "test": []})
+    assert list(read_jsonl(outputs["train"])) == [] and result.removed == {"pii_detected": 1}
+
+
+def test_recognizer_that_times_out_fails_the_run_naming_it(run_stage):
+    slow = {"name": "slow id", "entity": "SLOW_ID", "patterns": [{"regex": "(a|aa)+$", "score": 0.9}]}
+    with pytest.raises(scrubber.RecognizerTimeoutError, match="'slow id 0'.*pii.timeout_s"):
+        scrub_texts(run_stage, ["a" * 36 + "!"], recognizers=[slow], timeout_s=0.1)
+
+
+def test_hash_key_is_in_the_fingerprint_as_an_hmac_only(monkeypatch):
+    from fttool.pii.settings import PiiParams
+    from fttool.pipeline.params import build
+    from fttool.stages import stage_class
+
+    cls = stage_class("pii")
+    params = build(PiiParams, {**PARAMS, "operators": {"PERSON": {"type": "hash"}}}, "pii")
+    monkeypatch.setenv("FTTOOL_PII_SALT", SALT)
+    first = cls.secret_digests(params)
+    monkeypatch.setenv("FTTOOL_PII_SALT", SALT + "-rotated")
+    second = cls.secret_digests(params)
+    monkeypatch.delenv("FTTOOL_PII_SALT")
+    assert first != second and cls.secret_digests(params) == {"FTTOOL_PII_SALT": "unset"}
+    assert SALT not in json.dumps([first, second])
+    assert cls.secret_digests(build(PiiParams, PARAMS, "pii")) == {}  # no hash operator, nothing to key
+
+
+def test_findings_file_masks_values_and_pii_sample_prints_it(run_stage, tmp_path):
+    from click.testing import CliRunner
+
+    from fttool.cli import cli
+
+    result, outputs = run_stage("pii", PARAMS, SPLITS)
+    findings = [json.loads(line) for line in outputs["findings"].read_text(encoding="utf-8").splitlines()]
+    assert sum(1 for f in findings if f["type"] == "PERSON") == result.summary["entities"]["PERSON"]
+    assert {"record", "field", "type", "score", "recognizer", "context"} == set(findings[0])
+    for value in PLANTED:
+        assert value not in outputs["findings"].read_text(encoding="utf-8")
+    run_dir = outputs["findings"].parent.parent
+    shown = CliRunner().invoke(cli, ["pii", "sample", str(run_dir), "--type", "PERSON", "-n", "2"])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert lines[0] == f"2 of {result.summary['entities']['PERSON']} findings of type PERSON" and len(lines) == 3
+    assert all(" PERSON " in line and "<PERSON>" in line for line in lines[1:])

@@ -2,7 +2,8 @@
 
 `build_registry` assembles them in the style of presidio's RecognizerRegistry: presidio's predefined
 recognizers for the language, with the e-mail and spaCy recognizers swapped for the ones below, plus
-recognizers for card numbers outside presidio's pattern, written phone numbers and introduced names.
+recognizers for card numbers outside presidio's pattern, phone numbers judged by phonenumbers (in place of
+presidio's PhoneRecognizer), street addresses (fttool.pii.addresses) and introduced names.
 Recipe recognizers (`pii.recognizers`) are built per run by `recipe_recognizers` and passed to each
 analysis as ad-hoc recognizers, so the cached engines stay the same for every recipe.
 
@@ -15,24 +16,12 @@ from collections.abc import Iterable, Mapping
 
 import regex
 import tldextract
-from presidio_analyzer import Pattern, PatternRecognizer, RecognizerRegistry
+from presidio_analyzer import LocalRecognizer, Pattern, PatternRecognizer, RecognizerRegistry, RecognizerResult
 from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, EmailRecognizer, SpacyRecognizer
 
-# presidio's phonenumbers-based recognizer scores every match 0.4 and leaves out a leading "+1"; these
-# patterns catch the common written formats outright. Trunk-prefixed national numbers look too much
-# like other digit groups, so they score below the default threshold unless a context word is near.
-PHONE_CONTEXT = ["phone", "telephone", "tel", "call", "mobile", "cell", "cellphone", "fax", "number",
-                 "contact", "reach", "text", "sms", "whatsapp"]
-PHONE_PATTERNS = (
-    # +1 555-123-4567, (555) 123-4567, 555.123.4567, 555 123 4567
-    ("north american", r"(?<![\w+])(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?!\w)", 0.6),
-    # +44 20 7946 0958, +33 1 23 45 67 89, +49 (30) 123456: at least 8 digits after the "+"
-    ("international",
-     r"(?<![\w+])\+(?=(?:[\s.()-]{0,2}\d){8})\d{1,3}(?:[\s.-]?\(\d{1,5}\)|[\s.-]\d{1,5}){1,6}(?!\w)", 0.6),
-    ("international compact", r"(?<![\w+])\+\d{8,15}(?!\w)", 0.5),
-    # 020 7946 0958, 07700 900123
-    ("national trunk prefix", r"(?<![\w+])\(?0\d{1,4}\)?[\s.-]\d{3,4}[\s.-]?\d{3,4}(?!\w)", 0.3),
-)
+from fttool.pii.addresses import ADDRESS_CONTEXT, ADDRESS_PATTERNS
+from fttool.pii.names import given_name_spans, organisation_person_span, place_is_person
+from fttool.pii.phones import phone_spans
 
 # presidio's card pattern admits only 13 to 17 digits led by 1, 3, 4, 5[0-5] or 6, so it never matches
 # Mastercard's 2-series (2221-2720), 15-digit JCB (2131, 1800), 19-digit Visa or 12-digit Maestro. This one
@@ -47,8 +36,10 @@ class IssuerRangeCardRecognizer(CreditCardRecognizer):
     """Card numbers of the issuer ranges and lengths presidio's CreditCardRecognizer leaves out."""
 
     def __init__(self, supported_language: str):
+        # presidio's name: where both match one number, presidio keeps either (its duplicate removal hashes
+        # results), and the findings file should not depend on which.
         super().__init__(patterns=[Pattern("issuer ranges, 12 to 19 digits", CARD_PATTERN, 0.3)],
-                         supported_language=supported_language, name="IssuerRangeCardRecognizer")
+                         supported_language=supported_language, name="CreditCardRecognizer")
 
     def validate_result(self, pattern_text: str) -> bool:
         digits = [c for c in pattern_text if c.isdigit()]
@@ -58,13 +49,14 @@ class IssuerRangeCardRecognizer(CreditCardRecognizer):
 # The small spaCy models miss many names; a capitalised name right after a title, an introduction, a
 # greeting or a sign-off is a name. Matched case-sensitively (the triggers are not), so "my name is fine"
 # is left alone.
-_TITLE = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\b"
+_TITLE = r"(?i:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\b"
 _NOT_NAME = rf"(?:{_TITLE}|(?:Sir|Madam|Customer|Team|All|Everyone|There|Again|Colleagues|Friends)\b)"
 _NAME_WORD = rf"(?!{_NOT_NAME})\p{{Lu}}(?:\p{{Ll}}+|['’]\p{{Lu}}\p{{Ll}}+)(?:-\p{{Lu}}\p{{Ll}}+)?"
 _FULL_NAME = rf"{_NAME_WORD}(?:[ \t]+(?:\p{{Lu}}\.[ \t]+)?{_NAME_WORD}){{0,2}}"
 NAME_PATTERNS = (
     ("title", rf"(?<=\b{_TITLE}\.?\s+){_FULL_NAME}", 0.9),
-    ("introduction", rf"(?<=\b(?i:(?:my|his|her|their|your) name is|my name's|call me|dear)\s+){_FULL_NAME}", 0.9),
+    ("introduction", rf"(?<=\b(?i:(?:my|his|her|their|your) (?:(?:first|last|middle|maiden|full|family) )?name "
+                     rf"is|(?:sur|last |first )name(?: is|:)|my name's|call me|dear)\s+){_FULL_NAME}", 0.9),
     ("sign-off", rf"(?<=\b(?i:regards|sincerely|yours truly),?\s+){_FULL_NAME}", 0.9),
     ("greeting",
      rf"(?<=\b(?i:hi|hello|hey|thanks|thank you|good (?:morning|afternoon|evening)),?\s+){_FULL_NAME}", 0.9),
@@ -84,6 +76,15 @@ INTERFACE_WORDS = frozenset("""
 """.split())
 
 
+# Name evidence (fttool.pii.names): ORG spans and one-word places that read as names, and proper nouns led by a
+# given name, count as people. Measured against bench/pii_external.py --name-evidence-off (docs/benchmarks.md).
+NAME_EVIDENCE = True
+NAME_EVIDENCE_SCORE = 0.6
+
+
+MAX_LOWERCASE_TAG_CHARS = 3
+
+
 class PlausibleNameSpacyRecognizer(SpacyRecognizer):
     """presidio's spaCy recognizer, without PERSON spans that read as interface words rather than names.
 
@@ -98,14 +99,53 @@ class PlausibleNameSpacyRecognizer(SpacyRecognizer):
             return results
         implausible = {(span.start_char, span.end_char) for span in nlp_artifacts.entities
                        if span.label_ == "PERSON" and not _plausible_name(span)}
-        return [r for r in results if r.entity_type != "PERSON" or (r.start, r.end) not in implausible]
+        results = [r for r in results if r.entity_type != "PERSON" or (r.start, r.end) not in implausible]
+        if "PERSON" in entities and NAME_EVIDENCE:
+            people = {(span.start_char, span.end_char) for span in nlp_artifacts.entities
+                      if span.label_ == "LOCATION" and place_is_person(span)}
+            for r in results:
+                if r.entity_type == "LOCATION" and (r.start, r.end) in people:
+                    r.entity_type = "PERSON"
+            results += self._names_as_people(text, nlp_artifacts)
+        return results
+
+    def _names_as_people(self, text, nlp_artifacts) -> list:
+        """The small spaCy models tag many names as ORG ("founders: Eklund, Becker and Vasquez") or as nothing."""
+        doc = nlp_artifacts.tokens
+        if not hasattr(doc, "ents"):
+            return []
+        spans = [found for span in doc.ents if span.label_ == "ORG"
+                 for found in [organisation_person_span(span, text)] if found] + given_name_spans(doc)
+        metadata = {RecognizerResult.RECOGNIZER_NAME_KEY: "NameEvidence",
+                    RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id}
+        return [RecognizerResult("PERSON", start, end, NAME_EVIDENCE_SCORE, recognition_metadata=metadata)
+                for start, end in spans]
 
 
 def _plausible_name(span) -> bool:
+    if len(span) == 1 and span[0].is_lower and len(span[0]) <= MAX_LOWERCASE_TAG_CHARS:
+        return False  # a short lower-case value on its own ("eu", "us" in a region field)
     words = [token.lower_ for token in span if token.is_alpha]
     if words and all(word in INTERFACE_WORDS for word in words):
         return False
     return any(token.tag_ in ("NNP", "NNPS") for token in span)
+
+
+class PhoneNumberRecognizer(LocalRecognizer):
+    """Phone numbers of any common format, judged by phonenumbers (fttool.pii.phones)."""
+
+    def __init__(self, supported_language: str):
+        super().__init__(supported_entities=["PHONE_NUMBER"], supported_language=supported_language,
+                         name="PhoneNumberRecognizer")
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        metadata = {RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                    RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id}
+        return [RecognizerResult("PHONE_NUMBER", start, end, score, recognition_metadata=metadata)
+                for start, end, score in phone_spans(text)]
 
 
 class _DropLanguageSkips(logging.Filter):
@@ -134,8 +174,11 @@ def build_registry(language: str, nlp_engine) -> RecognizerRegistry:
     registry.add_recognizer(_offline_email_recognizer(language))
     registry.add_recognizer(IssuerRangeCardRecognizer(language))
     registry.add_recognizer(PatternRecognizer(
-        supported_entity="PHONE_NUMBER", name="FormattedPhoneRecognizer", supported_language=language,
-        patterns=[Pattern(name, pattern, score) for name, pattern, score in PHONE_PATTERNS], context=PHONE_CONTEXT))
+        supported_entity="STREET_ADDRESS", name="StreetAddressRecognizer", supported_language=language,
+        patterns=[Pattern(name, pattern, score) for name, pattern, score in ADDRESS_PATTERNS],
+        context=ADDRESS_CONTEXT))
+    registry.remove_recognizer("PhoneRecognizer")
+    registry.add_recognizer(PhoneNumberRecognizer(language))
     registry.add_recognizer(PatternRecognizer(
         supported_entity="PERSON", name="IntroducedNameRecognizer", supported_language=language,
         patterns=[Pattern(name, pattern, score) for name, pattern, score in NAME_PATTERNS],

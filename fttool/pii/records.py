@@ -1,5 +1,8 @@
 """Scrub streams of records: each distinct text is analysed once, in chunks, and counted per occurrence.
 
+Every string of a record is scanned (extra fields, `meta`, the source tag, system prompts, tool messages), except
+its id, format and message roles and the fields the recipe names in `pii.skip_fields`.
+
 `record_scrubbing(params, records)` yields a function that turns a stream of records into the records to
 write (scrubbed, or without those dropped), and the tally of what was found. Chunks are analysed ahead of
 the one being written, in this process or in workers (fttool.pii.workers). Counts hold entity types,
@@ -14,7 +17,6 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from itertools import islice
 
-from fttool.data.records import map_text_fields, text_fields
 from fttool.pii.scrubber import TextOutcome, TextScrubber
 from fttool.pii.settings import PiiParams
 from fttool.pii.workers import Start, analysis
@@ -22,6 +24,38 @@ from fttool.pii.workers import Start, analysis
 CHUNK_RECORDS = 512  # records analysed together: enough for spaCy batching, small enough to stream
 CHUNKS_IN_FLIGHT = 2  # chunks handed to the analysis beyond the one being written, so that it never waits
 EXAMPLE_IDS = 10  # ids of dropped records listed in the summary
+
+
+# Keys that hold no free text: the record's id and format, and a chat message's role.
+NOT_TEXT = frozenset({"id", "format", "role"})
+
+
+def field_name(path: str) -> str:
+    """messages[3].content -> messages.content: fields are counted and skipped by name, not by position."""
+    return re.sub(r"\[\d+\]", "", path)
+
+
+def _skipped(name: str, skip: frozenset[str]) -> bool:
+    return name in skip or any(name.startswith(prefix + ".") for prefix in skip)
+
+
+def map_strings(value, transform, skip: frozenset[str], path: str = ""):
+    """`value` with transform(path, text) applied to every non-empty string in it, at any depth (extra fields,
+    meta, the source tag, every chat message), except under NOT_TEXT keys and the field names in `skip`."""
+    if isinstance(value, dict):
+        return {key: item if key in NOT_TEXT or _skipped(field_name(f"{path}{key}"), skip)
+                else map_strings(item, transform, skip, f"{path}{key}.") for key, item in value.items()}
+    if isinstance(value, list):
+        return [map_strings(item, transform, skip, f"{path[:-1]}[{index}].") for index, item in enumerate(value)]
+    if isinstance(value, str) and value.strip():
+        return transform(path[:-1], value)
+    return value
+
+
+def texts_of(record: dict, skip: frozenset[str]) -> list[str]:
+    found: list[str] = []
+    map_strings(record, lambda _, text: found.append(text) or text, skip)
+    return found
 
 
 def _key(text: str) -> bytes:
@@ -55,8 +89,11 @@ class OutcomeCache:
 class Tally:
     """Counts for the summary, per occurrence of a text (a repeated text counts each time it appears)."""
 
-    def __init__(self, drops: bool):
+    def __init__(self, drops: bool, skip: frozenset[str], on_finding: Callable[[dict], None] | None = None):
         self.drops = drops
+        self.skip = skip
+        self.on_finding = on_finding
+        self.fields_scanned: set[str] = set()
         self.entities: Counter = Counter()
         self.by_field: dict[str, Counter] = {}
         self.residual: Counter = Counter()
@@ -72,15 +109,20 @@ class Tally:
         def transform(path: str, text: str) -> str:
             nonlocal found_any
             outcome = outcomes.of(text)
+            self.fields_scanned.add(field_name(path))
+            if self.on_finding:
+                for finding in outcome.findings:
+                    self.on_finding({"record": record["id"], "field": path, "type": finding.entity,
+                                     "score": finding.score, "recognizer": finding.recognizer,
+                                     "context": finding.context})
             if outcome.found:
                 found_any = True
                 self.entities.update(outcome.found)
-                # messages[3].content -> messages.content: the report counts by field, not by turn
-                self.by_field.setdefault(re.sub(r"\[\d+\]", "", path), Counter()).update(outcome.found)
+                self.by_field.setdefault(field_name(path), Counter()).update(outcome.found)
             self.residual.update(outcome.residual)
             return text if outcome.scrubbed is None else outcome.scrubbed
 
-        handled = map_text_fields(record, transform)
+        handled = map_strings(record, transform, self.skip)
         self.records_scanned += 1
         self.records_with_pii += found_any
         if self.drops and found_any:
@@ -109,7 +151,7 @@ def _handled_records(records: Iterator[dict], outcomes: OutcomeCache, start: Sta
                 yield handled
 
     for chunk in _chunks(records, CHUNK_RECORDS):
-        claimed = outcomes.claim(text for record in chunk for _, text in text_fields(record))
+        claimed = outcomes.claim(text for record in chunk for text in texts_of(record, tally.skip))
         in_flight.append((chunk, list(claimed), start(list(claimed.values()))))
         if len(in_flight) > CHUNKS_IN_FLIGHT:
             yield from finish_oldest()
@@ -118,12 +160,13 @@ def _handled_records(records: Iterator[dict], outcomes: OutcomeCache, start: Sta
 
 
 @contextmanager
-def record_scrubbing(params: PiiParams, records: int) -> Iterator[tuple[Callable[[Iterable[dict]], Iterator[dict]],
-                                                                         Tally]]:
+def record_scrubbing(params: PiiParams, records: int, on_finding: Callable[[dict], None] | None = None
+                     ) -> Iterator[tuple[Callable[[Iterable[dict]], Iterator[dict]], Tally]]:
     """(scrub, tally): scrub(records) gives the records to write; `records` is how many will come in all,
-    which decides whether workers are worth starting. Fails before any work on a bad model, entity or key."""
+    which decides whether workers are worth starting; on_finding, if given, receives each finding (record id,
+    field, type, score, recognizer, masked context). Fails before any work on a bad model, entity or key."""
     scrubber = TextScrubber(params)
-    tally = Tally(drops=params.action == "drop")
+    tally = Tally(drops=params.action == "drop", skip=frozenset(params.skip_fields), on_finding=on_finding)
     outcomes = OutcomeCache()
     with analysis(scrubber, records) as start:
         yield (lambda stream: _handled_records(iter(stream), outcomes, start, tally)), tally

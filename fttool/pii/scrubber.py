@@ -1,7 +1,9 @@
 """Scrub personal data from texts: presidio's analyzer, its anonymizer and a second scan of the result.
 
 `TextScrubber(params).outcomes(texts)` analyses a list of texts in spaCy batches and says, for each, what
-to write and what was found. Values on the allow list are never findings. With `action: scrub` each
+to write and what was found. Texts are analysed in normal form (fttool.pii.normalise) and the findings mapped
+back, so that the original text is replaced; findings are weighed again (fttool.pii.evidence), and values on the
+allow list are never findings. With `action: scrub` each
 finding is anonymised by its entity type's operator (replace with <TYPE>, redact, mask, or a keyed-hash
 pseudonym such as <PERSON_3f2a91c0>) and the scrubbed text is analysed again: anything found there in text
 the anonymizer did not write is a residual, counted by type. With `action: drop` nothing is rewritten.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import sys
 from collections import Counter
@@ -20,6 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
+from fttool.pii.evidence import AllowList, one_type_per_string, plausible, with_address_blocks
+from fttool.pii.normalise import Normalised, normalise
 from fttool.pii.settings import PiiParams, entities_checked
 
 NLP_BATCH = 256  # texts per spaCy nlp.pipe batch
@@ -46,15 +51,85 @@ class PiiResidualError(RuntimeError):
     """`strict` is set and scrubbed text still holds PII."""
 
 
+class RecognizerTimeoutError(RuntimeError):
+    """A recognizer's pattern ran past pii.timeout_s: presidio would skip it and scrub less, so the run fails."""
+
+
+class _TimeoutWatch(logging.Handler):
+    """Hears presidio's "Regex pattern '...' timed out ..., skipping." warnings, which are all it does about one."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.patterns: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "timed out" in str(record.msg) and record.args:
+            self.patterns.append(str(record.args[0]))
+
+    def check(self, timeout_s: float) -> None:
+        if self.patterns:
+            names = ", ".join(f"'{name}'" for name in dict.fromkeys(self.patterns))
+            self.patterns.clear()
+            raise RecognizerTimeoutError(
+                f"pii: the recognizer pattern {names} ran longer than pii.timeout_s ({timeout_s:g} s) on a text; "
+                "rather than skip it and scrub less, the run stops. Fix the regular expression (nested or "
+                "overlapping repeats such as (a+)+ backtrack without end) or raise pii.timeout_s")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One finding, for the data owner's findings file: never the value, only its type and a masked context."""
+    entity: str
+    score: float
+    recognizer: str
+    context: str  # CONTEXT_CHARS either side, with this and every other finding in it replaced by <TYPE>
+
+
 @dataclass(frozen=True)
 class TextOutcome:
-    """What one text gave: the text to write (None: unchanged) and counts by type."""
+    """What one text gave: the text to write (None: unchanged), counts by type, and the findings."""
     scrubbed: str | None
     found: Counter
     residual: Counter
+    findings: tuple[Finding, ...] = ()
 
 
 NOTHING_FOUND = TextOutcome(None, Counter(), Counter())  # shared by the many texts without findings
+CONTEXT_CHARS = 30
+
+
+def _masked_context(text: str, results: list, finding) -> str:
+    """The text around `finding`, with every finding that reaches into the window shown as <TYPE>."""
+    start, end = max(0, finding.start - CONTEXT_CHARS), min(len(text), finding.end + CONTEXT_CHARS)
+    inside = sorted((r for r in results if r.start < end and r.end > start), key=lambda r: (r.start, -r.end))
+    parts, position = [], start
+    for r in inside:
+        if r.start >= position:
+            parts.append(text[position:r.start])
+            parts.append(f"<{r.entity_type}>")
+            position = r.end
+        elif r.end > position:
+            position = r.end  # overlaps the one already shown
+    parts.append(text[min(max(position, start), end):end])
+    return ("…" if start else "") + "".join(parts) + ("…" if end < len(text) else "")
+
+
+def _recognizer(result) -> str:
+    return (result.recognition_metadata or {}).get("recognizer_name", "")
+
+
+def _findings(text: str, results: list) -> tuple[Finding, ...]:
+    """One finding per span and type (recognizers that agree are named once, the first by name); a finding
+    inside a stronger one of another type is left out, as the anonymizer leaves it out."""
+    def stronger(q, r) -> bool:
+        return q.start <= r.start and r.end <= q.end and (q.score, q.end - q.start) > (r.score, r.end - r.start)
+
+    kept = [r for r in results if not any(stronger(q, r) for q in results)]
+    unique: dict[tuple, object] = {}
+    for r in sorted(kept, key=lambda r: (r.start, r.end, r.entity_type, _recognizer(r))):
+        unique.setdefault((r.start, r.end, r.entity_type), r)
+    return tuple(Finding(r.entity_type, round(r.score, 3), _recognizer(r), _masked_context(text, results, r))
+                 for r in unique.values())
 
 
 @lru_cache(maxsize=2)
@@ -79,6 +154,21 @@ def _engines(language: str, nlp_model: str):
     return BatchAnalyzerEngine(analyzer), AnonymizerEngine()
 
 
+@lru_cache(maxsize=1)
+def _timeout_watch() -> _TimeoutWatch:
+    watch = _TimeoutWatch()
+    logging.getLogger("presidio-analyzer").addHandler(watch)
+    return watch
+
+
+def _watch_timeouts(timeout_s: float) -> _TimeoutWatch:
+    """The process's watch on presidio's pattern timeouts, with presidio's limit set to `timeout_s`."""
+    import presidio_analyzer.pattern_recognizer as pattern_recognizer
+
+    pattern_recognizer.REGEX_TIMEOUT_SECONDS = timeout_s
+    return _timeout_watch()
+
+
 def hash_key(variable: str) -> bytes:
     """The secret HMAC key from the environment; messages name the variable, never its value."""
     value = os.environ.get(variable)
@@ -90,6 +180,22 @@ def hash_key(variable: str) -> bytes:
         raise ValueError(f"pii.operators: the key in the environment variable {variable} is shorter than "
                          f"{MIN_HASH_KEY_CHARS} characters, which makes pseudonyms guessable; use a long random value")
     return value.encode("utf-8")
+
+
+def key_digests(params: PiiParams) -> dict[str, str]:
+    """For each environment variable a hash operator reads, an HMAC-SHA256 keyed by its value (never the value;
+    "unset" when it is not set): the stage's fingerprint changes with the key, and nothing can be learnt of it."""
+    if params.action != "scrub":
+        return {}
+    variables = {operator_spec(params, entity).get("salt_env", DEFAULT_HASH_KEY_ENV)
+                 for entity in entities_checked(params.entities, params.recognizers)
+                 if operator_spec(params, entity)["type"] == "hash"}
+    digests = {}
+    for variable in sorted(variables):
+        value = os.environ.get(variable)
+        digests[variable] = (hmac.new(value.encode("utf-8"), b"fttool pii pseudonym key", hashlib.sha256).hexdigest()
+                             if value else "unset")
+    return digests
 
 
 def _pseudonymiser(entity: str, key: bytes) -> Callable[[str], str]:
@@ -142,6 +248,8 @@ class TextScrubber:
         self.entities = entities_checked(params.entities, params.recognizers)
         self.batch, self.anonymizer = _engines(self.language, params.nlp_model)
         self.recipe_recognizers = recipe_recognizers(params.recognizers, self.language)
+        self.allow_list = AllowList(params.allow_list)
+        self.timeouts = _watch_timeouts(params.timeout_s)
         supported = set(self.batch.analyzer_engine.get_supported_entities(self.language))
         unknown = [e for e in params.entities if e not in supported]
         if unknown:
@@ -153,20 +261,40 @@ class TextScrubber:
 
     def outcomes(self, texts: list[str]) -> list[TextOutcome]:
         """What each of `texts` gave, in order."""
-        anonymised = [self._anonymise(text, results) for text, results in zip(texts, self._analyse(texts))]
+        analysed = self._analyse(texts)
+        anonymised = [self._anonymise(text, results) for text, results in zip(texts, analysed)]
+        findings = [_findings(text, results) if results else () for text, results in zip(texts, analysed)]
         if not self.scrubs:
-            return [TextOutcome(None, _types(a), Counter()) if a else NOTHING_FOUND for a in anonymised]
+            return [TextOutcome(None, _types(a), Counter(), found) if a else NOTHING_FOUND
+                    for a, found in zip(anonymised, findings)]
         # Only scrubbed texts need the second look: a text left unchanged had no findings the first time.
         changed = list(dict.fromkeys(a.text for a in anonymised if a))
         rescanned = dict(zip(changed, self._analyse(changed)))
-        return [TextOutcome(a.text, _types(a), _residual(a, rescanned[a.text])) if a else NOTHING_FOUND
-                for a in anonymised]
+        return [TextOutcome(a.text, _types(a), _residual(a, rescanned[a.text]), found) if a else NOTHING_FOUND
+                for a, found in zip(anonymised, findings)]
 
-    def _analyse(self, texts: list[str]) -> list:
-        return self.batch.analyze_iterator(
-            texts, language=self.language, batch_size=NLP_BATCH, entities=self.entities,
-            score_threshold=self.params.score_threshold, ad_hoc_recognizers=self.recipe_recognizers,
-            allow_list=list(self.params.allow_list))
+    def _analyse(self, texts: list[str]) -> list[list]:
+        """Each text's findings, at the original text's offsets: analysed in normal form (fttool.pii.normalise),
+        then weighed again (fttool.pii.evidence)."""
+        normals = [normalise(text) for text in texts]
+        analysed = self.batch.analyze_iterator(
+            [n.text for n in normals], language=self.language, batch_size=NLP_BATCH, entities=self.entities,
+            score_threshold=self.params.score_threshold, ad_hoc_recognizers=self.recipe_recognizers)
+        self.timeouts.check(self.params.timeout_s)
+        return [self._weighed(text, normal, results) for text, normal, results in zip(texts, normals, analysed)]
+
+    def _weighed(self, text: str, normal: Normalised, results: list) -> list:
+        from presidio_analyzer import RecognizerResult
+
+        kept = [r for r in results if plausible(normal.text, r)]
+        kept = one_type_per_string(normal.text, with_address_blocks(normal.text, kept))
+        out = []
+        for r in kept:
+            start, end = normal.span(r.start, r.end)
+            if not self.allow_list.allows(text[start:end]):
+                out.append(RecognizerResult(r.entity_type, start, end, r.score,
+                                            recognition_metadata=r.recognition_metadata))
+        return out
 
     def _anonymise(self, text: str, results: list):
         """presidio's EngineResult, or None without findings. A dropped record's counts come from it too, so

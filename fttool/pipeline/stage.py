@@ -82,6 +82,12 @@ class Stage:
         return []
 
     @classmethod
+    def secret_digests(cls, params: Any) -> dict[str, str]:
+        """Keyed digests of secrets the stage reads from outside the recipe (never the secrets): part of its
+        fingerprint, so that a changed key does not serve outputs made with the old one from the cache."""
+        return {}
+
+    @classmethod
     def unmet_requirements(cls, params: Any) -> list[str]:
         """Why this machine cannot run the stage (e.g. it needs a GPU), each saying what to do; empty if it can.
 

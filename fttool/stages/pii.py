@@ -2,14 +2,19 @@
 
 A thin adapter over fttool.pii: the records of each split go through `record_scrubbing` (presidio's
 analyzer with fttool's recognizers and the recipe's, the anonymizer and a second scan) and the summary
-holds counts, entity types and record ids, never the values found nor the hash key. Under `strict`,
-PII left in scrubbed text fails the run.
+holds counts, entity types, field names and record ids, never the values found nor the hash key. Under
+`strict`, PII left in scrubbed text fails the run. Each finding goes to pii/findings.jsonl for the data owner
+(record id, field, type, score, recognizer, a context window with the values masked), outside the report;
+`fttool pii sample RUN --type PERSON` prints some.
 """
 from __future__ import annotations
 
+import json
+
 from fttool.data.records import SPLITS, count_lines, read_jsonl, write_jsonl
+from fttool.pii.findings import FINDINGS
 from fttool.pii.records import Tally, record_scrubbing
-from fttool.pii.scrubber import PiiResidualError, operator_spec
+from fttool.pii.scrubber import PiiResidualError, key_digests, operator_spec
 from fttool.pii.settings import PiiParams, entities_checked
 from fttool.pipeline.stage import Stage, StageContext, StageResult
 
@@ -47,13 +52,22 @@ class PiiStage(Stage):
     version = 2
     reads = SPLITS
     writes = SPLITS
+    # For the data owner, outside the shareable report: where each finding is, with the value masked.
+    artifacts = {"findings": FINDINGS}
     report_section = "pii"
     Params = PiiParams
+
+    @classmethod
+    def secret_digests(cls, params: PiiParams) -> dict[str, str]:
+        return key_digests(params)
 
     def run(self, ctx: StageContext) -> StageResult:
         params: PiiParams = ctx.params
         records = sum(count_lines(ctx.inputs[split]) for split in SPLITS)
-        with record_scrubbing(params, records) as (scrub, tally):
+        ctx.outputs["findings"].parent.mkdir(parents=True, exist_ok=True)
+        with open(ctx.outputs["findings"], "w", encoding="utf-8") as findings, \
+                record_scrubbing(params, records, lambda f: findings.write(json.dumps(f, ensure_ascii=False) + "\n")
+                                 ) as (scrub, tally):
             for split in SPLITS:
                 write_jsonl(ctx.outputs[split], ctx.progress(scrub(read_jsonl(ctx.inputs[split])), desc=f"pii {split}"))
         if params.strict and tally.residual:

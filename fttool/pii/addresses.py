@@ -1,0 +1,98 @@
+"""Street addresses: a pattern recognizer for the US, UK, Canadian and common continental European forms.
+
+presidio has no recognizer for street addresses. usaddress parses a string already known to be a US address (it
+does not find one in running text) and pyap finds US, Canadian and British ones only, so these patterns are built
+on a lexicon of street-type words in the languages of those forms:
+- number first (US, UK, CA, AU, FR): "1755 Nelson Mandela Drive", "8 Wressle Road", "107 Rue Abdelaziz Thâalbi";
+- name first, number after (DE, NL, CH, AT, Nordic, CZ, PL, HU, ES, IT, PT): "Nassaustraat 123", "Ziegelgasse 26",
+  "Calle Mayor 5", "Via Roma 10";
+- a unit ("Apt. 018", "Suite 446", "Flat 2") after a street, or alone after an address word;
+- postcodes: UK and Canadian forms outright, a US ZIP (+4) only beside a state code or an address word;
+- anything after "address:" or "lives at/on" up to the end of its line;
+- the short lines right after a street line that hold a unit, a place or a postcode (`address_blocks`).
+Matching is case-insensitive (texts in lower case are common), so the street word carries the evidence.
+"""
+from __future__ import annotations
+
+# English street words, any case.
+STREET_WORDS = (
+    "street", "st", "road", "rd", "avenue", "ave", "boulevard", "blvd", "drive", "lane", "ln", "terrace", "crescent",
+    "cres", "parkway", "pkwy", "highway", "hwy", "mews", "gardens",
+)
+# Street words that are also everyday words ("3 miles to the park"): only capitalised, as in "Kate Edger Place".
+STREET_WORDS_CAPITALISED = ("Way", "Court", "Ct", "Place", "Pl", "Square", "Sq", "Close", "Grove", "Circle", "Trail",
+                            "Row", "Walk", "Hill", "Park", "Dr")
+STREET_WORDS_BEFORE_NAME = (
+    "rue", "avenue", "boulevard", "chemin", "allée", "impasse", "quai", "place", "calle", "avenida", "paseo",
+    "plaza", "carrer", "via", "viale", "piazza", "corso", "largo", "rua", "praça", "travessa", "ulica", "ul",
+    "aleja", "al", "plac", "náměstí", "nám",
+)
+# Suffixes of one-word street names (German, Dutch, Nordic, Czech, Hungarian, Polish, ...): "Auerstrasse".
+STREET_SUFFIXES = (
+    "straße", "strasse", "str", "gasse", "weg", "allee", "platz", "ring", "damm", "ufer", "steig", "chaussee",
+    "straat", "laan", "plein", "gracht", "kade", "singel", "dijk", "gade", "vej", "gata", "gatan", "vägen", "väg",
+    "veien", "vei", "katu", "tie", "utca", "útja", "út", "ulice", "třída",
+)
+
+_WORD = r"[\p{L}][\p{L}'’.-]*"
+# Words that do not stand inside a street name: "12 points in the park", "3 miles to the road".
+_NOT_NAME = (r"(?!(?:the|a|an|to|in|on|of|for|and|or|at|by|from|with|into|down|up|across|along|past|miles?|km|"
+             r"kilometers?|kilometres?|blocks?|minutes?|hours?|times?|points?|goals?|steps?|feet|yards?|meters?)\b)")
+_NAME_WORD = rf"{_NOT_NAME}{_WORD}"
+_NUMBER = r"\d{1,5}[a-z]?(?:[-/]\d{1,4}[a-z]?)?"
+_UNIT = r"(?:,?\s+(?:apt|apartment|suite|ste|unit|flat|fl|floor|room|#)\.?\s*#?\d{1,5}[a-z]?)?"
+_STREET_WORD = ("|".join(sorted(STREET_WORDS, key=len, reverse=True)) + "|(?-i:"
+                + "|".join(sorted(STREET_WORDS_CAPITALISED, key=len, reverse=True)) + ")")
+_BEFORE_NAME = "|".join(sorted(STREET_WORDS_BEFORE_NAME, key=len, reverse=True))
+_SUFFIX = "|".join(sorted(STREET_SUFFIXES, key=len, reverse=True))
+ADDRESS_CONTEXT = ["address", "addresses", "lives", "live", "living", "located", "street", "ship", "deliver",
+                   "delivery", "billing", "shipping", "mail", "post", "zip", "postcode", "postal", "return"]
+
+# (name, regex, score); all matched case-insensitively.
+ADDRESS_PATTERNS = (
+    ("number, name, street word",
+     rf"\b{_NUMBER}(?:\s+\d{{1,5}})?\s+(?:[nsew]\.?\s+)?(?:{_NAME_WORD}\s+){{0,3}}(?:{_STREET_WORD})\b\.?{_UNIT}",
+     0.5),
+    ("number, street word, name",
+     rf"\b{_NUMBER}(?:\s+\d{{1,5}})?,?\s+(?:{_BEFORE_NAME})\.?\s+(?:{_WORD}\s+){{0,3}}{_WORD}{_UNIT}", 0.6),
+    ("street word, name, number",
+     rf"\b(?:{_BEFORE_NAME})\.?\s+(?:{_WORD}\s+){{0,3}}?{_WORD},?\s+{_NUMBER}\b{_UNIT}", 0.5),
+    ("one-word street, number", rf"\b[\p{{L}}-]{{2,}}(?:{_SUFFIX})\.?\s+{_NUMBER}\b{_UNIT}", 0.6),
+    ("number, name, street suffix word, number",
+     rf"\b(?:{_NUMBER}\s+)?(?:{_NAME_WORD}\s+){{1,3}}(?:{_SUFFIX})\.?\s+{_NUMBER}\b{_UNIT}", 0.5),
+    ("unit", r"\b(?:apt|apartment|suite|ste|flat)\.?\s*#?\d{1,5}[a-z]?\b", 0.3),
+    ("uk postcode", r"\b[a-z]{1,2}\d[a-z\d]?\s+\d[abd-hjlnp-uw-z]{2}\b", 0.4),
+    ("canadian postcode", r"\b[abceghj-nprstvxy]\d[abceghj-nprstv-z]\s?\d[abceghj-nprstv-z]\d\b", 0.4),
+    ("us zip", r"(?<=\b[a-z]{2},?\s)\d{5}(?:-\d{4})?\b|\b\d{5}(?:-\d{4})?\b", 0.1),
+    ("introduced address",
+     r"(?<=\b(?:address(?:es)?(?: is| was)?\s*[:,-]?|lives (?:at|on)|live (?:at|on)|located at|ship(?:ped)? to|"
+     r"return (?:it )?to)\s+)(?=[^\n]{0,15}\d)[^\n]{3,80}?(?=[.;!?](?:\s|$)|\n|$|,? (?:and|in case|for|so|but) )",
+     0.5),
+)
+
+
+# A line that continues an address block: a unit, a place, a postcode; short, and no sentence or label in it.
+CONTINUATION = r"[^\S\n]*(?:[\p{L}\d][\p{L}\d .,'’()#-]{0,38})[^\S\n]*"
+MAX_CONTINUATION_LINES = 4
+
+
+def address_blocks(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """For each street-address span, the continuation lines after it: up to four short lines (one blank line may
+    come between) with no colon, question or sentence end, as in a letter's or a form's address block."""
+    import regex
+
+    line = regex.compile(rf"\n(?:[^\S\n]*\n)?({CONTINUATION})(?=\n|$)")
+    blocks = []
+    for _, end in spans:
+        position = text.find("\n", end)
+        if position < 0 or text[end:position].strip(" ,.") != "" and len(text[end:position]) > 40:
+            continue
+        block_end = None
+        for _ in range(MAX_CONTINUATION_LINES):
+            match = line.match(text, position)
+            if not match or not match.group(1).strip() or match.group(1).rstrip().endswith("."):
+                break
+            block_end = position = match.end(1)
+        if block_end is not None:
+            blocks.append((end, block_end))
+    return blocks

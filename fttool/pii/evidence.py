@@ -1,0 +1,114 @@
+"""Second thoughts on the recognizers' findings: context that argues against, validation, allow lists, consistency.
+
+Applied to the findings in a text, in this order:
+- arithmetic and money argue against a number being a phone, card or SSN: a match inside a calculator annotation
+  (GSM8K's `<<48/2=24>>`), next to an operator or `=`, or right after a currency sign is dropped;
+- structured types are validated: a phone must be a possible number in some region (fttool.pii.phones), an SSN must
+  follow the SSA's rules (area not 000, 666 or 9xx; group not 00; serial not 0000);
+- allow-list entries (exact strings, or {"regex": ...} matched against the whole value) are never findings;
+- an address block: the short lines after a street address (unit, place, postcode) are part of it;
+- one string, one type: every occurrence of a found string in the text is a finding, all of the type its
+  best-scored occurrence had, so "Betty" is not replaced in one sentence and kept in the next.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from fttool.pii.phones import judge
+
+# `<<...>>` calculator annotations; an operator or `=` beside a number makes it arithmetic.
+CALCULATOR = re.compile(r"<<[^<>\n]{0,200}>>")
+# Between digits only: a mask leaves "***" before the digits it kept, which is not a product.
+OPERATOR_BEFORE = re.compile(r"(?:\d\s*[*/×÷+^]|\d\s[-x]|[=<>$€£¥₹])\s*$")
+OPERATOR_AFTER = re.compile(r"^\s*(?:[*/×÷+^]\s*\d|[=%<>]|[-x]\s\d)")
+NUMERIC_TYPES = frozenset({"PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "US_BANK_NUMBER", "US_DRIVER_LICENSE"})
+CONTEXT_CHARS = 3  # how far beside a match an operator is looked for
+WORD_CHAR = re.compile(r"\w")
+# Types whose occurrences are spread to every other occurrence of the same string (a name, a place).
+SPREAD_TYPES = frozenset({"PERSON", "LOCATION", "STREET_ADDRESS"})
+MIN_SPREAD_CHARS = 3
+
+
+def arithmetic(text: str, start: int, end: int) -> bool:
+    """Whether the match text[start:end] is a number in a calculation or an amount of money."""
+    if any(m.start() <= start and end <= m.end() for m in CALCULATOR.finditer(text)):
+        return True
+    value = text[start:end]
+    if re.search(r"\d\s+[-x×*/+=]\s+\d", value):  # "3000 - 2920" is a subtraction, not a number
+        return True
+    return bool(OPERATOR_BEFORE.search(text[max(0, start - CONTEXT_CHARS):start])
+                or OPERATOR_AFTER.search(text[end:end + CONTEXT_CHARS]))
+
+
+def ssn_valid(value: str) -> bool:
+    digits = re.sub(r"\D", "", value)
+    if len(digits) != 9:
+        return False
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    return area not in ("000", "666") and not area.startswith("9") and group != "00" and serial != "0000" \
+        and len(set(digits)) > 1
+
+
+class AllowList:
+    """Exact values and whole-value regular expressions that are never findings."""
+
+    def __init__(self, entries: Iterable[str | Mapping]):
+        import regex
+
+        self.exact = frozenset(e for e in entries if isinstance(e, str))
+        patterns = [e["regex"] for e in entries if not isinstance(e, str)]
+        self.pattern = regex.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+
+    def allows(self, value: str) -> bool:
+        return value in self.exact or bool(self.pattern and self.pattern.fullmatch(value, timeout=1.0))
+
+
+def plausible(text: str, result) -> bool:
+    """False when context or validation argues against the finding."""
+    kind, value = result.entity_type, text[result.start:result.end]
+    if kind in NUMERIC_TYPES and arithmetic(text, result.start, result.end):
+        return False
+    if kind == "US_SSN":
+        return ssn_valid(value)
+    if kind == "PHONE_NUMBER":
+        return judge(value) is not None
+    return True
+
+
+def with_address_blocks(text: str, results: list) -> list:
+    """The results plus, after each street address, the lines that continue its block (fttool.pii.addresses)."""
+    from presidio_analyzer import RecognizerResult
+
+    from fttool.pii.addresses import address_blocks
+
+    streets = [r for r in results if r.entity_type == "STREET_ADDRESS"]
+    if not streets:
+        return results
+    blocks = address_blocks(text, [(r.start, r.end) for r in streets])
+    metadata = streets[0].recognition_metadata
+    return results + [RecognizerResult("STREET_ADDRESS", start, end, streets[0].score, recognition_metadata=metadata)
+                      for start, end in blocks]
+
+
+def one_type_per_string(text: str, results: list) -> list:
+    """Every occurrence of a found name-like string becomes a finding, each of the type its best finding had."""
+    from presidio_analyzer import RecognizerResult
+
+    best: dict[str, object] = {}
+    for r in results:
+        value = text[r.start:r.end]
+        if r.entity_type in SPREAD_TYPES and len(value) >= MIN_SPREAD_CHARS:
+            if value not in best or r.score > best[value].score:
+                best[value] = r
+    if not best:
+        return results
+    out = [r for r in results if text[r.start:r.end] not in best]
+    for value, chosen in best.items():
+        for match in re.finditer(re.escape(value), text):
+            start, end = match.span()
+            if (start and WORD_CHAR.match(text[start - 1])) or (end < len(text) and WORD_CHAR.match(text[end])):
+                continue  # part of a longer word
+            out.append(RecognizerResult(chosen.entity_type, start, end, chosen.score,
+                                        recognition_metadata=chosen.recognition_metadata))
+    return out

@@ -1,0 +1,89 @@
+"""Phone numbers in any common written format, judged by phonenumbers rather than by a longer regex.
+
+A loose pattern finds candidates: runs of 7 to 15 digits with the separators people write (spaces, dots, hyphens,
+slashes, parentheses), an optional leading + or 00, and an optional extension (x751, ext. 12). phonenumbers then
+decides, region by region (PHONE_REGIONS, or the number's own with a country code):
+a number valid in some region scores VALID_SCORE; one that is only possible there scores LAID_OUT_SCORE when it is
+written in a phone number's layout (+44 ..., (555) ..., 555-123-4567), else POSSIBLE_SCORE, below the default
+threshold, so that it counts only with a context word (phone, call, mobile, fax, office, ...) within
+CONTEXT_CHARS before or after it. Arithmetic beside a candidate is weighed later (fttool.pii.evidence).
+
+phonenumbers' own PhoneNumberMatcher does the same search once per region, which costs about 13 ms a text with
+digits for presidio's eight regions; this finds candidates once and parses only those.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+# Regions whose numbering plans phone findings are checked against (and matched in): North America, Europe's
+# largest, and the most populous elsewhere. A number written with + and a country code is checked in its own.
+PHONE_REGIONS = ("US", "CA", "GB", "IE", "DE", "FR", "ES", "IT", "NL", "BE", "CH", "AT", "SE", "DK", "NO", "FI",
+                 "PL", "CZ", "PT", "GR", "HU", "AU", "NZ", "IN", "BR", "MX", "ZA", "IL", "JP", "SG")
+CANDIDATE = re.compile(
+    r"(?<![\w+.-])(?:\+|00)?\(?\d(?:[ \t().\-/]{0,3}\d){6,14}\)?"
+    r"(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?(?![\w@-]|\.\d)", re.IGNORECASE)
+EXTENSION = re.compile(r"(?i)\s*(?:x|ext\.?|extension)\s*\d{1,6}$")
+CONTEXT = re.compile(r"(?i)\b(?:phone|telephone|tel|call|calling|called|mobile|cell|cellphone|fax|ring|dial|"
+                     r"whatsapp|sms|text|contact|reach|office|desk|number|tlf|telefon|téléphone)\b")
+DATE = re.compile(r"\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4}")  # 12/27/1986, 2024-05-01: dates, not numbers
+DOTTED_QUAD = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")  # an IPv4 address or a version number
+# Layouts only phone numbers take: a country code, an area code in parentheses, North America's 3-3-4 groups.
+PHONE_LAYOUT = re.compile(r"\+|\(\d{1,5}\)|\d{3}[-. ]\d{3}[-. ]\d{4}\b")
+CONTEXT_CHARS = 40
+VALID_SCORE = 0.6
+LAID_OUT_SCORE = 0.45  # possible, and written in a phone number's layout
+POSSIBLE_SCORE = 0.3
+CONTEXT_BOOST = 0.35
+MIN_DIGITS = 7
+
+
+@lru_cache(maxsize=8192)
+def judge(candidate: str) -> str | None:
+    """'valid', 'possible' or None for a candidate, over the regions tried."""
+    import phonenumbers
+
+    number = EXTENSION.sub("", candidate).strip()
+    if number.startswith("00"):
+        number = "+" + number[2:]
+    regions = (None,) if number.startswith("+") else PHONE_REGIONS
+    verdict = None
+    for region in regions:
+        try:
+            parsed = phonenumbers.parse(number, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(parsed):
+            return "valid"
+        if verdict is None and phonenumbers.is_possible_number(parsed):
+            verdict = "possible"
+    return verdict
+
+
+def phone_spans(text: str) -> list[tuple[int, int, float]]:
+    """(start, end, score) of each phone number candidate that phonenumbers accepts."""
+    if sum(char.isdigit() for char in text) < MIN_DIGITS:
+        return []
+    spans = []
+    for match in CANDIDATE.finditer(text):
+        value = match.group().strip()
+        if DATE.fullmatch(value) or DOTTED_QUAD.fullmatch(value):
+            continue
+        digits = sum(char.isdigit() for char in EXTENSION.sub("", value))
+        if not MIN_DIGITS <= digits <= 15:
+            continue
+        verdict = judge(value)
+        if verdict is None:
+            continue
+        if value.isdigit():  # a bare run of digits is more often a quantity ("#### 2880000"): it needs context
+            score = POSSIBLE_SCORE
+        elif verdict == "valid":
+            score = VALID_SCORE
+        else:
+            score = LAID_OUT_SCORE if PHONE_LAYOUT.match(value) else POSSIBLE_SCORE
+        start = match.start() + (len(match.group()) - len(match.group().lstrip()))
+        end = start + len(value)
+        if CONTEXT.search(text[max(0, start - CONTEXT_CHARS):start]) or CONTEXT.search(text[end:end + CONTEXT_CHARS]):
+            score = min(1.0, score + CONTEXT_BOOST)
+        spans.append((start, end, score))
+    return spans
