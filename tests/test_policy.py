@@ -270,12 +270,16 @@ def test_waivers_from_a_separate_file(tmp_path):
 
 @pytest.fixture
 def run_dir(tmp_path) -> Path:
-    """A finished data-only run whose report has a clean PII section, so it passes the regulated policy."""
+    """A finished data-only run whose report has a clean PII section, and a recipe that enabled it (the recipe
+    rules judge the recipe a report ran), so it passes the regulated policy."""
     from fttool.pipeline.runner import run_plan
     from fttool.recipe import compile_recipe
+    from fttool.recipe.schema import apply_defaults
 
     run_dir = run_plan(compile_recipe(write_project(tmp_path, DATA_ONLY_RECIPE)), tmp_path / "runs" / "one")
-    edit_report(run_dir, pii={"entities": {"PERSON": 3}, "residual": {}, "residual_total": 0})
+    recipe = json.loads((run_dir / "report.json").read_text())["recipe"]
+    recipe["resolved"] = apply_defaults({**recipe["resolved"], "pii": {"enabled": True}})
+    edit_report(run_dir, pii={"entities": {"PERSON": 3}, "residual": {}, "residual_total": 0}, recipe=recipe)
     return run_dir
 
 
@@ -449,3 +453,32 @@ def test_fairness_rules_can_judge_shown_and_unproven_gaps_apart(tmp_path):
     assert [m.split(" ")[0] for m in judged("unproven")] == ["fairness.gaps.channel.token_f1",
                                                               "fairness.gaps.tier.token_f1"]
     assert len(judged("all")) == 3
+
+
+@pytest.mark.parametrize("output_format", FORMATS)
+def test_input_nested_too_deep_to_parse_is_invalid_input_in_every_format(tmp_path, output_format):
+    report = tmp_path / "run" / "report.json"
+    report.parent.mkdir()
+    report.write_text("[" * 100_000 + "]" * 100_000)
+    waivers = tmp_path / "waivers.yaml"
+    waivers.write_text("waivers: " + "[" * 5000 + "]" * 5000 + "\n")
+    recipe = write_project(tmp_path, GOOD_RECIPE)
+    for args in ([report], [recipe, "--waivers", waivers]):
+        code, out, err = check(*args, "--policy", REGULATED, "--format", output_format)
+        assert code == 2 and "nest" in err and str(args[-1]) in err
+        if output_format in ("json", "sarif"):
+            assert json.loads(out)
+
+
+def test_the_recipe_a_report_ran_is_judged_by_the_recipe_rules(run_dir):
+    """A run with detection turned nearly off (score_threshold 1.0) scrubs little and its residual scan, at the same
+    threshold, finds nothing: the post-run gate must still apply the policy's bound on the threshold."""
+    recipe = json.loads((run_dir / "report.json").read_text())["recipe"]
+    recipe["resolved"]["pii"]["score_threshold"] = 1.0
+    edit_report(run_dir, recipe=recipe)
+    code, out, _ = check(run_dir, "--policy", REGULATED, "--format", "json")
+    assert code == 1
+    [finding] = next(r for r in json.loads(out)["results"] if r["rule"] == "PII-003")["findings"]
+    line = next(n for n, text in enumerate((run_dir / "report.json").read_text().splitlines(), 1)
+                if '"score_threshold"' in text)
+    assert finding["line"] == line and finding["json_path"] == "recipe.resolved.pii.score_threshold"

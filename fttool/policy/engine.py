@@ -59,11 +59,11 @@ class CheckRun:
 
 def _finding(rule: Rule, target: Target, violation: Violation) -> Finding:
     # A missing key is reported at the key of its closest written parent: that is where it would be added.
-    at, document = violation.at, target.document
+    at, document = target.at + tuple(violation.at), target.document
     while at and at not in document.key_positions and at not in document.value_positions:
         at = at[:-1]
     line, column = document.position(at, at_key=True)
-    return Finding(target.file, line, column, format_json_path(violation.at),
+    return Finding(target.file, line, column, format_json_path(target.at + tuple(violation.at)),
                    f"{rule.description}: {violation.message}")
 
 
@@ -87,9 +87,25 @@ def apply_rule(rule: Rule, target: Target, policy: Policy, registry: CheckRegist
     return RuleOutcome(rule, target, status, findings, waiver)
 
 
+def _with_recipes_run(targets: list[Target]) -> list[Target]:
+    """The targets, each report followed by the recipe it ran (report.json's recipe.resolved, defaults applied).
+
+    The recipe rules judge that recipe too, so a run of a recipe the policy forbids (say pii.score_threshold: 1.0,
+    which leaves personal data that a residual scan at the same threshold does not see) cannot pass the gate on
+    its report.
+    """
+    judged = []
+    for target in targets:
+        judged.append(target)
+        resolved = (target.data.get("recipe") or {}).get("resolved") if target.kind == "report" else None
+        if isinstance(resolved, dict):
+            judged.append(Target("recipe", target.document, resolved, target.names, at=("recipe", "resolved")))
+    return judged
+
+
 def evaluate(policy: Policy, targets: list[Target], day: dt.date | None = None,
              registry: CheckRegistry = BUILTIN_CHECKS) -> CheckRun:
     day = day or dt.date.today()
-    outcomes = tuple(apply_rule(rule, target, policy, registry, day)
-                     for target in targets for rule in policy.rules if rule.applies_to == target.kind)
+    outcomes = tuple(apply_rule(rule, target, policy, registry, day) for target in _with_recipes_run(targets)
+                     for rule in policy.rules if rule.applies_to == target.kind)
     return CheckRun(policy, tuple(targets), outcomes, day)

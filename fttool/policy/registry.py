@@ -26,6 +26,7 @@ class Target:
     document: LoadedDocument  # the file as written, with the position of each key and value
     data: dict  # what rules read
     names: tuple[str, ...]  # what a waiver's target glob is matched against
+    at: tuple = ()  # where `data` sits in the document: () for a file, ("recipe", "resolved") for a report's recipe
 
     @property
     def file(self) -> str:

@@ -77,8 +77,10 @@ def load_target(path: str | Path) -> Target:
         raise RecipeInvalid([RecipeError(str(path), 1, 1, message)]) from None
     except json.JSONDecodeError as exc:
         raise RecipeInvalid([RecipeError(str(path), exc.lineno, exc.colno, f"not valid JSON: {exc.msg}")]) from None
-    except ValueError as exc:  # NaN or Infinity
+    except ValueError as exc:  # NaN or Infinity, an integer too long to read
         raise RecipeInvalid([RecipeError(str(path), 1, 1, f"not valid JSON: {exc}")]) from None
+    except RecursionError:  # json's decoder recurses once per nested array or object
+        raise RecipeInvalid([RecipeError(str(path), 1, 1, "nested too deep to be a report or a recipe")]) from None
     is_report = isinstance(data, dict) and "schema_version" in data and "lineage" in data
     # A recipe may be written in JSON, which is YAML too.
     return load_report_target(path, text) if is_report else load_recipe_target(path)
