@@ -145,9 +145,11 @@ def fttool_stages(records_path: Path, out_dir: Path, workers: int | None) -> Non
     data = {"sources": [{"path": records_path.name, "format": "alpaca"}],
             "dedup": {"exact": True, "near": True, "near_threshold": THRESHOLD},
             "split": {**RATIOS, "seed": SEED, "on_leak": "move", "leak_threshold": THRESHOLD}}
+    if workers is not None:
+        data["workers"] = workers
     recipe = records_path.parent / f"recipe-{out_dir.name}.yaml"  # beside the records it names
     recipe.write_text(json.dumps({"name": "dedup-speed", "data": data}))
-    plan = compile_recipe(recipe)  # data.workers and data.engine come from the environment for now
+    plan = compile_recipe(recipe)
     wired = {"records": records_path}
     for name in ("dedup", "split"):
         spec = next(stage for stage in plan.stages if stage.name == name)
