@@ -430,3 +430,32 @@ def test_a_signoff_json_copied_from_another_run_fails_and_is_not_called_supersed
     result = invoke("verify", str(run_dir))
     assert result.exit_code == 1 and "the run changed after Ada (risk)" in result.stderr
     assert "before fttool added to it" not in result.stderr
+
+
+def test_fttool_report_never_writes_through_a_link_to_a_file_elsewhere(run_dir, tmp_path):
+    victim = tmp_path / "notes.html"
+    victim.write_text("keep me\n")
+    (run_dir / "report.html").unlink()
+    (run_dir / "report.html").symlink_to(victim)
+    result = invoke("report", str(run_dir))
+    assert result.exit_code == 2 and "report.html is a symbolic link" in result.stderr
+    assert victim.read_text() == "keep me\n"
+
+
+@pytest.mark.parametrize("linked", ["review/review.csv", "review"])
+def test_the_review_sheet_is_never_written_through_a_link(run_dir, tmp_path, linked):
+    test_ids = [json.loads(line)["id"] for line in (run_dir / "data" / "test.jsonl").read_text().splitlines()]
+    (run_dir / "evaluation").mkdir()
+    (run_dir / "evaluation" / "predictions.jsonl").write_text(
+        "".join(json.dumps({"id": i, "base": "b", "tuned": "t"}) + "\n" for i in test_ids))
+    victim = tmp_path / "victim"
+    if linked == "review":
+        victim.mkdir()
+        (run_dir / "review").symlink_to(victim)
+    else:
+        victim.write_text("keep me\n")
+        (run_dir / "review").mkdir()
+        (run_dir / "review" / "review.csv").symlink_to(victim)
+    result = invoke("review", "export", str(run_dir))
+    assert result.exit_code != 0 and "symbolic link" in result.stderr, result.output
+    assert (list(victim.iterdir()) == []) if victim.is_dir() else victim.read_text() == "keep me\n"

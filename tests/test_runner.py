@@ -191,3 +191,15 @@ def test_a_lock_file_linked_elsewhere_is_never_written_through(tmp_path):
     with pytest.raises(RunError, match="is a symbolic link"):
         run_plan(compile_recipe(recipe), run_dir)
     assert victim.read_text() == "keep me\n"
+
+
+def test_resume_refuses_a_run_directory_holding_links(tmp_path):
+    recipe = make_project(tmp_path)
+    run_dir = run_plan(compile_recipe(recipe), tmp_path / "runs" / "a")
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me\n")
+    (run_dir / "plan.json").unlink()
+    (run_dir / "plan.json").symlink_to(victim)
+    with pytest.raises(RunError, match="plan.json is a symbolic link"):
+        run_plan(compile_recipe(recipe), run_dir, resume=True)
+    assert victim.read_text() == "keep me\n"

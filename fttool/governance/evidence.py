@@ -219,8 +219,13 @@ def write_digests(run_dir: Path) -> str:
 
 
 def require_report_unchanged(run_dir: Path) -> None:
-    """Raise EvidenceError unless report.json is the one report.sha256 recorded (before re-rendering it)."""
+    """Raise EvidenceError unless report.json is the one report.sha256 recorded and no report file is a link
+    (before re-rendering them)."""
     layout = RunLayout(Path(run_dir))
+    linked = [name for name in (*REPORT_FILES, DIGESTS) if (layout / name).is_symlink()]
+    if linked:  # fttool writes these files next: through a link it would overwrite a file elsewhere
+        raise EvidenceError(f"{layout / linked[0]} is a symbolic link: a run directory holds its own files, and fttool "
+                            "will not write through it; restore the file fttool wrote")
     recorded = read_digests(run_dir).files.get(REPORT_JSON) if layout.digests.is_file() else None
     if recorded is None or recorded != sha256_file(layout.report):
         raise EvidenceError(f"{layout.report}: differs from the digest in {DIGESTS} (or none is recorded): it was "

@@ -77,6 +77,9 @@ def export_sheet(run_dir: Path) -> Path:
     predictions = _predictions(run_dir)
     tests = {record["id"]: record for record in read_jsonl(RunLayout(run_dir).split("test"))}
     path = run_dir / EXPORT_FILE
+    if path.is_symlink() or path.parent.is_symlink():  # writing through it would overwrite a file elsewhere
+        raise ReviewError(f"{path if path.is_symlink() else path.parent} is a symbolic link; fttool writes the sheet "
+                          "into the run directory itself: remove the link")
     path.parent.mkdir(exist_ok=True)
     # utf-8-sig: spreadsheet programs read a CSV as UTF-8 only when it starts with a byte order mark.
     with open(path, "w", newline="", encoding="utf-8-sig") as handle:

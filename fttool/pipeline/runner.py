@@ -114,6 +114,10 @@ class Runner:
         if self.resume:
             if not state_path.is_file():
                 raise RunError(f"{self.run_dir}: nothing to resume (no {state_path.name}); run without --resume")
+            links = [rel for rel in self.layout.files() if (self.run_dir / rel).is_symlink()]
+            if links:  # the run writes plan.json, its state and stage outputs: never through a link to elsewhere
+                raise RunError(f"{self.run_dir / links[0]} is a symbolic link; a run directory holds its own files: "
+                               "remove the link to resume")
             self.state = json.loads(state_path.read_text())
             if self.state["recipe_fingerprint"] != self.plan.fingerprint:
                 raise RunError(
