@@ -459,3 +459,18 @@ def test_the_review_sheet_is_never_written_through_a_link(run_dir, tmp_path, lin
     result = invoke("review", "export", str(run_dir))
     assert result.exit_code != 0 and "symbolic link" in result.stderr, result.output
     assert (list(victim.iterdir()) == []) if victim.is_dir() else victim.read_text() == "keep me\n"
+
+
+@pytest.mark.parametrize("options", ["cert-authority", 'valid-before="20200101"', 'valid-after="20990101"',
+                                     'namespaces="fttool-signoff",valid-before="20200101Z"'])
+def test_a_key_the_allowed_signers_file_does_not_allow_now_is_not_accepted(run_dir, tmp_path, options):
+    """As ssh-keygen -Y verify: a CA key signs certificates, not sign-offs, and a key outside its validity is revoked."""
+    key = _keygen(tmp_path / "dana")
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f"dana@bank.example {options} {key.with_suffix('.pub').read_text()}")
+    sign_off(run_dir, "Dana", "risk", key)
+    result = invoke("verify", str(run_dir), "--allowed-signers", str(allowed))
+    assert result.exit_code == 1 and "not in the allowed signers" in result.stderr
+    allowed.write_text(f'dana@bank.example valid-after="20200101",valid-before="20990101" '
+                       f"{key.with_suffix('.pub').read_text()}")
+    assert invoke("verify", str(run_dir), "--allowed-signers", str(allowed)).exit_code == 0

@@ -3,13 +3,16 @@
 A sign-off is signed with the same kind of key git uses to sign commits (`ssh-keygen -t ed25519`), and the
 signature is the armored text `ssh-keygen -Y sign -n fttool-signoff` writes, so that
 `ssh-keygen -Y verify -n fttool-signoff -f allowed_signers -I PRINCIPAL -s SIG < MESSAGE` checks it too.
-Allowed signers are read in git's format (`gpg.ssh.allowedSignersFile`): `principals [options] key-type base64-key`;
-of the options only `namespaces` is honoured (valid-after and valid-before are not).
+Allowed signers are read in git's format (`gpg.ssh.allowedSignersFile`): `principals [options] key-type base64-key`.
+As `ssh-keygen -Y verify` does, a key is not allowed for another namespace (`namespaces`), outside its validity
+at the time of verification (`valid-after`, `valid-before`), or when it is a `cert-authority`: that key signs
+certificates, which fttool does not read, not sign-offs.
 Format: https://github.com/openssh/openssh-portable/blob/master/PROTOCOL.sshsig
 """
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import re
 import struct
@@ -127,6 +130,29 @@ def _public_key_text(raw_public: bytes) -> str:
     return f"{KEY_TYPE} {base64.b64encode(_key_blob(raw_public)).decode()}"
 
 
+def _validity_time(text: str, where: str) -> dt.datetime:
+    """A valid-after or valid-before time as OpenSSH writes it: YYYYMMDD[HHMM[SS]], in UTC with a trailing Z."""
+    utc = text.endswith(("Z", "z"))
+    digits = text[:-1] if utc else text
+    try:
+        when = dt.datetime.strptime(digits, {8: "%Y%m%d", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}[len(digits)])
+    except (KeyError, ValueError):
+        raise SignatureError(f"{where}: '{text}' is not a time as YYYYMMDD[HHMM[SS]][Z]") from None
+    return when.replace(tzinfo=dt.timezone.utc) if utc else when.astimezone()
+
+
+def _allowed_now(options: dict[str, str], where: str) -> bool:
+    """Whether a line's key may verify sign-offs now, by its options."""
+    if "cert-authority" in options:
+        return False  # the key signs certificates, not sign-offs
+    if "namespaces" in options and NAMESPACE not in options["namespaces"].split(","):
+        return False  # the key may sign other things (e.g. git commits), not sign-offs
+    now = dt.datetime.now(dt.timezone.utc)
+    if options.get("valid-after") and now < _validity_time(options["valid-after"], where):
+        return False
+    return not (options.get("valid-before") and now > _validity_time(options["valid-before"], where))
+
+
 def read_allowed_signers(path: Path) -> list[AllowedSigner]:
     """The ed25519 keys of an allowed_signers file (git's format); SignatureError for a line it cannot read."""
     try:
@@ -141,10 +167,9 @@ def read_allowed_signers(path: Path) -> list[AllowedSigner]:
         key_at = next((i for i, field in enumerate(fields) if i and field.startswith(("ssh-", "ecdsa-", "sk-"))), None)
         if key_at is None or key_at + 1 >= len(fields):
             raise SignatureError(f"{path}:{number}: not 'principals [options] key-type base64-key'")
-        options = ",".join(fields[1:key_at])
-        namespaces = re.search(r'namespaces="([^"]*)"', options)
-        if namespaces and NAMESPACE not in namespaces.group(1).split(","):
-            continue  # the key may sign other things (e.g. git commits), not sign-offs
+        options = dict(re.findall(r'([\w-]+)(?:="([^"]*)")?', ",".join(fields[1:key_at])))
+        if not _allowed_now(options, f"{path}:{number}"):
+            continue
         if fields[key_at] == KEY_TYPE:
             signers.append(AllowedSigner(fields[0], f"{KEY_TYPE} {fields[key_at + 1]}", number))
     return signers
