@@ -482,3 +482,17 @@ def test_the_recipe_a_report_ran_is_judged_by_the_recipe_rules(run_dir):
     line = next(n for n, text in enumerate((run_dir / "report.json").read_text().splitlines(), 1)
                 if '"score_threshold"' in text)
     assert finding["line"] == line and finding["json_path"] == "recipe.resolved.pii.score_threshold"
+
+
+@pytest.mark.parametrize("output_format", ["json", "sarif"])
+def test_a_missing_input_is_reported_in_the_document_ci_reads(tmp_path, output_format):
+    """A CI job whose run crashed checks a report that is not there: the SARIF or JSON it uploads must say so."""
+    recipe = write_project(tmp_path, GOOD_RECIPE)
+    cases = [([tmp_path / "run" / "report.json", "--policy", REGULATED], "run/report.json"),
+             ([recipe, "--policy", tmp_path / "no-policy.yaml"], "no-policy.yaml"),
+             ([recipe, "--policy", REGULATED, "--waivers", tmp_path / "no-waivers.yaml"], "no-waivers.yaml"),
+             ([recipe, "--policy", tmp_path], str(tmp_path))]
+    for args, named in cases:
+        code, out, err = check(*args, "--format", output_format)
+        assert code == 2 and named in err and "Traceback" not in err, (args, err)
+        assert named in json.dumps(json.loads(out)), args

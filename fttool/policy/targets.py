@@ -72,6 +72,8 @@ def load_target(path: str | Path) -> Target:
         data = json.loads(text, parse_constant=_reject_constant)
     except FileNotFoundError:
         raise RecipeInvalid([RecipeError(str(path), 0, 0, "file not found; check the path")]) from None
+    except OSError as exc:  # a file this user may not read
+        raise RecipeInvalid([RecipeError(str(path), 0, 0, f"file cannot be read ({exc.strerror})")]) from None
     except UnicodeDecodeError as exc:
         message = f"not valid UTF-8 ({exc.reason} at byte {exc.start})"
         raise RecipeInvalid([RecipeError(str(path), 1, 1, message)]) from None

@@ -175,6 +175,9 @@ def load_yaml_file(path: str | Path, kind: str, not_a_mapping: str) -> LoadedDoc
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RecipeInvalid([RecipeError(str(path), 0, 0, f"{kind} file not found; check the path")]) from None
+    except OSError as exc:  # a directory, a file this user may not read
+        raise RecipeInvalid([RecipeError(str(path), 0, 0, f"{kind} file cannot be read ({exc.strerror}); "
+                                                          "check the path")]) from None
     except UnicodeDecodeError as exc:
         raise RecipeInvalid([RecipeError(str(path), 1, 1, f"{kind} is not valid UTF-8 "
                                           f"({exc.reason} at byte {exc.start})")]) from None
