@@ -396,7 +396,10 @@ def test_a_signoff_json_linked_to_another_runs_is_not_read_nor_written_through(r
 
 
 @pytest.mark.parametrize("field, value", [("by", "Ada\nnote: sign-off by Dana (risk): signed by dana@bank.example"),
-                                          ("role", ""), ("by", "\u3164"), ("by", "Ada\u200b")])
+                                          ("role", ""), ("by", "\u3164"), ("by", "Ada\u200b"),
+                                          ("at", "2026-01-01\nnote: sign-off by Dana (risk)"),
+                                          ("report_sha256", "0" * 63 + "\n"), ("key", "ssh-ed25519 AAAA\nnote"),
+                                          ("waivers", [{"rule": "PII-101\nnote: sign-off by Dana", "reason": "r"}])])
 def test_a_hand_edited_signoff_name_is_invalid_evidence_not_a_line_of_output(run_dir, field, value):
     sign_off(run_dir, "Ada", "risk")
     entries = json.loads((run_dir / "signoff.json").read_text())
@@ -464,7 +467,7 @@ def test_the_review_sheet_is_never_written_through_a_link(run_dir, tmp_path, lin
 @pytest.mark.parametrize("options", ["cert-authority", 'valid-before="20200101"', 'valid-after="20990101"',
                                      'namespaces="fttool-signoff",valid-before="20200101Z"'])
 def test_a_key_the_allowed_signers_file_does_not_allow_now_is_not_accepted(run_dir, tmp_path, options):
-    """As ssh-keygen -Y verify: a CA key signs certificates, not sign-offs, and a key outside its validity is revoked."""
+    """As ssh-keygen -Y verify: a CA key signs certificates, not sign-offs; a key outside its validity is revoked."""
     key = _keygen(tmp_path / "dana")
     allowed = tmp_path / "allowed_signers"
     allowed.write_text(f"dana@bank.example {options} {key.with_suffix('.pub').read_text()}")

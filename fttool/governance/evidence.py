@@ -23,6 +23,7 @@ allowed signers kept elsewhere, shows that the run is the one a person approved 
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
@@ -162,16 +163,32 @@ def read_signoffs(run_dir: Path) -> list[dict]:
     return entries
 
 
+_PUBLIC_KEY = re.compile(r"ssh-ed25519 [A-Za-z0-9+/]+={0,2}")
+
+
+def _is_time(text: str) -> bool:
+    try:
+        dt.datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _is_signoff(entry) -> bool:
-    """The shape fttool writes: text fields, and waivers as a list of {rule, reason}."""
+    """The shape fttool writes: text fields, digests as sha256 hex, the time in ISO 8601, the key as OpenSSH writes
+    it, and waivers as a list of {rule, reason}; verify prints these fields, so none may hold a forged line."""
     if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("by", "role", "at",
                                                                                       "report_sha256")):
         return False
     if not all(isinstance(entry[k], str) for k in ("run_digest", "signature", "key") if k in entry):
         return False
+    if not (all(_SHA256.fullmatch(entry[k]) for k in ("report_sha256", "run_digest") if k in entry)
+            and _is_time(entry["at"]) and ("key" not in entry or _PUBLIC_KEY.fullmatch(entry["key"]))):
+        return False
     waivers = entry.get("waivers", [])
     return isinstance(waivers, list) and all(
-        isinstance(w, dict) and isinstance(w.get("rule"), str) and isinstance(w.get("reason"), str) for w in waivers)
+        isinstance(w, dict) and isinstance(w.get("rule"), str) and isinstance(w.get("reason"), str)
+        and re.fullmatch(r"[\w.-]+", w["rule"]) for w in waivers)
 
 
 # -- digests ------------------------------------------------------------------------------------------
