@@ -146,11 +146,11 @@ def test_every_line_is_accounted_for(ingested):
     assert result.summary["blank_lines"] == 2
     assert result.summary["sources"] == [
         {"path": "data/messy.jsonl", "tag": "messy.jsonl", "format": "alpaca", "container": "jsonl", "lines": 12,
-         "kept": 3, "quarantined": 9},
+         "kept": 3, "quarantined": 9, "meta_fields": {"id": 1, "region": 1}},
         {"path": "data/chat.jsonl", "tag": "chats", "format": "chat", "container": "jsonl", "lines": 6, "kept": 2,
-         "quarantined": 4},
+         "quarantined": 4, "meta_fields": {"lang": 1}},
         {"path": "data/mapped.jsonl", "tag": "faq", "format": "alpaca", "container": "jsonl", "lines": 2, "kept": 1,
-         "quarantined": 1},
+         "quarantined": 1, "meta_fields": {"topic": 1}},
     ]
 
 
@@ -470,6 +470,18 @@ def test_summary_names_the_quarantine_file_and_its_top_reasons(ingested):
     first = next(q for q in quarantine if q["reason"] == top[0]["reason"])
     assert top[0]["example"] == {key: first[key] for key in ("source", "line", "message")}
     assert result.summary["kept"] == sum(source["kept"] for source in result.summary["sources"])
+
+
+def test_fields_outside_the_format_are_counted_per_source_as_metadata_not_trained_on(run_stage, tmp_path):
+    """A record's extra keys become meta, which training never reads: the summary (and so the report) names them
+    with how many records hold each, so a quirk such as GPTeacher's example_input is not lost unseen."""
+    rows = [{"instruction": "Q1", "output": "A1", "region": "north"},
+            {"instruction": "Q2", "input": "", "output": "A2", "example_input": "the real input", "region": "south"},
+            {"instruction": "Q3", "output": "A3"}]
+    (tmp_path / "extra.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result, records, _ = ingest_one(run_stage, "extra.jsonl")
+    assert len(records) == 3
+    assert result.summary["sources"][0]["meta_fields"] == {"example_input": 1, "region": 2}
 
 
 # -- validate looks at the data ---------------------------------------------------------------------------------

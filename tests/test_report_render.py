@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from html import escape
 
 import pytest
 from click.testing import CliRunner
@@ -378,4 +379,14 @@ def test_the_pii_strict_row_does_not_contradict_a_failing_residual():
     html = render_html(report)
     assert "Strict (a residual stops the run at the PII stage)" in html
     assert "a residual fails the run" not in html
+
+
+def test_the_ingest_section_names_fields_kept_as_metadata_and_not_trained_on():
+    report = data_only_report()
+    source = report["data"]["ingest"]["sources"][0]
+    source["meta_fields"] = {"example_input": 1, "region": 250}
+    html = render_html(report)
+    assert (f"Fields outside the {escape(source['format'])} format, kept as metadata (for bias fields, the split "
+            "and evaluation groups) and never trained on:") in html
+    assert f"{escape(source['path'])}: example_input (1 record), region (250 records)" in html
 

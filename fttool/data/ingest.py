@@ -74,6 +74,7 @@ def ingest_source(source: SourceSettings, opened: SourceItems, max_chars: int, r
                   ) -> tuple[dict, int]:
     """Stream one source into records_out and the quarantine; its summary and its blank line count."""
     lines = kept = blank = 0
+    meta_fields: Counter[str] = Counter()  # keys outside the format: kept as meta, never trained on
     normalise = preference_record if source.format in PREFERENCE_INPUTS else normalised
     for line_number, item in progress(opened.items, f"ingest {source.where}"):
         if item is BLANK:
@@ -83,12 +84,14 @@ def ingest_source(source: SourceSettings, opened: SourceItems, max_chars: int, r
         try:
             if isinstance(item, Rejected):
                 raise item  # the container could not read it: quarantined like any other rejection
-            records_out.write(record_line(normalise(item, opened.unit, source, max_chars)))
+            record = normalise(item, opened.unit, source, max_chars)
+            meta_fields.update((record.get("meta") or {}).keys())
+            records_out.write(record_line(record))
             kept += 1
         except Rejected as rejection:
             message = f"row {line_number}: {rejection.message}" if opened.line_is_row_number else rejection.message
             quarantine.add({"source": source.where, "line": line_number, "reason": rejection.reason,
                             "message": message})
     summary = {**opened.identity, "tag": source.tag, "format": source.format, "lines": lines, "kept": kept,
-               "quarantined": lines - kept}
+               "quarantined": lines - kept, "meta_fields": dict(sorted(meta_fields.items()))}
     return summary, blank

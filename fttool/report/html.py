@@ -196,6 +196,7 @@ def _data_html(report: dict) -> str:
                        for s in ingest.get("sources") or []]
         html += (_table(["Source", "Tag", "Container", "Format", "Records", "Kept", "Quarantined"], source_rows,
                         numeric={4, 5, 6})
+                 + _meta_fields(ingest.get("sources") or [])
                  + _count_table("Quarantine reason", ingest.get("quarantined_by_reason"))
                  + f"<p>Blank lines skipped: {_e(ingest.get('blank_lines'))}. Quarantined records are kept "
                    "in quarantine.jsonl with their reason.</p>")
@@ -213,6 +214,20 @@ def _data_html(report: dict) -> str:
         html += (_table(["Rule", "Removed", "Example ids"], rule_rows, numeric={1})
                  + _count_table("Normalisation", dedup.get("normalised"), "Records changed"))
     return _section("data", "Data", html)
+
+
+def _meta_fields(sources: list) -> str:
+    """The keys of each source outside its format: kept as meta, which training never reads."""
+    paragraphs = []
+    for source in sources:
+        fields = source.get("meta_fields") or {}
+        if fields:
+            named = ", ".join(f"{_e(name)} ({fmt(count)} record{'' if count == 1 else 's'})"
+                              for name, count in fields.items())
+            paragraphs.append(f"<p>Fields outside the {_e(source.get('format'))} format, kept as metadata (for bias "
+                              f"fields, the split and evaluation groups) and never trained on: "
+                              f"{_e(source.get('path') or source.get('hub'))}: {named}.</p>")
+    return "".join(paragraphs)
 
 
 def _split_details(split: dict | None) -> str:
