@@ -297,7 +297,9 @@ def lineage(run_dir: Path) -> None:
               help="Export directory. Default: RUN_DIR/export/<adapter|merged|full>.")
 @click.option("--recipe-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="With --merge and a local base model: where the recipe's folder is now, if it moved.")
-def export(run_dir: Path, merge: bool, output: Path | None, recipe_dir: Path | None) -> None:
+@click.option("--trust-remote-code", is_flag=True, help="With --merge: let a base model that ships its own code "
+              "(trust_remote_code in the run's plan) run it; check that code first.")
+def export(run_dir: Path, merge: bool, output: Path | None, recipe_dir: Path | None, trust_remote_code: bool) -> None:
     """Export RUN_DIR's model with its model card and sign-offs (README.md), signoff.json and manifest.json
     (sha256 of every file, the run digest and the report's digest). Refused, exit 1, when the run does not
     verify, or its report policy failed and no sign-off waived the failing rules."""
@@ -305,7 +307,7 @@ def export(run_dir: Path, merge: bool, output: Path | None, recipe_dir: Path | N
     from fttool.governance.export import ExportError, export_run
 
     try:
-        click.echo(str(export_run(run_dir, merge, output, recipe_dir)))
+        click.echo(str(export_run(run_dir, merge, output, recipe_dir, trust_remote_code)))
     except EvidenceError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(EXIT_INVALID) from None

@@ -168,3 +168,36 @@ def test_a_run_whose_policy_failed_is_exported_only_after_a_waiver(tmp_path):
                                     "--reason", "planted malformed line"]).exit_code == 0
     result = CliRunner().invoke(cli, ["export", str(run_dir)])
     assert result.exit_code == 1 and "the run trained no model" in result.output  # past the policy gate
+
+
+@pytest.mark.slow
+def test_a_forged_plan_cannot_make_a_merge_run_another_models_code(lora_run, tmp_path):
+    """plan.json (and the lineage) rewritten to name a directory whose code runs with trust_remote_code, every digest
+    recomputed: the digests are not secret, so merge runs a model's own code only when the command line says so."""
+    import shutil
+
+    from fttool.governance.evidence import verify, write_digests
+    from fttool.pipeline.digest import sha256_path
+
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    marker = tmp_path / "ran"
+    (evil / "config.json").write_text(json.dumps({"model_type": "evil", "auto_map": {
+        "AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.EvilModel"}}))
+    (evil / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    copy = tmp_path / "run"
+    shutil.copytree(lora_run, copy, ignore=shutil.ignore_patterns("export"))
+    plan = json.loads((copy / "plan.json").read_text())
+    for stage in plan["stages"]:
+        if isinstance(stage["params"].get("model"), dict):
+            stage["params"]["model"].update(base=str(evil), trust_remote_code=True)
+    (copy / "plan.json").write_text(json.dumps(plan, indent=2))
+    report = json.loads((copy / "report.json").read_text())
+    report["lineage"]["artifacts"].append({"path": str(evil), "sha256": sha256_path(evil), "kind": "source",
+                                           "stage": None, "parents": []})
+    (copy / "report.json").write_text(json.dumps(report, indent=2))
+    write_digests(copy)
+    assert verify(copy) == []
+    result = CliRunner().invoke(cli, ["export", str(copy), "--merge", "--output", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "--trust-remote-code" in result.stderr and str(evil) in result.stderr
+    assert not marker.exists(), "the forged directory's code ran"

@@ -11,7 +11,8 @@ Refused: a run whose `fttool verify` fails (its report no longer describes it), 
 policy failed unless a sign-off of the run as it is waived each failing rule. Only the model files the
 lineage lists are exported. A merge loads the base model and its settings (`trust_remote_code`,
 revision) from plan.json, which verify checked, never from report.json, and a local base only when its
-files still have the digest the lineage recorded.
+files still have the digest the lineage recorded. Digests are not secret, so a base model's own code
+(trust_remote_code) runs only when the command line consents (--trust-remote-code).
 """
 from __future__ import annotations
 
@@ -63,6 +64,19 @@ def _checked_base(run_dir: Path, report: dict, model_params: dict, recipe_dir: P
     if not path.exists() or sha256_path(path) != recorded[base]:
         raise ExportError(f"{path}: the base model is missing or differs from the one the run trained on (sha256 in "
                           "the lineage); pass --recipe-dir where the recipe's folder is now, or restore the base")
+
+
+def _require_consent_to_run_code(run_dir: Path, trust_remote_code: bool) -> None:
+    """ExportError when the base model runs its own code and the person exporting did not say it may.
+
+    Whoever can write the run directory can rewrite plan.json and every digest (they are not secret), so the run
+    cannot vouch for the directory plan.json names; only the command line can consent to running its code.
+    """
+    model = _train_params(run_dir)["model"]
+    if model.get("trust_remote_code") and not trust_remote_code:
+        raise ExportError(f"{run_dir}: the base model {model['base']} runs its own code (trust_remote_code in "
+                          "plan.json); --merge loads it only with --trust-remote-code, given once you have checked "
+                          "that model's code")
 
 
 def _merge(run_dir: Path, report: dict, out: Path, recipe_dir: Path) -> None:
@@ -123,15 +137,18 @@ def _checked_report(run_dir: Path) -> dict:
 
 
 def export_run(run_dir: Path, merge: bool = False, output: Path | None = None,
-               recipe_dir: Path | None = None) -> Path:
+               recipe_dir: Path | None = None, trust_remote_code: bool = False) -> Path:
     """Write the export of RUN_DIR into `output` (default RUN_DIR/export/<adapter|merged|full>) and return it.
 
     `recipe_dir`: where the recipe's folder is now, for a local base model of a run that moved.
+    `trust_remote_code`: the caller consents to a merge running the base model's own code.
     """
     run_dir = Path(run_dir).resolve()
     report = _checked_report(run_dir)
     method = report["training"]["method"]
     kind = "full" if method == "full" else "merged" if merge else "adapter"
+    if kind == "merged":
+        _require_consent_to_run_code(run_dir, trust_remote_code)
     out = Path(output).resolve() if output else run_dir / EXPORT / kind
     if out.exists() and any(out.iterdir()):
         raise ExportError(f"{out} is not empty; choose another --output")
