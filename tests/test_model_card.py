@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from support.report_run import small_run
+from support.reports import data_only_report
 
 from fttool.governance.evidence import verify
 from fttool.report.model_card import ANNEX_IV, MODEL_CARD_FILE, render_model_card
@@ -73,3 +74,13 @@ def test_the_card_states_failures_and_absent_evidence(report):
     assert "Personal data: not scanned" in card and "pii: not run" in card
     assert "3 of 5 outputs rated; mean rating base 2, tuned 4" in card
     assert "review: 3 outputs rated" in card
+
+
+def test_a_data_only_run_says_no_model_was_trained_instead_of_describing_one():
+    card = render_model_card(data_only_report())
+    details = card.split("## Model details")[1].split("## ")[0]
+    assert "- **Model:** none trained in this run (no train section): this card describes the prepared data" \
+        in details
+    for claim in ("**Base model:**", "**Fine-tuning method:**", "**Objective:**"):
+        assert claim not in details, claim
+

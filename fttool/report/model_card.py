@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fttool.pipeline.layout import MODEL_CARD
 from fttool.report.format import fmt, get, md_cell
+from fttool.report.sections import skip_reason
 from fttool.training.model_ref import DEMO_MODEL_PREFIX, is_local_model
 
 MODEL_CARD_FILE = MODEL_CARD
@@ -87,18 +88,21 @@ def _model_details(report: dict, base: dict) -> list[str]:
     lines = ["## Model details", "",
              f"- **Run:** {_fmt(run.get('name'))}, id `{_fmt(run.get('id'))}`, finished {_fmt(run.get('finished_at'))}",
              f"- **Made with:** fttool {_fmt(run.get('fttool_version'))}, recipe fingerprint "
-             f"`{_fmt(get(report, 'recipe', 'fingerprint'))}`",
-             f"- **Base model:** `{_fmt(base.get('name') or base.get('base'))}`"
-             + (f" at revision `{base['revision']}`" if base.get("revision") else ""),
-             f"- **Fine-tuning method:** {_fmt(training.get('method'))}",
-             f"- **Objective:** {_fmt(get(training, 'preference', 'objective') or 'sft')}"]
+             f"`{_fmt(get(report, 'recipe', 'fingerprint'))}`"]
+    if not training:
+        reason = skip_reason(report, "training") or NOT_RECORDED
+        return lines + [f"- **Model:** none trained in this run ({reason}): this card describes the prepared data",
+                        ""]
+    lines += [f"- **Base model:** `{_fmt(base.get('name') or base.get('base'))}`"
+              + (f" at revision `{base['revision']}`" if base.get("revision") else ""),
+              f"- **Fine-tuning method:** {_fmt(training.get('method'))}",
+              f"- **Objective:** {_fmt(get(training, 'preference', 'objective') or 'sft')}"]
     if lora:
         targets = lora.get("target_modules")
         lines.append(f"- **LoRA:** r={_fmt(lora.get('r'))}, alpha={_fmt(lora.get('alpha'))}, "
                      f"dropout={_fmt(lora.get('dropout'))}, target modules: {_fmt(targets)}")
-    if training:
-        lines.append(f"- **Parameters:** {_fmt(training.get('trainable_parameters'))} trainable of "
-                     f"{_fmt(training.get('total_parameters'))}")
+    lines.append(f"- **Parameters:** {_fmt(training.get('trainable_parameters'))} trainable of "
+                 f"{_fmt(training.get('total_parameters'))}")
     if base.get("demo") or str(base.get("name") or base.get("base") or "").startswith(DEMO_MODEL_PREFIX):
         lines += ["", "> **Demo model.** The base is fttool's untrained random demo model: this adapter shows that "
                   "the pipeline works and is not fit for any use."]
