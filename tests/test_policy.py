@@ -496,3 +496,16 @@ def test_a_missing_input_is_reported_in_the_document_ci_reads(tmp_path, output_f
         code, out, err = check(*args, "--format", output_format)
         assert code == 2 and named in err and "Traceback" not in err, (args, err)
         assert named in json.dumps(json.loads(out)), args
+
+
+@pytest.mark.parametrize("target", ["**/report.json", "*report.json", "[!z]*", "*/recipe.yaml", "?*"])
+def test_a_waiver_whose_target_matches_files_it_does_not_name_is_warned_about(tmp_path, target):
+    policy = policy_with_waivers(tmp_path, waiver(dt.date.today() + dt.timedelta(days=30), target=target))
+    code, _, err = check(str(write_project(tmp_path, GOOD_RECIPE)), "--policy", str(policy))
+    assert code == 0 and f"has target '{target}', which" in err
+
+
+def test_a_waiver_naming_its_files_is_not_warned_about(tmp_path):
+    policy = policy_with_waivers(tmp_path, waiver(dt.date.today() + dt.timedelta(days=30),
+                                                  target="reports/support-bot-*/report.json"))
+    assert "warning" not in check(str(write_project(tmp_path, GOOD_RECIPE)), "--policy", str(policy))[2]

@@ -5,6 +5,7 @@ Errors are RecipeError/RecipeInvalid, the same FILE:LINE:COL errors recipes give
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,13 +52,24 @@ class Policy:
 WAIVER_HORIZON = dt.timedelta(days=366)
 
 
+# Names no waiver means to excuse, with different first letters, at several depths: a target glob that matches one
+# of them excuses files it does not name (every report.json, every recipe.yaml, every name not starting with z).
+UNNAMED_FILES = ("q7x", "zz9q.yaml", "q7x/report.json", "zz9q/recipe.yaml", "q7x/zz9q/report.json",
+                 "zz9q/q7x/recipe.yaml")
+
+
 def waiver_warnings(waivers: list[Waiver], today: dt.date) -> list[str]:
-    """Waivers that excuse every target or stay valid for more than a year."""
+    """Waivers that excuse every target, or files they do not name, or stay valid for more than a year."""
     warnings = []
     for waiver in waivers:
+        unnamed = next((name for name in UNNAMED_FILES if fnmatch.fnmatchcase(name, waiver.target)), None)
         if not waiver.target.strip("*/?.[]!"):
             warnings.append(f"{waiver.origin}: warning: the waiver of {waiver.rule} has target '{waiver.target}', "
                             "which matches every file; name the files it excuses")
+        elif unnamed:
+            warnings.append(f"{waiver.origin}: warning: the waiver of {waiver.rule} has target '{waiver.target}', "
+                            f"which also matches files it does not name (such as {unnamed}); name the files it "
+                            "excuses")
         if waiver.expires - today > WAIVER_HORIZON:
             warnings.append(f"{waiver.origin}: warning: the waiver of {waiver.rule} lasts until {waiver.expires}, "
                             "more than a year from today; waivers are meant to be temporary")
