@@ -226,3 +226,15 @@ def test_an_axolotl_preference_dataset_keeps_its_field_names_and_names_what_it_d
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text("".join(json.dumps(row) + "\n" for row in rows))
     compile_recipe(recipe_path)
+
+
+def test_llamafactory_bitsandbytes_quantization_is_what_fttool_does_and_other_methods_are_named(tmp_path):
+    result = run_import(tmp_path, "llamafactory", LLAMAFACTORY.replace("quantization_bit: 8",
+                                                                       "quantization_bit: 4\nquantization_method: bnb"))
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.stdout)["train"]["method"] == "qlora"
+    assert "quantization_method" not in result.stderr, "bnb is bitsandbytes: it carried over"
+    result = run_import(tmp_path, "llamafactory", LLAMAFACTORY.replace("quantization_bit: 8",
+                                                                       "quantization_bit: 4\nquantization_method: hqq"))
+    assert "not carried over: quantization_method: hqq (fttool quantizes with bitsandbytes only)" in result.stderr
+

@@ -133,7 +133,6 @@ LLAMAFACTORY_NOT_CARRIED = {
     "infer_backend": "fttool evaluates with transformers", "max_new_tokens": "set evaluate.max_new_tokens",
     "model_class": "fttool trains causal language models", "kernel_config": "no custom kernels",
     "sample_backend": "fttool evaluates with transformers", "dist_config": "set compute.strategy and num_processes",
-    "quantization_method": "fttool quantizes with bitsandbytes",
 }
 
 
@@ -353,7 +352,10 @@ def _llamafactory_method(raw: Mapping[str, Any], out: Imported) -> set[str]:
             lora.setdefault("dropout", 0.0)
     else:
         out.skip("finetuning_type", kind, "fttool trains lora, qlora or full")
-    return {"finetuning_type", "quantization_bit", "lora_target", "peft_config"}
+    method = raw.get("quantization_method")
+    if method not in (None, "bnb", "bitsandbytes"):  # bnb is bitsandbytes, what fttool loads with
+        out.skip("quantization_method", method, "fttool quantizes with bitsandbytes only")
+    return {"finetuning_type", "quantization_bit", "quantization_method", "lora_target", "peft_config"}
 
 
 def _llamafactory_data(raw: Mapping[str, Any], out: Imported) -> set[str]:
