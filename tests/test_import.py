@@ -238,3 +238,16 @@ def test_llamafactory_bitsandbytes_quantization_is_what_fttool_does_and_other_me
                                                                        "quantization_bit: 4\nquantization_method: hqq"))
     assert "not carried over: quantization_method: hqq (fttool quantizes with bitsandbytes only)" in result.stderr
 
+
+def test_a_llamafactory_inference_or_export_config_is_named_as_one(tmp_path):
+    """LLaMA-Factory's inference and merge configs train nothing; the recipe fttool writes from them trains, and
+    the first line says so rather than letting the user believe the config translated."""
+    config = ("model_name_or_path: demo:tiny-llama\nadapter_name_or_path: saves/lora/sft\ntemplate: llama3\n"
+              "export_dir: saves/merged\n")
+    result = run_import(tmp_path, "llamafactory", config)
+    assert result.exit_code == 0, result.output
+    first = result.stderr.splitlines()[0]
+    assert first == ("not carried over: the whole config: it runs inference or exports a model and trains nothing "
+                     "(no stage); the recipe below trains, and fttool export RUN_DIR [--merge] exports a run's model")
+    assert "not carried over: stage" not in run_import(tmp_path, "llamafactory", LLAMAFACTORY).stderr
+

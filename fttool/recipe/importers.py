@@ -136,6 +136,10 @@ LLAMAFACTORY_NOT_CARRIED = {
 }
 
 
+# Settings of LLaMA-Factory's inference and export configs, which have no stage: they train nothing.
+INFERENCE_KEYS = {"adapter_name_or_path", "export_dir", "infer_backend"}
+
+
 def _apply_renames(raw: Mapping[str, Any], renames: Mapping, out: Imported) -> set[str]:
     """Copy the renamed settings; the keys handled."""
     handled = set()
@@ -397,6 +401,10 @@ def from_llamafactory(raw: Mapping[str, Any], name: str, has_objective: bool) ->
         out.not_carried.append("do_train: false (the recipe trains; remove its train section for a data-only run)")
     handled |= {"optim", "lr_scheduler_type", "stage", "pref_beta", "pref_loss", "report_to", "do_train"}
     _skip_rest(raw, handled, LLAMAFACTORY_NOT_CARRIED, out)
+    if "stage" not in raw and "do_train" not in raw and raw.keys() & INFERENCE_KEYS:
+        out.not_carried.insert(0, "the whole config: it runs inference or exports a model and trains nothing (no "
+                                  "stage); the recipe below trains, and fttool export RUN_DIR [--merge] exports a "
+                                  "run's model")
     return _finish(out, name)
 
 
