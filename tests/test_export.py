@@ -201,3 +201,31 @@ def test_a_forged_plan_cannot_make_a_merge_run_another_models_code(lora_run, tmp
     result = CliRunner().invoke(cli, ["export", str(copy), "--merge", "--output", str(tmp_path / "out")])
     assert result.exit_code == 1 and "--trust-remote-code" in result.stderr and str(evil) in result.stderr
     assert not marker.exists(), "the forged directory's code ran"
+
+
+@pytest.mark.slow
+def test_verify_checks_an_export_inside_the_run_against_its_manifest_and_the_lineage(lora_run, tmp_path):
+    """export/ is written after the run, but what it holds is what gets published: verify checks it."""
+    import shutil
+
+    from fttool.governance.evidence import verify
+
+    copy = tmp_path / "run"
+    shutil.copytree(lora_run, copy, ignore=shutil.ignore_patterns("export"))
+    assert CliRunner().invoke(cli, ["export", str(copy)]).exit_code == 0
+    assert verify(copy) == []
+    out = copy / "export" / "adapter"
+    (out / "chat_template.jinja").write_text("{{ smuggled }}")
+    assert [str(p) for p in verify(copy)] == [
+        "export/adapter/chat_template.jinja: not in the export's manifest.json: added after the export"]
+    # The forger lists it, and swaps the adapter's weights too, rewriting the manifest to match.
+    (out / "adapter_model.safetensors").write_bytes(b"other weights")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["files"].update({name: sha256_file(out / name) for name in ("chat_template.jinja",
+                                                                          "adapter_model.safetensors")})
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert sorted(str(p) for p in verify(copy)) == [
+        "export/adapter/adapter_model.safetensors: differs from the run's model/adapter_model.safetensors",
+        "export/adapter/chat_template.jinja: not among the run's model files (model/ in the lineage)"]
+    (out / "manifest.json").unlink()
+    assert [str(p) for p in verify(copy)] == ["export/adapter: no readable manifest.json: not an export fttool wrote"]

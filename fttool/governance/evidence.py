@@ -13,6 +13,7 @@ again, with the sign-offs given, after a run is signed off. `verify` checks, whe
 - every lineage artifact the run kept, against its sha256;
 - that every other file is volatile (fttool.pipeline.layout.VOLATILE): a file added to model/ fails;
 - that no file, volatile ones included, is a symbolic link (to a file elsewhere or another run's signoff.json);
+- every export under export/ against its manifest.json, and an exported adapter or full model against model/;
 - every sign-off: given on the run as it is now (or listed by the report as superseded), its signature
   valid, and with `allowed_signers` made by a key the file lists.
 
@@ -33,9 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fttool.governance import signing
-from fttool.pipeline.digest import sha256_file, sha256_path
+from fttool.pipeline.digest import files_under, sha256_file, sha256_path
 from fttool.pipeline.layout import (
     DIGESTS,
+    EXPORT,
     MODEL_CARD,
     REPORT_FILES,
     REPORT_JSON,
@@ -46,6 +48,9 @@ from fttool.pipeline.layout import (
 )
 
 RUN_MARK, RENDERINGS_MARK = "run digest", "renderings digest"
+# What `fttool export` writes beside the model files: the sha256 of every file, the model card, the sign-offs.
+EXPORT_MANIFEST, EXPORT_CARD = "manifest.json", "README.md"
+MODEL_DIR = "model"
 _DIGEST_LINE = re.compile(r"([0-9a-f]{64})  (\S.*)")
 _MARK_LINE = re.compile(rf"# ({RUN_MARK}|{RENDERINGS_MARK}) ([0-9a-f]{{64}})")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -293,6 +298,47 @@ def _check_nothing_added(run_dir: Path, artifacts: list[dict]) -> list[Mismatch]
             if rel not in known and not is_volatile(rel)]
 
 
+def _check_export(export: Path, rel: str, model_files: dict[str, str]) -> list[Mismatch]:
+    """One export directory against its manifest.json, and a copied model (adapter, full) against the lineage."""
+    try:
+        manifest = json.loads((export / EXPORT_MANIFEST).read_text(encoding="utf-8"))
+        listed, kind = dict(manifest["files"]), manifest["export"]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return [Mismatch(rel, f"no readable {EXPORT_MANIFEST}: not an export fttool wrote")]
+    present = {path.relative_to(export).as_posix() for path in files_under(export)} - {EXPORT_MANIFEST}
+    problems = []
+    for name in sorted(present | set(listed)):
+        if name not in listed:
+            problems.append(Mismatch(f"{rel}/{name}", f"not in the export's {EXPORT_MANIFEST}: added after the export"))
+        elif name not in present:
+            problems.append(Mismatch(f"{rel}/{name}", "missing from the export"))
+        elif sha256_file(export / name) != listed[name]:
+            problems.append(Mismatch(f"{rel}/{name}", f"sha256 differs from the export's {EXPORT_MANIFEST}"))
+        elif kind != "merged" and name not in (EXPORT_CARD, SIGNOFFS):  # a merge computes new weights
+            if f"{MODEL_DIR}/{name}" not in model_files:
+                problems.append(Mismatch(f"{rel}/{name}", f"not among the run's model files ({MODEL_DIR}/ in the "
+                                                          "lineage)"))
+            elif listed[name] != model_files[f"{MODEL_DIR}/{name}"]:
+                problems.append(Mismatch(f"{rel}/{name}", f"differs from the run's {MODEL_DIR}/{name}"))
+    return problems
+
+
+def _check_exports(run_dir: Path, artifacts: list[dict]) -> list[Mismatch]:
+    """Exports written into the run directory: what gets published must be what the run trained."""
+    root = run_dir / EXPORT
+    if not root.is_dir() or root.is_symlink():
+        return []
+    model_files = {a["path"]: a["sha256"] for a in artifacts if a["kind"] == "artifact"}
+    problems = []
+    for export in sorted(root.iterdir()):
+        rel = f"{EXPORT}/{export.name}"
+        if export.is_dir() and not export.is_symlink():
+            problems += _check_export(export, rel, model_files)
+        else:
+            problems.append(Mismatch(rel, "not an export fttool wrote (each export is a directory)"))
+    return problems
+
+
 def recipe_dir_of(run_dir: Path, report: dict) -> Path:
     """Where the recipe was when the run started, as report.json records it (relative to the run directory)."""
     return (Path(run_dir) / report["recipe"]["path"]).parent
@@ -353,6 +399,7 @@ def verify(run_dir: Path, sources: bool = False, recipe_dir: Path | None = None,
     problems += check_artifacts(run_dir, artifacts)
     problems += _check_nothing_added(run_dir, artifacts)
     problems += _check_no_links(run_dir)
+    problems += _check_exports(run_dir, artifacts)
     if sources:
         problems += check_sources(run_dir, report, recipe_dir)
     current = recorded.run if recorded.run and run_digest(recorded.files, artifacts) == recorded.run else None

@@ -22,6 +22,9 @@ import tempfile
 from pathlib import Path
 
 from fttool.governance.evidence import (
+    EXPORT_CARD,
+    EXPORT_MANIFEST,
+    MODEL_DIR,
     current_run_digest,
     read_report,
     read_signoffs,
@@ -34,9 +37,8 @@ from fttool.pipeline.layout import EXPORT, SIGNOFFS, RunLayout
 from fttool.report.model_card import render_model_card
 from fttool.training.model_ref import is_local_model
 
-MANIFEST_FILE = "manifest.json"
-CARD_FILE = "README.md"  # where the Hugging Face hub looks for a model card
-MODEL_DIR = "model"
+MANIFEST_FILE = EXPORT_MANIFEST  # verify checks an export inside the run directory against it
+CARD_FILE = EXPORT_CARD  # where the Hugging Face hub looks for a model card
 
 
 class ExportError(Exception):
