@@ -390,3 +390,13 @@ def test_the_ingest_section_names_fields_kept_as_metadata_and_not_trained_on():
             "and evaluation groups) and never trained on:") in html
     assert f"{escape(source['path'])}: example_input (1 record), region (250 records)" in html
 
+
+def test_the_training_section_shows_the_records_train_max_samples_left_out():
+    report = full_report()
+    report["training"]["records_beyond_max_samples"] = 40
+    report["recipe"]["resolved"].setdefault("train", {})["max_samples"] = 200
+    html = render_html(report)
+    assert "Train records left out" in html and "40 (train.max_samples: 200)" in html
+    del report["training"]["records_beyond_max_samples"]
+    assert "Train records left out" not in render_html(report)
+

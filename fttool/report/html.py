@@ -412,6 +412,10 @@ def _training_html(report: dict) -> str:
              ("Resumed from step", _e(training.get("resumed_from_step"))),
              ("Stopped early", _e((training.get("early_stopping") or {}).get("stopped_early"))),
              ("Device", _e(training.get("device"))), ("Seconds", _e(training.get("seconds")))]
+    if "records_beyond_max_samples" in training:
+        cap = get(report, "recipe", "resolved", "train", "max_samples")
+        rows.append(("Train records left out", _e(training["records_beyond_max_samples"])
+                     + f" (train.max_samples: {_e(cap)})"))
     launch, tracking = training.get("launch") or {}, training.get("tracking") or {}
     if launch:
         rows.append(("Processes", _e(f"{launch.get('num_processes')} ({launch.get('strategy')}, accelerate launch)")))
