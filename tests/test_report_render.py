@@ -400,3 +400,15 @@ def test_the_training_section_shows_the_records_train_max_samples_left_out():
     del report["training"]["records_beyond_max_samples"]
     assert "Train records left out" not in render_html(report)
 
+
+def test_a_policy_path_that_would_climb_to_the_filesystem_root_is_given_whole(tmp_path):
+    """From a run directory that shares nothing with the policy's folder but '/', '../../../../work/...' reads
+    worse than the absolute path; inside the same tree the command stays relative."""
+    from fttool.report.build import SHIPPED_POLICY, policy_how
+
+    if SHIPPED_POLICY.anchor != tmp_path.anchor or SHIPPED_POLICY.parts[1] == tmp_path.parts[1]:
+        pytest.skip("the repository and the temporary directory share a top-level folder here")
+    assert f"fttool check . --policy {SHIPPED_POLICY} (" in policy_how(tmp_path / "run-1")
+    inside = SHIPPED_POLICY.parent.parent / "reports" / "run-1"
+    assert "fttool check . --policy ../../policies/regulated.yaml (" in policy_how(inside)
+

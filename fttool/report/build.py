@@ -208,9 +208,18 @@ def non_finite_paths(value, path: str = "$") -> list[str]:
 SHIPPED_POLICY = Path(__file__).resolve().parents[2] / "policies" / "regulated.yaml"
 
 
+def typed_from(path: Path, run_dir: Path) -> str:
+    """`path` as typed from the run directory: relative, unless the two share no folder but the root, where
+    '../../../..' would say less than the absolute path."""
+    path, run_dir = Path(path).resolve(), Path(run_dir).resolve()
+    if os.path.commonpath([path, run_dir]) == path.anchor:
+        return str(path)
+    return os.path.relpath(path, run_dir)
+
+
 def policy_how(run_dir: Path) -> str:
     """How to check the run, typed from its directory, where a reader of its report is."""
-    policy = (os.path.relpath(SHIPPED_POLICY, Path(run_dir).resolve()) if SHIPPED_POLICY.is_file()
+    policy = (typed_from(SHIPPED_POLICY, run_dir) if SHIPPED_POLICY.is_file()
               else "POLICY.yaml (e.g. policies/regulated.yaml of the fttool repository)")
     return f"from the run directory, fttool check . --policy {policy} (or name a policy in the recipe's report.policy)"
 
@@ -234,7 +243,7 @@ def policy_outcome(report: dict, run_dir: Path, recipe_dir: Path) -> dict:
     target = load_report_target(run_dir / "report.json", json.dumps(draft, indent=2, ensure_ascii=False))
     check_run = evaluate(policy, [target])
     return {
-        "evaluated": True, "policy": policy.name, "path": os.path.relpath(path, run_dir), "sha256": sha256_file(path),
+        "evaluated": True, "policy": policy.name, "path": typed_from(path, run_dir), "sha256": sha256_file(path),
         "checked_on": check_run.day.isoformat(), "passed": check_run.passed, "summary": check_run.summary(),
         "rules": [{"id": o.rule.id, "description": o.rule.description, "severity": o.rule.severity, "status": o.status,
                    "findings": [f.message for f in o.findings],
