@@ -412,3 +412,10 @@ def test_a_policy_path_that_would_climb_to_the_filesystem_root_is_given_whole(tm
     inside = SHIPPED_POLICY.parent.parent / "reports" / "run-1"
     assert "fttool check . --policy ../../policies/regulated.yaml (" in policy_how(inside)
 
+
+def test_policy_rule_ids_do_not_break_at_their_hyphen():
+    """In the PDF print the Rule column is narrow, and 'PII-101' broke into 'PII-' and '101'."""
+    html = render_html(passing_report())
+    assert '<td><span class="nowrap">PII-101</span></td>' in html
+    assert ".nowrap{white-space:nowrap}" in html
+

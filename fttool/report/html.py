@@ -43,6 +43,7 @@ table.kv th{width:230px}code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo
 .badge-bad{background:#fbe3e3;color:#8f1d1d;border-color:#e9a2a2}
 .badge-neutral{background:#eceef1;color:#444;border-color:#c8cdd4}
 .banner{padding:12px 16px;margin:14px 0;border-radius:6px;border:2px solid #d08a00;background:#fff5e0;color:#6b4200}
+.nowrap{white-space:nowrap}
 .skipped{color:#5b6470;font-style:italic}nav{margin:10px 0 0;font-size:.92em}nav a{margin-right:12px;color:#1c4f94}
 .share{display:inline-block;height:10px;background:#5b7fb5;vertical-align:middle;margin-right:6px}
 svg.chart{display:block;margin:8px 0 16px;font-size:12px}svg.chart text{fill:#1d2330}
@@ -740,7 +741,7 @@ def _policy_html(report: dict, signoffs: list[dict]) -> str:
         html = (f"<p>Policy <code>{_e(policy.get('policy'))}</code> ({_e(policy.get('path'))}, sha256 "
                 f'{_digest(policy.get("sha256"))}), checked on '
                 f"{_e(policy.get('checked_on'))}: {_badge('pass' if policy.get('passed') else 'fail')}</p>")
-        rows = [[escape(str(rule.get("id"))), _e(rule.get("severity")),
+        rows = [[f'<span class="nowrap">{escape(str(rule.get("id")))}</span>', _e(rule.get("severity")),
                  _badge(RULE_BADGES.get(rule.get("status"), rule.get("status"))),
                  escape(str(rule.get("description") or MISSING)),
                  "<br>".join(escape(str(f)) for f in rule.get("findings") or []) or MISSING]
