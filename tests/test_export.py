@@ -229,3 +229,28 @@ def test_verify_checks_an_export_inside_the_run_against_its_manifest_and_the_lin
         "export/adapter/chat_template.jinja: not among the run's model files (model/ in the lineage)"]
     (out / "manifest.json").unlink()
     assert [str(p) for p in verify(copy)] == ["export/adapter: no readable manifest.json: not an export fttool wrote"]
+
+
+@pytest.mark.slow
+def test_the_exported_card_names_the_key_of_a_signed_signoff(lora_run, tmp_path):
+    """'signed' alone would vouch for any key: the card gives the key's fingerprint, as ssh-keygen -l prints it."""
+    import base64
+    import hashlib
+    import shutil
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    (tmp_path / "mallory").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.OpenSSH,
+                                                         serialization.NoEncryption()))
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    fingerprint = "SHA256:" + base64.b64encode(hashlib.sha256(base64.b64decode(public.split()[1])).digest()).decode(
+        ).rstrip("=")
+    copy = tmp_path / "run"
+    shutil.copytree(lora_run, copy, ignore=shutil.ignore_patterns("export"))
+    assert CliRunner().invoke(cli, ["signoff", str(copy), "--by", "Dana", "--role", "risk", "--key",
+                                    str(tmp_path / "mallory")]).exit_code == 0
+    assert CliRunner().invoke(cli, ["export", str(copy), "--output", str(tmp_path / "out")]).exit_code == 0
+    assert f"approved this run (signed with key {fingerprint}" in (tmp_path / "out" / "README.md").read_text()

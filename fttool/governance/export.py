@@ -31,6 +31,7 @@ from fttool.governance.evidence import (
     recipe_dir_of,
     verify,
 )
+from fttool.governance.signing import fingerprint
 from fttool.governance.signoff import SignoffRefused, current_waivers, require_policy_passed_or_waived
 from fttool.pipeline.digest import files_under, sha256_file, sha256_path
 from fttool.pipeline.layout import EXPORT, SIGNOFFS, RunLayout
@@ -112,7 +113,8 @@ def signoff_section(run_dir: Path) -> str:
     entries = read_signoffs(run_dir)
     for entry in entries:
         state = "this run" if current and entry.get("run_digest") == current else "an earlier version of the report"
-        signed = "signed" if "signature" in entry else "unsigned"
+        # Which key signed, so a reader can check it against the signers they trust; verify checked the signature.
+        signed = f"signed with key {fingerprint(entry['key'])}" if "signature" in entry else "unsigned"
         lines.append(f"- {entry['by']} ({entry['role']}), {entry['at']}: approved {state} ({signed})")
     if not entries:
         lines.append("None recorded.")

@@ -153,6 +153,12 @@ def _allowed_now(options: dict[str, str], where: str) -> bool:
     return not (options.get("valid-before") and now > _validity_time(options["valid-before"], where))
 
 
+def fingerprint(public_key: str) -> str:
+    """The key's fingerprint as `ssh-keygen -l` prints it (SHA256:base64), for "ssh-ed25519 BASE64"."""
+    blob = base64.b64decode(public_key.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
 def read_allowed_signers(path: Path) -> list[AllowedSigner]:
     """The ed25519 keys of an allowed_signers file (git's format); SignatureError for a line it cannot read."""
     try:
