@@ -136,6 +136,59 @@ def recall(system: str) -> dict:
                                             "replaced": sum(value not in out for value, out in organisations)}}
 
 
+# usaddress's training set tags each token; these tags make up the street line (number, name, type, unit).
+STREET_TAGS = ("AddressNumber", "AddressNumberPrefix", "AddressNumberSuffix", "StreetNamePreDirectional",
+               "StreetNamePreModifier", "StreetNamePreType", "StreetName", "StreetNamePostType",
+               "StreetNamePostDirectional", "OccupancyType", "OccupancyIdentifier")
+
+
+def usaddress_streets(sdist: Path) -> list[tuple[str, str]]:
+    """(address, its street line) from usaddress's hand-labelled training/labeled.xml, read inside the sdist."""
+    import tarfile
+    import xml.etree.ElementTree as ElementTree
+
+    with tarfile.open(sdist) as archive:
+        member = next(m for m in archive.getmembers() if m.name.endswith("training/labeled.xml"))
+        root = ElementTree.fromstring(archive.extractfile(member).read())
+    pairs = []
+    for node in root.iter("AddressString"):
+        text, spans = "", []
+        for token in node:
+            start = len(text)
+            text += token.text or ""
+            if token.tag in STREET_TAGS:
+                spans.append((start, len(text)))
+            text += token.tail or ""
+        tags = {token.tag for token in node}
+        if spans and {"AddressNumber", "StreetName"} <= tags:
+            pairs.append((text.strip(), text[spans[0][0]:spans[-1][1]]))
+    return pairs
+
+
+def example_phones() -> list[tuple[str, str]]:
+    """(text, number): libphonenumber's example fixed-line and mobile number of every region it knows, in its
+    international and national formats, after "Phone: "."""
+    import phonenumbers
+    from phonenumbers import PhoneNumberFormat, PhoneNumberType
+
+    pairs = []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in (PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE):
+            number = phonenumbers.example_number_for_type(region, kind)
+            if number is None:
+                continue
+            for layout in (PhoneNumberFormat.INTERNATIONAL, PhoneNumberFormat.NATIONAL):
+                value = phonenumbers.format_number(number, layout)
+                pairs.append((f"Phone: {value}", value))
+    return pairs
+
+
+def residual_share(system: str, pairs: list[tuple[str, str]]) -> dict:
+    scrubbed, _ = _scrubber(system)([text for text, _ in pairs])
+    left = sum(value in out for (_, value), out in zip(pairs, scrubbed))
+    return {"gold": len(pairs), "residual": round(left / len(pairs), 3)}
+
+
 def false_positives(system: str) -> dict:
     """Per clean set: records, and structured-type placeholders per 1,000 records (by type)."""
     scrub = _scrubber(system)
@@ -145,8 +198,10 @@ def false_positives(system: str) -> dict:
         texts = [s for record in records for s in _strings(record)]
         _, written = scrub(texts)
         structured = {kind: written[kind] for kind in STRUCTURED if written[kind]}
+        # Not false positives by construction (the sets are full of names), shown for scale.
+        others = {kind: written[kind] for kind in ("PERSON", "LOCATION", "STREET_ADDRESS") if written[kind]}
         rows[name] = {"records": len(records), "per_1000": round(1000 * sum(structured.values()) / len(records), 2),
-                      "by_type": structured}
+                      "by_type": structured, "other_types": others}
     return rows
 
 
@@ -174,6 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recall", action="store_true")
     parser.add_argument("--precision", action="store_true")
     parser.add_argument("--speed", metavar="DATASET", choices=sorted(CLEAN_SETS))
+    parser.add_argument("--usaddress-sdist", type=Path, metavar="TAR_GZ",
+                        help="usaddress's sdist (pip download --no-deps --no-binary :all: --no-build-isolation "
+                             "usaddress==0.5.16): score street lines of its hand-labelled training addresses")
+    parser.add_argument("--example-phones", action="store_true",
+                        help="score libphonenumber's example numbers of every region (international and national)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--name-evidence-off", action="store_true",
@@ -193,6 +253,11 @@ def main(argv: list[str] | None = None) -> int:
             out.setdefault("recall", {})[system] = recall(system)
         if args.precision:
             out.setdefault("false_positives", {})[system] = false_positives(system)
+        if args.usaddress_sdist:
+            out.setdefault("usaddress_street_lines", {})[system] = residual_share(
+                system, usaddress_streets(args.usaddress_sdist))
+        if args.example_phones:
+            out.setdefault("libphonenumber_examples", {})[system] = residual_share(system, example_phones())
     if args.speed:
         out["speed"] = {"dataset": args.speed, **speed(args.speed, args.runs)}
     print(json.dumps(out, indent=1))

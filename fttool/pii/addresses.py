@@ -14,14 +14,20 @@ Matching is case-insensitive (texts in lower case are common), so the street wor
 """
 from __future__ import annotations
 
-# English street words, any case.
+# English street words and USPS abbreviations (Publication 28), any case.
 STREET_WORDS = (
-    "street", "st", "road", "rd", "avenue", "ave", "boulevard", "blvd", "drive", "lane", "ln", "terrace", "crescent",
-    "cres", "parkway", "pkwy", "highway", "hwy", "mews", "gardens",
+    "street", "st", "road", "rd", "avenue", "ave", "av", "boulevard", "blvd", "drive", "lane", "ln", "terrace", "ter",
+    "crescent", "cres", "parkway", "pkwy", "highway", "hwy", "hgwy", "expressway", "expy", "freeway", "fwy",
+    "turnpike", "tpke", "mews", "gardens", "cir", "ct", "pl", "plz", "pt", "trl", "cv", "xing", "hts", "sq",
 )
-# Street words that are also everyday words ("3 miles to the park"): only capitalised, as in "Kate Edger Place".
-STREET_WORDS_CAPITALISED = ("Way", "Court", "Ct", "Place", "Pl", "Square", "Sq", "Close", "Grove", "Circle", "Trail",
-                            "Row", "Walk", "Hill", "Park", "Dr")
+# Street words that are also everyday words ("3 miles to the park"): only capitalised or in capitals, as in
+# "Kate Edger Place", "LIMELIGHT CIR".
+STREET_WORDS_CAPITALISED = ("Way", "Court", "Place", "Square", "Close", "Grove", "Circle", "Trail", "Row", "Walk",
+                            "Hill", "Park", "Dr", "Loop", "Pointe", "Point", "Run", "Pass", "Path", "Pike", "Cove",
+                            "Crossing", "Heights", "Ridge", "View", "Wynd", "Market", "Center", "Centre", "Plaza")
+DIRECTIONS = r"(?:n|s|e|w|ne|nw|se|sw|north|south|east|west|northeast|northwest|southeast|southwest)"
+# Numbered roads: "198 Route 690", "3252 rt 60 east", "88175 US Highway 278".
+NUMBERED_ROADS = r"(?:state\s+|us\s+|county\s+|old\s+state\s+)?(?:route|rte|rt|highway|hwy|road|loop|sr|cr)"
 STREET_WORDS_BEFORE_NAME = (
     "rue", "avenue", "boulevard", "chemin", "allée", "impasse", "quai", "place", "calle", "avenida", "paseo",
     "plaza", "carrer", "via", "viale", "piazza", "corso", "largo", "rua", "praça", "travessa", "ulica", "ul",
@@ -38,11 +44,13 @@ _WORD = r"[\p{L}][\p{L}'’.-]*"
 # Words that do not stand inside a street name: "12 points in the park", "3 miles to the road".
 _NOT_NAME = (r"(?!(?:the|a|an|to|in|on|of|for|and|or|at|by|from|with|into|down|up|across|along|past|miles?|km|"
              r"kilometers?|kilometres?|blocks?|minutes?|hours?|times?|points?|goals?|steps?|feet|yards?|meters?)\b)")
-_NAME_WORD = rf"{_NOT_NAME}{_WORD}"
+_NAME_WORD = rf"{_NOT_NAME}(?:\d{{1,3}}(?:st|nd|rd|th)\b|{_WORD})"  # "5th Ave", "42ND CT"
 _NUMBER = r"\d{1,5}[a-z]?(?:[-/]\d{1,4}[a-z]?)?"
-_UNIT = r"(?:,?\s+(?:apt|apartment|suite|ste|unit|flat|fl|floor|room|#)\.?\s*#?\d{1,5}[a-z]?)?"
-_STREET_WORD = ("|".join(sorted(STREET_WORDS, key=len, reverse=True)) + "|(?-i:"
-                + "|".join(sorted(STREET_WORDS_CAPITALISED, key=len, reverse=True)) + ")")
+_UNIT = r"(?:,?\s+(?:apt|apartment|suite|ste|unit|flat|fl|floor|room|#)\.?\s*#?(?:\d{1,5}[a-z]?|[a-z]\d{0,4})\b)?"
+_AFTER = rf"(?:\s+{DIRECTIONS}\b\.?)?"  # "16th St NW", "Terrace North"
+_CAPITALISED = sorted(STREET_WORDS_CAPITALISED + tuple(word.upper() for word in STREET_WORDS_CAPITALISED),
+                     key=len, reverse=True)
+_STREET_WORD = "|".join(sorted(STREET_WORDS, key=len, reverse=True)) + "|(?-i:" + "|".join(_CAPITALISED) + ")"
 _BEFORE_NAME = "|".join(sorted(STREET_WORDS_BEFORE_NAME, key=len, reverse=True))
 _SUFFIX = "|".join(sorted(STREET_SUFFIXES, key=len, reverse=True))
 ADDRESS_CONTEXT = ["address", "addresses", "lives", "live", "living", "located", "street", "ship", "deliver",
@@ -51,8 +59,9 @@ ADDRESS_CONTEXT = ["address", "addresses", "lives", "live", "living", "located",
 # (name, regex, score); all matched case-insensitively.
 ADDRESS_PATTERNS = (
     ("number, name, street word",
-     rf"\b{_NUMBER}(?:\s+\d{{1,5}})?\s+(?:[nsew]\.?\s+)?(?:{_NAME_WORD}\s+){{0,3}}(?:{_STREET_WORD})\b\.?{_UNIT}",
-     0.5),
+     rf"\b{_NUMBER}(?:\s+\d{{1,5}})?\s+(?:{DIRECTIONS}\.?\s+)?(?:{_NAME_WORD}\s+){{1,3}}(?:{_STREET_WORD})\b\.?"
+     rf"{_AFTER}{_UNIT}", 0.5),
+    ("number, numbered road", rf"\b{_NUMBER}\s+{NUMBERED_ROADS}\s+\d{{1,4}}[a-z]?\b{_AFTER}{_UNIT}", 0.5),
     ("number, street word, name",
      rf"\b{_NUMBER}(?:\s+\d{{1,5}})?,?\s+(?:{_BEFORE_NAME})\.?\s+(?:{_WORD}\s+){{0,3}}{_WORD}{_UNIT}", 0.6),
     ("street word, name, number",

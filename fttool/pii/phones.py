@@ -28,6 +28,7 @@ CONTEXT = re.compile(r"(?i)\b(?:phone|telephone|tel|call|calling|called|mobile|c
                      r"whatsapp|sms|text|contact|reach|office|desk|number|tlf|telefon|téléphone)\b")
 DATE = re.compile(r"\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4}")  # 12/27/1986, 2024-05-01: dates, not numbers
 DOTTED_QUAD = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")  # an IPv4 address or a version number
+ZIP_PLUS_FOUR = re.compile(r"\d{5}-\d{4}")  # a US ZIP+4 code
 # Layouts only phone numbers take: a country code, an area code in parentheses, North America's 3-3-4 groups.
 PHONE_LAYOUT = re.compile(r"\+|\(\d{1,5}\)|\d{3}[-. ]\d{3}[-. ]\d{4}\b")
 CONTEXT_CHARS = 40
@@ -67,7 +68,7 @@ def phone_spans(text: str) -> list[tuple[int, int, float]]:
     spans = []
     for match in CANDIDATE.finditer(text):
         value = match.group().strip()
-        if DATE.fullmatch(value) or DOTTED_QUAD.fullmatch(value):
+        if DATE.fullmatch(value) or DOTTED_QUAD.fullmatch(value) or ZIP_PLUS_FOUR.fullmatch(value):
             continue
         digits = sum(char.isdigit() for char in EXTENSION.sub("", value))
         if not MIN_DIGITS <= digits <= 15:
