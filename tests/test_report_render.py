@@ -419,3 +419,18 @@ def test_policy_rule_ids_do_not_break_at_their_hyphen():
     assert '<td><span class="nowrap">PII-101</span></td>' in html
     assert ".nowrap{white-space:nowrap}" in html
 
+
+def test_the_lineage_marks_intermediates_the_run_deleted():
+    """work/ files are deleted when a run succeeds; a reviewer reading the lineage is told they are not in the run
+    directory rather than left to look for them."""
+    report = data_only_report()
+    report["lineage"]["artifacts"] = [artifact("data/faq.jsonl", None, []) | {"kind": "source"},
+                                      artifact("work/ingest/records.jsonl", "ingest", ["data/faq.jsonl"])
+                                      | {"retained": False},
+                                      artifact("data/train.jsonl", "pii", ["work/ingest/records.jsonl"])]
+    html = render_html(report)
+    kinds = re.findall(r'<tr><td class="path">([^<]+)</td><td>([^<]+)</td>', html)
+    assert kinds == [("data/faq.jsonl", "source"), ("work/ingest/records.jsonl", "artifact, not kept"),
+                     ("data/train.jsonl", "artifact")]
+    assert "not kept: an intermediate in work/, deleted when the run succeeded" in html
+

@@ -642,7 +642,8 @@ def _tracking_dir(report: dict) -> str | None:
 
 def _lineage_rows(artifacts: list[dict]) -> str:
     return "".join(
-        f'<tr><td class="path">{_e(a.get("path"))}</td><td>{_e(a.get("kind"))}</td><td>{_e(a.get("stage"))}</td>'
+        f'<tr><td class="path">{_e(a.get("path"))}</td><td>{_e(a.get("kind"))}'
+        f'{", not kept" if a.get("retained") is False else ""}</td><td>{_e(a.get("stage"))}</td>'
         f'<td>{_digest(a.get("sha256"))}</td><td class="path">'
         + ("<br>".join(escape(parent) for parent in a.get("parents") or []) or MISSING) + "</td></tr>"
         for a in artifacts)
@@ -671,7 +672,8 @@ def _lineage_html(report: dict) -> str:
             continue
         body += _lineage_rows([artifact])
     html = ("<p>Every source and output with its sha256 (on screen, hover for the full digest; print shows it "
-            "whole) and the files it was made from.</p>" + _lineage_table(body))
+            "whole) and the files it was made from; not kept: an intermediate in work/, deleted when the run "
+            "succeeded, its digest recorded.</p>" + _lineage_table(body))
     return _section("lineage", "Lineage", html)
 
 
