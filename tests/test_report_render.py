@@ -434,3 +434,15 @@ def test_the_lineage_marks_intermediates_the_run_deleted():
                      ("data/train.jsonl", "artifact")]
     assert "not kept: an intermediate in work/, deleted when the run succeeded" in html
 
+
+def test_a_model_trained_on_data_never_scanned_for_personal_data_warns():
+    """An imported recipe has no pii section: the run trains on unscanned data, and without a policy nothing
+    else in the verdict said so."""
+    from fttool.report.verdict import WARN, verdict
+
+    report = full_report()
+    report["pii"] = None
+    reasons = [(r.status, r.section, r.text) for r in verdict(report).reasons]
+    assert (WARN, "pii", "the model was trained on data never scanned for personal data (pii section absent or disabled)") in reasons
+    assert not any(r.section == "pii" for r in verdict(data_only_report()).reasons), "no model, nothing trained on"
+

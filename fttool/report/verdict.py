@@ -4,7 +4,8 @@ A pure function of the report, so the renderings, the runner's console summary a
 give the same answer. It fails on what a reviewer must not sign off without a waiver (a failed policy
 rule, personal data left after scrubbing, no record kept, a failed check of the run's own thresholds) and
 warns on what a reviewer should read before signing (records quarantined, fairness warnings or
-inconclusive gaps, a primary metric that did not improve, no policy applied, a demo base model).
+inconclusive gaps, a primary metric that did not improve, no policy applied, a demo base model, a model trained
+on data never scanned for personal data).
 """
 from __future__ import annotations
 
@@ -76,7 +77,9 @@ def _data(report: dict) -> list[Reason]:
 def _pii(report: dict) -> list[Reason]:
     pii = report.get("pii")
     if not isinstance(pii, dict):
-        return []
+        if report.get("training") is None:
+            return []
+        return [Reason(WARN, "pii", "the model was trained on data never scanned for personal data (pii section absent or disabled)")]
     residual = pii.get("residual_total")
     if pii.get("action") != "drop" and is_number(residual) and residual > 0:
         return [Reason(FAIL, "pii", f"{fmt(residual)} personal data findings remain after scrubbing")]
