@@ -105,7 +105,8 @@ def plain_trl(base: Path, train: list[dict], validation: list[dict], steps: int,
     tokenizer.save_pretrained(out / "model")
 
 
-def fttool_stage(base: Path, train_path: Path, validation_path: Path, steps: int, out: Path) -> None:
+def fttool_stage(base: Path, train_path: Path, validation_path: Path, steps: int, out: Path,
+                 threads: int | None) -> None:
     params = build(TrainParams, {
         "method": "lora", "lora": LORA, "epochs": 1, "max_steps": steps, "learning_rate": LEARNING_RATE,
         "lr_scheduler_type": "linear", "warmup_ratio": 0, "warmup_steps": 0, "weight_decay": 0,
@@ -115,9 +116,9 @@ def fttool_stage(base: Path, train_path: Path, validation_path: Path, steps: int
         "save_steps": 100, "save_total_limit": 2, "seed": SEED, "early_stopping": None, "privacy": None,
         "save_only_model": False, "optimizer": "adamw_torch", "precision": "auto", "tf32": False,
         "load_in_8bit": False, "logging_steps": None, "eval_steps": None, "evals_per_epoch": None,
-        "max_samples": None, "chat_template": None, "chat_template_file": None,
+        "max_samples": None, "chat_template": None, "chat_template_file": None, "objective": "sft", "preference": None,
         "model": {"base": str(base), "revision": None, "license": "apache-2.0", "trust_remote_code": False},
-        "compute": {"num_processes": 1, "strategy": "ddp", "threads": None},
+        "compute": {"num_processes": 1, "strategy": "ddp", "threads": threads},
         "tracking": {"enabled": False, "uri": None, "experiment": "bench"}})
     (out / "scratch").mkdir(parents=True)
     ctx = StageContext(params=params, inputs={"train": train_path, "validation": validation_path},
@@ -147,7 +148,8 @@ def section_text(plain: list[tuple[float, float]], ours: list[tuple[float, float
         f"Both load the model, train, measure validation loss and save the adapter and tokenizer (the plain script "
         f"measures it once at the end; the train stage about 5 times along the way, for the report's curve); "
         f"{len(ours)} runs of each in one process, alternating, after one untimed warm-up run of each; wall-clock "
-        "time.",
+        "time. torch's CPU threads: the train stage's compute.threads (fttool's default, the cores available less "
+        "one, unless --threads is given); the plain script, torch's default (one per core).",
         "",
         f"Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, {platform.platform()}, "
         f"Python {platform.python_version()}. The machine was shared with other work: load average "
@@ -174,11 +176,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="training steps per run")
     parser.add_argument("--max-ratio", type=float, default=1.10)
     parser.add_argument("--no-write", action="store_true", help="print the section instead of writing it")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="the train stage's compute.threads (default: fttool's, the cores available less one)")
     args = parser.parse_args()
     if args.runs < 3:
         parser.error("--runs must be at least 3")
 
-    from fttool.training.modeling import quiet_libraries
+    from fttool.training.quiet import quiet_libraries
 
     quiet_libraries()
     records = alpaca_records()
@@ -197,7 +201,7 @@ def main() -> None:
             if which == "plain":
                 plain_trl(base, train, validation, args.steps, out)
             else:
-                fttool_stage(base, tmp / "train.jsonl", tmp / "validation.jsonl", args.steps, out)
+                fttool_stage(base, tmp / "train.jsonl", tmp / "validation.jsonl", args.steps, out, args.threads)
             return time.perf_counter() - wall, time.process_time() - cpu
 
         load_before = os.getloadavg()
@@ -214,7 +218,8 @@ def main() -> None:
 
     ratio = statistics.median(w for w, _ in ours) / statistics.median(w for w, _ in plain)
     command = "python bench/train_overhead.py" + "".join(
-        f" {flag} {value}" for flag, value, default in (("--runs", args.runs, 5), ("--steps", args.steps, 60))
+        f" {flag} {value}" for flag, value, default in (("--runs", args.runs, 5), ("--steps", args.steps, 60),
+                                                   ("--threads", args.threads, None))
         if value != default)
     text = section_text(plain, ours, ratio, args.max_ratio, args.steps, (load_before, load_after), command)
     print(text)

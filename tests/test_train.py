@@ -39,7 +39,8 @@ def train_params(base: str, **overrides) -> dict:
             "save_steps": 100, "save_total_limit": 2, "seed": 7, "early_stopping": None, "privacy": None,
             "save_only_model": False, "optimizer": "adamw_torch", "precision": "auto", "tf32": False,
             "load_in_8bit": False, "logging_steps": None, "eval_steps": None, "evals_per_epoch": None,
-            "max_samples": None, "chat_template": None, "chat_template_file": None,
+            "max_samples": None, "chat_template": None, "chat_template_file": None, "objective": "sft",
+            "preference": None,
             "model": {"base": base, "revision": None, "license": "apache-2.0", "trust_remote_code": False},
             "compute": {"num_processes": 1, "strategy": "ddp", "threads": None},
             "tracking": {"enabled": False, "uri": None, "experiment": "train-test"}} | overrides

@@ -35,7 +35,7 @@ from fttool.training.device import device, load_dtype, training_precision
 from fttool.training.examples import tokenized_example, trained_token_share
 from fttool.training.faults import FAULT_ENV, InjectedFault, fault_step
 from fttool.training.job import TrainJob, TrainOutcome
-from fttool.training.modeling import load_causal_lm, load_tokenizer, quiet_libraries
+from fttool.training.modeling import load_causal_lm, load_tokenizer
 from fttool.training.private import (
     ACCOUNTANTS,
     SAMPLER,
@@ -45,6 +45,7 @@ from fttool.training.private import (
     steps_within_budget,
     unit_keys,
 )
+from fttool.training.quiet import quiet_libraries
 from fttool.training.settings import LoraSettings, PrivacySettings, TrainParams
 from fttool.training.templates import set_chat_template
 

@@ -20,7 +20,8 @@ from fttool.training.device import load_dtype, training_precision
 from fttool.training.examples import tokenized_example, tokenized_examples, trained_token_share
 from fttool.training.faults import FAULT_ENV, InjectedFault, fault_step
 from fttool.training.job import TrainJob, TrainOutcome
-from fttool.training.modeling import load_causal_lm, load_tokenizer, quiet_libraries
+from fttool.training.modeling import load_causal_lm, load_tokenizer
+from fttool.training.quiet import quiet_libraries
 from fttool.training.settings import TrainParams
 from fttool.training.summary import QLORA_QUANTIZATION
 from fttool.training.templates import set_chat_template
