@@ -305,3 +305,9 @@ def test_augment_models_outside_the_recipe_folder_need_the_recipe_to_allow_them(
     path = write_recipe(project, body)
     errors = [e for e in errors_of(path) if "leads outside the recipe's folder" in e]
     assert [e.endswith(f"(at augment[0].{setting})") for e in errors] == [True]
+
+
+def test_a_control_character_is_an_error_at_its_position(tmp_path):
+    path = write_recipe(tmp_path, MINIMAL + "description: a\x01b\n")
+    [error] = errors_of(path)
+    assert error.startswith(f"{path}:5:15: ") and "#x0001" in error

@@ -165,6 +165,17 @@ def _expansion_problem(root: yaml.Node) -> str | None:
     return None
 
 
+def _require_printable(path: Path, text: str) -> None:
+    """RecipeInvalid at the first character YAML does not allow (control characters), which PyYAML's reader
+    rejects without a position."""
+    found = yaml.reader.Reader.NON_PRINTABLE.search(text)
+    if found:
+        start = found.start()
+        line, column = text.count("\n", 0, start) + 1, start - (text.rfind("\n", 0, start) + 1) + 1
+        raise RecipeInvalid([RecipeError(str(path), line, column, f"YAML syntax error: unacceptable character "
+                                         f"#x{ord(found.group()):04x}: control characters are not allowed; remove it")])
+
+
 def load_yaml_file(path: str | Path, kind: str, not_a_mapping: str) -> LoadedDocument:
     """Parse `path`, a YAML mapping; raise RecipeInvalid naming the file, line and column on any problem.
 
@@ -181,6 +192,7 @@ def load_yaml_file(path: str | Path, kind: str, not_a_mapping: str) -> LoadedDoc
     except UnicodeDecodeError as exc:
         raise RecipeInvalid([RecipeError(str(path), 1, 1, f"{kind} is not valid UTF-8 "
                                           f"({exc.reason} at byte {exc.start})")]) from None
+    _require_printable(path, text)
     document = LoadedDocument(path=path, data={})
     parser = Yaml12Loader(text)
     try:
