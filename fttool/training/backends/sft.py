@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from fttool.training.device import load_dtype, training_precision
+from fttool.training.device import device, load_dtype, training_precision
 from fttool.training.examples import tokenized_example, tokenized_examples, trained_token_share
 from fttool.training.faults import FAULT_ENV, InjectedFault, fault_step
 from fttool.training.job import TrainJob, TrainOutcome
@@ -161,12 +161,12 @@ def validation_interval(params: TrainParams, steps_per_epoch: int, planned_steps
 
 def trainer_config(params: TrainParams, checkpoint_dir: Path, steps: tuple[int, int], validate: bool):
     """The SFTConfig for `params`; `steps` are (optimizer steps per epoch, planned steps)."""
-    import torch
     from trl import SFTConfig
 
     early_stopping = params.early_stopping is not None
     precision = training_precision(params.precision)
     steps_per_epoch, planned = steps
+    on_gpu = device() == "cuda"
     return SFTConfig(
         output_dir=str(checkpoint_dir),
         num_train_epochs=params.epochs,
@@ -204,9 +204,9 @@ def trainer_config(params: TrainParams, checkpoint_dir: Path, steps: tuple[int, 
         **({"optim": OPTIMIZERS[params.optimizer]} if params.optimizer in OPTIMIZERS else {}),
         # TRL turns checkpointing on by default; it trades speed for memory, so the recipe decides.
         activation_checkpointing=params.gradient_checkpointing,
-        dataloader_pin_memory=torch.cuda.is_available(),
+        dataloader_pin_memory=on_gpu,
         # Without a GPU, processes launched by accelerate join a gloo group on the CPU instead of looking for GPUs.
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=not on_gpu,
     )
 
 
