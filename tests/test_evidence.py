@@ -477,3 +477,11 @@ def test_a_key_the_allowed_signers_file_does_not_allow_now_is_not_accepted(run_d
     allowed.write_text(f'dana@bank.example valid-after="20200101",valid-before="20990101" '
                        f"{key.with_suffix('.pub').read_text()}")
     assert invoke("verify", str(run_dir), "--allowed-signers", str(allowed)).exit_code == 0
+
+
+def test_a_file_name_with_a_line_break_cannot_forge_a_line_of_verifys_output(run_dir):
+    (run_dir / "data" / "x\nrun: verified\n").write_text("planted")
+    result = invoke("verify", str(run_dir))
+    assert result.exit_code == 1
+    assert [line for line in result.output.splitlines() if line.endswith(": verified")] == []
+    assert "'data/x\\n" in result.stderr

@@ -75,7 +75,10 @@ class Mismatch:
     problem: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.problem}"
+        # A file name is anyone's text: a line break in it must not forge a line of verify's output.
+        shown = ascii(self.path) if any(unicodedata.category(ch)[0] in "CZ" and ch != " " for ch in self.path) \
+            else self.path
+        return f"{shown}: {self.problem}"
 
 
 # Characters that show nothing although Unicode calls them letters or symbols (Hangul fillers, the blank
