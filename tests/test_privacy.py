@@ -194,6 +194,10 @@ def test_noise_multiplier_mode_measures_epsilon_and_warns_about_a_large_delta(tm
     assert len(privacy["warnings"]) == 1 and "not below 1/N = 0.04167 (N = 24" in privacy["warnings"][0]
     assert "warning: train.privacy.delta 0.05 is not below 1/N" in capfd.readouterr().err
     assert result.summary["updated_tensors"] == result.summary["trained_tensors"] == 8  # q and v, A and B, 2 layers
+    # Validation loss is measured along the way, as for any run: here every step (3 planned, about 5 points a run).
+    curve = result.summary["validation_loss_history"]
+    assert [point["step"] for point in curve] == [1, 2, 3] and all(math.isfinite(p["loss"]) for p in curve)
+    assert result.summary["validation_loss"] == curve[-1]["loss"]
     assert (outputs["model"] / "adapter_model.safetensors").is_file()
     assert "differential privacy" in (outputs["model"] / "README.md").read_text()
 

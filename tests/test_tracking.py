@@ -110,6 +110,8 @@ def test_differentially_private_training_is_tracked_too(tmp_path, run_stage):
     assert run.data.metrics["final_epsilon"] == pytest.approx(privacy["epsilon"])
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [
         p["step"] for p in result.summary["loss_history"]]
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "validation_loss")) == [
+        p["step"] for p in result.summary["validation_loss_history"]] != []
 
 
 def test_a_resumed_run_tracks_the_steps_before_its_checkpoint_too(tmp_path, monkeypatch):
