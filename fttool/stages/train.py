@@ -48,7 +48,8 @@ class TrainStage(Stage):
 
     def run(self, ctx: StageContext) -> StageResult:
         from fttool.training.launch import launch_job
-        from fttool.training.modeling import quiet_libraries, resolve_base_model
+        from fttool.training.modeling import resolve_base_model
+        from fttool.training.quiet import quiet_libraries
         from fttool.training.run import run_job
 
         params: TrainParams = ctx.params
