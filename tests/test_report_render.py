@@ -443,6 +443,18 @@ def test_a_model_trained_on_data_never_scanned_for_personal_data_warns():
     report = full_report()
     report["pii"] = None
     reasons = [(r.status, r.section, r.text) for r in verdict(report).reasons]
-    assert (WARN, "pii", "the model was trained on data never scanned for personal data (pii section absent or disabled)") in reasons
+    assert (WARN, "pii", "the model was trained on data never scanned for personal data (pii section absent or "
+                         "disabled)") in reasons
     assert not any(r.section == "pii" for r in verdict(data_only_report()).reasons), "no model, nothing trained on"
+
+
+def test_a_failed_rule_of_warning_severity_shows_a_warn_badge_as_the_verdict_counts_it():
+    report = passing_report()
+    report["policy"]["rules"].append({"id": "SEC-002", "description": "A recipe reads only files under its own "
+                                      "folder", "severity": "warn", "status": "failed", "findings": ["outside"],
+                                      "waiver": None})
+    html = render_html(report)
+    row = re.search(r'<tr><td><span class="nowrap">SEC-002</span></td>.*?</tr>', html).group(0)
+    assert '<span class="badge badge-warn">warn</span>' in row and "badge-bad" not in row
+    assert "policy regulated: SEC-002 warns" in html
 

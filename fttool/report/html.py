@@ -737,6 +737,13 @@ def _review_html(report: dict) -> str:
                                                                               "Outputs"))
 
 
+def _rule_badge(rule: dict) -> str:
+    """A failed rule of warning severity warns, as the verdict counts it; an error-severity one fails."""
+    if rule.get("status") == "failed" and rule.get("severity") == "warn":
+        return "warn"
+    return RULE_BADGES.get(rule.get("status"), rule.get("status"))
+
+
 def _policy_html(report: dict, signoffs: list[dict]) -> str:
     policy = report.get("policy") or {}
     if policy.get("evaluated"):
@@ -744,7 +751,7 @@ def _policy_html(report: dict, signoffs: list[dict]) -> str:
                 f'{_digest(policy.get("sha256"))}), checked on '
                 f"{_e(policy.get('checked_on'))}: {_badge('pass' if policy.get('passed') else 'fail')}</p>")
         rows = [[f'<span class="nowrap">{escape(str(rule.get("id")))}</span>', _e(rule.get("severity")),
-                 _badge(RULE_BADGES.get(rule.get("status"), rule.get("status"))),
+                 _badge(_rule_badge(rule)),
                  escape(str(rule.get("description") or MISSING)),
                  "<br>".join(escape(str(f)) for f in rule.get("findings") or []) or MISSING]
                 for rule in policy.get("rules") or [] if rule.get("status") != "not_applicable"]

@@ -79,7 +79,8 @@ def _pii(report: dict) -> list[Reason]:
     if not isinstance(pii, dict):
         if report.get("training") is None:
             return []
-        return [Reason(WARN, "pii", "the model was trained on data never scanned for personal data (pii section absent or disabled)")]
+        return [Reason(WARN, "pii", "the model was trained on data never scanned for personal data (pii section "
+                                    "absent or disabled)")]
     residual = pii.get("residual_total")
     if pii.get("action") != "drop" and is_number(residual) and residual > 0:
         return [Reason(FAIL, "pii", f"{fmt(residual)} personal data findings remain after scrubbing")]
