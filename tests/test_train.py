@@ -454,7 +454,11 @@ def test_settings_from_other_tools_shape_the_run(run_stage):
     params = train_params("demo:tiny-llama", max_steps=6, optimizer="adafactor", max_samples=20, logging_steps=2,
                           eval_steps=3, chat_template="chatml", save_only_model=True,
                           compute={"num_processes": 1, "strategy": "ddp", "threads": 1})
+    import torch
+
+    threads_before = torch.get_num_threads()
     result, outputs = run_stage("train", params, {"train": records(24), "validation": records(6, offset=24)})
+    assert torch.get_num_threads() == threads_before, "the thread count applies to training only"
     summary = result.summary
     assert summary["train_examples"] == 20 and summary["records_beyond_max_samples"] == 4
     assert summary["hyperparameters"]["optimizer"] == "adafactor" and summary["hyperparameters"]["max_samples"] == 20
