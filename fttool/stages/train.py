@@ -53,6 +53,9 @@ class TrainStage(Stage):
         from fttool.training.run import run_job
 
         params: TrainParams = ctx.params
+        if ctx.run_dir is None:
+            raise ValueError("train: the stage needs the run directory (StageContext.run_dir), for tracking and "
+                             "launching; run it through fttool run, or give run_dir")
         problems = self.unmet_requirements(params)
         if problems:
             raise RuntimeError("train: " + "; ".join(problems))

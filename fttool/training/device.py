@@ -53,10 +53,10 @@ def bitsandbytes_requirements_unmet(method: str, load_in_8bit: bool, optimizer: 
               (load_in_8bit, "train.load_in_8bit loads the base model in 8 bits", "or set train.load_in_8bit: false"),
               (optimizer == "adamw_8bit", "optimizer adamw_8bit keeps its states in 8 bits",
                "or use train.optimizer: adamw_torch")]
-    wanted = [(what, fix) for needed, what, fix in wanted if needed]
-    problems = _bitsandbytes_problems() if wanted else []
+    needing = [(what, fix) for needed, what, fix in wanted if needed]
+    problems = _bitsandbytes_problems() if needing else []
     return [f"{what} with bitsandbytes, which needs a CUDA GPU and the bitsandbytes package, but "
-            f"{' and '.join(problems)}. Run it on a machine with both, {fix}" for what, fix in wanted if problems]
+            f"{' and '.join(problems)}. Run it on a machine with both, {fix}" for what, fix in needing if problems]
 
 
 def precision_requirements_unmet(precision: str, tf32: bool) -> list[str]:

@@ -44,7 +44,7 @@ def resolve_base_model(model_params: ModelRef, scratch_dir: Path, recipe_dir: Pa
 
 def _hub_kwargs(model_params: ModelRef) -> dict:
     model = as_model_params(model_params)
-    kwargs = {"trust_remote_code": model.trust_remote_code}
+    kwargs: dict[str, Any] = {"trust_remote_code": model.trust_remote_code}
     if model.revision:
         kwargs["revision"] = model.revision
     return kwargs

@@ -69,10 +69,11 @@ def model_card(params: TrainParams, steps: int, notes: list[str]) -> str:
     lines = [f"# {'Full fine-tune' if method == 'full' else method.upper() + ' adapter'} trained by fttool", "",
              f"- Base model: `{model.base}`{revision}",
              f"- Base model licence: {model.license or 'not stated in the recipe'}"]
-    if method == "full":
+    lora = params.lora
+    if method == "full" or lora is None:  # lora and qlora always have adapter settings
         load = "Load it with `transformers.AutoModelForCausalLM.from_pretrained(this_directory)`."
     else:
-        lora, targets = params.lora, params.lora.target_modules
+        targets = lora.target_modules
         lines.append(f"- LoRA: r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}, "
                      f"target modules: {targets if isinstance(targets, str) else ', '.join(targets)}")
         if method == "qlora":

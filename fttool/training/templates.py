@@ -30,7 +30,7 @@ def chat_template_source(name: str | None, file: str | None, recipe_dir: Path) -
         except (OSError, UnicodeDecodeError) as exc:
             raise ValueError(f"train.chat_template_file: cannot read {path}: {exc}; give a UTF-8 Jinja file "
                              "relative to the recipe") from exc
-    return CHAT_TEMPLATES.get(name) if name != TOKENIZER_DEFAULT else None
+    return None if name is None or name == TOKENIZER_DEFAULT else CHAT_TEMPLATES[name]
 
 
 def set_chat_template(tokenizer, source: str | None) -> None:

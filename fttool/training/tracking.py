@@ -62,7 +62,7 @@ class Tracker:
         # Where the report says the run was tracked: run-relative for the store in the run directory.
         self.reported_uri = settings.uri or local_store_name
         self.experiment = settings.experiment
-        self.client = None
+        self.client: Any = None  # an MlflowClient once started
         self.run_id: str | None = None
         self.experiment_id: str | None = None
 

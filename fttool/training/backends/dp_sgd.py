@@ -28,7 +28,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from fttool.data.records import read_jsonl
 from fttool.training.device import device, load_dtype, training_precision
@@ -204,11 +204,11 @@ class _Curves:
 class _PrivateTraining:
     """What opacus' make_private returns, with the schedule and the steps the budget allows."""
 
-    model: object
-    optimizer: object
-    loader: object
-    engine: object
-    schedule: object
+    model: Any
+    optimizer: Any
+    loader: Any
+    engine: Any
+    schedule: Any
     sample_rate: float
     allowed: int
 
@@ -350,15 +350,23 @@ class _Budget:
     warnings: list[str]
 
 
+def _dp_settings(params: TrainParams) -> tuple[PrivacySettings, LoraSettings]:
+    """The privacy and adapter settings a dp_sft job always has (validation refuses DP without LoRA)."""
+    if params.privacy is None or params.lora is None:
+        raise ValueError("train: the dp_sft backend trains LoRA weights with train.privacy; this job lacks "
+                         f"{'train.privacy' if params.privacy is None else 'LoRA settings'}")
+    return params.privacy, params.lora
+
+
 def _budget(params: TrainParams, unit_count: int) -> _Budget:
-    privacy = params.privacy
+    privacy, _ = _dp_settings(params)
     delta = privacy.delta or default_delta(unit_count)
     found = [w for w in [delta_warning(delta, unit_count)] if w]
     for warning in found:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     steps_per_epoch = math.ceil(unit_count / (params.batch_size * params.gradient_accumulation_steps))
     planned = params.max_steps if params.max_steps > 0 else math.ceil(steps_per_epoch * params.epochs)
-    if privacy.target_epsilon is None:
+    if privacy.noise_multiplier is not None:  # validation allows it or target_epsilon, never both
         return _Budget(delta, privacy.noise_multiplier, planned, steps_per_epoch, found)
     from opacus.accountants.utils import get_noise_multiplier
 
@@ -414,7 +422,7 @@ def _say_if_restarted(job: TrainJob) -> None:
 
 def _train_model(job: TrainJob, model, units, validation: list[dict], pad_id: int, budget: _Budget,
                  tracker) -> DPRun:
-    params, privacy = job.params, job.params.privacy
+    params, (privacy, _) = job.params, _dp_settings(job.params)
     run = run_dp_sgd(
         model, units, pad_id=pad_id, batch_size=params.batch_size,
         gradient_accumulation_steps=params.gradient_accumulation_steps, learning_rate=params.learning_rate,
@@ -463,7 +471,7 @@ class DPSGDBackend:
         torch.manual_seed(params.seed)  # the LoRA initialisation
         model = lora_model(load_causal_lm(job.base_path, params.model,
                                           dtype=load_dtype(training_precision(params.precision))),
-                           params.lora, device())
+                           _dp_settings(params)[1], device())
         check_trainable_layers(model)
         initial = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
         run = _train_model(job, model, units, [e for unit in validation_units for e in unit],
@@ -480,7 +488,7 @@ class DPSGDBackend:
 
     def _outcome(self, job: TrainJob, model, tokenizer, units, not_trained: tuple[int, int], budget: _Budget,
                  run: DPRun, tensors: int) -> TrainOutcome:
-        privacy = job.params.privacy
+        privacy, _ = _dp_settings(job.params)
         examples = [example for unit in units for example in unit]
         trained, total_tokens = trained_token_share(examples)
         trainable, total_parameters = model.get_nb_trainable_parameters()

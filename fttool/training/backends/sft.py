@@ -111,7 +111,7 @@ def _callbacks(params: TrainParams) -> list:
             if state.global_step >= state.max_steps:
                 control.should_save = False
 
-    callbacks = [StderrProgress()]
+    callbacks: list[Any] = [StderrProgress()]
     if params.early_stopping:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=params.early_stopping.patience,
                                                early_stopping_threshold=params.early_stopping.min_delta))
@@ -167,6 +167,7 @@ def trainer_config(params: TrainParams, checkpoint_dir: Path, steps: tuple[int, 
     precision = training_precision(params.precision)
     steps_per_epoch, planned = steps
     on_gpu = device() == "cuda"
+    optimizer: dict[str, Any] = {"optim": OPTIMIZERS[params.optimizer]} if params.optimizer in OPTIMIZERS else {}
     return SFTConfig(
         output_dir=str(checkpoint_dir),
         num_train_epochs=params.epochs,
@@ -201,7 +202,7 @@ def trainer_config(params: TrainParams, checkpoint_dir: Path, steps: tuple[int, 
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         tf32=params.tf32 or None,  # None leaves torch's setting as it is
-        **({"optim": OPTIMIZERS[params.optimizer]} if params.optimizer in OPTIMIZERS else {}),
+        **optimizer,
         # TRL turns checkpointing on by default; it trades speed for memory, so the recipe decides.
         activation_checkpointing=params.gradient_checkpointing,
         dataloader_pin_memory=on_gpu,
@@ -233,9 +234,8 @@ def fit(job: TrainJob, tokenizer, model, data: PreparedData, tracker=None) -> Tr
     params = job.params
     job.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     resume_from = get_last_checkpoint(str(job.checkpoint_dir))
-    peft_config = None
-    if params.method != "full":
-        lora = params.lora
+    peft_config, lora = None, params.lora
+    if params.method != "full" and lora is not None:  # lora and qlora always have adapter settings
         peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                  target_modules=_target_modules(lora.target_modules), bias="none",
                                  task_type="CAUSAL_LM")
