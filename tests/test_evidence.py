@@ -485,3 +485,74 @@ def test_a_file_name_with_a_line_break_cannot_forge_a_line_of_verifys_output(run
     assert result.exit_code == 1
     assert [line for line in result.output.splitlines() if line.endswith(": verified")] == []
     assert "'data/x\\n" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def evaluated_run(tmp_path_factory):
+    """A LoRA run with an evaluation (predictions to rate) and a report policy in the recipe's own folder."""
+    from support.runs import lora_project
+
+    root = tmp_path_factory.mktemp("evaluated")
+    recipe = lora_project(root / "project", extra="evaluate: {max_new_tokens: 4, batch_size: 8}\n"
+                                                  "report: {policy: strict.yaml}\n")
+    recipe.write_text(recipe.read_text().replace("test: 0.0", "test: 0.2").replace("validation: 0.3",
+                                                                                      "validation: 0.1"))
+    (root / "project" / "strict.yaml").write_text(textwrap.dedent(FAILING_POLICY).lstrip())
+    return run_plan(compile_recipe(recipe), root / "run")
+
+
+def _rated_sheet(run_dir: Path, path: Path) -> Path:
+    import csv
+
+    assert invoke("review", "export", str(run_dir)).exit_code == 0
+    with open(run_dir / "review" / "review.csv", newline="", encoding="utf-8-sig") as handle:
+        rows = [{**row, "base_rating": "3", "tuned_rating": "4", "preferred": "tuned"}
+                for row in csv.DictReader(handle)]
+    (run_dir / "review" / "review.csv").unlink()
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.mark.slow
+def test_review_import_never_writes_the_ratings_through_a_link(evaluated_run, tmp_path):
+    run_dir = evaluated_run.parent / "run-linked"  # beside the run: the recipe's folder is where it was
+    shutil.copytree(evaluated_run, run_dir)
+    sheet = _rated_sheet(run_dir, tmp_path / "rated.csv")
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me\n")
+    (run_dir / "review" / "ratings.csv").symlink_to(victim)
+    result = invoke("review", "import", str(run_dir), str(sheet))
+    assert result.exit_code != 0 and "symbolic link" in result.stderr, result.output
+    assert victim.read_text() == "keep me\n"
+
+
+@pytest.mark.slow
+def test_review_import_does_not_judge_the_report_by_a_policy_edited_since_the_run(evaluated_run, tmp_path):
+    """Loosening the policy file, then importing ratings, would rewrite a failed policy as passed with new digests."""
+    project = Path(json.loads((evaluated_run / "report.json").read_text())["recipe"]["path"])
+    run_dir = evaluated_run.parent / "run-copy"
+    shutil.copytree(evaluated_run, run_dir)
+    sheet = _rated_sheet(run_dir, tmp_path / "rated.csv")
+    policy = (run_dir / project).parent / "strict.yaml"
+    original, judged = policy.read_text(), (run_dir / "report.json").read_bytes()
+    try:
+        policy.write_text(original.replace("op: \"==\"", "op: \"!=\""))
+        result = invoke("review", "import", str(run_dir), str(sheet))
+        assert result.exit_code != 0 and "strict.yaml" in result.stderr and "changed since the run" in result.stderr
+        assert (run_dir / "report.json").read_bytes() == judged
+    finally:
+        policy.write_text(original)
+    assert invoke("review", "import", str(run_dir), str(sheet)).exit_code == 0
+
+
+@pytest.mark.slow
+def test_review_import_of_a_moved_run_says_where_the_policy_is_missing(evaluated_run, tmp_path):
+    run_dir = tmp_path / "archive" / "run"
+    shutil.copytree(evaluated_run, run_dir)
+    sheet = _rated_sheet(run_dir, tmp_path / "rated.csv")
+    result = invoke("review", "import", str(run_dir), str(sheet))
+    assert result.exit_code == 2 and "the report policy the run was judged by is not there" in result.stderr
+    assert isinstance(result.exception, SystemExit)

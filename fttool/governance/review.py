@@ -213,6 +213,20 @@ def _require_verified(run_dir: Path) -> None:
                           + "\n".join(f"  {problem}" for problem in problems))
 
 
+def _require_policy_as_run(report: dict, recipe_dir: Path) -> None:
+    """ReviewError unless the report policy is where the recipe named it and as the run applied it (its sha256):
+    the import judges the report again, and another policy would rewrite the verdict under fresh digests."""
+    path = (recipe_dir / report["recipe"]["resolved"]["report"]["policy"]).resolve()
+    recorded = report["policy"].get("sha256")
+    if not path.is_file():
+        raise ReviewError(f"{path}: the report policy the run was judged by is not there (did the recipe's folder "
+                          "move?); import the ratings where it is")
+    if sha256_file(path) != recorded:
+        raise ReviewError(f"{path}: the report policy changed since the run (sha256 {str(recorded)[:12]} -> "
+                          f"{sha256_file(path)[:12]}), so the report would be judged by another policy than the run "
+                          "was; restore it, or start a new run")
+
+
 def import_ratings(run_dir: Path, ratings_path: Path) -> dict:
     """Validate a filled-in sheet and record its summary in the run's report; returns the summary.
 
@@ -237,12 +251,18 @@ def _import_ratings(run_dir: Path, ratings_path: Path) -> dict:
         raise ReviewError("the ratings were not imported; fix these rows and import again:\n"
                           + "\n".join(f"  {problem}" for problem in problems))
 
+    report = read_report(run_dir)
+    recipe_dir = (run_dir / report["recipe"]["path"]).parent
+    if report["policy"].get("evaluated"):
+        _require_policy_as_run(report, recipe_dir)
     target = run_dir / RATINGS_FILE
+    if target.is_symlink():  # verify leaves an earlier import's sheet to this command, which replaces it
+        raise ReviewError(f"{target} is a symbolic link; fttool writes the ratings into the run directory itself: "
+                          "remove the link")
     target.parent.mkdir(exist_ok=True)
     if Path(ratings_path).resolve() != target.resolve():
         shutil.copyfile(ratings_path, target)
     digest = sha256_file(target)
-    report = read_report(run_dir)
     report["review"] = summarise(ratings, len(predictions), RATINGS_FILE, digest)
     artifacts = [a for a in report["lineage"]["artifacts"] if a["path"] != RATINGS_FILE]
     artifacts.append({"path": RATINGS_FILE, "sha256": digest, "kind": "artifact", "stage": "review",
@@ -251,7 +271,6 @@ def _import_ratings(run_dir: Path, ratings_path: Path) -> dict:
     signoffs = read_signoffs(run_dir)
     report["signoff"] = [{**{k: entry[k] for k in ("by", "role", "at", "report_sha256")}, "superseded": True}
                          for entry in signoffs] or None
-    recipe_dir = (run_dir / report["recipe"]["path"]).parent
     if report["policy"].get("evaluated"):
         report["policy"] = policy_outcome(report, run_dir, recipe_dir)
     write_report_files(report, run_dir)
