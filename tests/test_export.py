@@ -254,3 +254,22 @@ def test_the_exported_card_names_the_key_of_a_signed_signoff(lora_run, tmp_path)
                                     str(tmp_path / "mallory")]).exit_code == 0
     assert CliRunner().invoke(cli, ["export", str(copy), "--output", str(tmp_path / "out")]).exit_code == 0
     assert f"approved this run (signed with key {fingerprint}" in (tmp_path / "out" / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_an_export_into_the_run_directory_takes_its_lock_and_goes_under_export(lora_run, tmp_path):
+    import fcntl
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(lora_run, copy, ignore=shutil.ignore_patterns("export"))
+    with open(copy / ".fttool.lock", "a+") as held:  # a review import rewriting the report meanwhile
+        held.write("fttool review import, pid 1234, since 2026-01-01T00:00:00+00:00\n")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = CliRunner().invoke(cli, ["export", str(copy)])
+        assert result.exit_code == 1 and "in use by another fttool command" in result.stderr
+        assert not (copy / "export").exists()
+        assert CliRunner().invoke(cli, ["export", str(copy), "--output", str(tmp_path / "out")]).exit_code == 0
+    result = CliRunner().invoke(cli, ["export", str(copy), "--output", str(copy / "published")])
+    assert result.exit_code == 1 and "under export/" in result.stderr and not (copy / "published").exists()

@@ -12,7 +12,8 @@ policy failed unless a sign-off of the run as it is waived each failing rule. On
 lineage lists are exported. A merge loads the base model and its settings (`trust_remote_code`,
 revision) from plan.json, which verify checked, never from report.json, and a local base only when its
 files still have the digest the lineage recorded. Digests are not secret, so a base model's own code
-(trust_remote_code) runs only when the command line consents (--trust-remote-code).
+(trust_remote_code) runs only when the command line consents (--trust-remote-code). An export into the
+run directory goes under export/, where verify checks it against its manifest, and holds the run's lock.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ from fttool.governance.evidence import (
 from fttool.governance.signing import fingerprint
 from fttool.governance.signoff import SignoffRefused, current_waivers, require_policy_passed_or_waived
 from fttool.pipeline.digest import files_under, sha256_file, sha256_path
-from fttool.pipeline.layout import EXPORT, SIGNOFFS, RunLayout
+from fttool.pipeline.errors import RunError
+from fttool.pipeline.layout import EXPORT, SIGNOFFS, RunLayout, RunLock
 from fttool.report.model_card import render_model_card
 from fttool.training.model_ref import is_local_model
 
@@ -148,12 +150,26 @@ def export_run(run_dir: Path, merge: bool = False, output: Path | None = None,
     `trust_remote_code`: the caller consents to a merge running the base model's own code.
     """
     run_dir = Path(run_dir).resolve()
+    output = Path(output).resolve() if output else None
+    if output is None or output.is_relative_to(run_dir):
+        if output is not None and not output.is_relative_to(run_dir / EXPORT):
+            raise ExportError(f"{output}: an export inside the run directory goes under {EXPORT}/, where verify "
+                              "checks it against its manifest; choose --output there or outside the run")
+        try:  # no review import may rewrite the report while its export is written beside it
+            with RunLock(RunLayout(run_dir), "fttool export"):
+                return _export(run_dir, merge, output, recipe_dir, trust_remote_code)
+        except RunError as exc:
+            raise ExportError(str(exc)) from None
+    return _export(run_dir, merge, output, recipe_dir, trust_remote_code)
+
+
+def _export(run_dir: Path, merge: bool, output: Path | None, recipe_dir: Path | None, trust_remote_code: bool) -> Path:
     report = _checked_report(run_dir)
     method = report["training"]["method"]
     kind = "full" if method == "full" else "merged" if merge else "adapter"
     if kind == "merged":
         _require_consent_to_run_code(run_dir, trust_remote_code)
-    out = Path(output).resolve() if output else run_dir / EXPORT / kind
+    out = output or run_dir / EXPORT / kind
     if out.exists() and any(out.iterdir()):
         raise ExportError(f"{out} is not empty; choose another --output")
     out.mkdir(parents=True, exist_ok=True)
