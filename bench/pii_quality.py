@@ -49,7 +49,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks_doc import BENCHMARKS as DOCS  # noqa: E402 (bench/ is on sys.path when run as a script)
-from benchmarks_doc import cpu_model, write_section
+from benchmarks_doc import cpu_model, write_section  # noqa: E402
 
 GOLD_TYPES = ("PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IP_ADDRESS")
 TARGETS = {"EMAIL_ADDRESS": 0.98, "CREDIT_CARD": 0.98, "US_SSN": 0.98, "IP_ADDRESS": 0.98,
@@ -315,7 +315,8 @@ def generate(seed: int, positives: int, negatives: int) -> tuple[list[Sample], V
     values = Values(seed)
     rng = values.rng
     templates = [(style, t) for style, items in TEMPLATES.items() for t in items]
-    by_type = {kind: [(s, t) for s, t in templates if any(SLOT_TYPES[x] == kind for x in re.findall(r"\{([A-Z_]+)\}", t))]
+    by_type = {kind: [(s, t) for s, t in templates
+                      if any(SLOT_TYPES[x] == kind for x in re.findall(r"\{([A-Z_]+)\}", t))]
                for kind in GOLD_TYPES}
     samples = []
     for i in range(positives):
@@ -470,12 +471,16 @@ def score(samples: list[Sample], scrubbed: list[str], types: set[str]) -> dict:
     for kind, c in per.items():
         recall = c["found"] / c["gold"] if c["gold"] else float("nan")
         precision = c["placeholders_matched"] / c["placeholders"] if c["placeholders"] else float("nan")
-        f2 = (5 * precision * recall / (4 * precision + recall)) if c["placeholders"] and (4 * precision + recall) else 0.0
+        f2 = ((5 * precision * recall / (4 * precision + recall)) if c["placeholders"] and (4 * precision + recall)
+              else 0.0)
         rows[kind] = {"gold": c["gold"], "found": c["found"], "removed": c["removed"], "partial": c["partial"],
-                      "placeholders": c["placeholders"], "false_positives": c["placeholders"] - c["placeholders_matched"],
-                      "precision": precision, "recall": recall, "recall_any": c["removed"] / c["gold"] if c["gold"] else float("nan"),
+                      "placeholders": c["placeholders"],
+                      "false_positives": c["placeholders"] - c["placeholders_matched"],
+                      "precision": precision, "recall": recall,
+                      "recall_any": c["removed"] / c["gold"] if c["gold"] else float("nan"),
                       "f2": f2, "target": TARGETS[kind], "ok": recall >= TARGETS[kind]}
-    return {"rows": rows, "misses": misses, "totals": totals, "miss_templates": miss_templates, "leaks": leaks, "wrong_type": wrong_type, "extra": extra,
+    return {"rows": rows, "misses": misses, "totals": totals, "miss_templates": miss_templates, "leaks": leaks,
+            "wrong_type": wrong_type, "extra": extra,
             "negatives": sum(s.style == "negative" for s in samples), "negatives_changed": negatives_changed,
             "negative_placeholders": negative_placeholders, "alignment_failures": alignment_failures,
             "fp_examples": fp_examples, "miss_examples": miss_examples}
@@ -485,7 +490,8 @@ def machine() -> str:
     cpu = cpu_model()
     ram = "?"
     try:
-        kib = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
+        kib = int(next(line for line in Path("/proc/meminfo").read_text().splitlines()
+                       if line.startswith("MemTotal")).split()[1])
         ram = f"{kib / 1024 / 1024:.0f} GiB"
     except (OSError, StopIteration):
         pass
@@ -537,7 +543,8 @@ def breakdown(result: dict) -> str:
         other = result["wrong_type"].get(kind)
         suffix = f"; removed under another type: {dict(other)}" if other else ""
         lines.append(f"- {kind} misses by format — " + "; ".join(parts) + suffix)
-        contexts = "; ".join(f"{json.dumps(template)}: {n}" for template, n in result["miss_templates"][kind].most_common(6))
+        contexts = "; ".join(f"{json.dumps(template)}: {n}"
+                             for template, n in result["miss_templates"][kind].most_common(6))
         lines.append(f"  - in templates (slots unfilled): {contexts}")
     if result["extra"]:
         lines.append(f"- placeholders of types without gold spans (all false positives): {dict(result['extra'])}")
@@ -549,15 +556,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--positives", type=int, default=480, help="sentences with PII (default 480)")
     parser.add_argument("--negatives", type=int, default=120, help="sentences without PII (default 120)")
-    parser.add_argument("--write-docs", action="store_true", help="write the '## PII quality' section of docs/benchmarks.md")
-    parser.add_argument("--show-misses", action="store_true", help="print each missed value and false positive (synthetic)")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="write the '## PII quality' section of docs/benchmarks.md")
+    parser.add_argument("--show-misses", action="store_true",
+                        help="print each missed value and false positive (synthetic)")
     args = parser.parse_args(argv)
 
     samples, values = generate(args.seed, args.positives, args.negatives)
     params = default_params()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fttool-pii-quality-") as tmp:
-        result, outputs = run_stage({"train": [text_record(i, s.text) for i, s in enumerate(samples)]}, params, Path(tmp))
+        records = [text_record(i, s.text) for i, s in enumerate(samples)]
+        result, outputs = run_stage({"train": records}, params, Path(tmp))
     seconds = time.perf_counter() - started
     scrubbed = [record["text"] for record in outputs["train"]]
     assert len(scrubbed) == len(samples)
@@ -596,7 +606,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_docs:
         fp_types = ", ".join(f"{k} {v}" for k, v in sorted(scored["negative_placeholders"].items())) or "none"
         body = f"""Command: `python bench/pii_quality.py --write-docs` (seed {args.seed}; {len(samples)} sentences:
-{styles['chat']} support-chat, {styles['email']} email, {styles['form']} form, {styles['free']} free-text, {styles['negative']} without PII).
+{styles['chat']} support-chat, {styles['email']} email, {styles['form']} form, {styles['free']} free-text, \
+{styles['negative']} without PII).
 Machine: {machine()}; {versions()}. Run {time.strftime('%Y-%m-%d %H:%M %Z')}, load average {load_average()}.
 
 Stage parameters (the recipe schema's defaults for `pii`): {'; '.join(f'{k} {v}' for k, v in params.items())}.

@@ -295,6 +295,14 @@ def test_candidates_with_pii_are_rejected_with_the_recipes_pii_settings(run_stag
     assert len(records) > 1
 
 
+def test_pii_check_runs_in_memory_without_scratch_files(run_stage, tmp_path):
+    train = [alpaca("Please ask Robert Miller in Chicago about the quarterly budget review.", "ok")]
+    _augment(run_stage, {"methods": [entry("random", action="swap", ratio=2, min_similarity=-1)]},
+             train=train, validation=[], test=[])
+    # Candidates were scanned in memory: the stage's scratch space holds only the kept records it appends.
+    assert [path.name for path in (tmp_path / "scratch").rglob("*") if path.is_file()] == ["augmented.jsonl"]
+
+
 # -- random -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("action", ["swap", "delete"])
 def test_random_word_actions_keep_protected_spans(run_stage, action):
