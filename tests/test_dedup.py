@@ -1,5 +1,7 @@
 import io
 import random
+import re
+import time
 import unicodedata
 
 import numpy as np
@@ -190,6 +192,21 @@ def test_progress_lines_come_every_interval_with_rate_and_time_left():
         "dedup: 9 of 9 records, 0.1 records/s, about 0 s left"]
     assert progress_line("ingest a.jsonl", 1200, 30, None) == (
         "ingest a.jsonl: 1,200 records, 40.0 records/s, time left unknown")
+
+
+def test_a_step_whose_first_record_takes_long_still_writes_a_line_every_interval():
+    """The PII stage hands records on a chunk at a time: nothing arrived for minutes, then 'pii train: 1 records,
+    0.0 records/s'. A line comes every interval while the consumer waits, saying nothing is finished yet."""
+    def slow_first():
+        time.sleep(0.5)
+        yield from ("a", "b")
+
+    stream = io.StringIO()
+    assert list(progress_lines(slow_first(), "pii train", 2, 0.1, stream)) == ["a", "b"]
+    waiting = [line for line in stream.getvalue().splitlines() if "no record finished yet" in line]
+    assert len(waiting) >= 2, stream.getvalue()
+    assert re.fullmatch(r"pii train: no record finished yet after \d+ s \(of 2 records\)", waiting[0])
+    assert not any("records/s" in line and line.startswith("pii train: 0 ") for line in stream.getvalue().splitlines())
 
 
 def test_a_stage_writes_progress_lines_when_stderr_is_not_a_terminal(tmp_path, capsys):
