@@ -203,3 +203,18 @@ def test_resume_refuses_a_run_directory_holding_links(tmp_path):
     with pytest.raises(RunError, match="plan.json is a symbolic link"):
         run_plan(compile_recipe(recipe), run_dir, resume=True)
     assert victim.read_text() == "keep me\n"
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_a_lock_path_that_is_not_a_file_is_a_clean_refusal(tmp_path, kind):
+    import os
+
+    recipe = make_project(tmp_path)
+    run_dir = tmp_path / "runs" / "a"
+    run_dir.mkdir(parents=True)
+    if kind == "directory":
+        (run_dir / ".fttool.lock").mkdir()
+    else:
+        os.mkfifo(run_dir / ".fttool.lock")
+    with pytest.raises(RunError, match=r"\.fttool\.lock (is not a regular file|cannot be opened)"):
+        run_plan(compile_recipe(recipe), run_dir)

@@ -23,6 +23,7 @@ import errno
 import fcntl
 import fnmatch
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -142,13 +143,16 @@ class RunLock:
 
     def __enter__(self) -> RunLock:
         self.layout.root.mkdir(parents=True, exist_ok=True)
+        lock = self.layout.lock
         try:  # never through a link: a planted .fttool.lock -> ~/file would have fttool overwrite that file
-            handle = os.fdopen(os.open(self.layout.lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), "r+")
+            descriptor = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
         except OSError as exc:
-            if exc.errno != errno.ELOOP:
-                raise
-            raise RunError(f"{self.layout.lock} is a symbolic link; fttool locks a file of the run directory itself: "
-                           "remove the link") from None
+            why = "is a symbolic link" if exc.errno == errno.ELOOP else f"cannot be opened ({exc.strerror})"
+            raise RunError(f"{lock} {why}; fttool locks a file of the run directory itself: remove it") from None
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            raise RunError(f"{lock} is not a regular file; fttool locks a file of the run directory itself: remove it")
+        handle = os.fdopen(descriptor, "r+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
