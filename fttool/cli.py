@@ -390,6 +390,8 @@ def import_config(tool: str, config: Path, output: Path | None) -> None:
         click.echo(f"wrote {output}", err=True)
     for line in imported.not_carried:
         click.echo(f"not carried over: {line}", err=True)
+    for line in imported.differs:
+        click.echo(f"differs: {line}", err=True)
     for line in imported.to_fill:
         click.echo(f"fill in: {line}", err=True)
 

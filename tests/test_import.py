@@ -133,6 +133,9 @@ def test_a_llamafactory_config_keeps_what_fttool_has_and_names_the_rest(tmp_path
     assert "not carried over: deepspeed: ds_z3_config.json (DeepSpeed is not supported" in stderr
     assert "not carried over: template: qwen3_nothink (fttool's built-in templates are" in stderr
     assert "not carried over: val_size: not set (fttool measures validation loss while training" in stderr
+    assert ("differs: max_samples: 100 (LLaMA-Factory keeps the first 100 records of each dataset before holding out "
+            "validation; train.max_samples keeps the first 100 records of the shuffled train split, all sources "
+            "together)") in stderr
 
     project = tmp_path / "project"
     project.mkdir()

@@ -29,11 +29,12 @@ INTEGER = int
 
 @dataclass
 class Imported:
-    """A translated config: the recipe, the settings not carried over, what to fill in, and extra files to write
-    beside the recipe (name relative to it -> text)."""
+    """A translated config: the recipe, the settings not carried over, those carried with a meaning that differs,
+    what to fill in, and extra files to write beside the recipe (name relative to it -> text)."""
 
     recipe: dict = field(default_factory=dict)
     not_carried: list[str] = field(default_factory=list)
+    differs: list[str] = field(default_factory=list)
     to_fill: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
 
@@ -397,6 +398,11 @@ def from_llamafactory(raw: Mapping[str, Any], name: str, has_objective: bool) ->
         out.set(("tracking",), {"enabled": False})
     elif raw.get("report_to") not in ("mlflow", None):
         out.skip("report_to", raw["report_to"], "fttool tracks with MLflow (tracking section)")
+    if out.recipe.get("train", {}).get("max_samples") is not None:
+        cap = out.recipe["train"]["max_samples"]
+        out.differs.append(f"max_samples: {cap} (LLaMA-Factory keeps the first {cap} records of each dataset before "
+                           f"holding out validation; train.max_samples keeps the first {cap} records of the shuffled "
+                           "train split, all sources together)")
     if not raw.get("do_train", True):
         out.not_carried.append("do_train: false (the recipe trains; remove its train section for a data-only run)")
     handled |= {"optim", "lr_scheduler_type", "stage", "pref_beta", "pref_loss", "report_to", "do_train"}
