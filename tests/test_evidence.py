@@ -556,3 +556,19 @@ def test_review_import_of_a_moved_run_says_where_the_policy_is_missing(evaluated
     result = invoke("review", "import", str(run_dir), str(sheet))
     assert result.exit_code == 2 and "the report policy the run was judged by is not there" in result.stderr
     assert isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("name", ["report.json", "report.sha256", "signoff.json"])
+def test_evidence_that_is_not_a_regular_file_is_refused_not_waited_on(run_dir, tmp_path, name):
+    """A FIFO planted as report.json made verify and the CI gate wait forever for a writer."""
+    import os
+    import sys
+
+    (run_dir / name).unlink(missing_ok=True)
+    os.mkfifo(run_dir / name)
+    policy = tmp_path / "lineage.yaml"
+    policy.write_text(textwrap.dedent(LINEAGE_POLICY).lstrip())
+    for command in (["verify", str(run_dir)], ["check", str(run_dir), "--policy", str(policy)]):
+        result = subprocess.run([sys.executable, "-m", "fttool", *command], capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 2 and "not a regular file" in result.stderr, (command, result.stderr)

@@ -69,6 +69,12 @@ def _unreadable(file: Path, line: int, why: str) -> EvidenceError:
     return EvidenceError(f"{file}:{line}: {why}; restore the file fttool wrote", file, line)
 
 
+def _require_regular(path: Path) -> None:
+    """EvidenceError when `path` is there but is no regular file: reading a FIFO planted there would hang."""
+    if path.exists() and not path.is_file():
+        raise _unreadable(path, 1, "not a regular file")
+
+
 @dataclass(frozen=True)
 class Mismatch:
     path: str
@@ -110,6 +116,7 @@ def read_report(run_dir: Path) -> dict:
     from fttool.report.reader import read_report as read_valid_report
 
     path = RunLayout(Path(run_dir)).report
+    _require_regular(path)
     try:
         return read_valid_report(path)
     except ReportInvalid as exc:
@@ -129,6 +136,7 @@ class Digests:
 def read_digests(run_dir: Path) -> Digests:
     """report.sha256 as recorded; EvidenceError for a line in no known format."""
     path = RunLayout(Path(run_dir)).digests
+    _require_regular(path)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -149,6 +157,7 @@ def read_digests(run_dir: Path) -> Digests:
 def read_signoffs(run_dir: Path) -> list[dict]:
     """The entries of signoff.json ([] when there is none); EvidenceError when it is not a list of sign-offs."""
     path = RunLayout(Path(run_dir)).signoffs
+    _require_regular(path)
     if not path.is_file():
         return []
     try:
@@ -251,7 +260,7 @@ def require_report_unchanged(run_dir: Path) -> None:
     if linked:  # fttool writes these files next: through a link it would overwrite a file elsewhere
         raise EvidenceError(f"{layout / linked[0]} is a symbolic link: a run directory holds its own files, and fttool "
                             "will not write through it; restore the file fttool wrote")
-    recorded = read_digests(run_dir).files.get(REPORT_JSON) if layout.digests.is_file() else None
+    recorded = read_digests(run_dir).files.get(REPORT_JSON) if layout.digests.exists() else None
     if recorded is None or recorded != sha256_file(layout.report):
         raise EvidenceError(f"{layout.report}: differs from the digest in {DIGESTS} (or none is recorded): it was "
                             "edited after fttool wrote it, so fttool will not render it or record new digests; "
@@ -392,7 +401,7 @@ def verify(run_dir: Path, sources: bool = False, recipe_dir: Path | None = None,
     report = read_report(run_dir)
     artifacts = report["lineage"]["artifacts"]
     problems: list[Mismatch] = []
-    if RunLayout(run_dir).digests.is_file():
+    if RunLayout(run_dir).digests.exists():
         recorded = read_digests(run_dir)
     else:
         problems.append(Mismatch(DIGESTS, "missing: the report's own digests cannot be checked"))

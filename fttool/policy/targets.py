@@ -46,7 +46,7 @@ def _require_readable_evidence(run_dir: Path) -> None:
     from fttool.governance.evidence import EvidenceError, read_digests, read_signoffs
 
     try:
-        if (run_dir / DIGESTS).is_file():
+        if (run_dir / DIGESTS).exists():
             read_digests(run_dir)
         read_signoffs(run_dir)
     except EvidenceError as exc:
@@ -67,6 +67,8 @@ def load_target(path: str | Path) -> Target:
         path = path / REPORT_FILE
     if path.suffix != ".json":
         return load_recipe_target(path)
+    if path.exists() and not path.is_file():  # reading a FIFO would wait for a writer forever
+        raise RecipeInvalid([RecipeError(str(path), 0, 0, "not a regular file; name a report.json or a recipe")])
     try:
         text = path.read_text(encoding="utf-8")
         data = json.loads(text, parse_constant=_reject_constant)

@@ -182,6 +182,8 @@ def load_yaml_file(path: str | Path, kind: str, not_a_mapping: str) -> LoadedDoc
     `kind` names the document in messages ("recipe", "policy"); `not_a_mapping` says what the top level must be.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():  # a directory, or a FIFO whose reading would wait for a writer
+        raise RecipeInvalid([RecipeError(str(path), 0, 0, f"{kind} file is not a regular file; check the path")])
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
