@@ -88,7 +88,7 @@ def test_markdown_is_short_and_carries_the_headline_numbers():
     markdown = render_markdown(full_report())
     lines = markdown.splitlines()
     assert len(lines) < 60
-    assert "**Status: succeeded**" in markdown and "20250301-101500-a1b2" in markdown
+    assert "Stages: succeeded · run `20250301-101500-a1b2`" in markdown
     assert ("input 1,250 → quarantined 14 → duplicates 36 → dropped by policy 0 → kept 1,200; augmented +252"
             in markdown)
     assert "58 of 1,200 records had PII" in markdown and "PERSON 41" in markdown
@@ -457,4 +457,13 @@ def test_a_failed_rule_of_warning_severity_shows_a_warn_badge_as_the_verdict_cou
     row = re.search(r'<tr><td><span class="nowrap">SEC-002</span></td>.*?</tr>', html).group(0)
     assert '<span class="badge badge-warn">warn</span>' in row and "badge-bad" not in row
     assert "policy regulated: SEC-002 warns" in html
+
+
+def test_the_run_status_under_a_failing_verdict_reads_as_the_stages_not_as_the_outcome():
+    """'Status: succeeded' in bold beside 'Verdict: FAIL' read as a success; it says that every stage ran."""
+    report = full_report()
+    html, markdown = render_html(report), render_markdown(report)
+    assert "<th>Stages</th><td><span class=\"badge badge-good\">succeeded</span></td>" in html
+    assert "<th>Status</th><td><span class=\"badge badge-good\">succeeded" not in html
+    assert "**Status" not in markdown and markdown.splitlines()[2].startswith("Stages: succeeded · run ")
 

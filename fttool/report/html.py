@@ -138,7 +138,7 @@ def _verdict_html(report: dict) -> str:
 def _header_html(report: dict) -> str:
     run = report.get("run") or {}
     recipe = report.get("recipe") or {}
-    rows = [("Run id", f'<span class="mono">{_e(run.get("id"))}</span>'), ("Status", _badge(run.get("status"))),
+    rows = [("Run id", f'<span class="mono">{_e(run.get("id"))}</span>'), ("Stages", _badge(run.get("status"))),
             ("Started", _e(run.get("started_at"))), ("Finished", _e(run.get("finished_at"))),
             ("Resumed", _e(run.get("resumed_at"))), ("Recipe", _e(recipe.get("path"))),
             ("Recipe fingerprint", f'<span class="mono">{_e(recipe.get("fingerprint"))}</span>'),

@@ -184,7 +184,7 @@ def render_markdown(report: dict, signoffs: list[dict] = ()) -> str:
     counts = get(report, "data", "counts") or {}
     splits = get(report, "data", "splits") or {}
     lines = [f"### fttool audit report: {fmt(run.get('name'))}", "",
-             f"**Status: {fmt(run.get('status'))}** · run `{fmt(run.get('id'))}` · "
+             f"Stages: {fmt(run.get('status'))} · run `{fmt(run.get('id'))}` · "
              f"started {fmt(run.get('started_at'))} · finished {fmt(run.get('finished_at'))} · "
              f"recipe `{short_digest(get(report, 'recipe', 'fingerprint'))}`"]
     lines += _md_verdict(report)
