@@ -22,6 +22,7 @@ from pathlib import Path
 from fttool.augment.settings import AugmentMethod
 from fttool.augment.spans import LETTER, MARKER_PIECE, PLAIN_WORD, SKIP_TOKEN, SpanTokenizer, shield, unshield
 from fttool.augment.wordnet_files import DEBIAN_WORDNET
+from fttool.training.device import device as inference_device
 from fttool.training.model_ref import is_local_model
 
 
@@ -103,12 +104,6 @@ class ShieldedRewriter:
         return results
 
 
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _model_location(name: str, resolve: Callable[[str], Path]) -> str:
     """A local model directory (relative to the recipe) as an absolute path, or a hub id unchanged."""
     if not is_local_model(name):
@@ -181,7 +176,7 @@ def _contextual(params: AugmentMethod, resolve) -> ShieldedRewriter:
             return MaskedLanguageModel(model_path, top_k=top_k, batch_size=batch_size, device=device,
                                        silence=silence)
 
-    device = _device()
+    device = inference_device()
     augmenter = ContextualWordEmbsAug(model_path=location, model_type=family, action="substitute",
                                       aug_p=params.aug_p, top_k=params.top_k, batch_size=params.batch_size,
                                       device=device, stopwords_regex=MARKER_PIECE)
@@ -191,7 +186,7 @@ def _contextual(params: AugmentMethod, resolve) -> ShieldedRewriter:
 def _back_translation(params: AugmentMethod, resolve) -> ShieldedRewriter:
     from nlpaug.augmenter.word import BackTranslationAug
 
-    device = _device()
+    device = inference_device()
     augmenter = BackTranslationAug(from_model_name=_model_location(params.from_model, resolve),
                                    to_model_name=_model_location(params.to_model, resolve), device=device,
                                    batch_size=params.batch_size, max_length=params.max_length)
