@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -82,7 +83,7 @@ class Finding:
     entity: str
     score: float
     recognizer: str
-    context: str  # CONTEXT_CHARS either side, with this and every other finding in it replaced by <TYPE>
+    context: str  # CONTEXT_CHARS either side; this and every other finding in it as <TYPE>, other digits as #
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,8 @@ def _masked_context(text: str, results: list, finding) -> str:
         elif r.end > position:
             position = r.end  # overlaps the one already shown
     parts.append(text[min(max(position, start), end):end])
-    return ("…" if start else "") + "".join(parts) + ("…" if end < len(text) else "")
+    # Digits outside findings are masked too: a number the recognizers missed (a rare ID format) stays unreadable.
+    return ("…" if start else "") + re.sub(r"\d", "#", "".join(parts)) + ("…" if end < len(text) else "")
 
 
 def _recognizer(result) -> str:
