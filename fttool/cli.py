@@ -24,6 +24,18 @@ def _compile_or_exit(recipe: str):
         raise SystemExit(EXIT_INVALID) from None
 
 
+def _report_policy_warnings(compiled) -> None:
+    """What the recipe's report policy asks a reviewer to look at twice (broad or long waivers): the run applies it
+    to the report without `fttool check`, which would show these, ever being run."""
+    policy = compiled.recipe.get("report", {}).get("policy")
+    if not policy:
+        return
+    from fttool.policy.policy_file import load_policy
+
+    for warning in load_policy(compiled.recipe_path.parent / policy).warnings:
+        click.echo(warning, err=True)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fttool")
 def cli() -> None:
@@ -51,6 +63,7 @@ def validate(recipes: tuple[str, ...]) -> None:
         try:
             compiled = compile_recipe(recipe)
             click.echo(f"{recipe}: valid")
+            _report_policy_warnings(compiled)
             rule = delta_rule(compiled.recipe.get("train", {}))
             if rule:  # N is only known when the run has split the data
                 click.echo(f"{recipe}: note: {rule}", err=True)
@@ -96,6 +109,7 @@ def run(recipe: str, output_dir: Path | None, resume: bool) -> None:
     Stages whose parameters and input files are unchanged are reused from the cache.
     """
     compiled = _compile_or_exit(recipe)
+    _report_policy_warnings(compiled)
     from fttool.pipeline.runner import RunError, run_plan
 
     try:

@@ -509,3 +509,15 @@ def test_a_waiver_naming_its_files_is_not_warned_about(tmp_path):
     policy = policy_with_waivers(tmp_path, waiver(dt.date.today() + dt.timedelta(days=30),
                                                   target="reports/support-bot-*/report.json"))
     assert "warning" not in check(str(write_project(tmp_path, GOOD_RECIPE)), "--policy", str(policy))[2]
+
+
+def test_validate_and_run_show_the_warnings_of_the_recipes_report_policy(tmp_path):
+    """A broad, long waiver in the recipe's own report.policy would otherwise turn a failure into 'waived' unseen."""
+    far = dt.date.today() + dt.timedelta(days=800)
+    policy = policy_with_waivers(tmp_path, waiver(far, target="**"))
+    recipe = write_project(tmp_path, DATA_ONLY_RECIPE + f"allow_paths_outside_recipe_dir: true\n"
+                                                       f"report: {{policy: {policy.name}}}\n")
+    for command in (["validate", str(recipe)], ["run", str(recipe), "--output-dir", str(tmp_path / "run")]):
+        result = CliRunner().invoke(cli, command)
+        assert f"{policy}:" in result.stderr and "target '**', which matches every file" in result.stderr, command
+        assert f"lasts until {far}" in result.stderr
