@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import warnings
+
+import pytest
 
 from fttool.training.quiet import LONG_SEQUENCE_WARNING, quiet_libraries
 
@@ -38,3 +42,15 @@ def test_peft_deprecation_warning_is_hidden_but_not_other_future_warnings():
                       stacklevel=1)
         warnings.warn("something else is deprecated", FutureWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["something else is deprecated"]
+
+
+@pytest.mark.slow  # a fresh process that imports torch and loads the encoder
+def test_loading_the_sentence_encoder_prints_no_progress_bar_to_a_log():
+    """The augment stage's meaning check (and semantic dedup) load all-MiniLM-L6-v2: a fresh process whose stderr
+    is a log got transformers' 'Loading weights' bar in the middle of the quickstart's output."""
+    loaded = subprocess.run([sys.executable, "-c", "from fttool.data.embeddings import embed; "
+                             "print(embed(['a short sentence']).shape)"],
+                            capture_output=True, text=True, timeout=300, check=True)
+    assert loaded.stdout.strip() == "(1, 384)"
+    assert "Loading weights" not in loaded.stderr and "it/s]" not in loaded.stderr, loaded.stderr
+

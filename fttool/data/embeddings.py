@@ -36,6 +36,9 @@ def model_dir() -> Path:
 def _encoder():
     from transformers import AutoModel, AutoTokenizer
 
+    from fttool.training.quiet import quiet_libraries
+
+    quiet_libraries()  # no weight-loading bar in a log
     return AutoTokenizer.from_pretrained(model_dir()), AutoModel.from_pretrained(model_dir()).eval()
 
 
