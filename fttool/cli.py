@@ -178,7 +178,8 @@ def report(run_dir: Path) -> None:
 @click.option("--recipe-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="With --sources: where the recipe's folder is now (default: where it was when the run started).")
 @click.option("--allowed-signers", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="git's allowed_signers file: every signed sign-off must be made by a key it lists.")
+              help="git's allowed_signers file: every signed sign-off must be made by a key it lists, and at least "
+              "one sign-off of the run as it is now must be signed so.")
 def verify(run_dir: Path, sources: bool, recipe_dir: Path | None, allowed_signers: Path | None) -> None:
     """Check that RUN_DIR is what its report says, wherever it sits.
 

@@ -572,3 +572,20 @@ def test_evidence_that_is_not_a_regular_file_is_refused_not_waited_on(run_dir, t
         result = subprocess.run([sys.executable, "-m", "fttool", *command], capture_output=True, text=True,
                                 timeout=120)
         assert result.returncode == 2 and "not a regular file" in result.stderr, (command, result.stderr)
+
+
+def test_with_allowed_signers_a_run_needs_a_signoff_signed_by_one_of_them(run_dir, tmp_path):
+    """Otherwise a forger edits the report, recomputes every digest, deletes signoff.json, and the run verifies."""
+    key = _keygen(tmp_path / "dana")
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f"dana@bank.example {key.with_suffix('.pub').read_text()}")
+    sign_off(run_dir, "Dana", "risk", key)
+    assert invoke("verify", str(run_dir), "--allowed-signers", str(allowed)).exit_code == 0
+    rewrite_report(run_dir, lambda r: r["data"]["counts"].update(quarantined=0))
+    write_digests(run_dir)
+    (run_dir / "signoff.json").unlink()
+    assert verify(run_dir) == []  # the digests are not secret
+    result = invoke("verify", str(run_dir), "--allowed-signers", str(allowed))
+    assert result.exit_code == 1 and "no sign-off of the run as it is now is signed by a key" in result.stderr
+    sign_off(run_dir, "Sam", "audit")  # an unsigned approval names nobody the file vouches for
+    assert invoke("verify", str(run_dir), "--allowed-signers", str(allowed)).exit_code == 1

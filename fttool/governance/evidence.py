@@ -15,7 +15,8 @@ again, with the sign-offs given, after a run is signed off. `verify` checks, whe
 - that no file, volatile ones included, is a symbolic link (to a file elsewhere or another run's signoff.json);
 - every export under export/ against its manifest.json, and an exported adapter or full model against model/;
 - every sign-off: given on the run as it is now (or listed by the report as superseded), its signature
-  valid, and with `allowed_signers` made by a key the file lists.
+  valid, and with `allowed_signers` made by a key the file lists; with `allowed_signers`, at least one
+  sign-off of the run as it is now must be signed by such a key.
 
 Sources (the recipe's inputs and a local base model) are recorded by content digest with the path as the
 recipe gave it; `sources=True` also re-hashes them where they are now. The digests are not secret: whoever
@@ -415,8 +416,12 @@ def verify(run_dir: Path, sources: bool = False, recipe_dir: Path | None = None,
     if sources:
         problems += check_sources(run_dir, report, recipe_dir)
     current = recorded.run if recorded.run and run_digest(recorded.files, artifacts) == recorded.run else None
-    problems += [Mismatch(SIGNOFFS, check.problem)
-                 for check in check_signoffs(run_dir, report, current, allowed_signers) if check.problem]
+    checks = check_signoffs(run_dir, report, current, allowed_signers)
+    problems += [Mismatch(SIGNOFFS, check.problem) for check in checks if check.problem]
+    if allowed_signers and not any(check.allowed for check in checks):
+        # Asking who signed means a signature is required: else deleting signoff.json would pass.
+        problems.append(Mismatch(SIGNOFFS, "no sign-off of the run as it is now is signed by a key the allowed "
+                                           "signers file lists (fttool signoff --key)"))
     return problems
 
 
@@ -426,6 +431,7 @@ class SignoffCheck:
     entry: dict
     problem: str | None  # why the sign-off makes verify fail; None when it holds
     notes: tuple[str, ...]  # what verify says about it: superseded, unsigned, who signed, waivers
+    allowed: bool = False  # it approves the run as it is now, signed by a key the allowed signers file lists
 
 
 def signed_payload(entry: dict) -> bytes:
@@ -481,7 +487,8 @@ def check_signoffs(run_dir: Path, report: dict, current: str | None,
         notes += [f"waived {w.get('rule')}: {w.get('reason')}" for w in entry.get("waivers") or []]
         if signature_problem:
             problem = f"sign-off by {who}: {signature_problem}" + (f"; {problem}" if problem else "")
-        checks.append(SignoffCheck(entry, problem, tuple(notes)))
+        trusted = allowed is not None and approves is True and "signature" in entry and not signature_problem
+        checks.append(SignoffCheck(entry, problem, tuple(notes), trusted))
     return checks
 
 
