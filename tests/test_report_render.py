@@ -467,3 +467,19 @@ def test_the_run_status_under_a_failing_verdict_reads_as_the_stages_not_as_the_o
     assert "<th>Status</th><td><span class=\"badge badge-good\">succeeded" not in html
     assert "**Status" not in markdown and markdown.splitlines()[2].startswith("Stages: succeeded · run ")
 
+
+def test_group_chart_labels_fit_left_of_the_bars():
+    """The k-anonymous name of a small group, '(group of fewer than 5 records #1) (1, not compared)', ran off the
+    chart's left edge on screen and in print."""
+    from fttool.report.charts import group_chart
+
+    name = "(group of fewer than 5 records #1)"
+    groups = {name: {"count": 1, "compared": False}, "north": {"count": 10, "compared": True}}
+    results = {"tuned": {"by_group": {name: {"value": 0.1}, "north": {"value": 0.2, "ci": [0.1, 0.3]}}}}
+    svg = group_chart("token_f1 by region", groups, results)
+    label = f"{name} (1, not compared)"
+    anchor = float(re.search(r'<text x="([0-9.]+)"[^>]*text-anchor="end">' + re.escape(escape(label)), svg).group(1))
+    assert anchor >= 7 * len(label), "at 12px, a character is up to about 7px wide"
+    from fttool.report.html import CSS
+
+    assert "font-size:12px;max-width:100%;height:auto}" in CSS.split("@media print")[0], "a wide chart shrinks to fit"

@@ -95,7 +95,11 @@ def similarity_chart(method: str, histogram) -> str:
 def group_chart(title: str, groups: dict, results: dict) -> str:
     """Base and tuned bars per group on a 0-1 scale, with confidence-interval whiskers; each group is labelled
     with its record count, and groups left out of the comparison say so."""
-    label_width, bar_space, bar_height, row_height = 220, 420, 10, 32
+    labels = {group: f"{group} ({fmt((info or {}).get('count'))}"
+                     f"{'' if (info or {}).get('compared') else ', not compared'})" for group, info in groups.items()}
+    # Room for the longest label at up to 7px a character (12px text), so none runs off the left edge.
+    label_width = max(220, 7 * max((len(label) for label in labels.values()), default=0) + 8)
+    bar_space, bar_height, row_height = 420, 10, 32
     width, height = label_width + bar_space + 60, row_height * len(groups) + 30
     parts = [f'<svg class="chart" role="img" aria-label="{escape(title)}" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}"><title>{escape(title)}</title>']
@@ -103,10 +107,8 @@ def group_chart(title: str, groups: dict, results: dict) -> str:
     def x(value):
         return label_width + bar_space * min(max(value, 0.0), 1.0)
 
-    for index, (group, info) in enumerate(groups.items()):
+    for index, (group, label) in enumerate(labels.items()):
         top = 4 + index * row_height
-        info = info or {}
-        label = f"{group} ({fmt(info.get('count'))}{'' if info.get('compared') else ', not compared'})"
         parts.append(f'<text x="{label_width - 8}" y="{top + 17}" text-anchor="end">{escape(label)}</text>')
         for offset, side in ((3, "base"), (3 + bar_height + 2, "tuned")):
             point = get(results, side, "by_group", group) or {}

@@ -46,7 +46,7 @@ table.kv th{width:230px}code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo
 .nowrap{white-space:nowrap}
 .skipped{color:#5b6470;font-style:italic}nav{margin:10px 0 0;font-size:.92em}nav a{margin-right:12px;color:#1c4f94}
 .share{display:inline-block;height:10px;background:#5b7fb5;vertical-align:middle;margin-right:6px}
-svg.chart{display:block;margin:8px 0 16px;font-size:12px}svg.chart text{fill:#1d2330}
+svg.chart{display:block;margin:8px 0 16px;font-size:12px;max-width:100%;height:auto}svg.chart text{fill:#1d2330}
 svg.chart .axis{stroke:#6b7480}svg.chart .grid{stroke:#e3e6ea}svg.chart .line{fill:none;stroke:#1c4f94;stroke-width:2}
 .bar-input{fill:#5b7fb5}.bar-quarantined{fill:#c0504d}.bar-duplicates{fill:#d49a3a}.bar-dropped_by_policy{fill:#8e5ea2}
 .bar-kept{fill:#3f9457}.bar-augmented{fill:#6bb7c4}
