@@ -87,7 +87,8 @@ def _require_consent_to_run_code(run_dir: Path, trust_remote_code: bool) -> None
 def _merge(run_dir: Path, report: dict, out: Path, recipe_dir: Path) -> None:
     from peft import PeftModel
 
-    from fttool.training.modeling import load_causal_lm, load_tokenizer, quiet_libraries, resolve_base_model
+    from fttool.training.modeling import load_causal_lm, load_tokenizer, resolve_base_model
+    from fttool.training.quiet import quiet_libraries
 
     quiet_libraries()
     model_params = _train_params(run_dir)["model"]

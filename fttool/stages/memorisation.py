@@ -15,7 +15,8 @@ from fttool.evaluation.memorisation import (
 from fttool.evaluation.model_pair import base_and_tuned, is_adapter
 from fttool.evaluation.settings import MemorisationParams
 from fttool.pipeline.stage import Stage, StageContext, StageResult
-from fttool.training.modeling import load_tokenizer, quiet_libraries, resolve_base_model
+from fttool.training.modeling import load_tokenizer, resolve_base_model
+from fttool.training.quiet import quiet_libraries
 
 
 class MemorisationStage(Stage):
