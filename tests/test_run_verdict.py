@@ -69,3 +69,18 @@ def test_a_clean_run_passes_with_warnings_only(tmp_path):
     result = run(tmp_path / "recipe.yaml", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert "verdict: warn (no policy was applied to this report)" in result.stdout
+
+
+def test_a_run_that_quarantines_more_than_its_limit_fails(tmp_path):
+    good = [json.dumps({"instruction": f"Question {i} about my savings account?", "output": f"Answer {i}."})
+            for i in range(20)]
+    (tmp_path / "records.jsonl").write_text("\n".join(good + ['{"instruction": "broken"'] * 20) + "\n")
+    (tmp_path / "recipe.yaml").write_text(textwrap.dedent(DATA_ONLY).lstrip())
+    result = run(tmp_path / "recipe.yaml", tmp_path / "run")
+    assert result.exit_code == 1, result.output
+    assert "20 of 40 input records quarantined (50%), above data.max_quarantined_share 10%" in result.stderr
+    (tmp_path / "recipe.yaml").write_text(textwrap.dedent(DATA_ONLY).lstrip().replace(
+        "  split:", "  max_quarantined_share: 1\n  split:"))
+    result = run(tmp_path / "recipe.yaml", tmp_path / "run-accepting")
+    assert result.exit_code == 0, result.output
+    assert "20 of 40 input records quarantined (50%): malformed_json 20" in result.stdout

@@ -68,9 +68,14 @@ def _data(report: dict) -> list[Reason]:
     if is_number(quarantined) and quarantined > 0:
         by_reason = get(report, "data", "ingest", "quarantined_by_reason") or {}
         top = sorted(by_reason.items(), key=lambda item: -item[1])[:MAX_NAMED_REASONS]
-        share = f" ({fmt_percent(quarantined / total)})" if is_number(total) and total else ""
-        reasons.append(Reason(WARN, "data", f"{fmt(quarantined)} of {fmt(total)} input records quarantined{share}"
-                              + (": " + ", ".join(f"{name} {fmt(n)}" for name, n in top) if top else "")))
+        share = quarantined / total if is_number(total) and total else None
+        limit = get(report, "recipe", "resolved", "data", "max_quarantined_share")
+        too_many = is_number(share) and is_number(limit) and share > limit
+        text = (f"{fmt(quarantined)} of {fmt(total)} input records quarantined"
+                + (f" ({fmt_percent(share)})" if share is not None else "")
+                + (f", above data.max_quarantined_share {fmt_percent(limit)}" if too_many else "")
+                + (": " + ", ".join(f"{name} {fmt(n)}" for name, n in top) if top else ""))
+        reasons.append(Reason(FAIL if too_many else WARN, "data", text))
     return reasons
 
 
