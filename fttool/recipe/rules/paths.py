@@ -43,7 +43,7 @@ def recipe_paths(recipe: dict) -> Iterator[tuple[JsonPath, str]]:
         for path, value in _values(recipe, pattern, ()):
             if isinstance(value, str):
                 yield path, value
-    models = [(("model", "base"), recipe.get("model", {}).get("base"))]
+    models: list[tuple[JsonPath, object]] = [(("model", "base"), recipe.get("model", {}).get("base"))]
     models += [(("augment", index, key), method.get(key)) for index, method in enumerate(recipe.get("augment") or [])
                if isinstance(method, dict) for key in AUGMENT_MODELS]
     for where, model in models:
