@@ -15,30 +15,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+from fttool.pii.arithmetic import arithmetic
 from fttool.pii.phones import judge
 
-# `<<...>>` calculator annotations; an operator or `=` beside a number makes it arithmetic.
-CALCULATOR = re.compile(r"<<[^<>\n]{0,200}>>")
-# Between digits only: a mask leaves "***" before the digits it kept, which is not a product.
-OPERATOR_BEFORE = re.compile(r"(?:\d\s*[*/×÷+^]|\d\s[-x]|[=<>$€£¥₹])\s*$")
-OPERATOR_AFTER = re.compile(r"^\s*(?:[*/×÷+^]\s*\d|[=%<>]|[-x]\s\d)")
 NUMERIC_TYPES = frozenset({"PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "US_BANK_NUMBER", "US_DRIVER_LICENSE"})
-CONTEXT_CHARS = 3  # how far beside a match an operator is looked for
 WORD_CHAR = re.compile(r"\w")
 # Types whose occurrences are spread to every other occurrence of the same string (a name, a place).
 SPREAD_TYPES = frozenset({"PERSON", "LOCATION", "STREET_ADDRESS"})
 MIN_SPREAD_CHARS = 3
-
-
-def arithmetic(text: str, start: int, end: int) -> bool:
-    """Whether the match text[start:end] is a number in a calculation or an amount of money."""
-    if any(m.start() <= start and end <= m.end() for m in CALCULATOR.finditer(text)):
-        return True
-    value = text[start:end]
-    if re.search(r"\d\s+[-x×*/+=]\s+\d", value):  # "3000 - 2920" is a subtraction, not a number
-        return True
-    return bool(OPERATOR_BEFORE.search(text[max(0, start - CONTEXT_CHARS):start])
-                or OPERATOR_AFTER.search(text[end:end + CONTEXT_CHARS]))
 
 
 def ssn_valid(value: str) -> bool:

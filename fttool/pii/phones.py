@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from fttool.pii.arithmetic import arithmetic
+
 # Regions whose numbering plans phone findings are checked against (and matched in): North America, Europe's
 # largest, and the most populous elsewhere. A number written with + and a country code is checked in its own.
 PHONE_REGIONS = ("US", "CA", "GB", "IE", "DE", "FR", "ES", "IT", "NL", "BE", "CH", "AT", "SE", "DK", "NO", "FI",
@@ -70,6 +72,10 @@ def phone_spans(text: str) -> list[tuple[int, int, float]]:
         value = match.group().strip()
         if DATE.fullmatch(value) or DOTTED_QUAD.fullmatch(value) or ZIP_PLUS_FOUR.fullmatch(value):
             continue
+        start = match.start() + (len(match.group()) - len(match.group().lstrip()))
+        end = start + len(value)
+        if arithmetic(text, start, end):  # before phonenumbers, which is the slow part
+            continue
         digits = sum(char.isdigit() for char in EXTENSION.sub("", value))
         if not MIN_DIGITS <= digits <= 15:
             continue
@@ -82,8 +88,6 @@ def phone_spans(text: str) -> list[tuple[int, int, float]]:
             score = VALID_SCORE
         else:
             score = LAID_OUT_SCORE if PHONE_LAYOUT.match(value) else POSSIBLE_SCORE
-        start = match.start() + (len(match.group()) - len(match.group().lstrip()))
-        end = start + len(value)
         if CONTEXT.search(text[max(0, start - CONTEXT_CHARS):start]) or CONTEXT.search(text[end:end + CONTEXT_CHARS]):
             score = min(1.0, score + CONTEXT_BOOST)
         spans.append((start, end, score))

@@ -151,6 +151,10 @@ def _engines(language: str, nlp_model: str):
     nlp_engine = NlpEngineProvider(nlp_configuration={
         "nlp_engine_name": "spacy", "models": [{"lang_code": language, "model_name": nlp_model}],
         "ner_model_configuration": NER_MODEL_CONFIGURATION}).create_engine()
+    # No recognizer reads the dependency parse, which is a good part of the model's time.
+    for nlp in nlp_engine.nlp.values():
+        if "parser" in nlp.pipe_names:
+            nlp.disable_pipe("parser")
     analyzer = AnalyzerEngine(nlp_engine=nlp_engine, registry=build_registry(language, nlp_engine),
                               supported_languages=[language])
     return BatchAnalyzerEngine(analyzer), AnonymizerEngine()
@@ -269,9 +273,13 @@ class TextScrubber:
         if not self.scrubs:
             return [TextOutcome(None, _types(a), Counter(), found) if a else NOTHING_FOUND
                     for a, found in zip(anonymised, findings)]
-        # Only scrubbed texts need the second look: a text left unchanged had no findings the first time.
-        changed = list(dict.fromkeys(a.text for a in anonymised if a))
-        rescanned = dict(zip(changed, self._analyse(changed)))
+        # Only scrubbed texts need the second look (a text left unchanged had no findings the first time), and
+        # only around what was replaced: that is where a fragment (a surname after its first name) is left.
+        windows = {a.text: _windows(a) for a in anonymised if a}
+        snippets = list(dict.fromkeys(a.text[start:end] for a in anonymised if a for start, end in windows[a.text]))
+        found_in = dict(zip(snippets, self._analyse(snippets)))
+        rescanned = {text: [_shifted(r, start) for start, end in spans for r in found_in[text[start:end]]]
+                     for text, spans in windows.items()}
         return [TextOutcome(a.text, _types(a), _residual(a, rescanned[a.text]), found) if a else NOTHING_FOUND
                 for a, found in zip(anonymised, findings)]
 
@@ -309,6 +317,31 @@ class TextScrubber:
         # character that any finding covered is anonymised exactly once.
         return self.anonymizer.anonymize(text, results, operators=self.operators,
                                          conflict_resolution=ConflictResolutionStrategy.REMOVE_INTERSECTIONS)
+
+
+RESCAN_CHARS = 80  # text rescanned either side of a replacement
+
+
+def _windows(anonymised) -> list[tuple[int, int]]:
+    """Merged spans of the scrubbed text within RESCAN_CHARS of a replacement, widened to whitespace."""
+    text, spans = anonymised.text, []
+    for item in sorted(anonymised.items, key=lambda item: item.start):
+        start, end = max(0, item.start - RESCAN_CHARS), min(len(text), item.end + RESCAN_CHARS)
+        while start > 0 and not text[start - 1].isspace():
+            start -= 1
+        while end < len(text) and not text[end].isspace():
+            end += 1
+        if spans and start <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        else:
+            spans.append((start, end))
+    return spans
+
+
+def _shifted(result, offset: int):
+    from presidio_analyzer import RecognizerResult
+
+    return RecognizerResult(result.entity_type, result.start + offset, result.end + offset, result.score)
 
 
 def _types(anonymised) -> Counter:
