@@ -9,10 +9,11 @@ import re
 
 # `<<...>>` calculator annotations; an operator or `=` beside a number makes it arithmetic.
 CALCULATOR = re.compile(r"<<[^<>\n]{0,200}>>")
-# Between digits only: a mask leaves "***" before the digits it kept, which is not a product.
-OPERATOR_BEFORE = re.compile(r"(?:\d\s*[*/×÷+^]|\d\s[-x]|[=<>$€£¥₹])\s*$")
+# After a digit or followed by a space ("9 * (1003885)"): a mask leaves "***" right before the digits it kept,
+# which is not a product.
+OPERATOR_BEFORE = re.compile(r"(?:\d\s*[*/×÷+^]|[*/×÷+^]\s|\d\s[-x]|[=<>$€£¥₹])\s*$")
 OPERATOR_AFTER = re.compile(r"^\s*(?:[*/×÷+^]\s*\d|[=%<>]|[-x]\s\d)")
-CONTEXT_CHARS = 3  # how far beside a match an operator is looked for
+CONTEXT_CHARS = 4  # how far beside a match an operator is looked for
 
 
 def arithmetic(text: str, start: int, end: int) -> bool:
