@@ -26,7 +26,22 @@ def manifest_matches(out, run_dir, kind: str) -> dict:
     assert manifest["report_sha256"] == sha256_file(run_dir / "report.json")
     assert manifest["files"] == {p.relative_to(out).as_posix(): sha256_file(p) for p in files_under(out)
                                  if p.name != "manifest.json"}
+    assert manifest["base_model"] == {"name": "demo:tiny-llama", "revision": None, "sha256": None,
+                                      "license": "apache-2.0", "identified_by": "the demo model fttool builds"}
     return manifest
+
+
+def test_the_manifest_names_a_local_base_by_its_digest_and_a_hub_base_by_its_commit():
+    from fttool.governance.export import base_model_identity
+
+    digest, commit = "ab" * 32, "0123456789abcdef0123456789abcdef01234567"
+    local = {"training": {"base_model": {"name": "./models/base", "revision": None, "license": "mit"}},
+             "lineage": {"artifacts": [{"path": "./models/base", "sha256": digest, "kind": "source"}]}}
+    assert base_model_identity(local) == {"name": "./models/base", "revision": None, "sha256": digest,
+                                          "license": "mit", "identified_by": "sha256 of the directory's files"}
+    hub = {"training": {"base_model": {"name": "org/model", "revision": commit, "license": "apache-2.0"}},
+           "lineage": {"artifacts": []}}
+    assert base_model_identity(hub)["revision"] == commit and base_model_identity(hub)["identified_by"] == "hub commit"
 
 
 @pytest.mark.slow

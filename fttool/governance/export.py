@@ -38,7 +38,7 @@ from fttool.pipeline.digest import files_under, sha256_file, sha256_path
 from fttool.pipeline.errors import RunError
 from fttool.pipeline.layout import EXPORT, SIGNOFFS, RunLayout, RunLock
 from fttool.report.model_card import render_model_card
-from fttool.training.model_ref import is_local_model
+from fttool.training.model_ref import is_demo_reference, is_local_model
 
 MANIFEST_FILE = EXPORT_MANIFEST  # verify checks an export inside the run directory against it
 CARD_FILE = EXPORT_CARD  # where the Hugging Face hub looks for a model card
@@ -164,6 +164,23 @@ def export_run(run_dir: Path, merge: bool = False, output: Path | None = None,
     return _export(run_dir, merge, output, recipe_dir, trust_remote_code)
 
 
+def base_model_identity(report: dict) -> dict:
+    """The base model as the verified run proved it: a local directory by the content digest the lineage
+    recorded, a hub id by the commit its revision resolved to, the demo model by name (fttool builds it)."""
+    base = report["training"]["base_model"]
+    name = base["name"]
+    source = next((artifact for artifact in report["lineage"]["artifacts"]
+                   if artifact["kind"] == "source" and artifact["path"] == name), None)
+    if source is not None:
+        identified_by = "sha256 of the directory's files"
+    elif is_demo_reference(name):
+        identified_by = "the demo model fttool builds"
+    else:
+        identified_by = "hub commit"
+    return {"name": name, "revision": base.get("revision"), "sha256": source["sha256"] if source else None,
+            "license": base.get("license"), "identified_by": identified_by}
+
+
 def _export(run_dir: Path, merge: bool, output: Path | None, recipe_dir: Path | None, trust_remote_code: bool) -> Path:
     report = _checked_report(run_dir)
     method = report["training"]["method"]
@@ -184,6 +201,6 @@ def _export(run_dir: Path, merge: bool, output: Path | None, recipe_dir: Path | 
     files = {path.relative_to(out).as_posix(): sha256_file(path) for path in files_under(out)}
     manifest = {"run_id": report["run"]["id"], "report_sha256": sha256_file(RunLayout(run_dir).report),
                 "run_digest": current_run_digest(run_dir), "export": kind, "method": method,
-                "base_model": report["training"]["base_model"]["name"], "files": files}
+                "base_model": base_model_identity(report), "files": files}
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return out
