@@ -521,3 +521,13 @@ def test_validate_and_run_show_the_warnings_of_the_recipes_report_policy(tmp_pat
         result = CliRunner().invoke(cli, command)
         assert f"{policy}:" in result.stderr and "target '**', which matches every file" in result.stderr, command
         assert f"lasts until {far}" in result.stderr
+
+
+def test_a_hub_base_model_must_be_pinned(tmp_path):
+    unpinned = write_project(tmp_path, GOOD_RECIPE.replace("base: demo:tiny-llama", "base: org/model"))
+    target = Target("recipe", LoadedDocument(path=unpinned, data={}), {"model": {"base": "org/model"}}, ("r",))
+    [violation] = BUILTIN_CHECKS.run({"kind": "pinned_revision"}, target)
+    assert "is a hub id without model.revision" in violation.message
+    for model in ({"base": "org/model", "revision": "v1.0"}, {"base": "./local"}, {"base": "demo:tiny-llama"}):
+        target = Target("recipe", LoadedDocument(path=unpinned, data={}), {"model": model}, ("r",))
+        assert BUILTIN_CHECKS.run({"kind": "pinned_revision"}, target) == []

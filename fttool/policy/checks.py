@@ -277,3 +277,20 @@ def pii_operators(target: Target, params: dict) -> list[Violation]:
                                         f"character(s) of each value; the policy requires at least {minimum}",
                                         at + ("chars_to_mask",)))
     return violations
+
+
+@BUILTIN_CHECKS.register("pinned_revision", targets=("recipe",))
+def pinned_revision(target: Target, params: dict) -> list[Violation]:
+    """A hub base model names its revision (a branch, tag or commit that fttool resolves to a commit), so that the
+    recipe, not the hub's default branch on the day it runs, says which weights are tuned. A local directory is
+    identified by its content digest and the demo model by fttool, so both pass."""
+    from fttool.training.model_ref import is_demo_reference, is_local_model
+
+    model = target.data.get("model") or {}
+    base = model.get("base")
+    if not isinstance(base, str) or is_demo_reference(base) or is_local_model(base):
+        return []
+    if model.get("revision"):
+        return []
+    return [Violation(f"model.base '{base}' is a hub id without model.revision; pin the commit (or a tag) the "
+                      "recipe was reviewed with", ("model", "base"))]
