@@ -42,6 +42,10 @@ def test_the_manifest_names_a_local_base_by_its_digest_and_a_hub_base_by_its_com
     hub = {"training": {"base_model": {"name": "org/model", "revision": commit, "license": "apache-2.0"}},
            "lineage": {"artifacts": []}}
     assert base_model_identity(hub)["revision"] == commit and base_model_identity(hub)["identified_by"] == "hub commit"
+    hub["lineage"]["artifacts"].append({"path": f"/cache/hub/models--org--model/snapshots/{commit}", "sha256": digest,
+                                        "kind": "source"})
+    assert base_model_identity(hub)["sha256"] == digest
+    assert base_model_identity(hub)["identified_by"] == "hub commit and the sha256 of its cached files"
 
 
 @pytest.mark.slow

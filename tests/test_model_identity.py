@@ -13,6 +13,8 @@ from fttool.recipe.compiler import validated_recipe
 from fttool.recipe.loader import load_recipe_file
 from fttool.training.model_identity import (
     ModelIdentityError,
+    ModelParams,
+    base_model_inputs,
     card_license,
     license_conflicts,
     license_file_id,
@@ -126,3 +128,14 @@ def test_licences_read_from_card_front_matter_and_license_texts(tmp_path):
     assert license_conflicts("llama3.1", tmp_path) == ["model.license is llama3.1, but its model card (README.md "
                                                        "front matter) says other"]
     assert license_conflicts(None, tmp_path) == []  # nothing declared, nothing contradicted
+
+
+def test_the_train_stage_hashes_a_cached_hub_snapshot_or_a_local_directory(hub_cache, tmp_path):
+    from fttool.stages.train import TrainStage
+
+    plan = compile_recipe(write_recipe(tmp_path, "{base: acme/tiny-chat, revision: v1}"))
+    train = next(stage for stage in plan.stages if stage.name == "train")
+    assert TrainStage.external_inputs(train.params) == [str(hub_cache / "snapshots" / TAGGED)]
+    assert base_model_inputs(ModelParams("acme/not-cached", MAIN, None, False)) == []
+    assert base_model_inputs(ModelParams("./models/base", None, None, False)) == ["./models/base"]
+    assert base_model_inputs(ModelParams("demo:tiny-llama", None, None, False)) == []

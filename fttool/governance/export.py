@@ -169,14 +169,16 @@ def base_model_identity(report: dict) -> dict:
     recorded, a hub id by the commit its revision resolved to, the demo model by name (fttool builds it)."""
     base = report["training"]["base_model"]
     name = base["name"]
-    source = next((artifact for artifact in report["lineage"]["artifacts"]
-                   if artifact["kind"] == "source" and artifact["path"] == name), None)
-    if source is not None:
-        identified_by = "sha256 of the directory's files"
-    elif is_demo_reference(name):
+    # A hub model's cached snapshot is a source under its commit (fttool.training.model_identity.base_model_inputs).
+    snapshot = f"models--{name.replace('/', '--')}/snapshots/{base.get('revision')}"
+    source = next((artifact for artifact in report["lineage"]["artifacts"] if artifact["kind"] == "source"
+                   and (artifact["path"] == name or artifact["path"].endswith(snapshot))), None)
+    if is_demo_reference(name):
         identified_by = "the demo model fttool builds"
+    elif is_local_model(name):
+        identified_by = "sha256 of the directory's files"
     else:
-        identified_by = "hub commit"
+        identified_by = "hub commit" + (" and the sha256 of its cached files" if source else "")
     return {"name": name, "revision": base.get("revision"), "sha256": source["sha256"] if source else None,
             "license": base.get("license"), "identified_by": identified_by}
 

@@ -18,7 +18,7 @@ from fttool.training.device import (
     training_precision,
 )
 from fttool.training.job import TrainJob, objective_of
-from fttool.training.model_ref import is_local_model
+from fttool.training.model_identity import base_model_inputs
 from fttool.training.settings import TrainParams
 from fttool.training.templates import chat_template_source
 
@@ -35,9 +35,7 @@ class TrainStage(Stage):
 
     @classmethod
     def external_inputs(cls, params: TrainParams) -> list[str]:
-        base = params.model.base
-        return ([base] if is_local_model(base) else []) + (
-            [params.chat_template_file] if params.chat_template_file else [])
+        return base_model_inputs(params.model) + ([params.chat_template_file] if params.chat_template_file else [])
 
     @classmethod
     def unmet_requirements(cls, params: TrainParams) -> list[str]:

@@ -118,6 +118,18 @@ def cached_snapshot(repo_id: str, revision: str | None) -> Path | None:
     return snapshot if COMMIT.fullmatch(commit) and snapshot.is_dir() else None
 
 
+def base_model_inputs(model: ModelParams) -> list[str]:
+    """The base model's files a run hashes into its lineage: a local directory (recipe-relative, as the recipe
+    names it), or a hub id's snapshot in the local cache at the resolved commit (an absolute path). A hub model
+    that is not cached yet is downloaded when it loads; the commit in the parameters then identifies it."""
+    if is_demo_reference(model.base):
+        return []
+    if is_local_model(model.base):
+        return [model.base]
+    snapshot = cached_snapshot(model.base, model.revision)
+    return [str(snapshot)] if snapshot else []
+
+
 def card_license(directory: Path) -> str | None:
     """The `license:` of the model card's YAML front matter (README.md), as the hub shows it; None without one."""
     import yaml
