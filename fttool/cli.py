@@ -13,11 +13,11 @@ EXIT_FAILED = 1
 EXIT_INVALID = 2
 
 
-def _compile_or_exit(recipe: str):
+def _compile_or_exit(recipe: str, machine_rank: int | None = None):
     from fttool.recipe import RecipeInvalid, compile_recipe
 
     try:
-        return compile_recipe(recipe)
+        return compile_recipe(recipe, machine_rank)
     except RecipeInvalid as exc:
         for error in exc.errors:
             click.echo(str(error), err=True)
@@ -103,16 +103,27 @@ def plan(recipe: str, as_json: bool) -> None:
               help="Run directory. Default: reports/<name>-<run id>.")
 @click.option("--resume", is_flag=True, help="Continue the run in --output-dir (training from its last checkpoint); "
               "refused if the recipe or its inputs changed.")
-def run(recipe: str, output_dir: Path | None, resume: bool) -> None:
+@click.option("--machine-rank", type=click.IntRange(min=0),
+              help="This machine's rank when several train together (compute.num_machines), replacing "
+              "compute.machine_rank: 0 runs the whole plan and writes the report, the others prepare the same data "
+              "and only train.")
+def run(recipe: str, output_dir: Path | None, resume: bool, machine_rank: int | None) -> None:
     """Run RECIPE and write the run directory with its audit report.
 
     Stages whose parameters and input files are unchanged are reused from the cache.
     """
-    compiled = _compile_or_exit(recipe)
+    compiled = _compile_or_exit(recipe, machine_rank)
     _report_policy_warnings(compiled)
     from fttool.pipeline.runner import RunError, run_plan
+    from fttool.pipeline.worker import join_training
+    from fttool.pipeline.worker import machine_rank as rank_of
 
     try:
+        if rank_of(compiled) > 0:
+            run_dir = join_training(compiled, output_dir, resume)
+            click.echo(f"machine {rank_of(compiled)} trained with machine 0 and finished: {run_dir} holds the "
+                       "prepared data; machine 0's run directory has the model and the report")
+            return
         run_dir = run_plan(compiled, output_dir, resume)
     except RunError as exc:
         click.echo(f"error: {exc}", err=True)

@@ -10,19 +10,77 @@ from fttool.pipeline.runner import RunError, run_plan
 from fttool.recipe import RecipeInvalid, compile_recipe
 from fttool.training.device import launch_requirements_unmet
 from fttool.training.launch import accelerate_config, launch_command
-from fttool.training.settings import ComputeSettings
+from fttool.training.settings import ComputeSettings, DeepSpeedSettings
+
+
+def compute(num_processes: int = 2, strategy: str = "ddp", **settings) -> ComputeSettings:
+    return ComputeSettings(**{"num_processes": num_processes, "num_machines": 1, "machine_rank": 0,
+                              "main_process_ip": None, "main_process_port": None, "strategy": strategy,
+                              "deepspeed": None, "threads": None, **settings})
 
 
 def test_the_accelerate_config_follows_the_compute_section():
-    ddp = accelerate_config(ComputeSettings(num_processes=2, strategy="ddp", threads=None), "no", 29600)
+    ddp = accelerate_config(compute(2), "no", 29600)
     assert ddp["distributed_type"] == "MULTI_GPU" and ddp["num_processes"] == 2 and ddp["use_cpu"] is False
-    assert ddp["main_process_port"] == 29600 and "fsdp_config" not in ddp
-    fsdp = accelerate_config(ComputeSettings(num_processes=4, strategy="fsdp", threads=None), "bf16", 29601)
+    assert ddp["main_process_port"] == 29600 and "fsdp_config" not in ddp and "deepspeed_config" not in ddp
+    assert ddp["num_machines"] == 1 and ddp["machine_rank"] == 0 and ddp["main_process_ip"] == "127.0.0.1"
+    fsdp = accelerate_config(compute(4, "fsdp"), "bf16", 29601)
     assert fsdp["distributed_type"] == "FSDP" and fsdp["mixed_precision"] == "bf16"
     assert fsdp["fsdp_config"]["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
     assert fsdp["fsdp_config"]["fsdp_state_dict_type"] == "FULL_STATE_DICT"
     assert launch_command("c.yaml", "s.json")[1:] == ["-m", "accelerate.commands.launch", "--config_file", "c.yaml",
                                                       "-m", "fttool.training.launch", "s.json"]
+
+
+def test_several_machines_and_deepspeed_are_written_into_the_accelerate_config():
+    second = accelerate_config(compute(2, num_machines=3, machine_rank=1, main_process_ip="10.0.0.5",
+                                       main_process_port=29700), "no", 29700)
+    # accelerate counts every machine's processes; each machine meets machine 0 at its address and port.
+    assert second["num_processes"] == 6 and second["num_machines"] == 3 and second["machine_rank"] == 1
+    assert second["main_process_ip"] == "10.0.0.5" and second["main_process_port"] == 29700
+    assert second["same_network"] is True and second["rdzv_backend"] == "static"
+    zero3 = accelerate_config(compute(2, "deepspeed", deepspeed=DeepSpeedSettings(zero_stage=3)), "bf16", 29600, 4)
+    assert zero3["distributed_type"] == "DEEPSPEED" and "fsdp_config" not in zero3
+    assert zero3["deepspeed_config"]["zero_stage"] == 3 and zero3["deepspeed_config"]["zero3_save_16bit_model"]
+    assert zero3["deepspeed_config"]["gradient_accumulation_steps"] == 4
+    assert accelerate_config(compute(2, "deepspeed", deepspeed=DeepSpeedSettings(zero_stage=1)), "no",
+                             29600)["deepspeed_config"]["zero_stage"] == 1
+
+
+def test_deepspeed_without_the_package_or_a_gpu_is_refused_before_any_stage_runs(tmp_path):
+    import importlib.util
+
+    import torch
+
+    if torch.cuda.is_available() and importlib.util.find_spec("deepspeed") is not None:
+        pytest.skip("this machine can run DeepSpeed; the check is for machines that cannot")
+    plan = compile_recipe(make_project(tmp_path / "project", "compute: {num_processes: 2, strategy: deepspeed, "
+                                                             "deepspeed: {zero_stage: 3}}\n"))
+    assert plan.stages[-1].params.compute.deepspeed == DeepSpeedSettings(zero_stage=3)
+    with pytest.raises(RunError, match="stage train: compute.strategy deepspeed (needs the deepspeed package|runs "
+                                       "ZeRO on CUDA GPUs)"):
+        run_plan(plan, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("compute_section", "message"), [
+    ("{num_machines: 2, machine_rank: 2, main_process_ip: 10.0.0.5, main_process_port: 29500}",
+     r"recipe.yaml:\d+:\d+: machine_rank 2 is not below num_machines 2: ranks run from 0 to 1"),
+    ("{num_machines: 2}", r"2 machines need compute.main_process_ip and compute.main_process_port"),
+    ("{strategy: ddp, deepspeed: {zero_stage: 2}}", r"recipe.yaml:\d+:\d+: deepspeed settings apply to strategy: "
+                                                    r"deepspeed only"),
+])
+def test_machine_settings_that_cannot_work_are_refused_at_validation(tmp_path, compute_section, message):
+    with pytest.raises(RecipeInvalid, match=message):
+        compile_recipe(make_project(tmp_path, f"compute: {compute_section}\n"))
+
+
+def test_the_machine_rank_option_replaces_the_recipes_and_is_checked(tmp_path):
+    recipe = make_project(tmp_path, "compute: {num_machines: 2, main_process_ip: 10.0.0.5, main_process_port: 29500}\n")
+    assert compile_recipe(recipe).stages[-1].params.compute.machine_rank == 0
+    assert compile_recipe(recipe, machine_rank=1).stages[-1].params.compute.machine_rank == 1
+    with pytest.raises(RecipeInvalid, match="machine_rank 5 is not below num_machines 2"):
+        compile_recipe(recipe, machine_rank=5)
 
 
 def test_fsdp_without_a_gpu_is_refused_before_any_stage_runs(tmp_path):
@@ -41,6 +99,11 @@ def test_private_training_in_several_processes_is_refused_at_validation(tmp_path
     recipe = make_project(tmp_path, "  privacy: {noise_multiplier: 1.0}\ncompute: {num_processes: 2}\n")
     with pytest.raises(RecipeInvalid, match=r"recipe.yaml:16:26: differentially private training runs in one "
                                             r"process only .*set compute.num_processes: 1"):
+        compile_recipe(recipe)
+    recipe = make_project(tmp_path, "  privacy: {noise_multiplier: 1.0}\ncompute: {num_machines: 2, "
+                                    "main_process_ip: 10.0.0.5, main_process_port: 29500}\n")
+    with pytest.raises(RecipeInvalid, match=r"recipe.yaml:16:\d+: differentially private training runs in one "
+                                            r"process on one machine only .*set compute.num_machines: 1"):
         compile_recipe(recipe)
 
 

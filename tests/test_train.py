@@ -42,7 +42,8 @@ def train_params(base: str, **overrides) -> dict:
             "max_samples": None, "chat_template": None, "chat_template_file": None, "objective": "sft",
             "preference": None,
             "model": {"base": base, "revision": None, "license": "apache-2.0", "trust_remote_code": False},
-            "compute": {"num_processes": 1, "strategy": "ddp", "threads": None},
+            "compute": {"num_processes": 1, "num_machines": 1, "machine_rank": 0, "main_process_ip": None,
+                        "main_process_port": None, "strategy": "ddp", "deepspeed": None, "threads": None},
             "tracking": {"enabled": False, "uri": None, "experiment": "train-test"}} | overrides
 
 
@@ -453,7 +454,9 @@ def test_settings_from_other_tools_shape_the_run(run_stage):
     """Adafactor, a cap on the train records, ChatML, explicit logging and evaluation steps and one thread."""
     params = train_params("demo:tiny-llama", max_steps=6, optimizer="adafactor", max_samples=20, logging_steps=2,
                           eval_steps=3, chat_template="chatml", save_only_model=True,
-                          compute={"num_processes": 1, "strategy": "ddp", "threads": 1})
+                          compute={"num_processes": 1, "num_machines": 1, "machine_rank": 0,
+                                   "main_process_ip": None, "main_process_port": None, "strategy": "ddp",
+                                   "deepspeed": None, "threads": 1})
     import torch
 
     threads_before = torch.get_num_threads()

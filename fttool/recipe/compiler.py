@@ -87,6 +87,11 @@ def _model_params(recipe: dict) -> dict:
     return {"license": None, **model, "revision": resolved_revision(model["base"], model.get("revision"))}
 
 
+def _compute_params(compute: dict) -> dict:
+    """The compute section; DeepSpeed's settings only with strategy deepspeed (None otherwise)."""
+    return {**compute, "deepspeed": compute["deepspeed"] if compute["strategy"] == "deepspeed" else None}
+
+
 def _train_params(recipe: dict) -> dict:
     """The train section with the model, compute and tracking sections, every optional setting present (None
     when the recipe leaves it out; no adapter with method full)."""
@@ -96,7 +101,7 @@ def _train_params(recipe: dict) -> dict:
     return {**train, "lora": train["lora"] if train["method"] != "full" else None,
             "early_stopping": train.get("early_stopping"),
             "privacy": {**optional_privacy, **privacy} if privacy else None, "preference": preference_params(train),
-            "model": _model_params(recipe), "compute": recipe["compute"],
+            "model": _model_params(recipe), "compute": _compute_params(recipe["compute"]),
             "tracking": {**tracking, "experiment": tracking["experiment"] or recipe["name"]}}
 
 
@@ -162,7 +167,14 @@ def compile_loaded(loaded: LoadedRecipe) -> Plan:
                 skipped=freeze(skipped))
 
 
-def compile_recipe(path: str | Path) -> Plan:
-    """Load, validate and compile; raises RecipeInvalid with every error found."""
-    return compile_loaded(load_recipe_file(path))
+def compile_recipe(path: str | Path, machine_rank: int | None = None) -> Plan:
+    """Load, validate and compile; raises RecipeInvalid with every error found.
+
+    `machine_rank` (fttool run --machine-rank) replaces compute.machine_rank: every machine of a multi-machine run
+    shares one recipe, and its rank is the one setting that differs.
+    """
+    loaded = load_recipe_file(path)
+    if machine_rank is not None and isinstance(loaded.data.get("compute", {}), dict):
+        loaded.data["compute"] = {**loaded.data.get("compute", {}), "machine_rank": machine_rank}
+    return compile_loaded(loaded)
 

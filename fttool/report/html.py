@@ -419,7 +419,10 @@ def _training_html(report: dict) -> str:
                      + f" (train.max_samples: {_e(cap)})"))
     launch, tracking = training.get("launch") or {}, training.get("tracking") or {}
     if launch:
-        rows.append(("Processes", _e(f"{launch.get('num_processes')} ({launch.get('strategy')}, accelerate launch)")))
+        machines = (f" on {launch['machines']} machines, {launch.get('processes_per_machine')} each"
+                    if launch.get("machines", 1) > 1 else "")
+        rows.append(("Processes", _e(f"{launch.get('num_processes')}{machines} ({launch.get('strategy')}, "
+                                     "accelerate launch)")))
     if tracking:
         rows.append(("Tracked in MLflow", f'<span class="mono">{_e(tracking.get("uri"))}</span>, experiment '
                                           f'<span class="mono">{_e(tracking.get("experiment_id"))}</span>, run '

@@ -1,5 +1,6 @@
 """Fine-tuning the base model: the stage builds a TrainJob from its parameters and wired paths and runs it,
-in this process or in compute.num_processes processes launched through accelerate.
+in this process or in compute.num_processes processes on each of compute.num_machines machines, launched
+through accelerate.
 
 The backend is chosen by the job's objective (fttool.training.backends: SFT through TRL, or DP-SGD through
 opacus when train.privacy is on). It writes the adapter (or the whole model) and the tokenizer to model/;
@@ -42,7 +43,8 @@ class TrainStage(Stage):
         return (bitsandbytes_requirements_unmet(params.method, params.load_in_8bit, params.optimizer)
                 + precision_requirements_unmet(params.precision, params.tf32)
                 + packing_requirements_unmet(params.packing)
-                + launch_requirements_unmet(params.compute.num_processes, params.compute.strategy))
+                + launch_requirements_unmet(params.compute.num_processes, params.compute.strategy,
+                                            params.compute.num_machines))
 
     def run(self, ctx: StageContext) -> StageResult:
         from fttool.training.launch import launch_job
@@ -66,7 +68,7 @@ class TrainStage(Stage):
             model_dir=ctx.outputs["model"], work_dir=ctx.work_dir, tracking_store=ctx.outputs["tracking"],
             run_dir=ctx.run_dir, run_name=ctx.run_dir.name,
             chat_template=chat_template_source(params.chat_template, params.chat_template_file, ctx.recipe_dir))
-        if params.compute.num_processes > 1:
+        if params.compute.launched:
             return StageResult(summary=launch_job(job, training_precision(params.precision)))
         return StageResult(summary=run_job(job))
 

@@ -104,9 +104,10 @@ def packing_requirements_unmet(packing: bool) -> list[str]:
             "train.packing: false"]
 
 
-def launch_requirements_unmet(num_processes: int, strategy: str) -> list[str]:
-    """Why this machine cannot run the recipe's compute settings; empty if it can."""
-    if num_processes == 1:
+def launch_requirements_unmet(num_processes: int, strategy: str, num_machines: int = 1) -> list[str]:
+    """Why this machine cannot run the recipe's compute settings (num_processes on each of num_machines); empty if
+    it can."""
+    if num_processes * num_machines == 1:
         return []
     import torch
 
@@ -114,6 +115,16 @@ def launch_requirements_unmet(num_processes: int, strategy: str) -> list[str]:
     if strategy == "fsdp" and not gpus:
         return ["compute.strategy fsdp shards the model across CUDA GPUs, and none is visible; use strategy ddp "
                 "(gloo on CPU) or run on a machine with GPUs"]
+    if strategy == "deepspeed":
+        problems = []
+        if importlib.util.find_spec("deepspeed") is None:
+            problems.append("compute.strategy deepspeed needs the deepspeed package, which is not installed; "
+                            "pip install deepspeed, or use strategy ddp or fsdp")
+        if not gpus:
+            problems.append("compute.strategy deepspeed runs ZeRO on CUDA GPUs, and none is visible; use strategy "
+                            "ddp (gloo on CPU) or run on a machine with GPUs")
+        if problems:
+            return problems
     if gpus and num_processes > gpus:
         return [f"compute.num_processes is {num_processes} but only {gpus} CUDA GPUs are visible; "
                 "use one process per GPU"]

@@ -1,9 +1,14 @@
-"""Multi-process training: any backend's job launched through `accelerate launch` (compute.num_processes > 1).
+"""Multi-process training: any backend's job launched through `accelerate launch` (more than one process in all:
+compute.num_processes on each of compute.num_machines machines).
 
 `launch_job` writes an accelerate config file and the job (JSON) into the job's work directory (inside
 the run directory), runs `accelerate launch` from the run directory and waits. Every process runs the
-same job (ddp: a replica of the model each; fsdp: shards of it) and rank 0 tracks, saves the model and
-writes the summary returned. The report records the config and the exact command.
+same job (ddp: a replica of the model each; fsdp and deepspeed: shards of it) and rank 0 tracks, saves the model
+and writes the summary returned. The report records the config, the machines and processes and the exact command.
+
+With several machines, each runs `fttool run` on the same recipe and data with its own rank; each launches its
+processes, which meet machine 0's at compute.main_process_ip and main_process_port. Global rank 0 is on
+machine 0, so only machine 0 gets a model and a summary (see fttool.pipeline.worker for the others).
 
 On CPU the processes talk over gloo. accelerate's `MULTI_GPU` type is the one that starts N processes
 with torch's elastic launcher; the Trainer runs with `use_cpu`, which makes each process join a gloo
@@ -42,14 +47,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def accelerate_config(compute: ComputeSettings, mixed_precision: str, port: int) -> dict:
-    """The accelerate config file's content for the recipe's compute section."""
-    config = {"compute_environment": "LOCAL_MACHINE", "num_machines": 1, "machine_rank": 0,
-              "num_processes": compute.num_processes, "main_process_ip": "127.0.0.1", "main_process_port": port,
-              "mixed_precision": mixed_precision, "use_cpu": False, "rdzv_backend": "static",
-              "distributed_type": "FSDP" if compute.strategy == "fsdp" else "MULTI_GPU"}
+def accelerate_config(compute: ComputeSettings, mixed_precision: str, port: int,
+                      gradient_accumulation_steps: int = 1) -> dict:
+    """The accelerate config file's content for the recipe's compute section; `port` is the rendezvous port on
+    machine 0 (compute.main_process_port when set)."""
+    distributed_type = {"fsdp": "FSDP", "deepspeed": "DEEPSPEED"}.get(compute.strategy, "MULTI_GPU")
+    config = {"compute_environment": "LOCAL_MACHINE", "num_machines": compute.num_machines,
+              "machine_rank": compute.machine_rank,
+              # accelerate counts the processes of every machine together.
+              "num_processes": compute.total_processes, "main_process_ip": compute.main_process_ip or "127.0.0.1",
+              "main_process_port": port, "mixed_precision": mixed_precision, "use_cpu": False,
+              # Every machine meets machine 0 at the address and port given, rather than through a rendezvous server.
+              "rdzv_backend": "static", "same_network": True, "distributed_type": distributed_type}
     if compute.strategy == "fsdp":
         config["fsdp_config"] = FSDP_CONFIG
+    if compute.strategy == "deepspeed" and compute.deepspeed is not None:
+        config["deepspeed_config"] = {
+            "zero_stage": compute.deepspeed.zero_stage, "gradient_accumulation_steps": gradient_accumulation_steps,
+            "offload_optimizer_device": "none", "offload_param_device": "none", "zero3_init_flag": False,
+            # ZeRO-3 shards the parameters: gather them so that rank 0 saves a whole model.
+            "zero3_save_16bit_model": compute.deepspeed.zero_stage == 3,
+            # torchrun on each machine (as fttool run is), not DeepSpeed's ssh launcher.
+            "deepspeed_multinode_launcher": "standard"}
     return config
 
 
@@ -59,13 +78,16 @@ def launch_command(config_path: str, job_path: str) -> list[str]:
 
 
 def launch_job(job: TrainJob, mixed_precision: str) -> dict:
-    """Run `job` in compute.num_processes processes; the summary rank 0 wrote, with `launch` added."""
+    """Run `job` in compute.num_processes processes on this machine, with the other machines' processes when
+    there are several; the summary rank 0 wrote, with `launch` added. On a machine other than 0, which saves and
+    summarises nothing, only `launch`."""
     compute = job.params.compute
     launch_dir = job.work_dir / LAUNCH_DIR
     launch_dir.mkdir(parents=True, exist_ok=True)
     summary_path = launch_dir / SUMMARY_FILE
     summary_path.unlink(missing_ok=True)  # left by a failed attempt: only this launch's summary counts
-    config = accelerate_config(compute, "no" if mixed_precision == "fp32" else mixed_precision, free_port())
+    config = accelerate_config(compute, "no" if mixed_precision == "fp32" else mixed_precision,
+                               compute.main_process_port or free_port(), job.params.gradient_accumulation_steps)
     (launch_dir / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=True), encoding="utf-8")
     (launch_dir / JOB_FILE).write_text(job.to_json(), encoding="utf-8")
     relative = launch_dir.relative_to(job.run_dir).as_posix()
@@ -73,12 +95,15 @@ def launch_job(job: TrainJob, mixed_precision: str) -> dict:
     log = launch_dir / LOG_FILE
     with log.open("w", encoding="utf-8") as output:
         code = subprocess.call(command, cwd=job.run_dir, stdout=output, stderr=subprocess.STDOUT)
-    if code != 0 or not summary_path.is_file():
+    main_machine = compute.machine_rank == 0
+    if code != 0 or (main_machine and not summary_path.is_file()):
         last = next((line for line in reversed(log.read_text(encoding="utf-8").splitlines()) if line.strip()), "")
-        raise RuntimeError(f"train: the {compute.num_processes}-process launch failed (exit code {code}): {last} "
-                           f"(every process's output is in {log})")
-    summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    summary["launch"] = {"num_processes": compute.num_processes, "strategy": compute.strategy,
+        raise RuntimeError(f"train: the {compute.total_processes}-process launch on {compute.num_machines} "
+                           f"machine(s) failed on machine {compute.machine_rank} (exit code {code}): {last} "
+                           f"(this machine's processes' output is in {log})")
+    summary = json.loads(summary_path.read_text(encoding="utf-8")) if main_machine else {}
+    summary["launch"] = {"num_processes": compute.total_processes, "machines": compute.num_machines,
+                         "processes_per_machine": compute.num_processes, "strategy": compute.strategy,
                          "config_file": f"{relative}/{CONFIG_FILE}", "config": config,
                          # The interpreter by name: its path is this machine's, not the run's.
                          "command": ["python"] + command[1:]}

@@ -60,18 +60,48 @@ class PrivacySettings:
 
 
 @dataclass(frozen=True)
+class DeepSpeedSettings:
+    """DeepSpeed ZeRO (compute.strategy deepspeed).
+
+    zero_stage: 1 shards the optimizer state across the processes, 2 also the gradients, 3 also the parameters.
+    """
+
+    zero_stage: int
+
+
+@dataclass(frozen=True)
 class ComputeSettings:
     """How training runs.
 
-    num_processes: training processes; above 1 the stage launches itself with `accelerate launch`.
-    strategy: "ddp" or "fsdp" across the processes.
+    num_processes: training processes on each machine; with more than one process in all the stage launches
+        itself with `accelerate launch`.
+    num_machines: machines that train together, each running num_processes processes.
+    machine_rank: this machine's rank (0 to num_machines - 1); machine 0 saves the model and writes the report.
+    main_process_ip: the address of machine 0; None for 127.0.0.1 (one machine).
+    main_process_port: the rendezvous port on machine 0; None for a free port of this machine (one machine).
+    strategy: "ddp", "fsdp" or "deepspeed" across the processes.
+    deepspeed: the ZeRO settings with strategy deepspeed; None otherwise.
     threads: CPU threads torch uses in each process; None for the cores available less one, shared among
-        the processes.
+        the machine's processes.
     """
 
     num_processes: int
+    num_machines: int
+    machine_rank: int
+    main_process_ip: str | None
+    main_process_port: int | None
     strategy: str
+    deepspeed: DeepSpeedSettings | None
     threads: int | None
+
+    @property
+    def total_processes(self) -> int:
+        return self.num_processes * self.num_machines
+
+    @property
+    def launched(self) -> bool:
+        """Whether training runs in processes launched through accelerate rather than in the fttool process."""
+        return self.total_processes > 1
 
 
 @dataclass(frozen=True)

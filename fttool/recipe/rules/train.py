@@ -36,12 +36,38 @@ def _preference_privacy_errors(loaded: LoadedRecipe, train: dict) -> list[Recipe
 
 def _process_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
     private = "train" in recipe and recipe["train"].get("privacy", {}).get("enabled")
-    if private and recipe["compute"]["num_processes"] > 1:
+    compute = recipe["compute"]
+    if private and compute["num_processes"] > 1:
         # Each process would sample, clip and add noise on its own: the accountant's epsilon would not hold.
         return [loaded.error(("compute", "num_processes"), "differentially private training runs in "
                              "one process only (the privacy accounting assumes one sampler and one "
                              "noise draw a step); set compute.num_processes: 1 or disable train.privacy")]
+    if private and compute["num_machines"] > 1:
+        return [loaded.error(("compute", "num_machines"), "differentially private training runs in one process "
+                             "on one machine only (the privacy accounting assumes one sampler and one noise draw "
+                             "a step); set compute.num_machines: 1 or disable train.privacy")]
     return []
+
+
+def _machine_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
+    """A rank outside the machines, several machines with no address to meet at, DeepSpeed settings unused."""
+    compute, written = recipe["compute"], loaded.data.get("compute") or {}
+    errors = []
+    if compute["machine_rank"] >= compute["num_machines"]:
+        errors.append(loaded.error(("compute", "machine_rank"), f"machine_rank {compute['machine_rank']} is not "
+                                   f"below num_machines {compute['num_machines']}: ranks run from 0 to "
+                                   f"{compute['num_machines'] - 1}; give each machine its own rank with "
+                                   "fttool run --machine-rank"))
+    if compute["num_machines"] > 1:
+        missing = [key for key in ("main_process_ip", "main_process_port") if compute[key] is None]
+        if missing:
+            errors.append(loaded.error(("compute",), f"{compute['num_machines']} machines need "
+                                       f"{' and '.join('compute.' + key for key in missing)}: the address and "
+                                       "port of machine 0, where every machine's processes meet"))
+    if "deepspeed" in written and compute["strategy"] != "deepspeed":  # as written, before defaults
+        errors.append(loaded.error(("compute", "deepspeed"), "deepspeed settings apply to strategy: deepspeed "
+                                   "only; remove them or set compute.strategy: deepspeed", at_key=True))
+    return errors
 
 
 RULES = [
@@ -49,6 +75,7 @@ RULES = [
     Rule(("train",), lambda loaded, recipe: privacy_errors(loaded, recipe["train"]) if "train" in recipe else []),
     Rule(("train",), lambda loaded, recipe: setting_errors(loaded, recipe["train"]) if "train" in recipe else []),
     Rule(("train", "compute"), _process_errors),
+    Rule(("train", "compute"), _machine_errors),
     Rule(("train",), lambda loaded, recipe: _preference_privacy_errors(loaded, recipe["train"])
          if "train" in recipe else []),
 ]
