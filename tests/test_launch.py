@@ -1,6 +1,11 @@
 """compute.num_processes > 1: the accelerate config and command, and a real two-process gloo run on CPU."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+
 import pytest
 from conftest import report_of
 from support.training import client_for, make_project
@@ -9,7 +14,7 @@ from fttool.governance.evidence import verify
 from fttool.pipeline.runner import RunError, run_plan
 from fttool.recipe import RecipeInvalid, compile_recipe
 from fttool.training.device import launch_requirements_unmet
-from fttool.training.launch import accelerate_config, launch_command
+from fttool.training.launch import accelerate_config, free_port, launch_command
 from fttool.training.settings import ComputeSettings, DeepSpeedSettings
 
 
@@ -107,6 +112,7 @@ def test_private_training_in_several_processes_is_refused_at_validation(tmp_path
         compile_recipe(recipe)
 
 
+@pytest.mark.slow
 def test_two_processes_train_together_over_gloo(tmp_path):
     run_dir = run_plan(compile_recipe(make_project(tmp_path / "project", "compute: {num_processes: 2}\n")),
                        tmp_path / "run")
@@ -127,3 +133,53 @@ def test_two_processes_train_together_over_gloo(tmp_path):
     assert [r.info.run_id for r in client.search_runs([experiment.experiment_id])] == [training["tracking"]["run_id"]]
     assert (run_dir / "model" / "adapter_model.safetensors").is_file()
     assert verify(run_dir) == []
+
+
+# Long enough for both machines' data stages and training on a loaded machine; a failed rendezvous ends here.
+MACHINES_TIMEOUT_S = 420
+
+
+def run_machines(recipe, runs: dict[int, object]) -> dict[int, subprocess.CompletedProcess]:
+    """`fttool run` of `recipe` for each rank at once, as each machine would; every process (accelerate's and
+    torch's launchers and their workers) is killed when one of them outlives the timeout."""
+    processes = {rank: subprocess.Popen([sys.executable, "-m", "fttool", "run", str(recipe), "--output-dir", str(run),
+                                         "--machine-rank", str(rank)],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        start_new_session=True)
+                 for rank, run in runs.items()}
+    done = {}
+    try:
+        for rank, process in processes.items():
+            output, _ = process.communicate(timeout=MACHINES_TIMEOUT_S)
+            done[rank] = subprocess.CompletedProcess(process.args, process.returncode, output)
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    return done
+
+
+@pytest.mark.slow
+def test_two_machines_train_together_over_gloo_on_localhost(tmp_path):
+    recipe = make_project(tmp_path / "project", "compute: {num_machines: 2, main_process_ip: 127.0.0.1, "
+                                                f"main_process_port: {free_port()}}}\n")
+    # Separate parents: each "machine" has its own cache beside its run directory, as it would on its own disk.
+    runs = {rank: tmp_path / f"machine{rank}" / "run" for rank in (0, 1)}
+    done = run_machines(recipe, runs)
+    for rank, result in done.items():
+        assert result.returncode == 0, f"machine {rank}:\n{result.stdout[-3000:]}"
+    training = report_of(runs[0])["training"]
+    launch = training["launch"]
+    assert launch["machines"] == 2 and launch["processes_per_machine"] == 1 and launch["num_processes"] == 2
+    assert launch["strategy"] == "ddp" and launch["config"]["machine_rank"] == 0
+    assert launch["config"]["num_machines"] == 2 and launch["config"]["main_process_ip"] == "127.0.0.1"
+    # 25 train examples, batch 4: 4 steps are a whole epoch only when the two machines split them (13 and 12).
+    assert training["train_examples"] == 25 and training["steps"] == 4 and training["epochs"] == 1.0
+    assert (runs[0] / "model" / "adapter_model.safetensors").is_file()
+    assert verify(runs[0]) == []
+    # Machine 1 prepared the same data and trained, and wrote nothing that could contradict machine 0's report.
+    assert "machine 1 trained with machine 0" in done[1].stdout
+    assert (runs[1] / "data" / "train.jsonl").read_bytes() == (runs[0] / "data" / "train.jsonl").read_bytes()
+    for absent in ("report.json", "report.sha256", "model", "work"):
+        assert not (runs[1] / absent).exists(), absent
