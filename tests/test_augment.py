@@ -420,6 +420,7 @@ data:
 """
 
 
+@pytest.mark.slow  # runs the pipeline
 def test_validation_and_test_files_are_byte_identical_with_and_without_augmentation(tmp_path):
     from fttool.pipeline.runner import run_plan
     from fttool.recipe import compile_recipe

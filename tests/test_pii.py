@@ -366,6 +366,7 @@ pii: {action: drop, workers: 1}
 """
 
 
+@pytest.mark.slow  # runs the pipeline
 def test_drop_through_the_runner_keeps_records_conserved(tmp_path):
     from fttool.pipeline.runner import run_plan
     from fttool.recipe import compile_recipe
@@ -404,6 +405,7 @@ pii:
 """
 
 
+@pytest.mark.slow  # runs the pipeline
 def test_hash_key_appears_nowhere_in_the_run(tmp_path, monkeypatch):
     from fttool.pipeline.runner import run_plan
     from fttool.recipe import compile_recipe
