@@ -576,6 +576,11 @@ def test_allow_list_takes_exact_values_and_regexes(run_stage):
     assert scrubbed[1] == "Write to support@example.com or <EMAIL_ADDRESS>."
 
 
+def test_invalid_allow_list_regex_is_an_error_naming_the_entry(run_stage):
+    with pytest.raises(ValueError, match=r"pii.allow_list\[1\].regex: invalid regular expression"):
+        scrub_texts(run_stage, ["Ask Kwame Mensah."], allow_list=["x", {"regex": "TICKET-(\\d+"}])
+
+
 def test_one_string_gets_one_type_and_every_occurrence(run_stage):
     summary, [scrubbed] = scrub_texts(run_stage, [
         "Betty has 5 apples and Natalia has 3. Betty gives 2 to Natalia. Natalia sold clips in May."])

@@ -41,7 +41,16 @@ class AllowList:
         import regex
 
         self.exact = frozenset(e for e in entries if isinstance(e, str))
-        patterns = [e["regex"] for e in entries if not isinstance(e, str)]
+        patterns = []
+        for index, entry in enumerate(entries):
+            if isinstance(entry, str):
+                continue
+            try:
+                regex.compile(entry["regex"])
+            except regex.error as exc:
+                raise ValueError(f"pii.allow_list[{index}].regex: invalid regular expression: {exc.msg} at "
+                                 f"character {exc.pos}; fix it in the recipe") from exc
+            patterns.append(entry["regex"])
         self.pattern = regex.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
 
     def allows(self, value: str) -> bool:
