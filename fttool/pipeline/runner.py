@@ -159,12 +159,12 @@ class Runner:
     def fingerprint(self, spec: StageSpec) -> str:
         cls = stage_class(spec.name)
         inputs = {name: sha256_path(self.run_dir / rel) for name, rel in spec.inputs.items()}
-        secrets = cls.secret_digests(spec.params)
+        keyed = cls.secret_digests(spec.params)
         return sha256_text(canonical_json({
             "stage": spec.name, "version": cls.version, "params": spec.params,
             # Where outputs go is part of the key: a cached entry is materialised at its recorded paths.
             "outputs": spec.outputs, "inputs": inputs, "external": self._external_digests(spec),
-            **({"secrets": secrets} if secrets else {})}))
+            **({"secrets": keyed} if keyed else {})}))
 
     # -- one stage -------------------------------------------------------------------------------
     def _count(self, paths: dict[str, str], names) -> int | None:
