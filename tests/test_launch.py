@@ -183,3 +183,10 @@ def test_two_machines_train_together_over_gloo_on_localhost(tmp_path):
     assert (runs[1] / "data" / "train.jsonl").read_bytes() == (runs[0] / "data" / "train.jsonl").read_bytes()
     for absent in ("report.json", "report.sha256", "model", "work"):
         assert not (runs[1] / absent).exists(), absent
+    # Again beside the first runs (same caches): the data stages come from the cache, but machine 0 trains again,
+    # since machine 1 waits for its processes.
+    again = {rank: run.with_name("again") for rank, run in runs.items()}
+    for rank, result in run_machines(recipe, again).items():
+        assert result.returncode == 0, f"machine {rank}:\n{result.stdout[-3000:]}"
+    statuses = {stage["name"]: stage["status"] for stage in report_of(again[0])["stages"]}
+    assert statuses["split"] == "cached" and statuses["train"] == "ran"

@@ -263,12 +263,15 @@ class Runner:
         fingerprint = self.fingerprint(spec)
         if self.resume:
             self._check_unchanged(spec, fingerprint)
-        record = (self.resume and self._from_resume(spec, fingerprint)) or self._from_cache(spec, fingerprint)
+        cacheable = stage_class(spec.name).cacheable(spec.params)
+        record = ((self.resume and self._from_resume(spec, fingerprint))
+                  or (cacheable and self._from_cache(spec, fingerprint)) or None)
         if record is None:
             self.state.setdefault("started", {})[spec.name] = fingerprint
             self._save_state()
             record = self._execute(spec, fingerprint)
-            self._store_in_cache(record)
+            if cacheable:
+                self._store_in_cache(record)
         self.state["stages"][spec.name] = asdict(record)
         self._save_state()
         return record

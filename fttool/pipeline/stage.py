@@ -88,6 +88,12 @@ class Stage:
         return {}
 
     @classmethod
+    def cacheable(cls, params: Any) -> bool:
+        """Whether the runner may serve this stage from the cache (and store it there); False when running it has
+        an effect beyond its outputs that others wait for (training together with other machines)."""
+        return True
+
+    @classmethod
     def unmet_requirements(cls, params: Any) -> list[str]:
         """Why this machine cannot run the stage (e.g. it needs a GPU), each saying what to do; empty if it can.
 

@@ -39,6 +39,11 @@ class TrainStage(Stage):
         return base_model_inputs(params.model) + ([params.chat_template_file] if params.chat_template_file else [])
 
     @classmethod
+    def cacheable(cls, params: TrainParams) -> bool:
+        # The other machines wait for machine 0's processes: a cached stage would not launch them.
+        return params.compute.num_machines == 1
+
+    @classmethod
     def unmet_requirements(cls, params: TrainParams) -> list[str]:
         return (bitsandbytes_requirements_unmet(params.method, params.load_in_8bit, params.optimizer)
                 + precision_requirements_unmet(params.precision, params.tf32)
