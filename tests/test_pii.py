@@ -423,6 +423,30 @@ def test_hash_key_appears_nowhere_in_the_run(tmp_path, monkeypatch):
     assert [path for path in files if SALT.encode() in path.read_bytes()] == []
 
 
+@pytest.mark.slow  # runs the pipeline
+def test_a_new_hash_key_is_not_served_the_old_keys_cached_pseudonyms(tmp_path, monkeypatch):
+    from fttool.pipeline.runner import run_plan
+    from fttool.recipe import compile_recipe
+
+    monkeypatch.setenv("FTTOOL_CACHE_DIR", str(tmp_path / "cache"))
+    records = [{"instruction": f"Ticket {i}: mail maria.gonzalez@example.com about it.", "output": "Done."}
+               for i in range(8)]
+    (tmp_path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / "recipe.yaml").write_text(HASH_RECIPE.lstrip())
+
+    def run(key: str, name: str) -> tuple[str, set[str]]:
+        monkeypatch.setenv("FTTOOL_TEST_PII_KEY", key)
+        run_dir = run_plan(compile_recipe(tmp_path / "recipe.yaml"), tmp_path / "runs" / name)
+        status = next(s["status"] for s in json.loads((run_dir / "report.json").read_text())["stages"]
+                      if s["name"] == "pii")
+        return status, {PSEUDONYM.search(r["instruction"]).group() for split in SPLITS
+                        for r in read_jsonl(run_dir / "data" / f"{split}.jsonl")}
+
+    first, again, rotated = run(SALT, "one"), run(SALT, "two"), run(SALT + "-rotated", "three")
+    assert again == ("cached", first[1])  # the same key: the cache serves the same pseudonyms
+    assert rotated[0] == "ran" and rotated[1] != first[1]
+
+
 # -- worker processes --------------------------------------------------------------------------
 def test_worker_processes_give_the_same_outputs_and_counts(run_stage, monkeypatch):
     monkeypatch.setenv("FTTOOL_PII_SALT", SALT)  # the workers read the key from the environment they inherit
