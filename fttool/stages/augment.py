@@ -207,7 +207,7 @@ class _Entry:
 
 class AugmentStage(Stage):
     name = "augment"
-    version = 2
+    version = 3
     reads = ("train",)
     references = ("validation", "test")
     writes = ("train",)

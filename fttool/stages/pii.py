@@ -49,7 +49,7 @@ def _summary(params: PiiParams, tally: Tally) -> dict:
 
 class PiiStage(Stage):
     name = "pii"
-    version = 2
+    version = 3
     reads = SPLITS
     writes = SPLITS
     # For the data owner, outside the shareable report: where each finding is, with the value masked.
@@ -65,11 +65,14 @@ class PiiStage(Stage):
         params: PiiParams = ctx.params
         records = sum(count_lines(ctx.inputs[split]) for split in SPLITS)
         ctx.outputs["findings"].parent.mkdir(parents=True, exist_ok=True)
-        with open(ctx.outputs["findings"], "w", encoding="utf-8") as findings, \
-                record_scrubbing(params, records, lambda f: findings.write(json.dumps(f, ensure_ascii=False) + "\n")
-                                 ) as (scrub, tally):
-            for split in SPLITS:
-                write_jsonl(ctx.outputs[split], ctx.progress(scrub(read_jsonl(ctx.inputs[split])), desc=f"pii {split}"))
+        with open(ctx.outputs["findings"], "w", encoding="utf-8") as findings:
+            def note(finding: dict) -> None:
+                findings.write(json.dumps(finding, ensure_ascii=False) + "\n")
+
+            with record_scrubbing(params, records, note) as (scrub, tally):
+                for split in SPLITS:
+                    scrubbed = scrub(read_jsonl(ctx.inputs[split]))
+                    write_jsonl(ctx.outputs[split], ctx.progress(scrubbed, desc=f"pii {split}"))
         if params.strict and tally.residual:
             raise PiiResidualError(
                 f"pii.strict: a second scan still finds PII in scrubbed text ({_counts_text(tally.residual)}); "
