@@ -6,6 +6,7 @@ has a default of its own.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,3 +49,21 @@ class PiiParams:
 def entities_checked(entities: Iterable[str], recognizers: Iterable[Mapping[str, Any]]) -> list[str]:
     """The entities asked for, then those of the recipe's recognizers that they do not name."""
     return list(dict.fromkeys([*entities, *(r["entity"] for r in recognizers)]))
+
+
+def withhold_deny_lists(value: Any) -> Any:
+    """`value` (a recipe, a plan, stage parameters) as plain data with every `deny_list` replaced by one line that
+    gives its size and digest: a deny list names the very people or accounts to scrub, so the run files a reviewer
+    receives (plan.json, the recipe copy, report.json) must not hold it. The stages get the values in memory."""
+    if isinstance(value, Mapping):
+        return {key: _withheld(item) if key == "deny_list" and isinstance(item, (list, tuple))
+                else withhold_deny_lists(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [withhold_deny_lists(item) for item in value]
+    return value
+
+
+def _withheld(values: Iterable[Any]) -> list[str]:
+    values = sorted(str(value) for value in values)
+    digest = hashlib.sha256("\n".join(values).encode("utf-8")).hexdigest()
+    return [f"<withheld: {len(values)} value(s), sha256 {digest[:16]}>"]

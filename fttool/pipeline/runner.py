@@ -21,11 +21,14 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import yaml
+
 from fttool.data.records import count_lines
+from fttool.pii.settings import withhold_deny_lists
 from fttool.pipeline.digest import files_under, sha256_file, sha256_path
 from fttool.pipeline.errors import RunError
 from fttool.pipeline.layout import LOCK, WORK, RunLayout, RunLock, cache_dir
-from fttool.pipeline.plan import Plan, StageSpec, canonical_json, sha256_text
+from fttool.pipeline.plan import Plan, StageSpec, canonical_json, sha256_text, thaw
 from fttool.pipeline.stage import RECORD_DATASETS, StageContext, StageResult
 from fttool.stages import stage_class
 from fttool.training.model_ref import is_local_model
@@ -132,9 +135,21 @@ class Runner:
             self.state = {"run_id": self.run_dir.name, "started_at": _now(),
                           "recipe_fingerprint": self.plan.fingerprint, "stages": {}}
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.layout.plan.write_text(json.dumps(self.plan.to_dict(), indent=2) + "\n")
-        shutil.copyfile(self.plan.recipe_path, self.layout.recipe)
+        self.layout.plan.write_text(json.dumps(withhold_deny_lists(self.plan.to_dict()), indent=2) + "\n")
+        self._copy_recipe()
         self._save_state()
+
+    def _copy_recipe(self) -> None:
+        """The recipe as given, or, when it names deny-list values (people or accounts to scrub), the resolved
+        recipe with them withheld, headed by the original file's sha256 so it can be matched to the reviewed one."""
+        resolved = thaw(self.plan.recipe)
+        withheld = withhold_deny_lists(resolved)
+        if withheld == resolved:
+            shutil.copyfile(self.plan.recipe_path, self.layout.recipe)
+            return
+        header = (f"# {self.plan.recipe_path.name} as run, defaults resolved and deny-list values withheld; the "
+                  f"original file's sha256 is {sha256_file(self.plan.recipe_path)}\n")
+        self.layout.recipe.write_text(header + yaml.safe_dump(withheld, sort_keys=False, allow_unicode=True))
 
     def _save_state(self) -> None:
         tmp = self.layout.state.with_name(self.layout.state.name + ".tmp")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fttool import __version__
 from fttool.data.records import SPLITS
+from fttool.pii.settings import withhold_deny_lists
 from fttool.pipeline.errors import RunError
 from fttool.pipeline.layout import RunLayout
 from fttool.pipeline.plan import Plan, thaw
@@ -173,7 +174,7 @@ def build_report(plan: Plan, state: dict, records, lineage: dict, run_dir: Path)
                 "finished_at": state.get("finished_at"), "resumed_at": state.get("resumed_at"),
                 "fttool_version": __version__},
         "recipe": {"path": os.path.relpath(plan.recipe_path, run_dir), "fingerprint": plan.fingerprint,
-                   "resolved": thaw(plan.recipe)},
+                   "resolved": withhold_deny_lists(thaw(plan.recipe))},
         "environment": environment(plan.recipe_path),
         "stages": stage_rows,
         "skipped_stages": [{"name": name, "reason": reason} for name, reason in thaw(plan.skipped).items()],
