@@ -80,7 +80,8 @@ ANSWERS = [
     "SMS codes can be delayed by carriers; you can switch to an authenticator app under {screen}.",
     "A replacement {product} in the right colour ships today; no need to return the other one.",
 ]
-COMMON_QUESTIONS = ["How do I reset my password?", "Where can I download my invoice?", "How do I cancel my subscription?",
+COMMON_QUESTIONS = ["How do I reset my password?", "Where can I download my invoice?",
+                    "How do I cancel my subscription?",
                     "Is there a student discount?", "How long does shipping take?", "Can I change my delivery address?"]
 FILL = {
     "product": ["Pixel 8 Pro", "Galaxy S23", "MacBook Air", "Echo Dot", "Nest Hub", "Kindle Oasis", "Fire TV Stick",
@@ -160,7 +161,8 @@ class PlainLoop:
         from presidio_anonymizer import AnonymizerEngine
 
         provider = NlpEngineProvider(nlp_configuration={
-            "nlp_engine_name": "spacy", "models": [{"lang_code": params["language"], "model_name": params["nlp_model"]}]})
+            "nlp_engine_name": "spacy",
+            "models": [{"lang_code": params["language"], "model_name": params["nlp_model"]}]})
         self.analyzer = AnalyzerEngine(nlp_engine=provider.create_engine(), supported_languages=[params["language"]])
         self.anonymizer = AnonymizerEngine()
         self.language = params["language"]
@@ -188,7 +190,8 @@ def measure_load(key: str) -> int:
         PlainLoop(params)
     else:
         with tempfile.TemporaryDirectory(prefix="fttool-pii-load-") as tmp:
-            quality.run_stage({"train": [quality.text_record(0, "Call Jane Doe at +1 415-555-0132.")]}, params, Path(tmp))
+            warm_up = {"train": [quality.text_record(0, "Call Jane Doe at +1 415-555-0132.")]}
+            quality.run_stage(warm_up, params, Path(tmp))
     print(f"{time.perf_counter() - started:.3f}")
     return 0
 
@@ -215,8 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="override pii.workers for (b) (default: the schema default)")
     parser.add_argument("--compare-workers", type=int, metavar="N",
                         help="also time the stage with pii.workers N, alternated with the others (a reference row)")
-    parser.add_argument("--measure-load", choices=["a", "b"], help=argparse.SUPPRESS)  # internal: one load, fresh process
-    parser.add_argument("--write-docs", action="store_true", help="write the '## PII throughput' section of docs/benchmarks.md")
+    # internal: one load, in a fresh process
+    parser.add_argument("--measure-load", choices=["a", "b"], help=argparse.SUPPRESS)
+    parser.add_argument("--write-docs", action="store_true",
+                        help="write the '## PII throughput' section of docs/benchmarks.md")
     args = parser.parse_args(argv)
     for name in ("presidio-analyzer", "presidio-anonymizer"):
         logging.getLogger(name).setLevel(logging.ERROR)  # (a)'s default config warns about unmapped spaCy labels
@@ -287,9 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     per_type = ", ".join(f"{k} {removed_a[k]}/{removed_b[k]} of {total[k]}" for k in sorted(total))
     print()
     print(table)
-    print(f"ratio (b)/(a) of median records/s: {ratio:.2f} (per alternated pair: {', '.join(f'{x:.2f}' for x in ratios)})")
+    pairs = ", ".join(f"{x:.2f}" for x in ratios)
+    print(f"ratio (b)/(a) of median records/s: {ratio:.2f} (per alternated pair: {pairs})")
     print(f"planted values removed, (a)/(b) of total: {per_type}")
-    print(f"stage summary: records_with_pii {summary.get('records_with_pii')}, residual_total {summary.get('residual_total')}")
+    print(f"stage summary: records_with_pii {summary.get('records_with_pii')}, "
+          f"residual_total {summary.get('residual_total')}")
     failures = []
     if ratio < args.min_ratio:
         failures.append(f"ratio {ratio:.2f} < {args.min_ratio}")
@@ -299,28 +306,31 @@ def main(argv: list[str] | None = None) -> int:
     print(verdict)
 
     if args.write_docs:
-        command = "python bench/pii_throughput.py --write-docs" + (f" --records {args.records}" if args.records != 3000 else "") \
+        command = "python bench/pii_throughput.py --write-docs" \
+            + (f" --records {args.records}" if args.records != 3000 else "") \
             + (f" --workers {args.workers}" if args.workers is not None else "") \
             + (f" --compare-workers {args.compare_workers}" if args.compare_workers is not None else "") \
             + (f" --runs {args.runs}" if args.runs != 3 else "")
         wall = time.perf_counter() - wall_started
-        body = f"""Command: `{command}` (seed {args.seed}, {args.runs} runs of each, alternated a, b, a, b, ...; {wall / 60:.1f} min in all).
+        body = f"""Command: `{command}` (seed {args.seed}, {args.runs} runs of each,
+alternated a, b, a, b, ...; {wall / 60:.1f} min in all).
 Machine: {quality.machine()}; {quality.versions()}. Run {time.strftime('%Y-%m-%d %H:%M %Z')}; load average
-{' / '.join(f'{x:.2f}' for x in load_before)} before and {' / '.join(f'{x:.2f}' for x in load_after)} after (1 / 5 / 15 min;
-the machine is shared, so timings are noisy).
+{' / '.join(f'{x:.2f}' for x in load_before)} before and {' / '.join(f'{x:.2f}' for x in load_after)} after
+(1 / 5 / 15 min; the machine is shared, so timings are noisy).
 
-Data: {args.records} support records (chat and alpaca; {n_texts} text fields, {n_distinct} distinct texts: a shared system
-prompt and common questions repeat), {with_pii} of them ({with_pii / args.records:.0%}) with {sum(map(len, planted))} planted
-values (names, e-mails, phones, cards, SSNs, IPs). Both sides use {params['nlp_model']}, entities
-{', '.join(params['entities'])}, score threshold {params['score_threshold']}; (b) uses every schema default
-(workers {params.get('workers', 1)}).
+Data: {args.records} support records (chat and alpaca; {n_texts} text fields, {n_distinct} distinct texts:
+a shared system prompt and common questions repeat), {with_pii} of them ({with_pii / args.records:.0%}) with
+{sum(map(len, planted))} planted values (names, e-mails, phones, cards, SSNs, IPs). Both sides use
+{params['nlp_model']}, entities {', '.join(params['entities'])}, score threshold {params['score_threshold']};
+(b) uses every schema default (workers {params.get('workers', 1)}).
 
 One-time engine load (imports, model, registry, first call; each in a fresh process), not in the timed runs:
 (a) {loads['a']:.1f} s, (b) {loads['b']:.1f} s. When the stage starts worker processes, each loads its own engine inside
 the timed run: that is part of its per-run cost.
 
 {table}
-Ratio (b)/(a) of median records/s: **{ratio:.2f}** (per alternated pair: {', '.join(f'{x:.2f}' for x in ratios)}; target ≥ {args.min_ratio}).
+Ratio (b)/(a) of median records/s: **{ratio:.2f}** (per alternated pair:
+{', '.join(f'{x:.2f}' for x in ratios)}; target ≥ {args.min_ratio}).
 Planted values removed, (a)/(b) of total: {per_type}.
 
 Result: {verdict}.
