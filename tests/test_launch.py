@@ -139,10 +139,11 @@ def test_two_processes_train_together_over_gloo(tmp_path):
 MACHINES_TIMEOUT_S = 420
 
 
-def run_machines(recipe, runs: dict[int, object]) -> dict[int, subprocess.CompletedProcess]:
-    """`fttool run` of `recipe` for each rank at once, as each machine would; every process (accelerate's and
+def run_machines(recipes: dict[int, object], runs: dict[int, object]) -> dict[int, subprocess.CompletedProcess]:
+    """`fttool run` of each rank's recipe at once, as each machine would; every process (accelerate's and
     torch's launchers and their workers) is killed when one of them outlives the timeout."""
-    processes = {rank: subprocess.Popen([sys.executable, "-m", "fttool", "run", str(recipe), "--output-dir", str(run),
+    processes = {rank: subprocess.Popen([sys.executable, "-m", "fttool", "run", str(recipes[rank]),
+                                         "--output-dir", str(run),
                                          "--machine-rank", str(rank)],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         start_new_session=True)
@@ -166,7 +167,7 @@ def test_two_machines_train_together_over_gloo_on_localhost(tmp_path):
                                                 f"main_process_port: {free_port()}}}\n")
     # Separate parents: each "machine" has its own cache beside its run directory, as it would on its own disk.
     runs = {rank: tmp_path / f"machine{rank}" / "run" for rank in (0, 1)}
-    done = run_machines(recipe, runs)
+    done = run_machines({0: recipe, 1: recipe}, runs)
     for rank, result in done.items():
         assert result.returncode == 0, f"machine {rank}:\n{result.stdout[-3000:]}"
     training = report_of(runs[0])["training"]
@@ -186,7 +187,22 @@ def test_two_machines_train_together_over_gloo_on_localhost(tmp_path):
     # Again beside the first runs (same caches): the data stages come from the cache, but machine 0 trains again,
     # since machine 1 waits for its processes.
     again = {rank: run.with_name("again") for rank, run in runs.items()}
-    for rank, result in run_machines(recipe, again).items():
+    for rank, result in run_machines({0: recipe, 1: recipe}, again).items():
         assert result.returncode == 0, f"machine {rank}:\n{result.stdout[-3000:]}"
     statuses = {stage["name"]: stage["status"] for stage in report_of(again[0])["stages"]}
     assert statuses["split"] == "cached" and statuses["train"] == "ran"
+
+
+@pytest.mark.slow
+def test_machines_that_prepared_different_data_refuse_to_train_together(tmp_path):
+    section = f"compute: {{num_machines: 2, main_process_ip: 127.0.0.1, main_process_port: {free_port()}}}\n"
+    recipes = {rank: make_project(tmp_path / f"project{rank}", section) for rank in (0, 1)}
+    records = tmp_path / "project1" / "records.jsonl"
+    records.write_text("".join(records.read_text().splitlines(keepends=True)[1:]))  # machine 1 lacks a record
+    runs = {rank: tmp_path / f"machine{rank}" / "run" for rank in (0, 1)}
+    done = run_machines(recipes, runs)
+    assert [done[rank].returncode for rank in (0, 1)] == [1, 1], done[0].stdout[-3000:]
+    for rank in (0, 1):
+        log = next((runs[rank] / "work" / "train").glob("*/launch/processes.log")).read_text()
+        assert "machine(s) 1 prepared other train or validation splits than machine 0" in log
+    assert not (runs[0] / "report.json").exists() and not (runs[0] / "model").exists()

@@ -30,6 +30,7 @@ from fttool.training.backends.sft import (
 )
 from fttool.training.examples import prompt_and_sequence_ids, response_start, template_messages
 from fttool.training.job import TrainJob, TrainOutcome
+from fttool.training.machines import same_data_callbacks
 from fttool.training.modeling import load_tokenizer
 from fttool.training.preference_settings import WITH_REFERENCE
 from fttool.training.quiet import quiet_libraries
@@ -172,7 +173,7 @@ def fit_preference(job: TrainJob, tokenizer, model, data: PreparedData, tracker=
         model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
         train_dataset=datasets.Dataset.from_list(data.train),
         eval_dataset=datasets.Dataset.from_list(data.validation) if data.validation else None,
-        callbacks=_callbacks(params) + ([tracker.callback()] if tracker else []), **extra)
+        callbacks=_callbacks(params) + same_data_callbacks(job) + ([tracker.callback()] if tracker else []), **extra)
     trainer.remove_callback(transformers.PrinterCallback)
     initial_norms = trained_tensor_norms(trainer.model)
     started = time.perf_counter()

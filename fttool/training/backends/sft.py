@@ -20,6 +20,7 @@ from fttool.training.device import device, load_dtype, training_precision
 from fttool.training.examples import tokenized_example, tokenized_examples, trained_token_share
 from fttool.training.faults import FAULT_ENV, InjectedFault, fault_step
 from fttool.training.job import TrainJob, TrainOutcome
+from fttool.training.machines import same_data_callbacks
 from fttool.training.modeling import load_causal_lm, load_tokenizer
 from fttool.training.quiet import quiet_libraries
 from fttool.training.settings import TrainParams
@@ -245,7 +246,7 @@ def fit(job: TrainJob, tokenizer, model, data: PreparedData, tracker=None) -> Tr
         model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
         train_dataset=datasets.Dataset.from_list(data.train),
         eval_dataset=datasets.Dataset.from_list(data.validation) if data.validation else None,
-        callbacks=_callbacks(params) + ([tracker.callback()] if tracker else []))
+        callbacks=_callbacks(params) + same_data_callbacks(job) + ([tracker.callback()] if tracker else []))
     trainer.remove_callback(transformers.PrinterCallback)
 
     # Measured before a checkpoint is loaded, so a resumed run is compared with the same starting point.
