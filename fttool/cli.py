@@ -115,10 +115,11 @@ def run(recipe: str, output_dir: Path | None, resume: bool, machine_rank: int | 
     compiled = _compile_or_exit(recipe, machine_rank)
     _report_policy_warnings(compiled)
     from fttool.pipeline.runner import RunError, run_plan
-    from fttool.pipeline.worker import join_training
+    from fttool.pipeline.worker import join_training, refuse_resume_on_several_machines
     from fttool.pipeline.worker import machine_rank as rank_of
 
     try:
+        refuse_resume_on_several_machines(compiled, resume)
         if rank_of(compiled) > 0:
             run_dir = join_training(compiled, output_dir, resume)
             click.echo(f"machine {rank_of(compiled)} trained with machine 0 and finished: {run_dir} holds the "

@@ -88,6 +88,20 @@ def test_the_machine_rank_option_replaces_the_recipes_and_is_checked(tmp_path):
         compile_recipe(recipe, machine_rank=5)
 
 
+def test_resuming_a_run_of_several_machines_is_refused(tmp_path):
+    from click.testing import CliRunner
+
+    from fttool.cli import cli
+
+    recipe = make_project(tmp_path, "compute: {num_machines: 2, main_process_ip: 127.0.0.1, "
+                                    "main_process_port: 29500}\n")
+    for rank in ("0", "1"):
+        result = CliRunner().invoke(cli, ["run", str(recipe), "--machine-rank", rank, "--resume",
+                                          "--output-dir", str(tmp_path / "run")])
+        assert result.exit_code == 1 and "--resume is not supported when several machines train" in result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_fsdp_without_a_gpu_is_refused_before_any_stage_runs(tmp_path):
     import torch
 
@@ -179,6 +193,8 @@ def test_two_machines_train_together_over_gloo_on_localhost(tmp_path):
     assert training["train_examples"] == 25 and training["steps"] == 4 and training["epochs"] == 1.0
     assert (runs[0] / "model" / "adapter_model.safetensors").is_file()
     assert verify(runs[0]) == []
+    assert "2 on 2 machines, 1 each (ddp, accelerate launch)" in (runs[0] / "report.html").read_text()
+    assert "in 2 processes (ddp, 1 on each of 2 machines)" in (runs[0] / "MODEL_CARD.md").read_text()
     # Machine 1 prepared the same data and trained, and wrote nothing that could contradict machine 0's report.
     assert "machine 1 trained with machine 0" in done[1].stdout
     assert (runs[1] / "data" / "train.jsonl").read_bytes() == (runs[0] / "data" / "train.jsonl").read_bytes()

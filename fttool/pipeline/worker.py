@@ -28,6 +28,16 @@ def machine_rank(plan: Plan) -> int:
     return train.params.compute.machine_rank if train is not None else 0
 
 
+def refuse_resume_on_several_machines(plan: Plan, resume: bool) -> None:
+    """A resumed multi-machine run would have machine 0 continue from its checkpoints (the only ones) while the
+    others start again, and their processes would not agree on the step."""
+    train = next((spec for spec in plan.stages if spec.name == TRAIN), None)
+    if resume and train is not None and train.params.compute.num_machines > 1:
+        raise RunError("--resume is not supported when several machines train together (checkpoints are on "
+                       "machine 0 only); start a new run on every machine: the stages before train come from "
+                       "the cache")
+
+
 def join_training(plan: Plan, output_dir: Path | None = None, resume: bool = False) -> Path:
     """Prepare the data as machine 0 does and train with it; the run directory, which holds no report."""
     rank = machine_rank(plan)

@@ -203,11 +203,17 @@ def _compute(report: dict) -> list[str]:
     environment, training = report.get("environment") or {}, report.get("training") or {}
     seconds = sum(stage.get("seconds") or 0 for stage in report.get("stages") or [])
     memory = environment.get("memory_bytes")
+    launch = training.get("launch") or {}
+    machines = launch.get("machines", 1)
+    processes = (f" in {launch['num_processes']} processes ({_fmt(launch.get('strategy'))}"
+                 + (f", {_fmt(launch.get('processes_per_machine'))} on each of {machines} machines" if machines > 1
+                    else "") + ")") if launch else ""
     return ["## Compute and environmental impact", "",
-            f"- **Hardware:** {_fmt(environment.get('cpu_model'))}, {_fmt(environment.get('cpu_count'))} CPUs, "
+            f"- **Hardware{' (machine 0)' if machines > 1 else ''}:** {_fmt(environment.get('cpu_model'))}, "
+            f"{_fmt(environment.get('cpu_count'))} CPUs, "
             f"{_fmt(round(memory / 2 ** 30, 1) if isinstance(memory, int) else None)} GiB memory, GPUs: "
             f"{_fmt(environment.get('gpus'))}",
-            f"- **Training:** {_fmt(training.get('steps'))} steps on {_fmt(training.get('device'))} in "
+            f"- **Training:** {_fmt(training.get('steps'))} steps on {_fmt(training.get('device'))}{processes} in "
             f"{_fmt(training.get('seconds'))} s; all stages {seconds:.1f} s (cached stages count 0)",
             "- **Energy and emissions:** not measured by fttool.",
             f"- **Software:** Python {_fmt(environment.get('python'))}; "
