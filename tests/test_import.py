@@ -130,7 +130,8 @@ def test_a_llamafactory_config_keeps_what_fttool_has_and_names_the_rest(tmp_path
     assert train["save_only_model"] is True and train["epochs"] == 3.0 and train["learning_rate"] == 1e-4
     assert recipe["tracking"] == {"enabled": False}
     stderr = result.stderr
-    assert "not carried over: deepspeed: ds_z3_config.json (DeepSpeed is not supported" in stderr
+    assert ("not carried over: deepspeed: ds_z3_config.json (DeepSpeed JSON configs are not read; set "
+            "compute.strategy: deepspeed") in stderr
     assert "not carried over: template: qwen3_nothink (fttool's built-in templates are" in stderr
     assert "not carried over: val_size: not set (fttool measures validation loss while training" in stderr
     assert ("differs: max_samples: 100 (LLaMA-Factory keeps the first 100 records of each dataset before holding out "

@@ -118,7 +118,8 @@ AXOLOTL_NOT_CARRIED = {
     "eval_causal_lm_metrics": "the evaluate section measures the tuned model",
     "do_causal_lm_eval": "the evaluate section measures the tuned model",
     "lora_mlp_kernel": "no fused LoRA kernels", "lora_qkv_kernel": "no fused LoRA kernels",
-    "lora_o_kernel": "no fused LoRA kernels", "deepspeed": "DeepSpeed is not supported (compute.strategy: fsdp is)",
+    "lora_o_kernel": "no fused LoRA kernels", "deepspeed": "DeepSpeed JSON configs are not read; set "
+    "compute.strategy: deepspeed and compute.deepspeed.zero_stage",
     "fsdp": "set compute.strategy: fsdp and compute.num_processes", "fsdp_config": "fttool writes its own",
     "hub_model_id": "fttool never uploads", "push_to_hub": "fttool never uploads",
 }
