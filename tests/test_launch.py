@@ -8,7 +8,8 @@ import sys
 
 import pytest
 from conftest import report_of
-from support.training import client_for, make_project
+from support.runs import lora_project as make_project
+from support.training import client_for
 
 from fttool.governance.evidence import verify
 from fttool.pipeline.runner import RunError, run_plan

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import ACTIONS, TOPICS
 
 from fttool.cli import cli
 from fttool.data.records import read_jsonl
@@ -35,8 +36,6 @@ train:
 evaluate: {max_new_tokens: 8, batch_size: 8}
 """
 
-TOPICS = ["savings account", "credit card", "home insurance", "mortgage", "pension plan", "travel insurance"]
-ACTIONS = ["open", "close", "change", "review", "cancel", "renew"]
 
 
 @pytest.fixture(scope="module")

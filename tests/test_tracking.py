@@ -5,7 +5,8 @@ import json
 
 import pytest
 from conftest import ACTIONS, TOPICS, report_of
-from support.training import client_for, make_project
+from support.runs import lora_project as make_project
+from support.training import client_for
 
 from fttool.governance.evidence import verify
 from fttool.pipeline.digest import files_under, sha256_file

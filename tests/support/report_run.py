@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 from click.testing import CliRunner
+from conftest import ACTIONS, TOPICS
 
 from fttool.cli import cli
 from fttool.report.verdict import verdict
@@ -35,8 +36,6 @@ evaluate: {{max_new_tokens: 8, batch_size: 8}}
 memorisation: {{canaries: 3, repetitions: 2, references: 127, max_exposure_bits: 6}}
 report: {{policy: {REGULATED}}}
 """
-TOPICS = ["savings account", "credit card", "home insurance", "mortgage", "pension plan", "travel insurance"]
-ACTIONS = ["open", "close", "change", "review", "cancel", "renew"]
 
 
 def small_run(root: Path, name: str) -> Path:

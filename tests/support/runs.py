@@ -5,8 +5,7 @@ import json
 import textwrap
 from pathlib import Path
 
-TOPICS = ["savings account", "credit card", "home insurance", "mortgage", "pension plan", "travel insurance"]
-ACTIONS = ["open", "close", "change", "review", "cancel", "renew"]
+from conftest import write_support_project
 
 DATA_ONLY = """
 name: data-only
@@ -47,12 +46,6 @@ def data_project(root: Path, n: int = 20, extra: str = "") -> Path:
 
 
 def lora_project(root: Path, extra: str = "") -> Path:
-    """A LoRA recipe on the demo model, 4 steps on 36 support questions; the recipe's path."""
-    root.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"instruction": f"How do I {action} my {topic}?",
-                         "output": f"To {action} your {topic}, open the app and follow the steps."})
-             for action in ACTIONS for topic in TOPICS]
-    (root / "records.jsonl").write_text("\n".join(lines) + "\n")
-    recipe = root / "recipe.yaml"
-    recipe.write_text(textwrap.dedent(LORA).lstrip() + extra)
-    return recipe
+    """A LoRA recipe on the demo model, 4 steps on 36 support questions (with the text of each answer: what must
+    never reach a log); the recipe's path."""
+    return write_support_project(root, LORA + extra)
