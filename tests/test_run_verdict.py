@@ -7,18 +7,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from support.runs import DATA_ONLY
 
 from fttool.cli import cli
 
 pytestmark = pytest.mark.slow  # each test runs the data stages end to end
 
-DATA_ONLY = """
-name: verdict
-data:
-  sources:
-    - {path: records.jsonl, format: alpaca, tag: t}
-  split: {train: 0.6, validation: 0.2, test: 0.2, seed: 3}
-"""
 
 
 def run(recipe: Path, run_dir: Path):
