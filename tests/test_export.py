@@ -146,11 +146,10 @@ def test_the_export_carries_the_signoffs(lora_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_forged_report_cannot_make_a_merge_load_another_model(lora_run, tmp_path):
-    """report.json names a directory whose code runs with trust_remote_code; merge reads the verified plan.json."""
+def code_running_model_and_run_copy(lora_run, tmp_path):
+    """A model directory whose code, if loaded with trust_remote_code, leaves a marker file; and a copy of the run
+    to forge. Returns (the directory, the marker, the copy)."""
     import shutil
-
-    from fttool.governance.evidence import verify, write_digests
 
     evil = tmp_path / "evil"
     evil.mkdir()
@@ -160,6 +159,14 @@ def test_a_forged_report_cannot_make_a_merge_load_another_model(lora_run, tmp_pa
     (evil / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
     copy = tmp_path / "run"
     shutil.copytree(lora_run, copy, ignore=shutil.ignore_patterns("export"))
+    return evil, marker, copy
+
+
+def test_a_forged_report_cannot_make_a_merge_load_another_model(lora_run, tmp_path):
+    """report.json names a directory whose code runs with trust_remote_code; merge reads the verified plan.json."""
+    from fttool.governance.evidence import verify, write_digests
+
+    evil, marker, copy = code_running_model_and_run_copy(lora_run, tmp_path)
     report = json.loads((copy / "report.json").read_text())
     report["recipe"]["resolved"]["model"].update(base=str(evil), trust_remote_code=True)
     (copy / "report.json").write_text(json.dumps(report, indent=2))
@@ -193,19 +200,10 @@ def test_a_run_whose_policy_failed_is_exported_only_after_a_waiver(tmp_path):
 def test_a_forged_plan_cannot_make_a_merge_run_another_models_code(lora_run, tmp_path):
     """plan.json (and the lineage) rewritten to name a directory whose code runs with trust_remote_code, every digest
     recomputed: the digests are not secret, so merge runs a model's own code only when the command line says so."""
-    import shutil
-
     from fttool.governance.evidence import verify, write_digests
     from fttool.pipeline.digest import sha256_path
 
-    evil = tmp_path / "evil"
-    evil.mkdir()
-    marker = tmp_path / "ran"
-    (evil / "config.json").write_text(json.dumps({"model_type": "evil", "auto_map": {
-        "AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.EvilModel"}}))
-    (evil / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
-    copy = tmp_path / "run"
-    shutil.copytree(lora_run, copy, ignore=shutil.ignore_patterns("export"))
+    evil, marker, copy = code_running_model_and_run_copy(lora_run, tmp_path)
     plan = json.loads((copy / "plan.json").read_text())
     for stage in plan["stages"]:
         if isinstance(stage["params"].get("model"), dict):
