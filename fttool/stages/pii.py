@@ -72,7 +72,8 @@ class PiiStage(Stage):
             with record_scrubbing(params, records, note) as (scrub, tally):
                 for split in SPLITS:
                     scrubbed = scrub(read_jsonl(ctx.inputs[split]))
-                    write_jsonl(ctx.outputs[split], ctx.progress(scrubbed, desc=f"pii {split}"))
+                    write_jsonl(ctx.outputs[split], ctx.progress(scrubbed, total=count_lines(ctx.inputs[split]),
+                                                                 desc=f"pii {split}"))
         if params.strict and tally.residual:
             raise PiiResidualError(
                 f"pii.strict: a second scan still finds PII in scrubbed text ({_counts_text(tally.residual)}); "
