@@ -38,6 +38,7 @@ from fttool.pipeline.digest import files_under, sha256_file, sha256_path
 from fttool.pipeline.errors import RunError
 from fttool.pipeline.layout import EXPORT, SIGNOFFS, RunLayout, RunLock
 from fttool.report.model_card import render_model_card
+from fttool.training.model_identity import hub_cache_folder
 from fttool.training.model_ref import is_demo_reference, is_local_model
 
 MANIFEST_FILE = EXPORT_MANIFEST  # verify checks an export inside the run directory against it
@@ -170,7 +171,7 @@ def base_model_identity(report: dict) -> dict:
     base = report["training"]["base_model"]
     name = base["name"]
     # A hub model's cached snapshot is a source under its commit (fttool.training.model_identity.base_model_inputs).
-    snapshot = f"models--{name.replace('/', '--')}/snapshots/{base.get('revision')}"
+    snapshot = f"{hub_cache_folder(name)}/snapshots/{base.get('revision')}"
     source = next((artifact for artifact in report["lineage"]["artifacts"] if artifact["kind"] == "source"
                    and (artifact["path"] == name or artifact["path"].endswith(snapshot))), None)
     if is_demo_reference(name):

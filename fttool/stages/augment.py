@@ -229,9 +229,10 @@ class AugmentStage(Stage):
     def unmet_requirements(cls, params: AugmentParams) -> list[str]:
         from fttool.augment.wordnet_files import DEBIAN_WORDNET, INSTALL_HINT, missing_files
 
-        if any(entry.method == "synonym" for entry in params.methods) and missing_files():
-            return [f"synonym augmentation needs WordNet 3.0 in {DEBIAN_WORDNET} (missing: "
-                    f"{', '.join(missing_files())}); {INSTALL_HINT}"]
+        missing = missing_files() if any(entry.method == "synonym" for entry in params.methods) else []
+        if missing:
+            return [f"synonym augmentation needs WordNet 3.0 in {DEBIAN_WORDNET} (missing: {', '.join(missing)}); "
+                    f"{INSTALL_HINT}"]
         return []
 
     def run(self, ctx: StageContext) -> StageResult:

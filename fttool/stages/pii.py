@@ -63,17 +63,16 @@ class PiiStage(Stage):
 
     def run(self, ctx: StageContext) -> StageResult:
         params: PiiParams = ctx.params
-        records = sum(count_lines(ctx.inputs[split]) for split in SPLITS)
+        counts = {split: count_lines(ctx.inputs[split]) for split in SPLITS}
         ctx.outputs["findings"].parent.mkdir(parents=True, exist_ok=True)
         with open(ctx.outputs["findings"], "w", encoding="utf-8") as findings:
             def note(finding: dict) -> None:
                 findings.write(json.dumps(finding, ensure_ascii=False) + "\n")
 
-            with record_scrubbing(params, records, note) as (scrub, tally):
+            with record_scrubbing(params, sum(counts.values()), note) as (scrub, tally):
                 for split in SPLITS:
                     scrubbed = scrub(read_jsonl(ctx.inputs[split]))
-                    write_jsonl(ctx.outputs[split], ctx.progress(scrubbed, total=count_lines(ctx.inputs[split]),
-                                                                 desc=f"pii {split}"))
+                    write_jsonl(ctx.outputs[split], ctx.progress(scrubbed, total=counts[split], desc=f"pii {split}"))
         if params.strict and tally.residual:
             raise PiiResidualError(
                 f"pii.strict: a second scan still finds PII in scrubbed text ({_counts_text(tally.residual)}); "

@@ -106,11 +106,16 @@ def cached_commit(repo_id: str, revision: str | None) -> str | None:
     return snapshot.name if snapshot else None
 
 
+def hub_cache_folder(repo_id: str) -> str:
+    """The folder huggingface_hub keeps a model repository in, under its cache."""
+    return f"models--{repo_id.replace('/', '--')}"
+
+
 def cached_snapshot(repo_id: str, revision: str | None) -> Path | None:
     """The cache's snapshot directory of the revision, laid out as huggingface_hub writes it; None when absent."""
     from huggingface_hub import constants
 
-    repo = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
+    repo = Path(constants.HF_HUB_CACHE) / hub_cache_folder(repo_id)
     name = revision or "main"
     ref = repo / "refs" / name
     commit = ref.read_text(encoding="utf-8").strip() if ref.is_file() else name
