@@ -135,6 +135,7 @@ def run(recipe: str, output_dir: Path | None, resume: bool, machine_rank: int | 
 def _summarise_run(run_dir: Path) -> None:
     """The console summary of a finished run, ending with its verdict; exit 1 when the verdict is fail, so that
     no outcome a user must act on (a failed policy rule, personal data left, no record kept) reads as success."""
+    from fttool.pipeline.layout import REPORT_HTML
     from fttool.report import read_report
     from fttool.report.markdown import evaluation_outcome
     from fttool.report.verdict import FAIL, verdict
@@ -154,12 +155,13 @@ def _summarise_run(run_dir: Path) -> None:
         return
     for reason in result.reasons:
         if reason.status == FAIL:
-            click.echo(f"error: {reason.text} (the report's {reason.section} section: {run_dir / 'report.html'})",
+            click.echo(f"error: {reason.text} (the report's {reason.section} section: {run_dir / REPORT_HTML})",
                        err=True)
-    quarantine = run_dir / "quarantine.jsonl"
-    if counts.get("kept") == 0 and quarantine.is_file():
-        click.echo(f"error: why each record was rejected is in {quarantine} (line and reason, never content)",
-                   err=True)
+    # The ingest summary names its quarantine file, relative to the run directory.
+    quarantine = ((report["data"].get("ingest") or {}).get("quarantine") or {}).get("path")
+    if counts.get("kept") == 0 and quarantine:
+        click.echo(f"error: why each record was rejected is in {run_dir / quarantine} (line and reason, never "
+                   "content)", err=True)
     raise SystemExit(EXIT_FAILED)
 
 
