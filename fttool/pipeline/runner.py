@@ -29,6 +29,7 @@ from fttool.pipeline.digest import files_under, sha256_file, sha256_path
 from fttool.pipeline.errors import RunError
 from fttool.pipeline.layout import LOCK, WORK, RunLayout, RunLock, cache_dir
 from fttool.pipeline.plan import Plan, StageSpec, canonical_json, sha256_text, thaw
+from fttool.pipeline.resume_seal import SEALS, check_against_seal, read_seal, sealed_outputs_present, write_seal
 from fttool.pipeline.stage import RECORD_DATASETS, StageContext, StageResult
 from fttool.stages import stage_class
 from fttool.training.model_ref import is_local_model
@@ -79,7 +80,7 @@ def _place(source: Path, target: Path, read_only: bool = False) -> None:
 def purge_cache(directory: Path | None = None) -> tuple[Path, int]:
     """Delete every entry of the stage cache (default: $FTTOOL_CACHE_DIR, else reports/.fttool-cache).
 
-    Returns the cache directory and how many entries were deleted.
+    Returns the cache directory and how many stage outputs were deleted (resume seals go too, uncounted).
     """
     root = Path(directory) if directory else cache_dir(Path("reports") / "run")
     entries = [entry for stage in sorted(root.iterdir()) if stage.is_dir() for entry in stage.iterdir()] \
@@ -89,7 +90,7 @@ def purge_cache(directory: Path | None = None) -> tuple[Path, int]:
             shutil.rmtree(entry)  # read-only files go with their directory, which stays writable
         else:
             entry.unlink()
-    return root, len(entries)
+    return root, sum(entry.parent.name != SEALS for entry in entries)
 
 
 def _remove_outputs(run_dir: Path, outputs: dict[str, str]) -> None:
@@ -109,6 +110,7 @@ class Runner:
         self.cache_dir = cache_dir
         self.resume = resume
         self.state: dict = {}
+        self.sealed: dict = {}  # on resume: the finished stages' records as sealed outside the run directory
         self.sources: dict[str, dict] = {}  # the path as the recipe gives it -> lineage entry
 
     # -- setup -----------------------------------------------------------------------------------
@@ -121,12 +123,13 @@ class Runner:
             if links:  # the run writes plan.json, its state and stage outputs: never through a link to elsewhere
                 raise RunError(f"{self.run_dir / links[0]} is a symbolic link; a run directory holds its own files: "
                                "remove the link to resume")
-            self.state = json.loads(state_path.read_text())
+            self.state = self._read_state()
             if self.state["recipe_fingerprint"] != self.plan.fingerprint:
                 raise RunError(
                     f"{self.run_dir}: the recipe changed since this run started (fingerprint "
                     f"{self.state['recipe_fingerprint'][:12]} -> {self.plan.fingerprint[:12]}); resuming would mix "
                     "old and new results. Start a new run, or restore the recipe to resume.")
+            self._check_seal()
             self.state["resumed_at"] = _now()
         else:
             if self.run_dir.exists() and any(p.name != LOCK for p in self.run_dir.iterdir()):
@@ -151,10 +154,33 @@ class Runner:
                   f"original file's sha256 is {sha256_file(self.plan.recipe_path)}\n")
         self.layout.recipe.write_text(header + yaml.safe_dump(withheld, sort_keys=False, allow_unicode=True))
 
+    def _read_state(self) -> dict:
+        try:
+            state = json.loads(self.layout.state.read_text(encoding="utf-8"))
+            if isinstance(state, dict) and isinstance(state.get("stages"), dict) and "recipe_fingerprint" in state:
+                return state
+        except (OSError, ValueError):
+            pass
+        raise RunError(f"{self.layout.state}: not a run state fttool wrote; start a new run")
+
+    def _check_seal(self) -> None:
+        """The seal, not run_state.json, says which stage outputs a resume may reuse (fttool.pipeline.resume_seal)."""
+        sealed = read_seal(self.cache_dir, self.run_dir)
+        if sealed is None:
+            _log(f"resume: no seal of this run's finished stages in {self.cache_dir} (the run moved, or the cache was "
+                 "purged or is another), so none is taken from the run directory: each comes from the cache or runs "
+                 "again")
+        self.sealed = sealed or {}
+        check_against_seal(self.run_dir, self.layout.state, self.state["stages"], self.sealed)
+        # Records the seal does not hold are dropped, so that saving the state never seals what it did not vouch for.
+        self.state["stages"] = {name: record for name, record in self.state["stages"].items()
+                                if self.sealed.get(name) == record}
+
     def _save_state(self) -> None:
         tmp = self.layout.state.with_name(self.layout.state.name + ".tmp")
         tmp.write_text(json.dumps(self.state, indent=2) + "\n")
         tmp.replace(self.layout.state)
+        write_seal(self.cache_dir, self.run_dir, self.state["stages"])
 
     # -- fingerprints ----------------------------------------------------------------------------
     def _external_digests(self, spec: StageSpec) -> dict[str, str]:
@@ -255,12 +281,11 @@ class Runner:
         return record
 
     def _from_resume(self, spec: StageSpec, fingerprint: str) -> StageRecord | None:
-        previous = self.state["stages"].get(spec.name)
-        if not previous or previous["fingerprint"] != fingerprint:
+        previous = self.sealed.get(spec.name)  # as sealed: run_state.json may have been edited
+        if not previous or previous["fingerprint"] != fingerprint or not sealed_outputs_present(self.run_dir,
+                                                                                                previous):
             return None
         record = StageRecord(**previous)
-        if not _files_match(self.run_dir, record.outputs):
-            return None
         record.status = "resumed"
         return record
 

@@ -1,0 +1,96 @@
+"""What `fttool run --resume` trusts: the finished stages' records, sealed outside the run directory.
+
+run_state.json lies in the run directory, which colleagues may write (docs/security.md), and its digests are not
+secret; a failed run has no report, let alone a signed one. So every time the runner saves its state it also
+writes the finished stages' records (fingerprint, output files and their sha256) to a seal in the stage cache:
+the operator's own directory, readable and writable by them alone, whose copies the runner already serves on
+their word. On resume the seal is authoritative:
+
+- a stage is reused only as the seal records it, and only when every output file it recorded is there and hashes
+  to the sealed sha256;
+- a file that is there but hashes otherwise, or a stage record in run_state.json that differs from the sealed one,
+  refuses the resume, naming the file: someone edited the run after fttool wrote it;
+- an output file that is gone (work/ is deleted when a run succeeds), or a stage the seal does not hold (no seal:
+  the run directory moved, the cache was purged or is another), is not reused: the stage comes from the cache or
+  runs again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+
+from fttool.pipeline.digest import sha256_file
+from fttool.pipeline.errors import RunError
+
+SEALS = "resume-seals"  # under the cache directory, one file per run directory
+READ_ONLY = stat.S_IRUSR
+
+
+def seal_path(cache_dir: Path, run_dir: Path) -> Path:
+    """The seal of the run directory at `run_dir` (by its absolute path: a run moved elsewhere has none)."""
+    key = hashlib.sha256(str(Path(run_dir).resolve()).encode("utf-8")).hexdigest()[:32]
+    return Path(cache_dir) / SEALS / f"{key}.json"
+
+
+def write_seal(cache_dir: Path, run_dir: Path, stages: dict) -> None:
+    """Seal the finished stages' records (run_state.json's `stages`), readable and writable by the operator alone."""
+    path = seal_path(cache_dir, run_dir)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle:
+        json.dump({"run_dir": str(Path(run_dir).resolve()), "stages": stages}, handle, indent=2)
+    tmp.chmod(READ_ONLY)  # as the cache's copies are; replacing it needs only the directory, which is the operator's
+    tmp.replace(path)
+
+
+def _trustworthy(path: Path) -> bool:
+    """Whether only this user could have written `path`: owned by them, writable by no one else."""
+    info = path.lstat()
+    return (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)) and info.st_uid == os.getuid() \
+        and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def read_seal(cache_dir: Path, run_dir: Path) -> dict | None:
+    """The sealed stage records of `run_dir`, or None when there is no seal; RunError for one fttool cannot trust."""
+    path = seal_path(cache_dir, run_dir)
+    if not path.exists() and not path.is_symlink():
+        return None
+    if not (_trustworthy(path) and _trustworthy(path.parent)):
+        raise RunError(f"{path}: the seal of this run's finished stages is not a file that only you can write (owner, "
+                       "mode or a link), so it cannot vouch for them; remove it (the finished stages then run again) "
+                       "or start a new run")
+    try:
+        sealed = json.loads(path.read_text(encoding="utf-8"))
+        stages = sealed["stages"] if sealed["run_dir"] == str(Path(run_dir).resolve()) else None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RunError(f"{path}: the seal of this run's finished stages cannot be read ({exc}); remove it (the "
+                       "finished stages then run again) or start a new run") from None
+    if not isinstance(stages, dict):
+        raise RunError(f"{path}: not the seal of {run_dir}; remove it (the finished stages then run again)")
+    return stages
+
+
+def check_against_seal(run_dir: Path, state_path: Path, stages: dict, sealed: dict) -> None:
+    """RunError naming every file that differs from the seal: a sealed output that hashes otherwise, and
+    run_state.json when a stage's record there is not the sealed one. Missing outputs are not an error."""
+    problems = []
+    for name, record in sealed.items():
+        for rel, digest in record["outputs"].items():
+            path = Path(run_dir) / rel
+            if (path.exists() or path.is_symlink()) and not (path.is_file() and sha256_file(path) == digest):
+                problems.append(f"{path}: sha256 differs from what stage {name} wrote (sealed in the stage cache)")
+    problems += [f"{state_path}: the record of stage {name} differs from the sealed one"
+                 for name, record in stages.items() if name in sealed and sealed[name] != record]
+    if problems:
+        raise RunError("the run was changed after fttool wrote it, so resuming would serve what fttool did not "
+                       "compute:\n  " + "\n  ".join(problems) + "\nrestore those files, or start a new run "
+                       "(fttool run RECIPE without --resume, into another --output-dir)")
+
+
+def sealed_outputs_present(run_dir: Path, record: dict) -> bool:
+    """Whether every output file of a sealed stage record is there (check_against_seal has hashed them)."""
+    return all((Path(run_dir) / rel).is_file() for rel in record["outputs"])
