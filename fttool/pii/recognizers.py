@@ -165,11 +165,13 @@ def build_registry(language: str, nlp_engine) -> RecognizerRegistry:
         registry.load_predefined_recognizers(languages=[language], nlp_engine=nlp_engine)
     finally:
         presidio_log.removeFilter(language_skips)
-    stock_spacy = next(r for r in registry.recognizers if r.name == "SpacyRecognizer")
-    registry.remove_recognizer("SpacyRecognizer")
+    # The NER's recognizer: SpacyRecognizer, or its subclass TransformersRecognizer with a transformers engine
+    # (pii.ner), which reads the entities the same way.
+    stock_ner = next(r for r in registry.recognizers if isinstance(r, SpacyRecognizer))
+    registry.remove_recognizer(stock_ner.name)
     registry.add_recognizer(PlausibleNameSpacyRecognizer(
-        supported_language=language, supported_entities=stock_spacy.supported_entities,
-        ner_strength=stock_spacy.ner_strength))
+        supported_language=language, supported_entities=stock_ner.supported_entities,
+        ner_strength=stock_ner.ner_strength))
     registry.remove_recognizer("EmailRecognizer")
     registry.add_recognizer(_offline_email_recognizer(language))
     registry.add_recognizer(IssuerRangeCardRecognizer(language))

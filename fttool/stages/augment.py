@@ -31,6 +31,7 @@ from fttool.augment.settings import AugmentMethod, AugmentParams
 from fttool.data.dedup import exact_key
 from fttool.data.embeddings import MODEL_NAME, model_dir
 from fttool.data.records import SPLITS, read_jsonl, write_jsonl
+from fttool.pii.nlp_engines import located, ner_model_inputs
 from fttool.pii.settings import PiiParams
 from fttool.pipeline.plan import thaw
 from fttool.pipeline.stage import Stage, StageContext, StageResult
@@ -219,7 +220,8 @@ class AugmentStage(Stage):
         from fttool.augment.methods import METHODS
 
         # The models decide what is written: the encoder through the similarity check, the others directly.
-        paths = [str(model_dir())]
+        # pii.ner's transformers model, when named, decides which augmented texts are rejected.
+        paths = [str(model_dir()), *ner_model_inputs(params.pii.ner)]
         for entry in params.methods:
             paths += [getattr(entry, key) for key in METHODS[entry.method].model_keys]
             paths += METHODS[entry.method].data_paths
@@ -243,7 +245,7 @@ class AugmentStage(Stage):
                 seen.add(exact_key(record))
                 n_train += split == "train"
         params: AugmentParams = ctx.params
-        pii = _PiiCheck(params.pii)
+        pii = _PiiCheck(located(params.pii, ctx.recipe_dir))  # a NER model's directory, from the recipe's
         entries = params.methods
         reports: dict[str, dict] = {}
 

@@ -13,6 +13,7 @@ import json
 
 from fttool.data.records import SPLITS, count_lines, read_jsonl, write_jsonl
 from fttool.pii.findings import FINDINGS
+from fttool.pii.nlp_engines import located, ner_model_inputs, ner_summary, unmet_ner_requirements
 from fttool.pii.records import Tally, record_scrubbing
 from fttool.pii.scrubber import PiiResidualError, key_digests, operator_spec
 from fttool.pii.settings import PiiParams, entities_checked
@@ -61,6 +62,15 @@ class PiiStage(Stage):
     def secret_digests(cls, params: PiiParams) -> dict[str, str]:
         return key_digests(params)
 
+    @classmethod
+    def external_inputs(cls, params: PiiParams) -> list[str]:
+        # A transformers NER model decides what is found: its files, not its name, are part of the fingerprint.
+        return ner_model_inputs(params.ner)
+
+    @classmethod
+    def unmet_requirements(cls, params: PiiParams) -> list[str]:
+        return unmet_ner_requirements(params.ner)
+
     def run(self, ctx: StageContext) -> StageResult:
         params: PiiParams = ctx.params
         counts = {split: count_lines(ctx.inputs[split]) for split in SPLITS}
@@ -69,7 +79,7 @@ class PiiStage(Stage):
             def note(finding: dict) -> None:
                 findings.write(json.dumps(finding, ensure_ascii=False) + "\n")
 
-            with record_scrubbing(params, sum(counts.values()), note) as (scrub, tally):
+            with record_scrubbing(located(params, ctx.recipe_dir), sum(counts.values()), note) as (scrub, tally):
                 for split in SPLITS:
                     scrubbed = scrub(read_jsonl(ctx.inputs[split]))
                     write_jsonl(ctx.outputs[split], ctx.progress(scrubbed, total=counts[split], desc=f"pii {split}"))
@@ -77,7 +87,7 @@ class PiiStage(Stage):
             raise PiiResidualError(
                 f"pii.strict: a second scan still finds PII in scrubbed text ({_counts_text(tally.residual)}); "
                 "add recognizers or change operators so that nothing is left, or use action: drop")
-        return StageResult(summary=_summary(params, tally),
+        return StageResult(summary={**_summary(params, tally), "ner": ner_summary(params, ctx.recipe_dir)},
                            removed={"pii_detected": tally.dropped} if tally.drops else {})
 
 

@@ -38,12 +38,15 @@ def _values(node, pattern: tuple, path: JsonPath) -> Iterator[tuple[JsonPath, ob
 
 
 def recipe_paths(recipe: dict) -> Iterator[tuple[JsonPath, str]]:
-    """(JSON path, value) of every file or directory the recipe names, local models (base, augment) included."""
+    """(JSON path, value) of every file or directory the recipe names, local models (base, augment, pii NER)
+    included."""
     for pattern in PATH_SETTINGS:
         for path, value in _values(recipe, pattern, ()):
             if isinstance(value, str):
                 yield path, value
-    models: list[tuple[JsonPath, object]] = [(("model", "base"), recipe.get("model", {}).get("base"))]
+    ner = (recipe.get("pii") or {}).get("ner") or {}
+    models: list[tuple[JsonPath, object]] = [(("model", "base"), recipe.get("model", {}).get("base")),
+                                             (("pii", "ner", "model"), ner.get("model"))]
     models += [(("augment", index, key), method.get(key)) for index, method in enumerate(recipe.get("augment") or [])
                if isinstance(method, dict) for key in AUGMENT_MODELS]
     for where, model in models:
@@ -64,4 +67,4 @@ def _outside_errors(loaded: LoadedRecipe, recipe: dict) -> list[RecipeError]:
     return errors
 
 
-RULES = [Rule(("data", "evaluate", "report", "train", "model", "augment"), _outside_errors)]
+RULES = [Rule(("data", "evaluate", "report", "train", "model", "augment", "pii"), _outside_errors)]
