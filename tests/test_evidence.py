@@ -23,6 +23,7 @@ from fttool.governance.signoff import SignoffRefused, sign_off
 from fttool.pipeline.digest import sha256_file
 from fttool.pipeline.runner import run_plan
 from fttool.recipe import compile_recipe
+from fttool.report import write_report_files
 
 FAILING_POLICY = """
 name: strict
@@ -65,6 +66,13 @@ def rewrite_report(run_dir: Path, edit) -> None:
     report = json.loads((run_dir / "report.json").read_text())
     edit(report)
     (run_dir / "report.json").write_text(json.dumps(report, indent=2))
+
+
+def forge_report(run_dir: Path, edit) -> None:
+    """What a forger does with fttool's own code: edit report.json, render it again and rewrite every digest."""
+    report = json.loads((run_dir / "report.json").read_text())
+    edit(report)
+    write_report_files(report, run_dir)
 
 
 def sha256sum_line(run_dir: Path, name: str) -> None:
@@ -112,8 +120,29 @@ def test_a_rendering_edited_with_its_digest_recomputed_fails(run_dir):
     html = (run_dir / "report.html").read_text().replace("</body>", "<p>All checks passed.</p></body>")
     (run_dir / "report.html").write_text(html)
     sha256sum_line(run_dir, "report.html")
-    (problem,) = problems(run_dir)
-    assert problem.startswith("report.sha256: the renderings digest does not match")
+    found = problems(run_dir)
+    assert found[0].startswith("report.sha256: the renderings digest does not match")
+    assert found[1].startswith("report.html: differs from what fttool renders from report.json and signoff.json")
+
+
+@pytest.mark.parametrize("name", ["report.html", "report.md", "MODEL_CARD.md"])
+def test_a_rendering_edited_with_every_digest_recomputed_fails_naming_it(run_dir, tmp_path, name):
+    """The digests are not secret; what the sign-off signs (report.json, each entry) is: verify renders it again."""
+    key = _keygen(tmp_path / "dana")
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f"dana@bank.example {key.with_suffix('.pub').read_text()}")
+    sign_off(run_dir, "Dana", "risk", key)
+    text = (run_dir / name).read_text()
+    (run_dir / name).write_text(text.replace("Dana", "Dana and the CISO", 1) + "\nAll checks passed.\n")
+    write_digests(run_dir)
+    result = invoke("verify", str(run_dir), "--allowed-signers", str(allowed))
+    assert result.exit_code == 1
+    assert (f"{run_dir}/{name}: differs from what fttool renders from report.json and signoff.json, which the "
+            "sign-offs cover: it was edited after fttool wrote it; render it again with fttool report RUN_DIR"
+            in result.stderr)
+    # Rendered again, as the message says, it verifies under the same signature.
+    assert invoke("report", str(run_dir)).exit_code == 0
+    assert invoke("verify", str(run_dir), "--allowed-signers", str(allowed)).exit_code == 0
 
 
 @pytest.mark.parametrize("name", ["recipe.yaml", "plan.json", "run_state.json", "MODEL_CARD.md", "report.md"])
@@ -200,8 +229,7 @@ def test_signoff_records_the_run_digest_and_catches_a_later_rewrite(run_dir):
     assert entry["report_sha256"] == sha256_file(run_dir / "report.json") and len(entry["run_digest"]) == 64
     assert verify(run_dir) == []
     # Someone edits the report and recomputes every digest with fttool's own code: the sign-off still catches it.
-    rewrite_report(run_dir, lambda r: r["data"]["counts"].update(quarantined=0))
-    write_digests(run_dir)
+    forge_report(run_dir, lambda r: r["data"]["counts"].update(quarantined=0))
     (problem,) = problems(run_dir)
     assert "the run changed after Dana Reviewer (model risk officer)" in problem
 
@@ -264,7 +292,7 @@ def test_a_run_whose_policy_failed_is_signed_off_only_with_a_waiver(failing_run)
     assert entry["waivers"] == [{"rule": "DATA-900", "reason": "the malformed line is a planted test case"}]
     verified = invoke("verify", str(failing_run))
     assert verified.exit_code == 0 and "waived DATA-900: the malformed line is a planted test case" in verified.stderr
-    for name in ("report.html", "report.md"):  # rendered again with the sign-off; the run digest it approved holds
+    for name in ("report.html", "report.md", "MODEL_CARD.md"):  # rendered again with the sign-off, which holds
         assert "DATA-900: the malformed line is a planted test case" in (failing_run / name).read_text(), name
 
 
@@ -313,8 +341,23 @@ def test_a_signature_holds_only_for_the_run_it_signed(run_dir, tmp_path):
     entries = json.loads((run_dir / "signoff.json").read_text())
     entries[0].update(run_digest=digest, report_sha256=sha256_file(run_dir / "report.json"))
     (run_dir / "signoff.json").write_text(json.dumps(entries))
-    (problem,) = problems(run_dir)
-    assert "signature invalid" in problem
+    assert any("signature invalid" in problem for problem in problems(run_dir))
+
+
+def test_the_model_card_says_who_signed_off_with_their_keys_or_that_no_one_did(run_dir, tmp_path):
+    from fttool.governance.signing import fingerprint
+
+    assert "## Sign-offs\n\nUnsigned: no one has signed off this run (`fttool signoff`)." in (
+        run_dir / "MODEL_CARD.md").read_text()
+    key = _keygen(tmp_path / "dana")
+    signed = sign_off(run_dir, "Dana", "model risk officer", key)
+    unsigned = sign_off(run_dir, "Sam", "audit")
+    card = (run_dir / "MODEL_CARD.md").read_text()
+    assert (f"- Dana (model risk officer), {signed['at']}: approved this run (signed with key "
+            f"{fingerprint(key.with_suffix('.pub').read_text())})") in card
+    assert f"- Sam (audit), {unsigned['at']}: approved this run (unsigned)" in card
+    assert "Unsigned: no one" not in card and signed["key"].split()[1] not in card  # the fingerprint, not the key
+    assert verify(run_dir) == []  # the card, rendered again with each sign-off, is what verify renders
 
 
 @pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs OpenSSH's ssh-keygen")
@@ -581,10 +624,9 @@ def test_with_allowed_signers_a_run_needs_a_signoff_signed_by_one_of_them(run_di
     allowed.write_text(f"dana@bank.example {key.with_suffix('.pub').read_text()}")
     sign_off(run_dir, "Dana", "risk", key)
     assert invoke("verify", str(run_dir), "--allowed-signers", str(allowed)).exit_code == 0
-    rewrite_report(run_dir, lambda r: r["data"]["counts"].update(quarantined=0))
-    write_digests(run_dir)
     (run_dir / "signoff.json").unlink()
-    assert verify(run_dir) == []  # the digests are not secret
+    forge_report(run_dir, lambda r: r["data"]["counts"].update(quarantined=0))
+    assert verify(run_dir) == []  # the digests are not secret, and the renderings can be made again
     result = invoke("verify", str(run_dir), "--allowed-signers", str(allowed))
     assert result.exit_code == 1 and "no sign-off of the run as it is now is signed by a key" in result.stderr
     sign_off(run_dir, "Sam", "audit")  # an unsigned approval names nobody the file vouches for

@@ -58,7 +58,7 @@ def test_the_adapter_is_exported_with_the_runs_model_card_and_a_manifest(lora_ru
         assert sha256_file(out / name) == sha256_file(lora_run / "model" / name), name
     card = (out / "README.md").read_text()
     assert card.startswith((lora_run / "MODEL_CARD.md").read_text()), "the run's model card, rendered from report.json"
-    assert "## Sign-offs\n\nNone recorded." in card
+    assert "## Sign-offs\n\nUnsigned: no one has signed off this run" in card
     result = CliRunner().invoke(cli, ["export", str(lora_run), "--output", str(tmp_path / "out")])
     assert result.exit_code == 1 and "is not empty; choose another --output" in result.output
 

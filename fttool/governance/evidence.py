@@ -10,6 +10,9 @@ again, with the sign-offs given, after a run is signed off. `verify` checks, whe
 - every report and run file against report.sha256 (all four report files, whichever the file lists);
 - both digests against the lines they cover and the lineage in report.json, so editing report.json (or
   a rendering) and rewriting its line in report.sha256 is caught;
+- every rendering (report.html, report.md, MODEL_CARD.md) against what fttool renders from report.json and
+  signoff.json, so a rendering edited after the sign-off fails even with every digest recomputed: the
+  renderings are bound to what the signatures cover;
 - every lineage artifact the run kept, against its sha256;
 - that every other file is volatile (fttool.pipeline.layout.VOLATILE): a file added to model/ fails;
 - that no file, volatile ones included, is a symbolic link (to a file elsewhere or another run's signoff.json);
@@ -25,7 +28,6 @@ allowed signers kept elsewhere, shows that the run is the one a person approved 
 """
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import re
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fttool.governance import signing
+from fttool.governance.approvals import EvidenceError, given_signoffs, read_signoffs, require_regular, unreadable
 from fttool.pipeline.digest import files_under, sha256_file, sha256_path
 from fttool.pipeline.layout import (
     DIGESTS,
@@ -54,26 +57,7 @@ EXPORT_MANIFEST, EXPORT_CARD = "manifest.json", "README.md"
 MODEL_DIR = "model"
 _DIGEST_LINE = re.compile(r"([0-9a-f]{64})  (\S.*)")
 _MARK_LINE = re.compile(rf"# ({RUN_MARK}|{RENDERINGS_MARK}) ([0-9a-f]{{64}})")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 RENDERINGS = {"html": "report.html", "md": "report.md"}
-
-
-class EvidenceError(Exception):
-    """A file of the run's evidence cannot be read at all (not JSON, not in its format); the message says which."""
-
-    def __init__(self, message: str, file: Path | None = None, line: int = 1):
-        super().__init__(message)
-        self.file, self.line = file, line  # where, when the error is about one file's content
-
-
-def _unreadable(file: Path, line: int, why: str) -> EvidenceError:
-    return EvidenceError(f"{file}:{line}: {why}; restore the file fttool wrote", file, line)
-
-
-def _require_regular(path: Path) -> None:
-    """EvidenceError when `path` is there but is no regular file: reading a FIFO planted there would hang."""
-    if path.exists() and not path.is_file():
-        raise _unreadable(path, 1, "not a regular file")
 
 
 @dataclass(frozen=True)
@@ -88,28 +72,6 @@ class Mismatch:
         return f"{shown}: {self.problem}"
 
 
-# Characters that show nothing although Unicode calls them letters or symbols (Hangul fillers, the blank
-# Braille pattern, the combining grapheme joiner): a name made of them reads as no name at all.
-_BLANK_LOOKING = frozenset("\u034f\u115f\u1160\u2800\u3164\uffa0")
-
-
-def single_line(value: str, what: str) -> str:
-    """`value` stripped and in NFC; ValueError unless it is visible text on one line without control characters.
-
-    Names, roles and waiver reasons are shown in verify's output, the report and the exported model card, so
-    none may hold a line break or an invisible character that would make one name look like another.
-    """
-    text = unicodedata.normalize("NFC", (value or "").strip()) if isinstance(value, str) else ""
-    if not text:
-        raise ValueError(f"{what} is empty; give it as non-empty text")
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") or ch in _BLANK_LOOKING for ch in text):
-        raise ValueError(f"{what} {text!r} holds a line break, control or invisible character; give it on one line "
-                         "in visible characters")
-    if not any(unicodedata.category(ch)[0] in "LNPS" for ch in text):
-        raise ValueError(f"{what} {text!r} shows nothing; give it as visible text")
-    return text
-
-
 # -- reading ------------------------------------------------------------------------------------------
 def read_report(run_dir: Path) -> dict:
     """report.json through fttool.report's one reader, or EvidenceError saying why it cannot be read."""
@@ -117,13 +79,13 @@ def read_report(run_dir: Path) -> dict:
     from fttool.report.reader import read_report as read_valid_report
 
     path = RunLayout(Path(run_dir)).report
-    _require_regular(path)
+    require_regular(path)
     try:
         return read_valid_report(path)
     except ReportInvalid as exc:
         raise EvidenceError(f"{exc}\nrestore the report fttool wrote") from None
     except RecursionError:  # json's decoder recurses once per nested array or object
-        raise _unreadable(path, 1, "nested too deep to be a report") from None
+        raise unreadable(path, 1, "nested too deep to be a report") from None
 
 
 @dataclass(frozen=True)
@@ -137,11 +99,11 @@ class Digests:
 def read_digests(run_dir: Path) -> Digests:
     """report.sha256 as recorded; EvidenceError for a line in no known format."""
     path = RunLayout(Path(run_dir)).digests
-    _require_regular(path)
+    require_regular(path)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise _unreadable(path, 1, "not a text file") from None
+        raise unreadable(path, 1, "not a text file") from None
     files: dict[str, str] = {}
     marks: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
@@ -151,62 +113,8 @@ def read_digests(run_dir: Path) -> Digests:
         elif file_line:
             files[file_line.group(2)] = file_line.group(1)
         elif line.strip():
-            raise _unreadable(path, number, "not a '<sha256>  <file>' or '# run digest <sha256>' line")
+            raise unreadable(path, number, "not a '<sha256>  <file>' or '# run digest <sha256>' line")
     return Digests(files, marks.get(RUN_MARK), marks.get(RENDERINGS_MARK))
-
-
-def read_signoffs(run_dir: Path) -> list[dict]:
-    """The entries of signoff.json ([] when there is none); EvidenceError when it is not a list of sign-offs."""
-    path = RunLayout(Path(run_dir)).signoffs
-    _require_regular(path)
-    if not path.is_file():
-        return []
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, huge integers
-        raise _unreadable(path, getattr(exc, "lineno", 1), f"not valid JSON ({exc})") from None
-    fields = ("by", "role", "at", "report_sha256")
-    if not isinstance(entries, list) or not all(map(_is_signoff, entries)):
-        raise _unreadable(path, 1, f"not a list of sign-offs with {', '.join(fields)} (and optionally run_digest, "
-                                   "waivers, signature, key)")
-    for entry in entries:
-        texts = [(entry["by"], "a name (by)"), (entry["role"], "a role"),
-                 *((w["rule"], "a waived rule") for w in entry.get("waivers", [])),
-                 *((w["reason"], f"the reason for waiving {w['rule']!r}") for w in entry.get("waivers", []))]
-        try:
-            for value, what in texts:
-                if single_line(value, what) != value:
-                    raise ValueError(f"{what} {value!r} is not as fttool writes it (stripped, NFC)")
-        except ValueError as exc:  # verify prints names: a forged line break must not forge a line of its output
-            raise _unreadable(path, 1, f"{exc}, which fttool signoff never writes") from None
-    return entries
-
-
-_PUBLIC_KEY = re.compile(r"ssh-ed25519 [A-Za-z0-9+/]+={0,2}")
-
-
-def _is_time(text: str) -> bool:
-    try:
-        dt.datetime.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_signoff(entry) -> bool:
-    """The shape fttool writes: text fields, digests as sha256 hex, the time in ISO 8601, the key as OpenSSH writes
-    it, and waivers as a list of {rule, reason} (their text is checked by read_signoffs, as names are)."""
-    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("by", "role", "at",
-                                                                                      "report_sha256")):
-        return False
-    if not all(isinstance(entry[k], str) for k in ("run_digest", "signature", "key") if k in entry):
-        return False
-    if not (all(_SHA256.fullmatch(entry[k]) for k in ("report_sha256", "run_digest") if k in entry)
-            and _is_time(entry["at"]) and ("key" not in entry or _PUBLIC_KEY.fullmatch(entry["key"]))):
-        return False
-    waivers = entry.get("waivers", [])
-    return isinstance(waivers, list) and all(
-        isinstance(w, dict) and isinstance(w.get("rule"), str) and isinstance(w.get("reason"), str) for w in waivers)
 
 
 # -- digests ------------------------------------------------------------------------------------------
@@ -296,6 +204,38 @@ def check_artifacts(run_dir: Path, artifacts: list[dict]) -> list[Mismatch]:
             problems.append(Mismatch(artifact["path"], "artifact is missing"))
         elif sha256_path(path) != artifact["sha256"]:
             problems.append(Mismatch(artifact["path"], "artifact sha256 differs from the report's lineage"))
+    return problems
+
+
+def _check_renderings(run_dir: Path, report: dict, recorded: Digests) -> list[Mismatch]:
+    """Each rendering against what fttool renders from report.json and signoff.json, which the signatures cover.
+
+    The renderings are rendered again after each sign-off, so no signature can cover their bytes; rendering them
+    again here binds them to what is signed: report.json (through the run digest) and each sign-off (its own
+    signature). Only renderings whose digest holds, of a run whose run digest holds, are compared: the others are
+    reported already, and a report.json that changed leaves nothing to render from.
+    """
+    from fttool import __version__
+    from fttool.report.model_card import render_model_card
+    from fttool.report.render import RENDERINGS as RENDERERS
+
+    layout = RunLayout(run_dir)
+    if recorded.run is None or recorded.run != run_digest(recorded.files, report["lineage"]["artifacts"]) \
+            or recorded.files.get(REPORT_JSON) != sha256_file(layout.report):
+        return []
+    signoffs = given_signoffs(run_dir)
+    renderers = {**{name: render for name, render in RENDERERS.values()},
+                 MODEL_CARD: lambda report, signoffs: render_model_card(report, signoffs)}
+    version = (report.get("run") or {}).get("fttool_version")
+    other = f" (or rendered by fttool {version}, and this is {__version__})" if version != __version__ else ""
+    problems = []
+    for name, render in renderers.items():
+        path = layout / name
+        if path.is_file() and not path.is_symlink() and recorded.files.get(name) == sha256_file(path) \
+                and path.read_bytes() != render(report, signoffs).encode("utf-8"):
+            problems.append(Mismatch(name, f"differs from what fttool renders from report.json and {SIGNOFFS}, "
+                                           f"which the sign-offs cover: it was edited after fttool wrote it{other}; "
+                                           "render it again with fttool report RUN_DIR"))
     return problems
 
 
@@ -409,6 +349,7 @@ def verify(run_dir: Path, sources: bool = False, recipe_dir: Path | None = None,
         recorded = Digests({}, None, None)
     problems += _check_covered(run_dir, report, recorded.files)
     problems += _check_marks(recorded, artifacts)
+    problems += _check_renderings(run_dir, report, recorded)
     problems += check_artifacts(run_dir, artifacts)
     problems += _check_nothing_added(run_dir, artifacts)
     problems += _check_no_links(run_dir)

@@ -2,10 +2,10 @@
 
 The export is the LoRA adapter as trained, or (`--merge`) the base model with the adapter merged into
 its weights (peft `merge_and_unload`); a full fine-tune is already a whole model. README.md is the
-run's model card (fttool.report.model_card, from report.json) followed by the run's sign-offs and
-waivers; signoff.json travels with it, and manifest.json gives the sha256 of every exported file with
-the run digest and the digest of the report they come from, so a published model can be traced to the
-audited run.
+run's model card (fttool.report.model_card, from report.json and signoff.json: the sign-offs, their keys'
+fingerprints and waivers); signoff.json travels with it, and manifest.json gives the sha256 of every
+exported file with the run digest and the digest of the report they come from, so a published model can
+be traced to the audited run.
 
 Refused: a run whose `fttool verify` fails (its report no longer describes it), and a run whose report
 policy failed unless a sign-off of the run as it is waived each failing rule. Only the model files the
@@ -22,18 +22,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from fttool.governance.approvals import given_signoffs
 from fttool.governance.evidence import (
     EXPORT_CARD,
     EXPORT_MANIFEST,
     MODEL_DIR,
     current_run_digest,
     read_report,
-    read_signoffs,
     recipe_dir_of,
     verify,
 )
-from fttool.governance.signing import fingerprint
-from fttool.governance.signoff import SignoffRefused, current_waivers, require_policy_passed_or_waived
+from fttool.governance.signoff import SignoffRefused, require_policy_passed_or_waived
 from fttool.pipeline.digest import files_under, sha256_file, sha256_path
 from fttool.pipeline.errors import RunError
 from fttool.pipeline.layout import EXPORT, SIGNOFFS, RunLayout, RunLock
@@ -110,25 +109,6 @@ def _copy_model(run_dir: Path, report: dict, out: Path) -> None:
             shutil.copyfile(run_dir / artifact["path"], target)
 
 
-def signoff_section(run_dir: Path) -> str:
-    """The model card's account of who approved the run, with each waived policy rule and its reason."""
-    current = current_run_digest(run_dir)
-    lines = ["", "## Sign-offs", ""]
-    entries = read_signoffs(run_dir)
-    for entry in entries:
-        state = "this run" if current and entry.get("run_digest") == current else "an earlier version of the report"
-        # Which key signed, so a reader can check it against the signers they trust; verify checked the signature.
-        signed = f"signed with key {fingerprint(entry['key'])}" if "signature" in entry else "unsigned"
-        lines.append(f"- {entry['by']} ({entry['role']}), {entry['at']}: approved {state} ({signed})")
-    if not entries:
-        lines.append("None recorded.")
-    waivers = current_waivers(run_dir)
-    if waivers:
-        lines += ["", "### Waived policy rules", ""]
-        lines += [f"- {rule}: {w['reason']} (waived by {w['by']}, {w['role']})" for rule, w in sorted(waivers.items())]
-    return "\n".join(lines) + "\n"
-
-
 def _checked_report(run_dir: Path) -> dict:
     problems = verify(run_dir)
     if problems:
@@ -198,7 +178,8 @@ def _export(run_dir: Path, merge: bool, output: Path | None, recipe_dir: Path | 
         _merge(run_dir, report, out, Path(recipe_dir) if recipe_dir else recipe_dir_of(run_dir, report))
     else:
         _copy_model(run_dir, report, out)
-    (out / CARD_FILE).write_text(render_model_card(report) + signoff_section(run_dir), encoding="utf-8")
+    # The run's model card as verify checked it: with who signed off, each key's fingerprint and the waivers.
+    (out / CARD_FILE).write_text(render_model_card(report, given_signoffs(run_dir)), encoding="utf-8")
     if RunLayout(run_dir).signoffs.is_file():
         shutil.copyfile(RunLayout(run_dir).signoffs, out / SIGNOFFS)
     files = {path.relative_to(out).as_posix(): sha256_file(path) for path in files_under(out)}

@@ -14,12 +14,12 @@ import json
 from pathlib import Path
 
 from fttool.governance import signing
+from fttool.governance.approvals import single_line
 from fttool.governance.evidence import (
     current_run_digest,
     read_report,
     read_signoffs,
     signed_payload,
-    single_line,
     verify,
 )
 from fttool.pipeline.digest import sha256_file

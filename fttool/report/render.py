@@ -3,20 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fttool.governance.evidence import read_signoffs
-from fttool.pipeline.digest import sha256_file
+from fttool.governance.approvals import given_signoffs
 from fttool.pipeline.layout import REPORT_HTML, REPORT_MD
 from fttool.report.html import render_html
 from fttool.report.markdown import render_markdown
-from fttool.report.reader import REPORT_FILE
 
 RENDERINGS = {"html": (REPORT_HTML, render_html), "md": (REPORT_MD, render_markdown)}
-
-
-def given_signoffs(run_dir: Path) -> list[dict]:
-    """signoff.json's entries, each with `approves`: whether it approved report.json as it is now."""
-    report_digest = sha256_file(Path(run_dir) / REPORT_FILE)
-    return [{**entry, "approves": entry.get("report_sha256") == report_digest} for entry in read_signoffs(run_dir)]
 
 
 def write_renderings(report: dict, run_dir: Path, formats) -> list[Path]:
