@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Protocol
 
-from fttool.data.records import read_jsonl
 from fttool.pipeline.params import build
 from fttool.pipeline.plan import thaw
 from fttool.training.settings import TrainParams
@@ -59,12 +58,6 @@ class TrainJob:
     @property
     def checkpoint_dir(self) -> Path:
         return self.work_dir / CHECKPOINT_DIR
-
-    def train_records(self) -> tuple[list[dict], int]:
-        """The train split's records up to train.max_samples (the first ones), and how many were left out."""
-        records = list(read_jsonl(self.train_data))
-        cap = self.params.max_samples
-        return (records, 0) if cap is None else (records[:cap], max(0, len(records) - cap))
 
     def to_json(self) -> str:
         values = thaw(self)
@@ -128,12 +121,16 @@ class TrainOutcome:
 class TrainingBackend(Protocol):
     """Trains `job`'s model into job.model_dir (on the main process) and says how it went.
 
-    `tracker` (fttool.training.tracking.Tracker, or None when tracking is off or on other processes)
-    takes the loss curves as they are measured. `hyperparameters` are the settings the backend uses, for
-    the report.
+    `prepare` writes the job's examples (fttool.training.arrow_examples) with the job's tokenizer, once: in the
+    process that launches the training processes, or in the one process that trains (`train` calls it then); it
+    fails when nothing is left to train on. `tracker` (fttool.training.tracking.Tracker, or None when tracking is
+    off or on other processes) takes the loss curves as they are measured. `hyperparameters` are the settings the
+    backend uses, for the report.
     """
 
     objective: ClassVar[str]
     hyperparameters: ClassVar[tuple[str, ...]]
+
+    def prepare(self, job: TrainJob, tokenizer) -> None: ...
 
     def train(self, job: TrainJob, tracker) -> TrainOutcome: ...

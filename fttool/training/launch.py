@@ -1,10 +1,12 @@
 """Multi-process training: any backend's job launched through `accelerate launch` (more than one process in all:
 compute.num_processes on each of compute.num_machines machines).
 
-`launch_job` writes an accelerate config file and the job (JSON) into the job's work directory (inside
-the run directory), runs `accelerate launch` from the run directory and waits. Every process runs the
-same job (ddp: a replica of the model each; fsdp and deepspeed: shards of it) and rank 0 tracks, saves the model
-and writes the summary returned. The report records the config, the machines and processes and the exact command.
+`launch_job` writes the job's examples (the backend's `prepare`, once for every process to map), an accelerate config
+file and the job (JSON) into the job's work directory (inside the run directory), runs `accelerate launch` from the
+run directory and waits. Every process runs the same job (ddp: a replica of the model each; fsdp and deepspeed: shards
+of it) and rank 0 tracks, saves the model and writes the summary returned. The report records the config, the
+machines and processes per machine, the strategy, the ranks as they met (fttool.training.machines) and the exact
+command.
 
 With several machines, each runs `fttool run` on the same recipe and data with its own rank; each launches its
 processes, which meet machine 0's at compute.main_process_ip and main_process_port. Global rank 0 is on
@@ -26,10 +28,12 @@ from pathlib import Path
 
 import yaml
 
+from fttool.training.backends import backend_for
 from fttool.training.job import TrainJob
+from fttool.training.machines import LAUNCH_DIR, RANKS_FILE
+from fttool.training.modeling import training_tokenizer
 from fttool.training.settings import ComputeSettings
 
-LAUNCH_DIR = "launch"
 CONFIG_FILE = "accelerate_config.yaml"
 JOB_FILE = "job.json"
 SUMMARY_FILE = "summary.json"
@@ -82,10 +86,14 @@ def launch_job(job: TrainJob, mixed_precision: str) -> dict:
     there are several; the summary rank 0 wrote, with `launch` added. On a machine other than 0, which saves and
     summarises nothing, only `launch`."""
     compute = job.params.compute
+    # Written here once, for every process to map (fttool.training.arrow_examples); a split with nothing to train on
+    # fails before any process starts.
+    backend_for(job.objective).prepare(job, training_tokenizer(job.base_path, job.params.model, job.chat_template))
     launch_dir = job.work_dir / LAUNCH_DIR
     launch_dir.mkdir(parents=True, exist_ok=True)
-    summary_path = launch_dir / SUMMARY_FILE
-    summary_path.unlink(missing_ok=True)  # left by a failed attempt: only this launch's summary counts
+    summary_path, ranks_path = launch_dir / SUMMARY_FILE, launch_dir / RANKS_FILE
+    for earlier in (summary_path, ranks_path):  # left by a failed attempt: only this launch's count
+        earlier.unlink(missing_ok=True)
     config = accelerate_config(compute, "no" if mixed_precision == "fp32" else mixed_precision,
                                compute.main_process_port or free_port(), job.params.gradient_accumulation_steps)
     (launch_dir / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=True), encoding="utf-8")
@@ -104,6 +112,7 @@ def launch_job(job: TrainJob, mixed_precision: str) -> dict:
     summary = json.loads(summary_path.read_text(encoding="utf-8")) if main_machine else {}
     summary["launch"] = {"num_processes": compute.total_processes, "machines": compute.num_machines,
                          "processes_per_machine": compute.num_processes, "strategy": compute.strategy,
+                         **({"ranks": json.loads(ranks_path.read_text(encoding="utf-8"))} if main_machine else {}),
                          "config_file": f"{relative}/{CONFIG_FILE}", "config": config,
                          # The interpreter by name: its path is this machine's, not the run's.
                          "command": ["python"] + command[1:]}

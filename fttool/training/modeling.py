@@ -15,6 +15,7 @@ from fttool.training.device import load_dtype
 from fttool.training.model_identity import ModelParams
 from fttool.training.model_ref import is_demo_reference, is_local_model
 from fttool.training.quiet import quiet_libraries
+from fttool.training.templates import set_chat_template
 
 ModelRef = ModelParams | Mapping[str, Any]
 
@@ -58,6 +59,13 @@ def load_tokenizer(path: str, model_params: ModelRef):
     tokenizer = AutoTokenizer.from_pretrained(path, **_hub_kwargs(model_params))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def training_tokenizer(path: str, model_params: ModelRef, chat_template: str | None):
+    """The tokenizer a training job uses: load_tokenizer with the job's chat template (None keeps its own)."""
+    tokenizer = load_tokenizer(path, model_params)
+    set_chat_template(tokenizer, chat_template)
     return tokenizer
 
 

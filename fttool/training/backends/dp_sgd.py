@@ -2,8 +2,9 @@
 
 What the privacy unit is, how delta is chosen and how epsilon is accounted for is in
 fttool/training/private.py and docs/privacy.md. Here:
-- Poisson sampling picks units (opacus' DPDataLoader over the list of units), each with probability
-  q = expected units per step / N;
+- Poisson sampling picks units (opacus' DPDataLoader over the unit numbers), each with probability
+  q = expected units per step / N; a unit's examples are read from the memory-mapped train split
+  (fttool.training.arrow_examples, where each example carries its unit) when a batch holds it;
 - a unit's gradient is the sum of its examples' per-example gradients (opacus computes those; they are
   summed per unit before its DPOptimizer clips, so the optimizer sees one gradient per unit);
 - noise and accounting are opacus' own, for that q; the loop stops before a step whose epsilon would
@@ -26,16 +27,15 @@ import sys
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from fttool.data.records import read_jsonl
+from fttool.training.arrow_examples import SplitCounts, load_splits, write_tokenized_splits
 from fttool.training.device import device, load_dtype, training_precision
-from fttool.training.examples import tokenized_example, trained_token_share
 from fttool.training.faults import FAULT_ENV, InjectedFault, fault_step
 from fttool.training.job import TrainJob, TrainOutcome
-from fttool.training.modeling import load_causal_lm, load_tokenizer
+from fttool.training.modeling import load_causal_lm, training_tokenizer
 from fttool.training.private import (
     ACCOUNTANTS,
     SAMPLER,
@@ -43,11 +43,9 @@ from fttool.training.private import (
     delta_warning,
     epsilon_of,
     steps_within_budget,
-    unit_keys,
 )
 from fttool.training.quiet import quiet_libraries
 from fttool.training.settings import LoraSettings, PrivacySettings, TrainParams
-from fttool.training.templates import set_chat_template
 
 LORA_MARK = "lora_"
 # At most about this many points in the loss curve, and this many validation measurements, as in the SFT backend.
@@ -85,7 +83,7 @@ def lora_model(model, lora: LoraSettings, device: str):
     return get_peft_model(model, config)
 
 
-def collate_units(units: list[list[dict]], pad_id: int):
+def collate_units(units: Sequence[list[dict]], pad_id: int):
     """A batch of unit indices -> padded rows of all their examples, with the unit of each row."""
     import torch
 
@@ -139,19 +137,33 @@ def validation_loss(model, examples: list[dict], pad_id: int, batch_size: int) -
                                                  batch_size))
 
 
-def tokenized_units(records: list[dict], tokenizer, max_seq_length: int, train_on_inputs: bool):
-    """(units: lists of tokenized examples grouped by source record, examples dropped with no label left)."""
-    by_unit: dict[str, list[dict]] = {}
-    dropped = 0
-    for record, key in zip(records, unit_keys(records)):
-        example = tokenized_example(tokenizer, record, max_seq_length, train_on_inputs)
-        if example is None:
-            dropped += 1
-        else:
-            by_unit.setdefault(key, []).append(example)
-    return list(by_unit.values()), dropped
+def unit_rows(units: Iterable[int]) -> list[list[int]]:
+    """The rows of each unit, given each row's unit, units in order of their first row."""
+    by_unit: dict[int, list[int]] = {}
+    for row, unit in enumerate(units):
+        by_unit.setdefault(unit, []).append(row)
+    return list(by_unit.values())
 
 
+class MappedUnits(Sequence):
+    """Units over a memory-mapped split: unit i is the list of its examples, read from the file when asked, so
+    the examples are never all held in memory."""
+
+    def __init__(self, examples, rows: list[list[int]]):
+        self.examples, self.rows = examples, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        columns = self.examples[self.rows[index]]
+        return [{"input_ids": ids, "labels": labels} for ids, labels in zip(columns["input_ids"], columns["labels"])]
+
+    @classmethod
+    def of(cls, examples) -> MappedUnits:
+        return cls(examples, unit_rows(examples.data.column("unit").to_pylist()))
 
 
 @dataclass
@@ -288,7 +300,7 @@ def _train_steps(private: _PrivateTraining, trainable: list, batch_size: int, cu
     return steps
 
 
-def run_dp_sgd(model, units: list[list[dict]], *, pad_id: int, batch_size: int, gradient_accumulation_steps: int,
+def run_dp_sgd(model, units: Sequence[list[dict]], *, pad_id: int, batch_size: int, gradient_accumulation_steps: int,
                learning_rate: float, planned_steps: int, noise_multiplier: float, max_grad_norm: float,
                delta: float, accountant: str, epsilon_budget: float | None, seed: int, weight_decay: float = 0.0,
                lr_scheduler_type: str = "linear", warmup_steps: int = 0,
@@ -377,11 +389,11 @@ def _budget(params: TrainParams, unit_count: int) -> _Budget:
     return _Budget(delta, noise, planned, steps_per_epoch, found)
 
 
-def _privacy_section(privacy: PrivacySettings, budget: _Budget, run: DPRun, units: list[list[dict]],
+def _privacy_section(privacy: PrivacySettings, budget: _Budget, run: DPRun, unit_sizes: list[int],
                      batch_size: int, trainable: int) -> dict:
-    """The report's top-level privacy section."""
-    largest_unit = max(len(unit) for unit in units)
-    per_unit = Counter(len(unit) for unit in units)
+    """The report's top-level privacy section; `unit_sizes`: the examples of each unit."""
+    largest_unit = max(unit_sizes)
+    per_unit = Counter(unit_sizes)
     return {
         "enabled": True,
         "epsilon": run.epsilon,
@@ -401,8 +413,8 @@ def _privacy_section(privacy: PrivacySettings, budget: _Budget, run: DPRun, unit
         "planned_steps": budget.planned_steps,
         "stopped_by_budget": run.stopped_by_budget,
         "unit": "source record" if largest_unit > 1 else "record",
-        "units": len(units),
-        "examples": sum(len(unit) for unit in units),
+        "units": len(unit_sizes),
+        "examples": sum(unit_sizes),
         "max_examples_per_unit": largest_unit,
         "units_by_examples": {str(size): count for size, count in sorted(per_unit.items())},
         "trainable_parameters": trainable,
@@ -420,9 +432,14 @@ def _say_if_restarted(job: TrainJob) -> None:
     marker.touch()
 
 
-def _train_model(job: TrainJob, model, units, validation: list[dict], pad_id: int, budget: _Budget,
+def _train_model(job: TrainJob, model, units: MappedUnits, validation: MappedUnits, pad_id: int, budget: _Budget,
                  tracker) -> DPRun:
     params, (privacy, _) = job.params, _dp_settings(job.params)
+
+    def validate() -> float | None:
+        # Read from the mapped split at each measurement, and let go after it.
+        return validation_loss(model, [example for unit in validation for example in unit], pad_id, params.batch_size)
+
     run = run_dp_sgd(
         model, units, pad_id=pad_id, batch_size=params.batch_size,
         gradient_accumulation_steps=params.gradient_accumulation_steps, learning_rate=params.learning_rate,
@@ -431,7 +448,7 @@ def _train_model(job: TrainJob, model, units, validation: list[dict], pad_id: in
         epsilon_budget=privacy.target_epsilon, seed=params.seed, weight_decay=params.weight_decay,
         lr_scheduler_type=params.lr_scheduler_type,
         warmup_steps=params.warmup_steps or math.ceil(params.warmup_ratio * budget.planned_steps),
-        validate=(lambda: validation_loss(model, validation, pad_id, params.batch_size)) if validation else None,
+        validate=validate if len(validation) else None,
         on_log=tracker.log_metrics if tracker else None, log_every=params.logging_steps,
         validate_every=params.eval_steps or (math.ceil(budget.steps_per_epoch / params.evals_per_epoch)
                                              if params.evals_per_epoch else None))
@@ -452,21 +469,20 @@ class DPSGDBackend:
         "logging_steps", "eval_steps", "evals_per_epoch", "max_samples", "chat_template",
         "chat_template_file")
 
+    def prepare(self, job: TrainJob, tokenizer) -> None:
+        write_tokenized_splits(job, tokenizer, with_units=True)
+
     def train(self, job: TrainJob, tracker=None) -> TrainOutcome:
         import torch
 
         quiet_libraries()
         _say_if_restarted(job)
         params = job.params
-        tokenizer = load_tokenizer(job.base_path, params.model)
-        set_chat_template(tokenizer, job.chat_template)
-        records, left_out = job.train_records()
-        units, dropped = tokenized_units(records, tokenizer, params.max_seq_length, params.train_on_inputs)
-        if not units:
-            raise ValueError("train: no train example has a response token within max_seq_length "
-                             f"{params.max_seq_length} ({dropped} dropped); raise train.max_seq_length")
-        validation_units, _ = tokenized_units(list(read_jsonl(job.validation_data)), tokenizer,
-                                              params.max_seq_length, params.train_on_inputs)
+        tokenizer = training_tokenizer(job.base_path, params.model, job.chat_template)
+        if not params.compute.launched:  # launched processes read what the launching process prepared
+            self.prepare(job, tokenizer)
+        splits = load_splits(job.work_dir)
+        units, validation_units = MappedUnits.of(splits.train), MappedUnits.of(splits.validation)
         budget = _budget(params, len(units))
         torch.manual_seed(params.seed)  # the LoRA initialisation
         model = lora_model(load_causal_lm(job.base_path, params.model,
@@ -474,8 +490,7 @@ class DPSGDBackend:
                            _dp_settings(params)[1], device())
         check_trainable_layers(model)
         initial = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
-        run = _train_model(job, model, units, [e for unit in validation_units for e in unit],
-                           tokenizer.pad_token_id, budget, tracker)
+        run = _train_model(job, model, units, validation_units, tokenizer.pad_token_id, budget, tracker)
         unchanged = unchanged_tensors(initial, model)
         if unchanged:
             raise RuntimeError(f"train: {len(unchanged)} of {len(initial)} LoRA tensors did not change in "
@@ -484,15 +499,14 @@ class DPSGDBackend:
         model.peft_config["default"].base_model_name_or_path = params.model.base
         model.save_pretrained(job.model_dir, save_embedding_layers=False)
         tokenizer.save_pretrained(job.model_dir)
-        return self._outcome(job, model, tokenizer, units, (dropped, left_out), budget, run, len(initial))
+        return self._outcome(job, model, tokenizer, units, splits.counts["train"], budget, run, len(initial))
 
-    def _outcome(self, job: TrainJob, model, tokenizer, units, not_trained: tuple[int, int], budget: _Budget,
+    def _outcome(self, job: TrainJob, model, tokenizer, units: MappedUnits, counts: SplitCounts, budget: _Budget,
                  run: DPRun, tensors: int) -> TrainOutcome:
         privacy, _ = _dp_settings(job.params)
-        examples = [example for unit in units for example in unit]
-        trained, total_tokens = trained_token_share(examples)
         trainable, total_parameters = model.get_nb_trainable_parameters()
-        section = _privacy_section(privacy, budget, run, units, job.params.batch_size, trainable)
+        section = _privacy_section(privacy, budget, run, [len(rows) for rows in units.rows], job.params.batch_size,
+                                   trainable)
         note = (f"Trained with differential privacy: ({run.epsilon:.3g}, {budget.delta:.3g})-DP per "
                 f"{section['unit']} ({privacy.accountant.upper()} accountant, {SAMPLER} sampling, noise multiplier "
                 f"{budget.noise_multiplier:.4g}, clipping norm {privacy.max_grad_norm:g}).")
@@ -501,9 +515,9 @@ class DPSGDBackend:
             steps=run.steps, epochs=run.steps / budget.steps_per_epoch, loss_history=run.loss_history,
             validation_loss_history=history, validation_loss=history[-1]["loss"] if history else None,
             trainable_parameters=trainable, total_parameters=total_parameters, updated_tensors=tensors,
-            trained_tensors=tensors, train_examples=len(examples), dropped_examples=not_trained[0],
-            trained_tokens=trained,
-            total_tokens=total_tokens, prompt_format="chat_template" if tokenizer.chat_template else "alpaca",
+            trained_tensors=tensors, train_examples=counts.rows, dropped_examples=counts.dropped,
+            trained_tokens=counts.trained_tokens, total_tokens=counts.total_tokens,
+            prompt_format="chat_template" if tokenizer.chat_template else "alpaca",
             device=device(), precision=training_precision(job.params.precision), seconds=run.seconds,
-            records_left_out=not_trained[1],
+            records_left_out=counts.records_left_out,
             extras={"privacy": section}, card_notes=[note])

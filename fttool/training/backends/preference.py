@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 from typing import ClassVar
 
 from fttool.data.preference import pair_statistics, response_record
 from fttool.data.records import chat_prefix, read_jsonl
+from fttool.training.arrow_examples import SplitCounts, capped, write_dataset, write_splits
 from fttool.training.backends.sft import (
     PreparedData,
     SFTBackend,
@@ -25,16 +27,16 @@ from fttool.training.backends.sft import (
     finish,
     load_model,
     planned_steps,
+    prepared_data,
     trained_tensor_norms,
     trainer_config,
 )
 from fttool.training.examples import prompt_and_sequence_ids, response_start, template_messages
 from fttool.training.job import TrainJob, TrainOutcome
-from fttool.training.machines import same_data_callbacks
-from fttool.training.modeling import load_tokenizer
+from fttool.training.machines import launch_callbacks
+from fttool.training.modeling import training_tokenizer
 from fttool.training.preference_settings import WITH_REFERENCE
 from fttool.training.quiet import quiet_libraries
-from fttool.training.templates import set_chat_template
 
 # Trainer log keys of the implicit rewards (DPO, KTO) or ORPO's log-odds rewards, kept as the report's reward curves.
 REWARD_PREFIX = "rewards/"
@@ -75,28 +77,35 @@ def _token_counts(record: dict, tokenizer, max_length: int) -> tuple[bool, int, 
     return fits, trained, total
 
 
-def prepare_pairs(job: TrainJob, tokenizer) -> PreparedData:
-    """TRL rows of the train and validation splits (train.max_samples applied as for SFT); a record whose prompt
-    fills max_seq_length is dropped and counted."""
+def write_pairs(job: TrainJob, tokenizer) -> None:
+    """TRL rows of the train and validation splits (train.max_samples applied as for SFT) as Arrow files; a record
+    whose prompt fills max_seq_length is dropped and counted. Fails when no train record is left."""
+    from datasets import Dataset
+
     objective, length = job.params.objective, job.params.max_seq_length
-    train_records, left_out = job.train_records()
-    splits, dropped, trained, total = {}, 0, 0, 0
-    for name, records in (("train", train_records), ("validation", read_jsonl(job.validation_data))):
-        rows = []
-        for record in records:
-            fits, record_trained, record_total = _token_counts(record, tokenizer, length)
-            if not fits:
-                dropped += name == "train"
-                continue
-            rows += _rows(record, tokenizer, objective)
-            if name == "train":
-                trained, total = trained + record_trained, total + record_total
-        splits[name] = rows
-    if not splits["train"]:
-        raise ValueError(f"train: no preference record is left to train on ({dropped} dropped because the prompt "
-                         f"fills max_seq_length {length}); raise train.max_seq_length or check the train split")
-    return PreparedData(splits["train"], splits["validation"], dropped, trained, total,
-                        "chat_template" if tokenizer.chat_template else "alpaca", left_out)
+    counts = {"train": SplitCounts(), "validation": SplitCounts()}
+
+    def writer(split: str, source: Path, cap: int | None):
+        def write(path: Path) -> int:
+            rows, split_counts = [], counts[split]
+            for record in capped(read_jsonl(source), cap, split_counts):
+                fits, record_trained, record_total = _token_counts(record, tokenizer, length)
+                if not fits:
+                    split_counts.dropped += 1
+                    continue
+                rows += _rows(record, tokenizer, objective)
+                split_counts.trained_tokens += record_trained
+                split_counts.total_tokens += record_total
+            # Nested chat rows take their Arrow types from every row together, as Dataset.from_list infers them.
+            return write_dataset(path, Dataset.from_list(rows))
+        return write
+
+    write_splits(job.work_dir, {"train": writer("train", job.train_data, job.params.max_samples),
+                                "validation": writer("validation", job.validation_data, None)}, counts)
+    if not counts["train"].rows:
+        raise ValueError(f"train: no preference record is left to train on ({counts['train'].dropped} dropped because "
+                         f"the prompt fills max_seq_length {length}); raise train.max_seq_length or check the train "
+                         "split")
 
 
 def preference_config(job: TrainJob, rows: int, validate: bool):
@@ -153,7 +162,6 @@ def _reference_model(job: TrainJob):
 
 def fit_preference(job: TrainJob, tokenizer, model, data: PreparedData, tracker=None) -> TrainingRun:
     """Train with the objective's TRL trainer, continuing from the last checkpoint when a failed run left one."""
-    import datasets
     import transformers
     from peft import LoraConfig
     from transformers.trainer_utils import get_last_checkpoint
@@ -167,13 +175,13 @@ def fit_preference(job: TrainJob, tokenizer, model, data: PreparedData, tracker=
         peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                  target_modules=_target_modules(lora.target_modules), bias="none",
                                  task_type="CAUSAL_LM")
-    args = preference_config(job, len(data.train), validate=bool(data.validation))
+    validate = len(data.validation) > 0
+    args = preference_config(job, len(data.train), validate=validate)
     extra = {} if params.objective == "orpo" else {"ref_model": _reference_model(job)}
     trainer = _trainer_class(params.objective)(
         model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
-        train_dataset=datasets.Dataset.from_list(data.train),
-        eval_dataset=datasets.Dataset.from_list(data.validation) if data.validation else None,
-        callbacks=_callbacks(params) + same_data_callbacks(job) + ([tracker.callback()] if tracker else []), **extra)
+        train_dataset=data.train, eval_dataset=data.validation if validate else None,
+        callbacks=_callbacks(params) + launch_callbacks(job) + ([tracker.callback()] if tracker else []), **extra)
     trainer.remove_callback(transformers.PrinterCallback)
     initial_norms = trained_tensor_norms(trainer.model)
     started = time.perf_counter()
@@ -213,11 +221,15 @@ class PreferenceBackend:
     objective: ClassVar[str]
     hyperparameters: ClassVar[tuple[str, ...]] = SFTBackend.hyperparameters
 
+    def prepare(self, job: TrainJob, tokenizer) -> None:
+        write_pairs(job, tokenizer)
+
     def train(self, job: TrainJob, tracker=None) -> TrainOutcome:
         quiet_libraries()
-        tokenizer = load_tokenizer(job.base_path, job.params.model)
-        set_chat_template(tokenizer, job.chat_template)
-        data = prepare_pairs(job, tokenizer)
+        tokenizer = training_tokenizer(job.base_path, job.params.model, job.chat_template)
+        if not job.params.compute.launched:  # launched processes read what the launching process prepared
+            self.prepare(job, tokenizer)
+        data = prepared_data(job, tokenizer)
         run = fit_preference(job, tokenizer, load_model(job), data, tracker)
         log_history = list(run.trainer.state.log_history)
         outcome = finish(job, tokenizer, data, run)

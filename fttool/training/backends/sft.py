@@ -2,9 +2,11 @@
 
 Records are formatted and tokenized by fttool.training.examples, so that the labels are explicit: prompt
 tokens are masked unless `train_on_inputs`, and a dataset with no token left to train on fails before the
-model is loaded. Checkpoints go to the job's work directory, which outlives a failed attempt, so a resumed
-run continues from the last one with the optimizer, scheduler and RNG states it saved. The backend writes
-the adapter (or the full model) and the tokenizer, and fails when training left every trained weight unchanged.
+model is loaded. The examples are written once as Arrow files (`prepare`, fttool.training.arrow_examples) and
+every training process memory-maps them. Checkpoints go to the job's work directory, which outlives a failed
+attempt, so a resumed run continues from the last one with the optimizer, scheduler and RNG states it saved. The
+backend writes the adapter (or the full model) and the tokenizer, and fails when training left every trained weight
+unchanged.
 """
 from __future__ import annotations
 
@@ -16,16 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from fttool.training.arrow_examples import load_splits, write_tokenized_splits
 from fttool.training.device import device, load_dtype, training_precision
-from fttool.training.examples import tokenized_example, tokenized_examples, trained_token_share
 from fttool.training.faults import FAULT_ENV, InjectedFault, fault_step
 from fttool.training.job import TrainJob, TrainOutcome
-from fttool.training.machines import same_data_callbacks
-from fttool.training.modeling import load_causal_lm, load_tokenizer
+from fttool.training.machines import launch_callbacks
+from fttool.training.modeling import load_causal_lm, training_tokenizer
 from fttool.training.quiet import quiet_libraries
 from fttool.training.settings import TrainParams
 from fttool.training.summary import QLORA_QUANTIZATION
-from fttool.training.templates import set_chat_template
 
 # At most about this many points in the reported loss curve, whatever the run length.
 LOSS_POINTS = 25
@@ -38,8 +39,8 @@ OPTIMIZERS = {"adamw_8bit": "adamw_bnb_8bit", "adafactor": "adafactor"}
 
 @dataclass
 class PreparedData:
-    train: list[dict]
-    validation: list[dict]
+    train: Any  # datasets.Dataset, memory-mapped (fttool.training.arrow_examples)
+    validation: Any
     dropped: int
     trained_tokens: int
     total_tokens: int
@@ -55,27 +56,12 @@ class TrainingRun:
     seconds: float
 
 
-def prepare_data(job: TrainJob, tokenizer) -> PreparedData:
-    """Tokenized train and validation examples; fails when nothing is left to train on."""
-    params = job.params
-    length, on_inputs = params.max_seq_length, params.train_on_inputs
-    records, left_out = job.train_records()
-    tokenized = [tokenized_example(tokenizer, record, length, on_inputs) for record in records]
-    train = [example for example in tokenized if example is not None]
-    dropped = len(tokenized) - len(train)
-    validation, _ = tokenized_examples(job.validation_data, tokenizer, length, on_inputs)
-    if not train:
-        raise ValueError(
-            f"train: no response token is left to train on ({dropped} examples, max_seq_length {length}): "
-            "the train split is empty, every prompt fills the sequence, or every response is empty. "
-            "Raise train.max_seq_length or shorten the prompts." if dropped else
-            "train: the train split is empty; there is nothing to fine-tune on")
-    if params.early_stopping and not validation:
-        raise ValueError("train: early stopping needs validation examples, but none has a token to score "
-                         "within max_seq_length; raise train.max_seq_length or remove train.early_stopping")
-    trained, total = trained_token_share(train)
-    return PreparedData(train, validation, dropped, trained, total,
-                        "chat_template" if tokenizer.chat_template else "alpaca", left_out)
+def prepared_data(job: TrainJob, tokenizer) -> PreparedData:
+    """The splits the job's examples were written into (TrainingBackend.prepare), memory-mapped, with their counts."""
+    splits = load_splits(job.work_dir)
+    train = splits.counts["train"]
+    return PreparedData(splits.train, splits.validation, train.dropped, train.trained_tokens, train.total_tokens,
+                        "chat_template" if tokenizer.chat_template else "alpaca", train.records_left_out)
 
 
 def _callbacks(params: TrainParams) -> list:
@@ -204,6 +190,9 @@ def trainer_config(params: TrainParams, checkpoint_dir: Path, steps: tuple[int, 
         fp16=precision == "fp16",
         tf32=params.tf32 or None,  # None leaves torch's setting as it is
         **optimizer,
+        # The examples are tokenised, cut to max_seq_length and all have a label: TRL's preparation would only copy
+        # them (into a cache file beside the mapped split). Packing is TRL's to do.
+        dataset_kwargs=None if params.packing else {"skip_prepare_dataset": True},
         # TRL turns checkpointing on by default; it trades speed for memory, so the recipe decides.
         activation_checkpointing=params.gradient_checkpointing,
         dataloader_pin_memory=on_gpu,
@@ -226,7 +215,6 @@ def planned_steps(params: TrainParams, train_examples: int) -> tuple[int, int]:
 
 def fit(job: TrainJob, tokenizer, model, data: PreparedData, tracker=None) -> TrainingRun:
     """Train, continuing from the last checkpoint in the work directory when a failed run left one."""
-    import datasets
     import transformers
     from peft import LoraConfig
     from transformers.trainer_utils import get_last_checkpoint
@@ -240,13 +228,12 @@ def fit(job: TrainJob, tokenizer, model, data: PreparedData, tracker=None) -> Tr
         peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                  target_modules=_target_modules(lora.target_modules), bias="none",
                                  task_type="CAUSAL_LM")
-    args = trainer_config(params, job.checkpoint_dir, planned_steps(params, len(data.train)),
-                          validate=bool(data.validation))
+    validate = len(data.validation) > 0
+    args = trainer_config(params, job.checkpoint_dir, planned_steps(params, len(data.train)), validate=validate)
     trainer = SFTTrainer(
         model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
-        train_dataset=datasets.Dataset.from_list(data.train),
-        eval_dataset=datasets.Dataset.from_list(data.validation) if data.validation else None,
-        callbacks=_callbacks(params) + same_data_callbacks(job) + ([tracker.callback()] if tracker else []))
+        train_dataset=data.train, eval_dataset=data.validation if validate else None,
+        callbacks=_callbacks(params) + launch_callbacks(job) + ([tracker.callback()] if tracker else []))
     trainer.remove_callback(transformers.PrinterCallback)
 
     # Measured before a checkpoint is loaded, so a resumed run is compared with the same starting point.
@@ -338,10 +325,14 @@ class SFTBackend:
         "precision", "tf32", "load_in_8bit", "logging_steps", "eval_steps", "evals_per_epoch", "max_samples",
         "chat_template", "chat_template_file")
 
+    def prepare(self, job: TrainJob, tokenizer) -> None:
+        write_tokenized_splits(job, tokenizer)
+
     def train(self, job: TrainJob, tracker=None) -> TrainOutcome:
         quiet_libraries()
-        tokenizer = load_tokenizer(job.base_path, job.params.model)
-        set_chat_template(tokenizer, job.chat_template)
-        data = prepare_data(job, tokenizer)
+        tokenizer = training_tokenizer(job.base_path, job.params.model, job.chat_template)
+        if not job.params.compute.launched:  # launched processes read what the launching process prepared
+            self.prepare(job, tokenizer)
+        data = prepared_data(job, tokenizer)
         model = load_model(job)
         return finish(job, tokenizer, data, fit(job, tokenizer, model, data, tracker))
