@@ -108,10 +108,14 @@ def test_output_is_byte_identical_with_worker_processes(run_stage, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (pip install 'fttool[ray]')")
 def test_ray_engine_on_a_local_cluster_is_byte_identical(run_stage, monkeypatch):
-    monkeypatch.setattr(dedup_module, "RECORDS_PER_BATCH", 64)
+    """Through Ray Data on a cluster the stage starts (tests/test_ray_engine.py tests the engine itself)."""
+    import ray
+
+    monkeypatch.setattr(dedup_module, "RECORDS_PER_BATCH", 64)  # seven batches, several in flight at once
     dedup, split, expected = BEFORE["exact+near"]
-    ray = {"engine": "ray", "workers": None, "ray": {"address": "", "num_cpus": 2}}
-    assert _digest(run_stage, dedup, split, ray) == expected
+    on_ray = {"engine": "ray", "workers": None, "ray": {"address": "", "num_cpus": 2}}
+    assert _digest(run_stage, dedup, split, on_ray) == expected
+    assert not ray.is_initialized()  # the cluster started for the stage was stopped after it
 
 
 def test_without_ray_the_engine_is_an_unmet_requirement_naming_the_fix(monkeypatch):

@@ -8,9 +8,11 @@ grow with the data.
 - local, 1 worker (or a single batch): the batches are computed in the stage's own process.
 - local, N workers: a pool of N spawned processes (spawned, not forked: the runner may hold threads of torch or
   tokenizers, which a fork would copy half-initialised).
-- ray: Ray tasks on the cluster `address` names, or on a local cluster started for the stage and stopped after it.
-  Ray is an optional extra (`pip install fttool[ray]`); the function and its arguments must be importable and
-  picklable on every node, so install the same fttool there.
+- ray: Ray Data on the cluster `address` names, or on a local cluster started for the stage and stopped after it
+  (fttool.data.ray_engine): `map_batches` over a fixed pool of actors, one per CPU, each building the function's
+  per-process state once; the same few batches per actor in flight. Ray is an optional extra
+  (`pip install fttool[ray]`); the function and its arguments must be importable and picklable on every node, so
+  install the same fttool there.
 """
 from __future__ import annotations
 
@@ -87,19 +89,32 @@ def _on_ray(function, batches, argument, settings: EngineSettings) -> Iterator:
     except ImportError:
         raise EngineUnavailable("data.engine is ray, but Ray is not installed: pip install 'fttool[ray]' (or set "
                                 "data.engine: local)") from None
+    from fttool.data.ray_engine import Pipeline
+
     address = settings.ray.address
     started_here = not ray.is_initialized()
     if started_here:
         # An empty address starts a local cluster of num_cpus CPUs for this stage; otherwise num_cpus is the
-        # cluster's to know, and only bounds the batches in flight below.
+        # cluster's to know, and only bounds the actors below.
         ray.init(address=address or None, num_cpus=None if address else settings.ray.num_cpus or available_cores(),
                  include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        task = ray.remote(num_cpus=1)(function)
-        shared = ray.put(argument)
-        in_flight = settings.ray.num_cpus or max(int(ray.cluster_resources().get("CPU", 1)), 1)
-        yield from _windowed(lambda batch: task.remote(batch, shared), ray.get, batches,
-                             in_flight * BATCHES_IN_FLIGHT_PER_WORKER)
+        actors = settings.ray.num_cpus or max(int(ray.cluster_resources().get("CPU", 1)), 1)
+        pipeline = Pipeline(function, argument, actors)
+        try:
+            yield from _windowed(pipeline.put, pipeline.next_result, _followed_by(batches, pipeline.end),
+                                 actors * BATCHES_IN_FLIGHT_PER_WORKER)
+        except ray.exceptions.RayError as exc:
+            raise RuntimeError(f"data.engine ray: the cluster failed to compute a batch ({type(exc).__name__}; "
+                               "Ray's account follows in the traceback). Install the same fttool on every node "
+                               "(pip install 'fttool[ray]'), or set data.engine: local") from exc
+        finally:
+            pipeline.close()
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _followed_by(batches: Iterable, end: Callable[[], None]) -> Iterator:
+    yield from batches
+    end()
