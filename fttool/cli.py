@@ -443,7 +443,11 @@ def schema() -> None:
 # The format names are spelled out so that `fttool --help` does not import the policy package.
 @click.option("--format", "output_format", type=click.Choice(["text", "json", "junit", "github", "sarif"]),
               default="text", show_default=True)
-def check(paths: tuple[Path, ...], policy_file: str, waivers_file: str | None, output_format: str) -> None:
+@click.option("--allowed-signers", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="git's allowed_signers file: a report's run must then be signed off by a key it lists (as fttool "
+              "verify --allowed-signers checks it). Without it, a run with a signed sign-off fails LIN-001.")
+def check(paths: tuple[Path, ...], policy_file: str, waivers_file: str | None, output_format: str,
+          allowed_signers: Path | None) -> None:
     """Check recipes and run reports (PATHS) against a policy.
 
     A PATH is a recipe, a report.json or a run directory. Recipe rules run before anything is
@@ -454,7 +458,7 @@ def check(paths: tuple[Path, ...], policy_file: str, waivers_file: str | None, o
     from fttool.policy.engine import evaluate
     from fttool.policy.formats import render, render_invalid
     from fttool.policy.policy_file import load_policy
-    from fttool.policy.targets import load_target
+    from fttool.policy.targets import load_target, require_allowed_signers
     from fttool.recipe import RecipeInvalid
 
     errors, targets, policy = [], [], None
@@ -462,9 +466,14 @@ def check(paths: tuple[Path, ...], policy_file: str, waivers_file: str | None, o
         policy = load_policy(policy_file, waivers_file)
     except RecipeInvalid as exc:
         errors += exc.errors
+    try:
+        if allowed_signers:
+            require_allowed_signers(allowed_signers)
+    except RecipeInvalid as exc:
+        errors += exc.errors
     for path in paths:
         try:
-            targets.append(load_target(path))
+            targets.append(load_target(path, allowed_signers))
         except RecipeInvalid as exc:
             errors += exc.errors
     for warning in policy.warnings if policy else ():

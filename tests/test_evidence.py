@@ -408,6 +408,62 @@ def test_check_gates_on_the_whole_run_verifying(run_dir, tmp_path):
     assert result.exit_code == 1 and "LIN-001" in result.output and "run digest does not match" in result.output
 
 
+def _signed_by(tmp_path: Path, run_dir: Path, who: str, name: str = "Dana") -> Path:
+    """A key made for `who`, an allowed signers file listing it, and a sign-off by `name` signed with it."""
+    key = _keygen(tmp_path / who)
+    allowed = tmp_path / f"{who}.allowed_signers"
+    allowed.write_text(f"{who}@bank.example {key.with_suffix('.pub').read_text()}")
+    sign_off(run_dir, name, "risk", key)
+    return allowed
+
+
+def test_check_verifies_the_signoffs_against_allowed_signers_and_fails_closed(run_dir, tmp_path):
+    policy = tmp_path / "lineage.yaml"
+    policy.write_text(textwrap.dedent(LINEAGE_POLICY).lstrip())
+    allowed = _signed_by(tmp_path, run_dir, "dana")
+    assert invoke("check", str(run_dir), "--policy", str(policy), "--allowed-signers", str(allowed)).exit_code == 0
+    # Without allowed signers, the gate cannot tell whose key signed: a signed run fails, saying what to pass.
+    result = invoke("check", str(run_dir), "--policy", str(policy))
+    assert result.exit_code == 1 and "LIN-001" in result.output
+    assert ("signoff.json: the sign-off by Dana (risk) at" in result.output
+            and "is signed, but no allowed signers file says whose keys count: pass --allowed-signers FILE"
+            in result.output)
+
+    # Forged: the report edited and rendered again with every digest rewritten, and Mallory signs as Dana.
+    (run_dir / "signoff.json").unlink()
+    forge_report(run_dir, lambda r: r["data"]["counts"].update(quarantined=0))
+    _signed_by(tmp_path, run_dir, "mallory", name="Dana")
+    result = invoke("check", str(run_dir), "--policy", str(policy), "--allowed-signers", str(allowed))
+    assert result.exit_code == 1 and "LIN-001" in result.output
+    assert "Dana (risk)" in result.output and "signed with a key that is not in the allowed signers" in result.output
+    assert "no sign-off of the run as it is now is signed by a key the allowed signers file lists" in result.output
+    # The forged sign-off removed too: no digest is secret, so only the allowed signers can fail it.
+    (run_dir / "signoff.json").unlink()
+    forge_report(run_dir, lambda r: None)
+    assert invoke("check", str(run_dir), "--policy", str(policy)).exit_code == 0
+    result = invoke("check", str(run_dir), "--policy", str(policy), "--allowed-signers", str(allowed))
+    assert result.exit_code == 1 and "no sign-off of the run as it is now is signed" in result.output
+
+
+def test_check_calls_an_unreadable_allowed_signers_file_invalid_input(run_dir, tmp_path):
+    policy = tmp_path / "lineage.yaml"
+    policy.write_text(textwrap.dedent(LINEAGE_POLICY).lstrip())
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text("just-a-name\n")
+    result = invoke("check", str(run_dir), "--policy", str(policy), "--allowed-signers", str(allowed))
+    assert result.exit_code == 2 and f"{allowed}:1:1: not 'principals [options] key-type base64-key'" in result.output
+
+
+def test_check_fails_a_rendering_edited_after_the_run(run_dir, tmp_path):
+    policy = tmp_path / "lineage.yaml"
+    policy.write_text(textwrap.dedent(LINEAGE_POLICY).lstrip())
+    html = (run_dir / "report.html").read_text().replace("</body>", "<p>All checks passed.</p></body>")
+    (run_dir / "report.html").write_text(html)
+    write_digests(run_dir)
+    result = invoke("check", str(run_dir), "--policy", str(policy))
+    assert result.exit_code == 1 and "report.html: differs from what fttool renders" in result.output
+
+
 def test_openlineage_event(run_dir):
     event = openlineage_event(run_dir)
     uuid.UUID(event["run"]["runId"])

@@ -13,12 +13,12 @@ import pytest
 from click.testing import CliRunner
 
 from fttool.cli import cli
-from fttool.governance.evidence import write_digests
 from fttool.policy.checks import BUILTIN_CHECKS
 from fttool.policy.formats import RENDERERS
 from fttool.policy.registry import Target
 from fttool.recipe.loader import LoadedDocument
 from fttool.recipe.schema import load_schema
+from fttool.report import write_report_files
 
 ROOT = Path(__file__).resolve().parent.parent
 REGULATED = ROOT / "policies" / "regulated.yaml"
@@ -286,8 +286,9 @@ def run_dir(tmp_path) -> Path:
 def edit_report(run_dir: Path, **sections) -> None:
     report = json.loads((run_dir / "report.json").read_text())
     report.update(sections)
-    (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    write_digests(run_dir)  # as fttool does when it rewrites a report, so that LIN-001 (the run verifies) holds
+    # As fttool does when it rewrites a report (review import): rendered again, digests rewritten, so that LIN-001
+    # (the run verifies) holds.
+    write_report_files(report, run_dir)
 
 
 def test_a_clean_report_passes(run_dir):
@@ -317,7 +318,8 @@ def test_report_fails_when_a_data_file_was_edited_or_removed_after_the_run(run_d
 
 
 def test_report_that_breaks_its_schema_exits_2(run_dir):
-    edit_report(run_dir, run={"name": "x"})
+    report = json.loads((run_dir / "report.json").read_text())
+    (run_dir / "report.json").write_text(json.dumps({**report, "run": {"name": "x"}}, indent=2))
     code, _, err = check(run_dir / "report.json", "--policy", REGULATED)
     assert code == 2 and "missing required key 'id'" in err
 

@@ -27,7 +27,11 @@ BEGIN, END = "-----BEGIN SSH SIGNATURE-----", "-----END SSH SIGNATURE-----"
 
 
 class SignatureError(Exception):
-    """A key or signature cannot be used; the message says which and what to do."""
+    """A key or signature cannot be used; the message says which and what to do (and `line`, of a file, where)."""
+
+    def __init__(self, message: str, line: int = 0):
+        super().__init__(message)
+        self.line = line
 
 
 @dataclass(frozen=True)
@@ -172,10 +176,13 @@ def read_allowed_signers(path: Path) -> list[AllowedSigner]:
             continue
         key_at = next((i for i, field in enumerate(fields) if i and field.startswith(("ssh-", "ecdsa-", "sk-"))), None)
         if key_at is None or key_at + 1 >= len(fields):
-            raise SignatureError(f"{path}:{number}: not 'principals [options] key-type base64-key'")
+            raise SignatureError(f"{path}:{number}: not 'principals [options] key-type base64-key'", number)
         options = dict(re.findall(r'([\w-]+)(?:="([^"]*)")?', ",".join(fields[1:key_at])))
-        if not _allowed_now(options, f"{path}:{number}"):
-            continue
+        try:
+            if not _allowed_now(options, f"{path}:{number}"):
+                continue
+        except SignatureError as exc:
+            raise SignatureError(str(exc), number) from None
         if fields[key_at] == KEY_TYPE:
             signers.append(AllowedSigner(fields[0], f"{KEY_TYPE} {fields[key_at + 1]}", number))
     return signers

@@ -11,8 +11,10 @@ import operator
 from pathlib import Path
 
 from fttool.fairness.intervals import against_limit, interval_text
-from fttool.governance.evidence import EvidenceError, check_artifacts, verify
-from fttool.pipeline.layout import REPORT_JSON
+from fttool.governance.approvals import read_signoffs
+from fttool.governance.evidence import EvidenceError, Mismatch, check_artifacts, verify
+from fttool.governance.signing import SignatureError
+from fttool.pipeline.layout import REPORT_JSON, SIGNOFFS
 from fttool.policy.registry import CheckRegistry, Target, Violation
 
 BUILTIN_CHECKS = CheckRegistry()
@@ -236,23 +238,37 @@ def not_worse_than_base(target: Target, params: dict) -> list[Violation]:
 
 @BUILTIN_CHECKS.register("lineage_verifies", targets=("report",))
 def lineage_verifies(target: Target, params: dict) -> list[Violation]:
-    """The run verifies as `fttool verify` checks it: report and run files, run digest, lineage, sign-offs.
+    """The run verifies as `fttool verify` checks it: report and run files, run digest, renderings, lineage,
+    sign-offs, and with the target's allowed signers (fttool check --allowed-signers) whose keys signed them
+    (then a sign-off of the run as it is, signed by a key the file lists, is required).
 
-    A report still being written (the runner checks its draft before writing it) can only have its lineage
-    checked. Paths are relative to the report's directory, as the runner writes them.
+    It fails closed: without allowed signers a signed sign-off fails, since nothing says whether its key is one
+    that counts (anyone can sign with a key of their own). A report still being written (the runner checks its
+    draft before writing it) can only have its lineage checked. Paths are relative to the report's directory.
     """
     run_dir = Path(target.document.path).parent
     artifacts = target.data["lineage"]["artifacts"]
     try:
         on_disk = run_dir / REPORT_JSON
         written = on_disk.is_file() and json.loads(on_disk.read_text(encoding="utf-8")) == target.data
-        problems = verify(run_dir) if written else check_artifacts(run_dir, artifacts)
-    except (OSError, ValueError, EvidenceError) as exc:
+        if written:
+            problems = verify(run_dir, allowed_signers=target.allowed_signers)
+            problems += [] if target.allowed_signers else _unchecked_signatures(run_dir)
+        else:
+            problems = check_artifacts(run_dir, artifacts)
+    except (OSError, ValueError, EvidenceError, SignatureError) as exc:
         return [Violation(f"the run cannot be verified: {exc}")]
     index = {artifact["path"]: i for i, artifact in enumerate(artifacts)}
     return [Violation(f"{problem.path}: {problem.problem}",
                       ("lineage", "artifacts", index[problem.path], "path") if problem.path in index else ())
             for problem in problems]
+
+
+def _unchecked_signatures(run_dir: Path) -> list[Mismatch]:
+    return [Mismatch(SIGNOFFS, f"the sign-off by {entry['by']} ({entry['role']}) at {entry['at']} is signed, but no "
+                               "allowed signers file says whose keys count: pass --allowed-signers FILE (git's "
+                               "allowed_signers format), kept apart from the run")
+            for entry in read_signoffs(run_dir) if "signature" in entry]
 
 
 @BUILTIN_CHECKS.register("pii_operators", targets=("recipe",))

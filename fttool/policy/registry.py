@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from fttool.recipe.loader import LoadedDocument
 
@@ -27,6 +28,8 @@ class Target:
     data: dict  # what rules read
     names: tuple[str, ...]  # what a waiver's target glob is matched against
     at: tuple = ()  # where `data` sits in the document: () for a file, ("recipe", "resolved") for a report's recipe
+    # The allowed signers file (git's format) whose keys may sign off a report (fttool check --allowed-signers).
+    allowed_signers: Path | None = None
 
     @property
     def file(self) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from fttool.pipeline.layout import DIGESTS, REPORT_JSON
@@ -53,12 +54,24 @@ def _require_readable_evidence(run_dir: Path) -> None:
         raise RecipeInvalid([RecipeError(str(exc.file or run_dir), exc.line, 1, str(exc).split(": ", 1)[-1])]) from None
 
 
+def require_allowed_signers(path: Path) -> None:
+    """RecipeInvalid when the allowed signers file (fttool check --allowed-signers) cannot be read: invalid input."""
+    from fttool.governance.signing import SignatureError, read_allowed_signers
+
+    try:
+        read_allowed_signers(path)
+    except SignatureError as exc:
+        reason = str(exc).removeprefix(f"{path}:{exc.line}: " if exc.line else f"{path}: ")
+        raise RecipeInvalid([RecipeError(str(path), exc.line, 1 if exc.line else 0, reason)]) from None
+
+
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not a JSON number; a report holds finite numbers only")
 
 
-def load_target(path: str | Path) -> Target:
-    """A recipe or a report: a run directory or a .json file holding an fttool report is a report.
+def load_target(path: str | Path, allowed_signers: Path | None = None) -> Target:
+    """A recipe or a report: a run directory or a .json file holding an fttool report is a report, whose sign-offs
+    are checked against `allowed_signers` (git's allowed_signers file) when given.
 
     Raises RecipeInvalid, with FILE:LINE:COL errors, when the file cannot be read or is not valid.
     """
@@ -87,4 +100,6 @@ def load_target(path: str | Path) -> Target:
         raise RecipeInvalid([RecipeError(str(path), 1, 1, "nested too deep to be a report or a recipe")]) from None
     is_report = isinstance(data, dict) and "schema_version" in data and "lineage" in data
     # A recipe may be written in JSON, which is YAML too.
-    return load_report_target(path, text) if is_report else load_recipe_target(path)
+    if not is_report:
+        return load_recipe_target(path)
+    return replace(load_report_target(path, text), allowed_signers=allowed_signers)
