@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ACTIONS, TOPICS, alpaca, report_of, write_support_project
+from support.training import train_params
 
 from fttool.data.records import write_jsonl
 from fttool.pipeline.params import build
@@ -27,24 +28,6 @@ def records(n: int, offset: int = 0) -> list[dict]:
     pairs = [(action, topic) for action in ACTIONS for topic in TOPICS][offset:offset + n]
     return [alpaca(f"How do I {action} my {topic}?", f"To {action} your {topic}, open the app and follow the steps.")
             for action, topic in pairs]
-
-
-def train_params(base: str, **overrides) -> dict:
-    """The train section with the schema's defaults filled in, as the compiler passes it."""
-    return {"method": "lora",
-            "lora": {"r": 4, "alpha": 8, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]},
-            "epochs": 1, "max_steps": 8, "learning_rate": 0.01, "lr_scheduler_type": "linear", "warmup_ratio": 0,
-            "warmup_steps": 0, "weight_decay": 0, "batch_size": 4, "gradient_accumulation_steps": 1,
-            "max_seq_length": 64, "train_on_inputs": False, "packing": False, "gradient_checkpointing": False,
-            "save_steps": 100, "save_total_limit": 2, "seed": 7, "early_stopping": None, "privacy": None,
-            "save_only_model": False, "optimizer": "adamw_torch", "precision": "auto", "tf32": False,
-            "load_in_8bit": False, "logging_steps": None, "eval_steps": None, "evals_per_epoch": None,
-            "max_samples": None, "chat_template": None, "chat_template_file": None, "objective": "sft",
-            "preference": None,
-            "model": {"base": base, "revision": None, "license": "apache-2.0", "trust_remote_code": False},
-            "compute": {"num_processes": 1, "num_machines": 1, "machine_rank": 0, "main_process_ip": None,
-                        "main_process_port": None, "strategy": "ddp", "deepspeed": None, "threads": None},
-            "tracking": {"enabled": False, "uri": None, "experiment": "train-test"}} | overrides
 
 
 def sha256(path: Path) -> str:

@@ -69,6 +69,25 @@ def counts_text(counts) -> str:
     return ", ".join(f"{key} {fmt(value)}" for key, value in counts.items())
 
 
+def processes_text(training: dict) -> str:
+    """How many processes trained and where, from the training section's launch: 'one (the fttool process, not
+    launched)', or each machine's ranks and devices as the processes reported them ('machine 0: ranks 0, 1 (cpu);
+    machine 1: ranks 2, 3 (cpu)'), or the count alone for a report from before ranks were recorded."""
+    launch = training.get("launch")
+    if not isinstance(launch, dict):
+        return "one (the fttool process, not launched)"
+    ranks = launch.get("ranks")
+    if not isinstance(ranks, list) or not ranks:
+        return f"{fmt(launch.get('num_processes'))} (accelerate launch)"
+    by_machine: dict = {}
+    for process in ranks:
+        by_machine.setdefault(process.get("machine"), []).append(process)
+    return "; ".join(f"machine {fmt(machine)}: rank{'s' if len(processes) > 1 else ''} "
+                     f"{', '.join(fmt(process.get('rank')) for process in processes)} "
+                     f"({', '.join(sorted({str(process.get('device')) for process in processes}))})"
+                     for machine, processes in by_machine.items())
+
+
 def html_value(value) -> str:
     """A formatted value, escaped for HTML text or attributes."""
     return escape(fmt(value), quote=True)

@@ -12,7 +12,17 @@ from html import escape
 
 from fttool.data.records import SPLITS
 from fttool.report.charts import exposure_chart, flow_chart, group_chart, loss_chart, similarity_chart
-from fttool.report.format import MISSING, counts_text, fmt, fmt_percent, fmt_signed, get, is_number, short_digest
+from fttool.report.format import (
+    MISSING,
+    counts_text,
+    fmt,
+    fmt_percent,
+    fmt_signed,
+    get,
+    is_number,
+    processes_text,
+    short_digest,
+)
 from fttool.report.format import html_value as _e
 from fttool.report.sections import FLOW_STEPS, demo_model, metric_names, preference_unit, privacy_unit, skip_reason
 from fttool.report.verdict import verdict
@@ -438,6 +448,7 @@ def _training_html(report: dict) -> str:
                     if launch.get("machines", 1) > 1 else "")
         rows.append(("Processes", _e(f"{launch.get('num_processes')}{machines} ({launch.get('strategy')}, "
                                      "accelerate launch)")))
+    rows.append(("Ranks" if launch else "Processes", escape(processes_text(training))))
     if tracking:
         rows.append(("Tracked in MLflow", f'<span class="mono">{_e(tracking.get("uri"))}</span>, experiment '
                                           f'<span class="mono">{_e(tracking.get("experiment_id"))}</span>, run '

@@ -14,7 +14,7 @@ from pathlib import Path
 from fttool.governance.approvals import given_signoffs
 from fttool.governance.signing import fingerprint
 from fttool.pipeline.layout import MODEL_CARD
-from fttool.report.format import fmt, get, md_cell
+from fttool.report.format import fmt, get, md_cell, processes_text
 from fttool.report.sections import skip_reason
 from fttool.training.model_ref import DEMO_MODEL_PREFIX, is_local_model
 
@@ -218,6 +218,7 @@ def _compute(report: dict) -> list[str]:
             f"{_fmt(environment.get('gpus'))}",
             f"- **Training:** {_fmt(training.get('steps'))} steps on {_fmt(training.get('device'))}{processes} in "
             f"{_fmt(training.get('seconds'))} s; all stages {seconds:.1f} s (cached stages count 0)",
+            *([f"- **Training processes:** {processes_text(training)}"] if training else []),
             "- **Energy and emissions:** not measured by fttool.",
             f"- **Software:** Python {_fmt(environment.get('python'))}; "
             + ", ".join(f"{name} {version}" for name, version in (environment.get("packages") or {}).items()
