@@ -164,13 +164,13 @@ def code_running_model_and_run_copy(lora_run, tmp_path):
 
 def test_a_forged_report_cannot_make_a_merge_load_another_model(lora_run, tmp_path):
     """report.json names a directory whose code runs with trust_remote_code; merge reads the verified plan.json."""
-    from fttool.governance.evidence import verify, write_digests
+    from fttool.governance.evidence import verify
+    from fttool.report import write_report_files
 
     evil, marker, copy = code_running_model_and_run_copy(lora_run, tmp_path)
     report = json.loads((copy / "report.json").read_text())
     report["recipe"]["resolved"]["model"].update(base=str(evil), trust_remote_code=True)
-    (copy / "report.json").write_text(json.dumps(report, indent=2))
-    write_digests(copy)  # the strongest forger without a key: every digest recomputed
+    write_report_files(report, copy)  # the strongest forger without a key: rendered again, every digest recomputed
     assert verify(copy) == []
     result = CliRunner().invoke(cli, ["export", str(copy), "--merge", "--output", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
@@ -200,8 +200,9 @@ def test_a_run_whose_policy_failed_is_exported_only_after_a_waiver(tmp_path):
 def test_a_forged_plan_cannot_make_a_merge_run_another_models_code(lora_run, tmp_path):
     """plan.json (and the lineage) rewritten to name a directory whose code runs with trust_remote_code, every digest
     recomputed: the digests are not secret, so merge runs a model's own code only when the command line says so."""
-    from fttool.governance.evidence import verify, write_digests
+    from fttool.governance.evidence import verify
     from fttool.pipeline.digest import sha256_path
+    from fttool.report import write_report_files
 
     evil, marker, copy = code_running_model_and_run_copy(lora_run, tmp_path)
     plan = json.loads((copy / "plan.json").read_text())
@@ -212,8 +213,7 @@ def test_a_forged_plan_cannot_make_a_merge_run_another_models_code(lora_run, tmp
     report = json.loads((copy / "report.json").read_text())
     report["lineage"]["artifacts"].append({"path": str(evil), "sha256": sha256_path(evil), "kind": "source",
                                            "stage": None, "parents": []})
-    (copy / "report.json").write_text(json.dumps(report, indent=2))
-    write_digests(copy)
+    write_report_files(report, copy)
     assert verify(copy) == []
     result = CliRunner().invoke(cli, ["export", str(copy), "--merge", "--output", str(tmp_path / "out")])
     assert result.exit_code == 1 and "--trust-remote-code" in result.stderr and str(evil) in result.stderr
