@@ -224,8 +224,7 @@ def _check_renderings(run_dir: Path, report: dict, recorded: Digests) -> list[Mi
             or recorded.files.get(REPORT_JSON) != sha256_file(layout.report):
         return []
     signoffs = given_signoffs(run_dir)
-    renderers = {**{name: render for name, render in RENDERERS.values()},
-                 MODEL_CARD: lambda report, signoffs: render_model_card(report, signoffs)}
+    renderers = {**dict(RENDERERS.values()), MODEL_CARD: render_model_card}
     version = (report.get("run") or {}).get("fttool_version")
     other = f" (or rendered by fttool {version}, and this is {__version__})" if version != __version__ else ""
     problems = []

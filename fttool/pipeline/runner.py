@@ -4,7 +4,9 @@ Each stage's fingerprint covers its name, version, parameters and the sha256 of 
 reads (file contents, never names or timestamps), so an edited input is never served from cache.
 Outputs of a finished stage are kept in a content-addressed cache (beside the run directories, or
 $FTTOOL_CACHE_DIR) as read-only copies, and copied into any later run whose stage fingerprint matches;
-cached files are re-hashed before reuse. The cache holds what the stages wrote, raw records included:
+cached files are re-hashed before reuse. On resume, a finished stage's outputs are reused only as the seal the
+runner keeps in the cache records them, never on run_state.json's word (fttool.pipeline.resume_seal). The cache
+holds what the stages wrote, raw records included:
 `fttool cache purge` empties it. A run holds a lock on its directory while it writes there, and when it
 succeeds it deletes work/, where the records before PII scrubbing were kept.
 """

@@ -253,7 +253,8 @@ def lineage_verifies(target: Target, params: dict) -> list[Violation]:
         written = on_disk.is_file() and json.loads(on_disk.read_text(encoding="utf-8")) == target.data
         if written:
             problems = verify(run_dir, allowed_signers=target.allowed_signers)
-            problems += [] if target.allowed_signers else _unchecked_signatures(run_dir)
+            if target.allowed_signers is None:
+                problems += _unchecked_signatures(run_dir)
         else:
             problems = check_artifacts(run_dir, artifacts)
     except (OSError, ValueError, EvidenceError, SignatureError) as exc:
