@@ -241,6 +241,15 @@ def test_the_engine_is_the_one_the_settings_name(person_model):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("alignment", ["strict", "contract", "expand"])
+def test_a_name_the_tokens_do_not_fit_is_widened_not_skipped(person_model, alignment):
+    """The model finds "Grace" in what spaCy reads as one token, "Grace+Hiro": presidio's pipe would skip the
+    prediction under strict or contract alignment, and the name would stay."""
+    scrubbing = TextScrubber(transformers_params(str(person_model), ner={"alignment": alignment}))
+    assert scrubbing.outcomes(["Thanks Grace+Hiro for the help."])[0].scrubbed == "Thanks <PERSON> for the help."
+
+
+@pytest.mark.slow
 def test_a_text_the_model_fails_on_fails_the_analysis(person_model):
     """presidio's pipe would log the failure and scan the text for nothing; fttool stops instead."""
     scrubbing = TextScrubber(transformers_params(str(person_model)))

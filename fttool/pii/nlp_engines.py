@@ -202,10 +202,32 @@ def build_nlp_engine(language: str, nlp_model: str, ner: NerParams, ner_types: t
 
 
 def _fail_closed(nlp) -> None:
-    """presidio's token-classification pipe logs a text the model fails on and scans it for nothing; here the
-    failure stops the analysis, so that no text goes unscanned without anyone knowing."""
+    """presidio's token-classification pipe scans a text the model fails on for nothing, and skips a prediction it
+    cannot fit to spaCy's tokens or that overlaps the one before (where the model's tokens and spaCy's differ,
+    "Grace+Hiro" being one spaCy token): each with a log line, and the name stays. Here a failure stops the
+    analysis, and every prediction is kept, fitted by pii.ner.alignment or else widened to whole tokens."""
     from presidio_analyzer.nlp_engine.huggingface_token_pipe import FACTORY_NAME
 
     for name, pipe in nlp.pipeline:
         if nlp.get_pipe_meta(name).factory == FACTORY_NAME:
             pipe._predict_one = lambda doc, pipe=pipe: pipe._validate_predictions(pipe.pipeline(doc.text))
+            pipe._add_predictions = lambda doc, predictions, pipe=pipe: _with_every_prediction(pipe, doc, predictions)
+
+
+def _with_every_prediction(pipe, doc, predictions):
+    """`doc` with each prediction as a scored span of the pipe's span group, overlapping ones included."""
+    from spacy.tokens import SpanGroup
+
+    spans = SpanGroup(doc, attrs={"scores": []})
+    for prediction in predictions:
+        label = prediction.get("entity_group") or prediction.get("entity")
+        start, end = prediction["start"], prediction["end"]
+        span = (doc.char_span(start, end, label=label, alignment_mode=pipe.alignment_mode)
+                or doc.char_span(start, end, label=label, alignment_mode="expand"))
+        if span is None:
+            raise ValueError(f"the NER model found {label} at characters {start}-{end} of a text of {len(doc.text)} "
+                             "characters, which no token covers")
+        spans.append(span)
+        spans.attrs["scores"].append(float(prediction["score"]))
+    doc.spans[pipe.spans_key] = spans
+    return doc
