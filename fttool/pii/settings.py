@@ -28,7 +28,7 @@ class NerParams:
             token-classification aggregation_strategy).
         stride: tokens two windows of a text longer than the model's input overlap by.
         alignment: how a model span is fitted to spaCy's tokens: "expand", "contract" or "strict" (spaCy's
-            Doc.char_span alignment_mode).
+            Doc.char_span alignment_mode); a span that cannot be fitted so is widened to whole tokens, not dropped.
     """
 
     engine: str
