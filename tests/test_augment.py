@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import alpaca
+from support.data import LOCAL_ENGINE
 from support.pii import pii_params
 
 from fttool.data.records import read_jsonl
@@ -114,7 +115,8 @@ def tiny_models(tmp_path_factory) -> dict[str, str]:
 
 
 def _augment(run_stage, params: dict, train=TRAIN, validation=VALIDATION, test=TEST):
-    params = {"pii": pii_params(), **params}  # as the compiler passes them for a recipe without a pii section
+    # As the compiler passes them for a recipe without a pii section or engine settings.
+    params = {"pii": pii_params(), "compute": LOCAL_ENGINE, **params}
     result, outputs = run_stage("augment", params, {"train": train, "validation": validation, "test": test})
     return result, list(read_jsonl(outputs["train"])), outputs["train"]
 
@@ -489,7 +491,7 @@ def test_missing_debian_wordnet_names_the_packages(tmp_path, monkeypatch):
     monkeypatch.setattr(wordnet_files, "DEBIAN_WORDNET", tmp_path / "no-wordnet")
     with pytest.raises(RuntimeError, match="apt-get install wordnet-base wordnet-sense-index"):
         wordnet_files.nltk_data_dir()
-    params = build(AugmentParams, {"methods": [entry()], "pii": pii_params()}, "augment")
+    params = build(AugmentParams, {"methods": [entry()], "pii": pii_params(), "compute": LOCAL_ENGINE}, "augment")
     [problem] = AugmentStage.unmet_requirements(params)
     assert "synonym augmentation needs WordNet 3.0" in problem and "apt-get install wordnet-base" in problem
 

@@ -12,6 +12,7 @@ Importing this module is cheap; nlpaug, torch and transformers are imported when
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from collections.abc import Callable, Iterator, Sequence
@@ -196,16 +197,39 @@ def _back_translation(params: AugmentMethod, resolve) -> ShieldedRewriter:
 
 @dataclass(frozen=True)
 class Method:
-    """One augmentation method: its builder, which of its settings name models, and the data files outside the
-    recipe that decide its output (hashed into the lineage like the models)."""
+    """One augmentation method: its builder, which of its settings name models, the data files outside the
+    recipe that decide its output (hashed into the lineage like the models), and whether worker processes may
+    rewrite its texts: only where each text is rewritten on its own with its own seed (word methods), so that the
+    result does not depend on which texts share a batch; a model method seeds a whole batch and keeps its model in
+    the stage's process, which it already works on every core of."""
     build: Callable[[AugmentMethod, Callable[[str], Path]], WordRewriter | ShieldedRewriter]
     model_keys: tuple[str, ...] = ()
     data_paths: tuple[str, ...] = ()
+    in_workers: bool = False
 
 
 METHODS: dict[str, Method] = {
-    "synonym": Method(_synonym, data_paths=(str(DEBIAN_WORDNET),)),
-    "random": Method(_random),
+    "synonym": Method(_synonym, data_paths=(str(DEBIAN_WORDNET),), in_workers=True),
+    "random": Method(_random, in_workers=True),
     "contextual": Method(_contextual, ("model_path",)),
     "back_translation": Method(_back_translation, ("from_model", "to_model")),
 }
+
+
+@functools.lru_cache(maxsize=4)
+def word_rewriter(params: AugmentMethod) -> WordRewriter:
+    """The rewriter of a word method, built once per process (WordNet's index from the machine's cache, which the
+    stage's process fills before any worker starts)."""
+    assert METHODS[params.method].in_workers, "model methods are built with the recipe's paths, in the stage"
+    rewriter = METHODS[params.method].build(params, _no_paths)
+    assert isinstance(rewriter, WordRewriter)
+    return rewriter
+
+
+def _no_paths(path: str) -> Path:
+    raise AssertionError("word methods read no recipe-relative path")
+
+
+def rewrite_batch(batch: list[tuple[str, int]], params: AugmentMethod) -> list[str | None]:
+    """A word method's rewrite of each (text, seed) of a batch: the same in any process, for any batch."""
+    return word_rewriter(params).rewrite([text for text, _ in batch], [seed for _, seed in batch])

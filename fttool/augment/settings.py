@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from fttool.data.settings import EngineSettings
 from fttool.pii.settings import PiiParams
 
 # Defaults of method-specific settings, by method; a setting a method does not take stays None.
@@ -69,10 +70,13 @@ class AugmentParams:
         methods: the augment list, in order.
         pii: the PII settings augmented text is scanned with: the recipe's, or the schema's defaults when the
             recipe has no enabled pii section.
+        compute: where word methods (synonym, random) rewrite texts; the checks, and model methods, stay in the
+            stage's process.
     """
 
     methods: tuple[AugmentMethod, ...]
     pii: PiiParams
+    compute: EngineSettings
 
 
 def method_params(entry: Mapping[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,12 @@ def read_jsonl(path: Path) -> Iterator[dict]:
                 yield json.loads(line)
 
 
+def read_lines(path: Path) -> Iterator[str]:
+    """The non-blank lines of a JSONL records file, each one record, for a worker to parse (fttool.data.per_record)."""
+    with open(path, encoding="utf-8") as handle:
+        yield from (line for line in handle if line.strip())
+
+
 def write_jsonl(path: Path, records: Iterable[dict]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0

@@ -83,10 +83,13 @@ class IngestParams:
     Attributes:
         sources: the sources, read in this order.
         max_chars: records whose text is longer than this are quarantined.
+        compute: where records are normalised (each source is read, and its records written, in the stage's
+            process, in order).
     """
 
     sources: tuple[SourceSettings, ...]
     max_chars: int
+    compute: EngineSettings
 
 
 @dataclass(frozen=True)
@@ -140,10 +143,15 @@ class DedupParams:
     compute: EngineSettings
 
 
+def engine_settings(data: Mapping[str, Any]) -> dict:
+    """The EngineSettings fields from the recipe's data section (defaults applied): every per-record stage (ingest,
+    dedup, the bias audit, augment) spreads its work this way."""
+    return {"engine": data["engine"], "workers": data.get("workers"), "ray": {"num_cpus": None, **data["ray"]}}
+
+
 def dedup_params(data: Mapping[str, Any]) -> dict:
     """The dedup stage's parameters from the recipe's data section (defaults applied)."""
-    return {**data["dedup"], "compute": {"engine": data["engine"], "workers": data.get("workers"),
-                                         "ray": {"num_cpus": None, **data["ray"]}}}
+    return {**data["dedup"], "compute": engine_settings(data)}
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,12 @@ names) and counts; no text is kept or reported.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from fttool.data.per_record import batched, in_order_beyond
 from fttool.data.preference import prompt_view
 from fttool.data.records import SPLITS, text_fields
 from fttool.fairness.groups import MISSING_GROUP, group_value, worst_status
@@ -37,6 +39,8 @@ from fttool.fairness.settings import BiasParams
 
 MAX_LISTED_GROUPS = 50
 MAX_NAMED_IN_REASON = 10  # groups named in one reason; the rest are counted
+RECORDS_PER_BATCH = 512  # records a worker reads at a time
+MIN_RECORDS_FOR_WORKERS = 5_000  # see docs/benchmarks.md, "Per-record stages in parallel"
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,7 @@ def _audit_field(values: list[str], splits: list[str], limits: Thresholds, k: in
     }
 
 
-def _audit_mentions(category: str, mentioned: list[set[str]], splits: list[str], limits: Thresholds) -> dict:
+def _audit_mentions(category: str, mentioned: list[frozenset[str]], splits: list[str], limits: Thresholds) -> dict:
     records = len(mentioned)
     with_mention = sum(1 for groups in mentioned if groups)
     summary: dict[str, Any] = {"records": records, "records_with_mention": with_mention,
@@ -174,26 +178,62 @@ def _audit_mentions(category: str, mentioned: list[set[str]], splits: list[str],
     return {**summary, **_check(ordered, with_mention, limits)}
 
 
+@dataclass(frozen=True)
+class _Grouping:
+    """What is read from each record: its group for each field, and the groups it mentions in each category."""
+
+    fields: tuple[str, ...]
+    categories: tuple[str, ...]
+
+
+Groups = tuple[tuple[str, ...], tuple[frozenset[str], ...]]  # a record's group per field, groups mentioned per category
+
+
+def record_groups(batch: list[tuple[str, str]], grouping: _Grouping) -> list[tuple[str, Groups]]:
+    """The split and groups of each record of a batch of (split, records file line)."""
+    return [(split, _groups_of(json.loads(line), grouping)) for split, line in batch]
+
+
+def _groups_of(record: dict, grouping: _Grouping) -> Groups:
+    values = tuple(group_value(record.get("meta"), field) for field in grouping.fields)
+    if not grouping.categories:
+        return values, ()
+    # A preference pair is audited by its prompt: who is asked about, not how the answers differ.
+    texts = [text for _, text in text_fields(prompt_view(record))]
+    return values, tuple(frozenset(groups_mentioned(texts, category)) for category in grouping.categories)
 
 
 def audit(records_by_split: Iterable[tuple[str, Iterable[dict]]], params: BiasParams) -> dict:
-    """The bias section for records given split by split."""
+    """The bias section for records given split by split, read in this process."""
+    grouping = _Grouping(params.fields, params.mention_categories)
+    return _summary(((split, _groups_of(record, grouping)) for split, records in records_by_split
+                     for record in records), params)
+
+
+def audit_files(lines_by_split: Iterable[tuple[str, Iterable[str]]], params: BiasParams, records: int,
+                min_records_for_workers: int = MIN_RECORDS_FOR_WORKERS) -> dict:
+    """The bias section for records files given split by split (their non-blank lines; `records` in all), read a
+    batch at a time on the engine of params.compute (in this process below `min_records_for_workers`)."""
+    grouping = _Grouping(params.fields, params.mention_categories)
+    batches = batched(((split, line) for split, lines in lines_by_split for line in lines), RECORDS_PER_BATCH)
+    counted = in_order_beyond(record_groups, batches, grouping, params.compute, min_records_for_workers, records)
+    return _summary((record for batch in counted for record in batch), params)
+
+
+def _summary(groups_by_record: Iterable[tuple[str, Groups]], params: BiasParams) -> dict:
+    """The bias section from each record's split and groups, in record order."""
     limits = Thresholds.from_params(params)
     categories = params.mention_categories
     values: dict[str, list[str]] = {field: [] for field in params.fields}
-    mentioned: dict[str, list[set[str]]] = {category: [] for category in categories}
+    mentioned: dict[str, list[frozenset[str]]] = {category: [] for category in categories}
     splits: list[str] = []
     # Only group names are kept in memory, a few short strings per record; never the text.
-    for split, records in records_by_split:
-        for record in records:
-            splits.append(split)
-            for field in params.fields:
-                values[field].append(group_value(record.get("meta"), field))
-            if categories:
-                # A preference pair is audited by its prompt: who is asked about, not how the answers differ.
-                texts = [text for _, text in text_fields(prompt_view(record))]
-                for category in categories:
-                    mentioned[category].append(groups_mentioned(texts, category))
+    for split, (field_values, mentions) in groups_by_record:
+        splits.append(split)
+        for field, value in zip(params.fields, field_values):
+            values[field].append(value)
+        for category, groups in zip(categories, mentions):
+            mentioned[category].append(groups)
     audits = {field: _audit_field(values[field], splits, limits, params.k_anonymity) for field in params.fields}
     mention_audits = {category: _audit_mentions(category, mentioned[category], splits, limits)
                       for category in categories}

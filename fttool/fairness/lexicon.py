@@ -81,12 +81,33 @@ LEXICON: dict[str, dict[str, tuple[str, ...]]] = {
 CATEGORIES = tuple(LEXICON)
 
 
+def _trie(terms: Iterable[str]) -> dict:
+    """The terms as a trie of characters, a run of whitespace as one " " step and "" marking a term's end."""
+    root: dict = {}
+    for term in terms:
+        node = root
+        for character in " ".join(term.split()):
+            node = node.setdefault(character, {})
+        node[""] = {}
+    return root
+
+
+def _alternation(node: dict) -> str:
+    """The trie below `node` as a regex. Longer terms are tried before a term ending here, so the longest term wins
+    at each position, as in a plain alternation sorted longest first; branching on the next character makes the
+    engine try a handful of alternatives at each word boundary instead of every term of the category."""
+    branches = [(r"\s+" if step == " " else re.escape(step)) + _alternation(child)
+                for step, child in sorted(node.items()) if step]
+    if "" in node:
+        branches.append("")
+    return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+
+
 @functools.cache
 def _matcher(category: str) -> tuple[re.Pattern, dict[str, str]]:
-    """One pattern for all terms of a category, longest first, and the group of each term."""
+    """One pattern for all terms of a category, longest term first at each position, and the group of each term."""
     groups = {term: group for group, terms in LEXICON[category].items() for term in terms}
-    alternatives = (r"\s+".join(map(re.escape, term.split())) for term in sorted(groups, key=lambda t: (-len(t), t)))
-    return re.compile(r"\b(?:" + "|".join(alternatives) + r")\b", re.IGNORECASE), groups
+    return re.compile(r"\b" + _alternation(_trie(groups)) + r"\b", re.IGNORECASE), groups
 
 
 def groups_mentioned(texts: Iterable[str], category: str) -> set[str]:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fttool.data.settings import EngineSettings
+
 
 @dataclass(frozen=True)
 class BiasParams:
@@ -18,6 +20,7 @@ class BiasParams:
         fail_above_ratio: largest group over smallest; above this fails the audit; None for no such check.
         k_anonymity: a field's groups with fewer records than this are not named in the report, since so small a
             group's value can identify people (e.g. a customer name); they are counted and checked all the same.
+        compute: where each record's groups are read (the counting and checks stay in the stage's process).
     """
 
     fields: tuple[str, ...]
@@ -28,6 +31,7 @@ class BiasParams:
     fail_below_share: float | None
     fail_above_ratio: float | None
     k_anonymity: int
+    compute: EngineSettings
 
 
 def bias_params(section: dict) -> dict:

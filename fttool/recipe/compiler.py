@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fttool.augment.settings import method_params
-from fttool.data.settings import dedup_params, resolved_source, split_params
+from fttool.data.settings import dedup_params, engine_settings, resolved_source, split_params
 from fttool.fairness.settings import bias_params
 from fttool.pipeline.params import build
 from fttool.pipeline.plan import Plan, StageSpec, freeze
@@ -26,19 +26,22 @@ def _stage_params(recipe: dict) -> dict[str, dict | str]:
     """Each stage's parameters, or the reason it is skipped."""
     data = recipe["data"]
     params: dict[str, dict | str] = {
-        "ingest": {"sources": [resolved_source(source) for source in data["sources"]], "max_chars": data["max_chars"]},
+        "ingest": {"sources": [resolved_source(source) for source in data["sources"]], "max_chars": data["max_chars"],
+                   "compute": engine_settings(data)},
         "dedup": dedup_params(data),
         "split": split_params(data),
     }
     pii = recipe.get("pii")
     params["pii"] = ({k: v for k, v in pii.items() if k != "enabled"} if pii and pii["enabled"]
                      else "pii section absent or disabled")
-    params["bias"] = bias_params(recipe["bias"]) if "bias" in recipe else "no bias section"
+    params["bias"] = {**bias_params(recipe["bias"]), "compute": engine_settings(data)} if "bias" in recipe else \
+        "no bias section"
     if recipe.get("augment"):
         # Augmented text is scanned for PII with the recipe's own PII settings, else with the schema's defaults.
         scan = params["pii"] if isinstance(params["pii"], dict) else {
             k: v for k, v in apply_defaults({}, load_schema()["properties"]["pii"]).items() if k != "enabled"}
-        params["augment"] = {"methods": [method_params(entry) for entry in recipe["augment"]], "pii": scan}
+        params["augment"] = {"methods": [method_params(entry) for entry in recipe["augment"]], "pii": scan,
+                             "compute": engine_settings(data)}
     else:
         params["augment"] = "no augment section"
     if "train" in recipe:

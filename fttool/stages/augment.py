@@ -23,14 +23,17 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
-from itertools import chain, islice
+from itertools import chain
 
 from fttool.augment.settings import AugmentMethod, AugmentParams
 from fttool.data.dedup import exact_key
 from fttool.data.embeddings import MODEL_NAME, model_dir
+from fttool.data.engines import engine_problems
+from fttool.data.per_record import batched, in_order_beyond
 from fttool.data.records import SPLITS, read_jsonl, write_jsonl
+from fttool.data.settings import EngineSettings
 from fttool.pii.nlp_engines import located, ner_model_inputs
 from fttool.pii.settings import PiiParams
 from fttool.pipeline.plan import thaw
@@ -40,6 +43,9 @@ MAX_EXAMPLES = 5
 REJECTION_REASONS = ("unchanged", "protected_span_changed", "low_similarity", "pii_detected", "duplicate")
 # Candidates rewritten, embedded and scanned together: large enough for model batches, small enough to stream.
 CHUNK_CANDIDATES = 256
+# Below this many candidates a word method rewrites in the stage's process: a worker first imports nlpaug (torch,
+# transformers) and spaCy and loads WordNet, seconds that so few candidates do not repay (docs/benchmarks.md).
+MIN_CANDIDATES_FOR_WORKERS = 2_000
 HISTOGRAM_BINS = 10
 
 
@@ -137,36 +143,66 @@ def _spans_kept(old: str, new: str | None) -> bool:
     return new is not None and Counter(protected_spans(new)) == Counter(protected_spans(old))
 
 
+Job = tuple[int, str, str, int]  # a text to rewrite: its candidate's index in the chunk, field, text and seed
+
+
 class _Entry:
     """One entry of the augment list: rewrites chunks of (parent, copy) candidates and screens them."""
 
     def __init__(self, entry: AugmentMethod, index: int, ctx: StageContext, pii: _PiiCheck):
-        from fttool.augment.methods import METHODS
+        from fttool.augment.methods import METHODS, word_rewriter
 
         self.entry, self.index, self.pii = entry, index, pii
         self.params = entry.settings()  # recorded on every new record
-        self.rewriter = METHODS[entry.method].build(entry, ctx.resolve)
+        self.in_workers = METHODS[entry.method].in_workers
+        self.rewriter = word_rewriter(entry) if self.in_workers else METHODS[entry.method].build(entry, ctx.resolve)
         self.tally = _Tally()
 
-    def _rewritten(self, chunk: list[tuple[dict, int]]) -> list[dict[str, str | None]]:
-        """The fields each candidate's rewrite changed; empty fields and JSON are not rewritten."""
+    def jobs(self, chunk: list[tuple[dict, int]]) -> list[Job]:
+        """The texts of a chunk's candidates to rewrite; empty fields and JSON are not rewritten."""
         from fttool.augment.spans import is_structured
 
-        jobs = [(index, field, parent[field], _text_seed(self.entry.seed, self.index, parent["id"], copy, field))
+        return [(index, field, parent[field], _text_seed(self.entry.seed, self.index, parent["id"], copy, field))
                 for index, (parent, copy) in enumerate(chunk) for field in self.entry.fields
                 if parent.get(field) and not is_structured(parent[field])]
-        changed: list[dict[str, str | None]] = [{} for _ in chunk]
-        outputs = self.rewriter.rewrite([job[2] for job in jobs], [job[3] for job in jobs])
+
+    def kept(self, candidates: Iterator[tuple[dict, int]], compute: EngineSettings, total: int,
+             seen: set[bytes]) -> Iterator[dict]:
+        """The kept records among `total` candidates, in order, a chunk at a time."""
+        # Workers may rewrite chunks ahead; each rewrite comes back, in order, to the chunk that asked for it.
+        waiting: deque[tuple[list[tuple[dict, int]], list[Job]]] = deque()
+
+        def job_batches() -> Iterator[list[Job]]:
+            for chunk in batched(candidates, CHUNK_CANDIDATES):
+                waiting.append((chunk, self.jobs(chunk)))
+                yield waiting[-1][1]
+
+        for outputs in self.rewritten(job_batches(), compute, total, MIN_CANDIDATES_FOR_WORKERS):
+            chunk, jobs = waiting.popleft()
+            yield from self.screen(chunk, jobs, outputs, seen)
+
+    def rewritten(self, job_batches: Iterator[list[Job]], compute: EngineSettings, candidates: int,
+                  min_candidates_for_workers: int) -> Iterator[list[str | None]]:
+        """The rewrite of each batch's texts, in order: a word method's on the engine of `compute` (from
+        `min_candidates_for_workers` candidates up), a model method's in this process."""
+        from fttool.augment.methods import rewrite_batch
+
+        if not self.in_workers:
+            return (self.rewriter.rewrite([job[2] for job in jobs], [job[3] for job in jobs]) for jobs in job_batches)
+        texts = ([(job[2], job[3]) for job in jobs] for jobs in job_batches)
+        return in_order_beyond(rewrite_batch, texts, self.entry, compute, min_candidates_for_workers, candidates)
+
+    def screen(self, chunk: list[tuple[dict, int]], jobs: list[Job], outputs: list[str | None],
+               seen: set[bytes]) -> Iterator[dict]:
+        """The kept records among one chunk of candidates, given their rewritten texts, in order; each check runs on
+        the whole chunk."""
+        changed_by: list[dict[str, str | None]] = [{} for _ in chunk]  # the fields each candidate's rewrite changed
         for (index, field, old, _), new in zip(jobs, outputs):
             if new != old:
-                changed[index][field] = new
-        return changed
-
-    def screen(self, chunk: list[tuple[dict, int]], seen: set[bytes]) -> Iterator[dict]:
-        """The kept records among one chunk of candidates, in order; each check runs on the whole chunk."""
+                changed_by[index][field] = new
         tally = self.tally
         intact = []  # (parent, changed fields)
-        for (parent, _), changed in zip(chunk, self._rewritten(chunk)):
+        for (parent, _), changed in zip(chunk, changed_by):
             tally.counts["generated"] += 1
             if not changed:
                 tally.reject(parent, "unchanged")
@@ -235,7 +271,7 @@ class AugmentStage(Stage):
         if missing:
             return [f"synonym augmentation needs WordNet 3.0 in {DEBIAN_WORDNET} (missing: {', '.join(missing)}); "
                     f"{INSTALL_HINT}"]
-        return []
+        return engine_problems(params.compute)
 
     def run(self, ctx: StageContext) -> StageResult:
         seen: set[bytes] = set()  # keys of every original record and every kept new record
@@ -257,8 +293,7 @@ class AugmentStage(Stage):
                 parents = ctx.progress(zip(read_jsonl(ctx.inputs["train"]), copies), total=n_train,
                                        desc=f"augment {label}")
                 candidates = ((parent, copy) for parent, n_copies in parents for copy in range(n_copies))
-                while chunk := list(islice(candidates, CHUNK_CANDIDATES)):
-                    yield from run.screen(chunk, seen)
+                yield from run.kept(candidates, params.compute, total, seen)
                 reports[label] = run.tally.summary(run.rewriter.resources)
 
         # New records wait in scratch space because they go after every original.

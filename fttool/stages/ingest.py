@@ -2,6 +2,7 @@
 each input record that is unusable."""
 from __future__ import annotations
 
+from fttool.data.engines import engine_problems
 from fttool.data.ingest import Quarantine, ingest_source, open_source
 from fttool.data.settings import IngestParams
 from fttool.pipeline.stage import Stage, StageContext, StageResult
@@ -9,7 +10,7 @@ from fttool.pipeline.stage import Stage, StageContext, StageResult
 
 class IngestStage(Stage):
     name = "ingest"
-    version = 3
+    version = 4
     reads = ()
     writes = ("records",)
     artifacts = {"quarantine": "quarantine.jsonl"}
@@ -32,6 +33,10 @@ class IngestStage(Stage):
                 inputs.append(source.path)
         return inputs
 
+    @classmethod
+    def unmet_requirements(cls, params: IngestParams) -> list[str]:
+        return engine_problems(params.compute)
+
     def run(self, ctx: StageContext) -> StageResult:
         params: IngestParams = ctx.params
         sources, read, blank = [], 0, 0
@@ -39,7 +44,7 @@ class IngestStage(Stage):
             quarantine = Quarantine(handle, self.artifacts["quarantine"])
             for source in params.sources:
                 summary, source_blank = ingest_source(source, open_source(source, ctx.resolve), params.max_chars,
-                                                      records_out, quarantine,
+                                                      records_out, quarantine, params.compute,
                                                       lambda items, desc: ctx.progress(items, desc=desc))
                 sources.append(summary)
                 read += summary["lines"]

@@ -16,7 +16,11 @@ def _schema(*path: str) -> dict:
 def ingest_params(sources: list[dict], max_chars: int = 200) -> dict:
     """The ingest stage's parameters for these recipe sources, every default resolved."""
     return {"sources": [resolved_source(apply_defaults(source, _schema("data", "sources", "items")))
-                        for source in sources], "max_chars": max_chars}
+                        for source in sources], "max_chars": max_chars, "compute": LOCAL_ENGINE}
+
+
+# The engine a recipe gets by default: the cores available (inputs of tests stay below the worker thresholds).
+LOCAL_ENGINE = {"engine": "local", "workers": None, "ray": {"address": "", "num_cpus": None}}
 
 
 def split_params(deduplicated_exact: bool = False, deduplicated_near_threshold: float | None = None,
@@ -29,7 +33,7 @@ def split_params(deduplicated_exact: bool = False, deduplicated_near_threshold: 
 
 def audit_params(**settings) -> dict:
     """The bias stage's parameters for a `bias` section holding `settings`."""
-    return bias_params(apply_defaults(settings, _schema("bias")))
+    return {**bias_params(apply_defaults(settings, _schema("bias"))), "compute": LOCAL_ENGINE}
 
 
 def tiny_tokenizer(texts: list[str]):
