@@ -41,9 +41,9 @@ from fttool.training.backends.dp_sgd import (  # noqa: E402
     example_losses,
     lora_model,
     run_dp_sgd,
-    tokenized_units,
 )
 from fttool.training.demo_model import build_demo_model  # noqa: E402
+from fttool.training.examples import tokenized_example  # noqa: E402
 from fttool.training.private import epsilon_after  # noqa: E402
 from fttool.training.settings import LoraSettings  # noqa: E402
 
@@ -113,7 +113,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         base = build_demo_model(Path(scratch) / "base")
         tokenizer = AutoTokenizer.from_pretrained(base)
-        units, _ = tokenized_units(records(), tokenizer, max_seq_length=128, train_on_inputs=False)
+        # Every record is its own privacy unit (none is derived from another).
+        units = [[example] for example in (tokenized_example(tokenizer, record, 128, train_on_inputs=False)
+                                           for record in records()) if example is not None]
         settings = dict(pad_id=tokenizer.pad_token_id, batch_size=args.batch_size,
                         gradient_accumulation_steps=args.accumulation, learning_rate=1e-3, seed=0)
 
