@@ -516,3 +516,19 @@ def test_built_wordnet_matches_nltk_expectations(tmp_path, monkeypatch):
     exceptions.write_text(exceptions.read_text() + "geese goose\n")
     wordnet_files.wordnet_reader()
     assert len(list(tmp_path.glob("wordnet-index-*.pickle"))) == 2 and index_file.exists()
+
+
+@pytest.mark.slow  # spawns worker processes, each loading nlpaug, spaCy and WordNet
+@pytest.mark.parametrize("method", [entry(ratio=2.0, aug_p=0.3), entry("random", action="swap", ratio=2.0)])
+def test_word_methods_give_identical_bytes_with_worker_processes(run_stage, monkeypatch, method):
+    from fttool.stages import augment as augment_stage
+
+    # Seven chunks of two candidates each, all of them rewritten by workers when there are workers.
+    monkeypatch.setattr(augment_stage, "CHUNK_CANDIDATES", 2)
+    monkeypatch.setattr(augment_stage, "MIN_CANDIDATES_FOR_WORKERS", 0)
+    outputs = []
+    for workers in (1, 2):
+        result, _, path = _augment(run_stage, {"methods": [method], "compute": {**LOCAL_ENGINE, "workers": workers}})
+        outputs.append((path.read_bytes(), json.dumps([result.summary, result.added], sort_keys=True)))
+    assert json.loads(outputs[0][1])[1][method["method"]] > 0
+    assert outputs[1] == outputs[0]

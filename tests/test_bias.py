@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 from conftest import alpaca
-from support.data import audit_params
+from support.data import LOCAL_ENGINE, audit_params
 
 from fttool.fairness.groups import MISSING_GROUP, group_value
 from fttool.fairness.lexicon import CATEGORIES, LEXICON, groups_mentioned
@@ -275,3 +275,56 @@ def test_report_shows_mention_categories_and_fail_status():
     assert "above the fail ratio of 20" in html
     markdown = render_markdown({"bias": bias})
     assert "**Bias:** fail · region pass · gender mentions fail (largest group 'male'" in markdown
+
+
+def _plain_alternation(category: str):
+    """The definition the lexicon's matcher must agree with: every term of the category in one alternation,
+    longest first."""
+    import re
+
+    terms = sorted((term for terms in LEXICON[category].values() for term in terms), key=lambda t: (-len(t), t))
+    return re.compile(r"\b(?:" + "|".join(r"\s+".join(map(re.escape, t.split())) for t in terms) + r")\b",
+                      re.IGNORECASE)
+
+
+@pytest.mark.parametrize("category", CATEGORIES)
+def test_the_lexicon_matcher_finds_what_a_plain_alternation_of_its_terms_finds(category):
+    import random
+
+    from fttool.fairness.lexicon import _matcher
+
+    rng = random.Random(category)
+    terms = [term for terms in LEXICON[category].values() for term in terms]
+    # Terms, their prefixes and extensions, and other words, in any case, joined by spaces, line breaks, hyphens or
+    # nothing, so that longer and shorter terms compete at the same position.
+    pieces = terms + [term[:-1] for term in terms] + [term + "s" for term in terms] + ["the", "non", "gen", "ZZ"]
+    plain, (matcher, _) = _plain_alternation(category), _matcher(category)
+    for _ in range(3000):
+        words = [rng.choice((str.upper, str.title, str.lower))(rng.choice(pieces)) for _ in range(rng.randint(1, 9))]
+        text = "".join(word + rng.choice((" ", "  ", "\n", "-", "", ". ")) for word in words)
+        assert [(m.start(), m.group()) for m in matcher.finditer(text)] == \
+            [(m.start(), m.group()) for m in plain.finditer(text)], text
+
+
+@pytest.mark.slow  # spawns worker processes
+def test_audit_is_byte_identical_with_worker_processes(tmp_path):
+    from fttool.data.records import SPLITS, read_lines, write_jsonl
+    from fttool.fairness.audit import audit_files
+    from fttool.fairness.settings import BiasParams
+    from fttool.pipeline.params import build
+
+    texts = ["Her grandmother moved from Kenya", "A Sikh temple and a church", "The older adults", "Just numbers"]
+    for index, split in enumerate(SPLITS):  # three splits of several batches, one group below k
+        write_jsonl(tmp_path / f"{split}.jsonl",
+                    [alpaca(f"{texts[i % 4]} {i}", "ok", region=["north", "south", None, f"x{i}"][i % 4 if i else 3])
+                     for i in range(700 * (3 - index))])
+
+    def summary(workers: int) -> str:
+        params = build(BiasParams, {**audit_params(fields=["region"], mentions=ALL_MENTIONS, k_anonymity=2),
+                                    "compute": {**LOCAL_ENGINE, "workers": workers}}, "bias")
+        lines = ((split, read_lines(tmp_path / f"{split}.jsonl")) for split in SPLITS)
+        return json.dumps(audit_files(lines, params, 4200, min_records_for_workers=0), sort_keys=True)
+
+    one = summary(1)
+    assert '"older"' in one and '"suppressed_groups": 1' in one
+    assert summary(2) == one

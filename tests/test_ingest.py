@@ -660,3 +660,35 @@ def test_loss_weight_zero_keeps_an_assistant_turn_as_context(run_stage, tmp_path
     tokenizer = tiny_tokenizer([json.dumps(line)])
     trained = trained_text(tokenizer, tokenized_example(tokenizer, record, 1024, train_on_inputs=False))
     assert "It is 1.1 today" in trained and "Hello friend" not in trained
+
+
+def _ingest_with_workers(path: Path, fmt: str, workers: int) -> tuple[bytes, bytes, dict, int, dict]:
+    """Ingest one source through the library with the worker threshold at 0: records file, quarantine file,
+    source summary, blank lines and quarantine summary."""
+    import io
+
+    from fttool.data.ingest import Quarantine, ingest_source, open_source
+    from fttool.data.settings import EngineSettings, RaySettings, SourceSettings
+
+    source = build(SourceSettings, ingest_params([{"path": str(path), "format": fmt}])["sources"][0], "source")
+    records_out, quarantined = io.BytesIO(), io.BytesIO()
+    quarantine = Quarantine(quarantined, "quarantine.jsonl")
+    summary, blank = ingest_source(source, open_source(source, Path), 200, records_out, quarantine,
+                                   EngineSettings("local", workers, RaySettings("", None)), min_records_for_workers=0)
+    return records_out.getvalue(), quarantined.getvalue(), summary, blank, quarantine.summary()
+
+
+@pytest.mark.slow  # spawns worker processes
+@pytest.mark.parametrize("fmt, container", [("alpaca", "jsonl"), ("sharegpt", "json")])
+def test_output_is_byte_identical_with_worker_processes(tmp_path, fmt, container):
+    # Four batches of every kind of line: kept, blank, unreadable, rejected by normalising or when serialised.
+    path = tmp_path / f"messy.{container}"
+    if container == "jsonl":
+        write_lines(path, [ALPACA_LINES[i % len(ALPACA_LINES)].replace(b"PIN", b"PIN %d" % i) for i in range(1800)])
+    else:
+        chats = [{"conversations": [{"from": "human", "value": f"question {i}"}, {"from": "gpt", "value": "no"}],
+                  "team": i % 3} if i % 7 else {"conversations": []} for i in range(1800)]
+        path.write_text(json.dumps(chats, indent=1))
+    one = _ingest_with_workers(path, fmt, 1)
+    assert one[2]["kept"] > 300 and one[2]["quarantined"] > 200
+    assert _ingest_with_workers(path, fmt, 2) == one
