@@ -227,7 +227,8 @@ def test_the_transformers_model_finds_the_names(person_model):
     assert [outcome.scrubbed for outcome in outcomes] == [
         "Please write to <PERSON> today.", "<PERSON> called about the refund.", "The invoice for <PERSON> is late.",
         "<PERSON> called about the refund."]
-    assert all(finding.entity == "PERSON" for outcome in outcomes for finding in outcome.findings)
+    assert {finding.entity for outcome in outcomes for finding in outcome.findings} == {"PERSON"}
+    assert [finding.recognizer for finding in outcomes[-1].findings] == ["TransformersRecognizer"]
 
 
 @pytest.mark.slow

@@ -176,9 +176,12 @@ def build_registry(language: str, nlp_engine) -> RecognizerRegistry:
     # (pii.ner), which reads the entities the same way.
     stock_ner = next(r for r in registry.recognizers if isinstance(r, SpacyRecognizer))
     registry.remove_recognizer(stock_ner.name)
+    spacy_ner = type(stock_ner) is SpacyRecognizer
     registry.add_recognizer(PlausibleNameSpacyRecognizer(
         supported_language=language, supported_entities=stock_ner.supported_entities,
-        ner_strength=stock_ner.ner_strength, veto_implausible=type(stock_ner) is SpacyRecognizer))
+        ner_strength=stock_ner.ner_strength, veto_implausible=spacy_ner,
+        # The findings file names the recognizer: a transformers model's findings say so.
+        name=None if spacy_ner else stock_ner.name))
     registry.remove_recognizer("EmailRecognizer")
     registry.add_recognizer(_offline_email_recognizer(language))
     registry.add_recognizer(IssuerRangeCardRecognizer(language))
