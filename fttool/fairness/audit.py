@@ -213,9 +213,12 @@ def audit(records_by_split: Iterable[tuple[str, Iterable[dict]]], params: BiasPa
 def audit_files(lines_by_split: Iterable[tuple[str, Iterable[str]]], params: BiasParams, records: int,
                 min_records_for_workers: int = MIN_RECORDS_FOR_WORKERS) -> dict:
     """The bias section for records files given split by split (their non-blank lines; `records` in all), read a
-    batch at a time on the engine of params.compute (in this process below `min_records_for_workers`)."""
+    batch at a time on the engine of params.compute when mentions are counted (in this process below
+    `min_records_for_workers`)."""
     grouping = _Grouping(params.fields, params.mention_categories)
     batches = batched(((split, line) for split, lines in lines_by_split for line in lines), RECORDS_PER_BATCH)
+    if not grouping.categories:  # a record's groups are then a lookup per field, cheaper than sending it to a worker
+        return _summary((record for batch in batches for record in record_groups(batch, grouping)), params)
     counted = in_order_beyond(record_groups, batches, grouping, params.compute, min_records_for_workers, records)
     return _summary((record for batch in counted for record in batch), params)
 

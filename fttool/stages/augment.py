@@ -45,7 +45,7 @@ REJECTION_REASONS = ("unchanged", "protected_span_changed", "low_similarity", "p
 CHUNK_CANDIDATES = 256
 # Below this many candidates a word method rewrites in the stage's process: a worker first imports nlpaug (torch,
 # transformers) and spaCy and loads WordNet, seconds that so few candidates do not repay (docs/benchmarks.md).
-MIN_CANDIDATES_FOR_WORKERS = 2_000
+MIN_CANDIDATES_FOR_WORKERS = 1_000
 HISTOGRAM_BINS = 10
 
 
