@@ -6,7 +6,7 @@ on a lexicon of street-type words in the languages of those forms:
 - number first (US, UK, CA, AU, FR): "1755 Nelson Mandela Drive", "8 Wressle Road", "107 Rue Abdelaziz Thâalbi";
 - name first, number after (DE, NL, CH, AT, Nordic, CZ, PL, HU, ES, IT, PT): "Nassaustraat 123", "Ziegelgasse 26",
   "Calle Mayor 5", "Via Roma 10";
-- a unit ("Apt. 018", "Suite 446", "Flat 2") after a street, or alone after an address word;
+- a unit ("Apt. 018", "Suite 446", "Flat 2") after a street, alone after an address word, or on a line of its own;
 - postcodes: UK and Canadian forms outright, a US ZIP (+4) only beside a state code or an address word;
 - anything after "address:" or "lives at/on" up to the end of its line;
 - the short lines right after a street line that hold a unit, a place or a postcode (`address_blocks`).
@@ -70,6 +70,9 @@ ADDRESS_PATTERNS = (
     ("number, name, street suffix word, number",
      rf"\b(?:{_NUMBER}\s+)?(?:{_NAME_WORD}\s+){{1,3}}(?:{_SUFFIX})\.?\s+{_NUMBER}\b{_UNIT}", 0.5),
     ("unit", r"\b(?:apt|apartment|suite|ste|flat)\.?\s*#?\d{1,5}[a-z]?\b", 0.3),
+    # A line that holds nothing but a unit is the secondary line of an address block (USPS Publication 28's
+    # designators); the lines after it continue the block. Not "unit" or "room": "Unit 3" heads a chapter.
+    ("unit line", r"(?<=^[^\S\n]*)(?:apt|apartment|suite|ste|flat)\.?[^\S\n]*#?\d{1,5}[a-z]?(?=[^\S\n]*$)", 0.5),
     ("uk postcode", r"\b[a-z]{1,2}\d[a-z\d]?\s+\d[abd-hjlnp-uw-z]{2}\b", 0.4),
     ("canadian postcode", r"\b[abceghj-nprstvxy]\d[abceghj-nprstv-z]\s?\d[abceghj-nprstv-z]\d\b", 0.4),
     ("us zip", r"(?<=\b[a-z]{2},?\s)\d{5}(?:-\d{4})?\b|\b\d{5}(?:-\d{4})?\b", 0.1),
@@ -87,21 +90,25 @@ MAX_CONTINUATION_LINES = 4
 
 def address_blocks(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """For each street-address span, the continuation lines after it: up to four short lines (one blank line may
-    come between) with no colon, question or sentence end, as in a letter's or a form's address block."""
+    come between) with no colon, question or sentence end, as in a letter's or a form's address block.
+
+    Each line is a span of its own, without its indent: a line that another finding overlaps (a country the NER
+    calls a place, before its postcode) then loses only that part when the anonymizer resolves the overlap, where
+    one span for the whole block would be cut short there and leave the lines after it."""
     import regex
 
     line = regex.compile(rf"\n(?:[^\S\n]*\n)?({CONTINUATION})(?=\n|$)")
-    blocks = []
+    lines = []
     for _, end in spans:
         position = text.find("\n", end)
         if position < 0 or text[end:position].strip(" ,.") != "" and len(text[end:position]) > 40:
             continue
-        block_end = None
         for _ in range(MAX_CONTINUATION_LINES):
             match = line.match(text, position)
-            if not match or not match.group(1).strip() or match.group(1).rstrip().endswith("."):
+            value = match.group(1) if match else ""
+            if not value.strip() or value.rstrip().endswith("."):
                 break
-            block_end = position = match.end(1)
-        if block_end is not None:
-            blocks.append((end, block_end))
-    return blocks
+            start = match.start(1) + len(value) - len(value.lstrip())
+            lines.append((start, match.start(1) + len(value.rstrip())))
+            position = match.end(1)
+    return lines

@@ -4,11 +4,14 @@ Applied to the findings in a text, in this order:
 - arithmetic and money argue against a number being a phone, card or SSN: a match inside a calculator annotation
   (GSM8K's `<<48/2=24>>`), next to an operator or `=`, or right after a currency sign is dropped;
 - structured types are validated: a phone must be a possible number in some region (fttool.pii.phones), an SSN must
-  follow the SSA's rules (area not 000, 666 or 9xx; group not 00; serial not 0000);
+  follow the SSA's rules (area not 000, 666 or 9xx; group not 00; serial not 0000), a card number must be one a
+  network issues, written in its print grouping (fttool.pii.cards), and an e-mail address at a reserved name
+  (RFC 2606, RFC 6761) counts only when its local part names someone (fttool.pii.emails);
 - allow-list entries (exact strings, or {"regex": ...} matched against the whole value) are never findings;
 - an address block: the short lines after a street address (unit, place, postcode) are part of it;
 - one string, one type: every occurrence of a found string in the text is a finding, all of the type its
-  best-scored occurrence had, so "Betty" is not replaced in one sentence and kept in the next.
+  best-scored occurrence had, so "Betty" is not replaced in one sentence and kept in the next
+  (`one_type_across` does the same over every text of a record: fttool.pii.records).
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ import re
 from collections.abc import Iterable, Mapping
 
 from fttool.pii.arithmetic import arithmetic
+from fttool.pii.cards import card_number_plausible
+from fttool.pii.emails import nobodys_address
 from fttool.pii.phones import judge
 
 NUMERIC_TYPES = frozenset({"PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "US_BANK_NUMBER", "US_DRIVER_LICENSE"})
@@ -66,6 +71,10 @@ def plausible(text: str, result) -> bool:
         return ssn_valid(value)
     if kind == "PHONE_NUMBER":
         return judge(value) is not None
+    if kind == "CREDIT_CARD":
+        return card_number_plausible(value)
+    if kind == "EMAIL_ADDRESS":
+        return not nobodys_address(value)
     return True
 
 
@@ -86,22 +95,39 @@ def with_address_blocks(text: str, results: list) -> list:
 
 def one_type_per_string(text: str, results: list) -> list:
     """Every occurrence of a found name-like string becomes a finding, each of the type its best finding had."""
+    return one_type_across([(text, results)])[0]
+
+
+def one_type_across(analysed: list[tuple[str, list]]) -> list[list]:
+    """For texts analysed together (one text, or every text of a record) with their findings: every occurrence of
+    a found name-like string in any of them becomes a finding, each of the type its best-scored finding had, so
+    that a name typed LOCATION in one message and PERSON in the next, or found in one field and missed in another,
+    is replaced alike. A found span is always kept; another occurrence only where it is not part of a longer word."""
     from presidio_analyzer import RecognizerResult
 
     best: dict[str, object] = {}
-    for r in results:
-        value = text[r.start:r.end]
-        if r.entity_type in SPREAD_TYPES and len(value) >= MIN_SPREAD_CHARS:
-            if value not in best or r.score > best[value].score:
-                best[value] = r
+    for text, results in analysed:
+        for r in results:
+            value = text[r.start:r.end]
+            if r.entity_type in SPREAD_TYPES and len(value) >= MIN_SPREAD_CHARS:
+                if value not in best or r.score > best[value].score:
+                    best[value] = r
     if not best:
-        return results
-    out = [r for r in results if text[r.start:r.end] not in best]
-    for value, chosen in best.items():
-        for match in re.finditer(re.escape(value), text):
-            start, end = match.span()
-            if (start and WORD_CHAR.match(text[start - 1])) or (end < len(text) and WORD_CHAR.match(text[end])):
-                continue  # part of a longer word
-            out.append(RecognizerResult(chosen.entity_type, start, end, chosen.score,
-                                        recognition_metadata=chosen.recognition_metadata))
-    return out
+        return [results for _, results in analysed]
+    spread = []
+    for text, results in analysed:
+        found_at = {(r.start, r.end) for r in results if text[r.start:r.end] in best}
+        out = [r for r in results if text[r.start:r.end] not in best]
+        for value, chosen in best.items():
+            for match in re.finditer(re.escape(value), text):
+                start, end = match.span()
+                if (start, end) not in found_at and _inside_word(text, start, end):
+                    continue
+                out.append(RecognizerResult(chosen.entity_type, start, end, chosen.score,
+                                            recognition_metadata=chosen.recognition_metadata))
+        spread.append(out)
+    return spread
+
+
+def _inside_word(text: str, start: int, end: int) -> bool:
+    return bool((start and WORD_CHAR.match(text[start - 1])) or (end < len(text) and WORD_CHAR.match(text[end])))
