@@ -1,8 +1,11 @@
 """Given names and surnames, as evidence that a span the NER calls an organisation is a person.
 
-The lexicon is the US Census Bureau's 1990 name frequency lists (public domain) as the `names` package ships them:
-about 5,500 given names and 89,000 surnames. Used only as evidence beside capitalisation and context, never to
-find names on its own: many surnames are also ordinary words (White, Young, King).
+The lexicon is the US Census Bureau's 1990 name frequency lists (public domain) as the `names` package ships them
+(about 5,500 given names and 89,000 surnames), and given names from many countries (given_names.txt beside this
+module: names that nomquamgender's sources attest widely, less ordinary English words; see
+bench/build_given_names.py), so that "Filip" or "Sumaya" count as much as "Philip" or "Susan". Used only as evidence
+beside capitalisation, the tagger and context, never to find names on its own: many surnames are also ordinary words
+(White, Young, King).
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ PERSON_CONTEXT = re.compile(r"(?i)\b(?:founders?|co-?founders?|partners?|mr|mrs|
                             r"wife|husband|son|daughter|brother|sister|mother|father|boss|manager)\b")
 CONTEXT_CHARS = 40
 MAX_NAME_TOKENS = 3
+GIVEN_NAMES = Path(__file__).with_name("given_names.txt")
 
 
 def _census_file(name: str) -> Path:
@@ -40,7 +44,9 @@ def lexicon() -> tuple[frozenset[str], frozenset[str]]:
         return frozenset(line.split(None, 1)[0].lower() for file in files
                          for line in _census_file(file).read_text().splitlines() if line.strip())
 
-    return read("dist.male.first", "dist.female.first"), read("dist.all.last")
+    international = frozenset(line for line in GIVEN_NAMES.read_text(encoding="utf-8").splitlines()
+                              if line and not line.startswith("#"))
+    return read("dist.male.first", "dist.female.first") | international, read("dist.all.last")
 
 
 def place_is_person(span) -> bool:
@@ -73,17 +79,30 @@ def organisation_person_span(span, text: str) -> tuple[int, int] | None:
     return None
 
 
+# Tags of the word after a subject: "Tomasz lives", "Tomasz said", "Tomasz will", "Tomasz's".
+SUBJECT_FOLLOWERS = frozenset({"VBZ", "VBD", "MD", "POS"})
+
+
+def _reads_as_name(token) -> bool:
+    """Tagged a proper noun, or (an unknown word at a sentence start is often tagged NN or JJ) a subject."""
+    if token.tag_ == "NNP":
+        return True
+    following = token.doc[token.i + 1] if token.i + 1 < len(token.doc) else None
+    return following is not None and following.tag_ in SUBJECT_FOLLOWERS
+
+
 def given_name_spans(doc) -> list[tuple[int, int]]:
-    """Proper nouns (tagged NNP) led by a given name that the NER left out: "Tiffany Kilfoyle", "Tiffany Gábor".
-    The words after the given name must be capitalised proper nouns too; words inside any entity are left alone."""
+    """Proper nouns (tagged NNP) or subjects led by a given name that the NER left out: "Tiffany Kilfoyle",
+    "Tiffany Gábor", "Tomasz lives". The words after the given name must be capitalised proper nouns; words inside
+    any entity are left alone."""
     in_entity = {token.i for span in doc.ents for token in span}
     given = lexicon()[0]
     spans = []
     index = 0
     while index < len(doc):
         token = doc[index]
-        if (token.i not in in_entity and token.is_title and token.tag_ == "NNP" and len(token) > 2
-                and token.lower_ in given):
+        if (token.i not in in_entity and token.is_title and len(token) > 2 and token.lower_ in given
+                and _reads_as_name(token)):
             end = index + 1
             while end < len(doc) and end - index < MAX_NAME_TOKENS and doc[end].is_title \
                     and doc[end].tag_ == "NNP" and doc[end].i not in in_entity:

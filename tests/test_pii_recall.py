@@ -1,0 +1,58 @@
+"""Recall on names and street addresses: address blocks, unit lines, and given names beyond the US Census lists."""
+from __future__ import annotations
+
+import pytest
+from support.pii import pii_params
+
+from fttool.pii import names
+from fttool.pii.scrubber import TextScrubber
+from fttool.pii.settings import PiiParams
+from fttool.pipeline.params import build
+
+
+@pytest.fixture(scope="module")
+def scrub():
+    scrubber = TextScrubber(build(PiiParams, pii_params(workers=1), "pii"))
+
+    def scrub(*texts: str) -> list[str]:
+        return [text if outcome.scrubbed is None else outcome.scrubbed
+                for text, outcome in zip(texts, scrubber.outcomes(list(texts)))]
+
+    return scrub
+
+
+def test_every_line_of_an_address_block_is_replaced_even_after_a_place_the_ner_found(scrub):
+    # The NER finds the country; the postcode after it on the same line is still part of the block.
+    [out] = scrub("Deliver to:\n742 Evergreen Terrace\nSpringfield\nUnited States 49007\n\nThanks!")
+    assert "49007" not in out and "Springfield" not in out and "Evergreen" not in out
+    assert out.endswith("\n\nThanks!")
+
+
+def test_a_street_line_ending_in_a_full_stop_keeps_its_block(scrub):
+    [out] = scrub("kristin novak\n\n98 fő utca 45.\n apt. 614\n pomáz\n\n hungary 2013")
+    assert not any(value in out for value in ("fő utca", "apt. 614", "pomáz", "2013"))
+
+
+def test_a_unit_on_a_line_of_its_own_starts_a_block_but_a_chapter_heading_does_not(scrub):
+    address, heading = scrub("Michael Urner\n\n11 Hlavní 939\nApt. 827\nKaplice\n\nCzechia 38241",
+                             "Unit 3\nFractions and decimals\nSuite 2 in D minor is next.")
+    assert not any(value in address for value in ("Apt. 827", "Kaplice", "38241"))
+    assert heading == "Unit 3\nFractions and decimals\nSuite 2 in D minor is next."
+
+
+def test_given_names_beyond_the_us_census_lists_are_evidence():
+    given = names.lexicon()[0]
+    census_only = {"filip", "tomasz", "yusuf", "priya", "oluwaseun"} - set(given)
+    assert not census_only
+    # Ordinary words and places that name lists also hold are not taken for given names.
+    assert not {"cloud", "peace", "friend", "sahara", "berlin", "the"} & given
+
+
+def test_a_sentence_led_by_an_international_given_name_loses_the_name(scrub):
+    [out] = scrub("Tomasz lives on the third floor and Oluwaseun's kid lives next door.")
+    assert "Tomasz" not in out and "Oluwaseun" not in out
+
+
+def test_ordinary_capitalised_words_stay(scrub):
+    texts = ("Cloud storage is cheap.", "Peace returned to the valley.", "Open Settings and tap Close.")
+    assert scrub(*texts) == list(texts)
