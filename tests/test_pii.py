@@ -455,13 +455,13 @@ def test_worker_processes_give_the_same_outputs_and_counts(run_stage, monkeypatc
     monkeypatch.setattr(records, "CHUNK_RECORDS", 3)
     monkeypatch.setattr(scrubber, "NLP_BATCH", 2)
     monkeypatch.setattr(workers, "NLP_BATCH", 2)
-    monkeypatch.setattr(workers, "MIN_RECORDS_FOR_WORKERS", 1)
 
     def run(workers: int):
         result, outputs = run_stage("pii", {**params, "workers": workers}, SPLITS)
         return result.summary, {split: path.read_text(encoding="utf-8") for split, path in outputs.items()}
 
-    in_process = run(1)
+    in_process = run(1)  # a run this small is analysed in the stage's own process
+    monkeypatch.setattr(workers, "MIN_RECORDS_FOR_WORKERS", 1)
 
     def not_in_this_process(*args):
         raise AssertionError("texts were analysed in the stage's own process")

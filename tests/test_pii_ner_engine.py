@@ -294,8 +294,8 @@ def test_workers_build_the_same_engine(person_model):
     params = transformers_params(str(person_model), workers=2)
     texts = [f"{name.capitalize()} called about the refund." for name in NAMES] * 3
     here = TextScrubber(transformers_params(str(person_model)))
-    with workers.analysis(TextScrubber(params), workers.MIN_RECORDS_FOR_WORKERS) as start:
-        in_workers = start(texts)()
+    with workers.analysis(params, workers.MIN_RECORDS_FOR_WORKERS) as analyser:
+        in_workers = analyser.start(texts)()
     assert [o.scrubbed for o in in_workers] == [o.scrubbed for o in here.outcomes(texts)]
     assert all(o.scrubbed == "<PERSON> called about the refund." for o in in_workers)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from itertools import islice
 
-from fttool.pii.scrubber import TextOutcome, TextScrubber
+from fttool.pii.scrubber import TextOutcome
 from fttool.pii.settings import PiiParams
 from fttool.pii.workers import Start, analysis
 
@@ -164,9 +164,9 @@ def record_scrubbing(params: PiiParams, records: int, on_finding: Callable[[dict
                      ) -> Iterator[tuple[Callable[[Iterable[dict]], Iterator[dict]], Tally]]:
     """(scrub, tally): scrub(records) gives the records to write; `records` is how many will come in all,
     which decides whether workers are worth starting; on_finding, if given, receives each finding (record id,
-    field, type, score, recognizer, masked context). Fails before any work on a bad model, entity or key."""
-    scrubber = TextScrubber(params)
-    tally = Tally(drops=params.action == "drop", skip=frozenset(params.skip_fields), on_finding=on_finding)
-    outcomes = OutcomeCache()
-    with analysis(scrubber, records) as start:
-        yield (lambda stream: _handled_records(iter(stream), outcomes, start, tally)), tally
+    field, type, score, recognizer, masked context). Fails before any work on a bad key or allow list, and on a
+    bad model or entity before any record is written (fttool.pii.workers.analysis)."""
+    with analysis(params, records) as analyser:
+        tally = Tally(drops=params.action == "drop", skip=frozenset(params.skip_fields), on_finding=on_finding)
+        outcomes = OutcomeCache()
+        yield (lambda stream: _handled_records(iter(stream), outcomes, analyser.start, tally)), tally

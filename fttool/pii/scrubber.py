@@ -132,12 +132,14 @@ def _engines(language: str, nlp_model: str, ner_settings: str, ner_types: tuple[
     from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine
     from presidio_anonymizer import AnonymizerEngine
 
+    from fttool.pii.lemmas import defer_lemmas
     from fttool.pii.recognizers import build_registry
     from fttool.pii.settings import NerParams
     from fttool.pipeline.params import build
 
     ner = build(NerParams, json.loads(ner_settings), "pii.ner")
     nlp_engine = build_nlp_engine(language, nlp_model, ner, ner_types)
+    defer_lemmas(nlp_engine)
     analyzer = AnalyzerEngine(nlp_engine=nlp_engine, registry=build_registry(language, nlp_engine),
                               supported_languages=[language])
     return BatchAnalyzerEngine(analyzer), AnonymizerEngine()
@@ -185,6 +187,17 @@ def key_digests(params: PiiParams) -> dict[str, str]:
         digests[variable] = (hmac.new(value.encode("utf-8"), b"fttool pii pseudonym key", hashlib.sha256).hexdigest()
                              if value else "unset")
     return digests
+
+
+def check_settings(params: PiiParams) -> None:
+    """Raise, naming the setting, for a hash key that is missing or short or an invalid allow-list regex: the
+    checks that need no model, for a process that hands the analysis to workers before any work starts."""
+    AllowList(params.allow_list)
+    if params.action == "scrub":
+        for entity in entities_checked(params.entities, params.recognizers):
+            spec = operator_spec(params, entity)
+            if spec["type"] == "hash":
+                hash_key(spec.get("salt_env", DEFAULT_HASH_KEY_ENV))
 
 
 def _pseudonymiser(entity: str, key: bytes) -> Callable[[str], str]:

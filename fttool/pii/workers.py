@@ -1,33 +1,39 @@
-"""Spread the analysis of texts over worker processes, each with its own engines, with one process's outcomes.
+"""Where texts are analysed: in the calling process for a small run, otherwise in worker processes, each with its
+own engines, with the outcomes one process would give.
 
-`analysis(scrubber, records)` yields a function that starts analysing a list of texts and returns a
-function that waits for their outcomes. Texts go to the analyzer NLP_BATCH at a time whether or not
-workers run, so the outcomes do not depend on them.
+`analysis(params, records)` yields an Analysis: `start(texts)` starts analysing a list of texts and returns a
+function that waits for their outcomes. Texts go to the analyzer NLP_BATCH at a time wherever they are
+analysed, so the outcomes do not depend on it.
+
+When workers analyse, the calling process builds no scrubber: it never imports presidio, spaCy or torch, and each
+worker loads its engines once, as soon as it starts, while the calling process reads its first records.
 """
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from functools import lru_cache
 
-from fttool.pii.scrubber import NLP_BATCH, TextOutcome, TextScrubber
+from fttool.pii.scrubber import NLP_BATCH, TextOutcome, TextScrubber, check_settings
+from fttool.pii.settings import PiiParams
 from fttool.pipeline.params import build
 from fttool.pipeline.plan import thaw
 
-# Each worker loads the spaCy model before its first task (seconds); below this many records (about twice
-# as many texts) one process finishes sooner.
+# Below this many records (about twice as many texts) the calling process analyses them itself: starting a
+# worker and loading its engines takes seconds, and a small run is usually a test whose process has them loaded.
 MIN_RECORDS_FOR_WORKERS = 1000
 
 Start = Callable[[list[str]], Callable[[], list[TextOutcome]]]
 
 
-def _start_worker(ner_engine: str) -> None:
-    """With spaCy's NER, make torch and transformers unimportable here: presidio imports transformers (and with it
-    torch) at import time although a spaCy engine never uses them, which costs a worker ten seconds or more to
-    start. presidio and thinc treat a module that fails to import as not installed. A transformers NER engine
-    (pii.ner) needs both, and the worker builds the same engine as the calling process."""
+def _block_torch(ner_engine: str) -> None:
+    """With spaCy's NER, make torch and transformers unimportable in this worker: presidio imports transformers and
+    thinc imports torch at import time although a spaCy engine never uses them, which costs a worker several
+    seconds to start. presidio and thinc treat a module that fails to import as not installed. A transformers NER
+    engine (pii.ner) needs both."""
     if ner_engine == "spacy":
         for name in ("torch", "transformers"):
             sys.modules.setdefault(name, None)
@@ -35,48 +41,86 @@ def _start_worker(ner_engine: str) -> None:
 
 @lru_cache(maxsize=1)
 def _worker_scrubber(params_json: str) -> TextScrubber:
-    """A worker's scrubber, built on its first task and kept for the rest."""
-    from fttool.pii.settings import PiiParams
-
+    """A worker's scrubber, built once and kept for the rest of its tasks."""
     return TextScrubber(build(PiiParams, json.loads(params_json), "pii"))
+
+
+def _start_worker(params_json: str, ner_engine: str) -> None:
+    """Load the engines before the first task arrives. A scrubber that cannot be built is built again by the
+    first task, whose exception (a missing model, an unknown entity) reaches the calling process; raised here, it
+    would only break the pool."""
+    _block_torch(ner_engine)
+    try:
+        _worker_scrubber(params_json)
+    except Exception:  # noqa: BLE001 - raised again, with its message, by the first task
+        pass
 
 
 def _outcomes_in_worker(params_json: str, texts: list[str]) -> list[TextOutcome]:
     return _worker_scrubber(params_json).outcomes(texts)
 
 
+
+def call_in_worker(params_json: str, function: Callable, *args):
+    """function(the worker's scrubber, *args), for checks of what a worker holds (tests)."""
+    return function(_worker_scrubber(params_json), *args)
+
+
 def _batches(texts: list[str]) -> list[list[str]]:
     return [texts[start:start + NLP_BATCH] for start in range(0, len(texts), NLP_BATCH)]
 
 
-@contextmanager
-def analysis(scrubber: TextScrubber, records: int) -> Iterator[Start]:
-    """A function that starts analysing a list of texts and returns a function that waits for the outcomes."""
-    workers = scrubber.params.workers
-    if workers == 1 or records < MIN_RECORDS_FOR_WORKERS:
-        def start_here(texts: list[str]) -> Callable[[], list[TextOutcome]]:
-            return lambda: [outcome for batch in _batches(texts) for outcome in scrubber.outcomes(batch)]
+class HereAnalysis:
+    """Analyses texts in the calling process, with a scrubber built here."""
 
-        yield start_here
+    def __init__(self, scrubber: TextScrubber):
+        self.scrubber = scrubber
+
+    def start(self, texts: list[str]) -> Callable[[], list[TextOutcome]]:
+        return lambda: [outcome for batch in _batches(texts) for outcome in self.scrubber.outcomes(batch)]
+
+
+class WorkerAnalysis:
+    """Analyses texts in worker processes; the calling process holds no scrubber."""
+
+    def __init__(self, params: PiiParams, executor):
+        self.params_json = json.dumps(thaw(params))
+        self.executor = executor
+
+    def submit(self, function: Callable, *args) -> Future:
+        """function(the params as JSON, *args) in a worker."""
+        return self.executor.submit(function, self.params_json, *args)
+
+    def start(self, texts: list[str]) -> Callable[[], list[TextOutcome]]:
+        futures = [self.submit(_outcomes_in_worker, batch) for batch in _batches(texts)]
+        return lambda: [outcome for future in futures for outcome in future.result()]
+
+
+Analysis = HereAnalysis | WorkerAnalysis
+
+
+@contextmanager
+def analysis(params: PiiParams, records: int) -> Iterator[Analysis]:
+    """Where the texts of a run of `records` records are analysed. Settings that need no model (hash keys, the
+    allow list) are checked here before any work; a missing model or an unknown entity fails the first analysis."""
+    if records < MIN_RECORDS_FOR_WORKERS:
+        yield HereAnalysis(TextScrubber(params))
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    params_json = json.dumps(thaw(scrubber.params))
+    check_settings(params)
+    params_json = json.dumps(thaw(params))
     # spawn: a forked child would inherit whatever threads (BLAS, torch) earlier stages left in this process.
-    executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_start_worker, initargs=(scrubber.params.ner.engine,))
-
-    def start(texts: list[str]) -> Callable[[], list[TextOutcome]]:
-        futures = [executor.submit(_outcomes_in_worker, params_json, batch) for batch in _batches(texts)]
-        return lambda: [outcome for future in futures for outcome in future.result()]
-
+    executor = ProcessPoolExecutor(params.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start_worker, initargs=(params_json, params.ner.engine))
+    for _ in range(params.workers):
+        executor.submit(int)  # starts every worker now (the pool starts one per task), to load while records are read
     try:
-        yield start
+        yield WorkerAnalysis(params, executor)
     except BrokenProcessPool as exc:
         raise RuntimeError("a PII worker process stopped unexpectedly (out of memory, or a script that runs fttool "
-                           "without an `if __name__ == '__main__':` guard); set pii.workers: 1 to analyse in "
-                           "this process") from exc
+                           "without an `if __name__ == '__main__':` guard)") from exc
     finally:
         executor.shutdown(cancel_futures=True)

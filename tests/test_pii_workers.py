@@ -1,0 +1,119 @@
+"""Where PII analysis runs: worker processes give the calling process's outcomes, each loads its engines once, and
+the calling process imports none of presidio, spaCy or torch; deferred lemmas change no finding."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support.pii import pii_params
+
+from fttool.pii import scrubber, workers
+from fttool.pii.settings import PiiParams
+from fttool.pipeline.params import build
+
+TEXTS = ["Call Maria Lopez on 212-555-0199 or mail maria.lopez@example.org about the refund.",
+         "Natalia sold clips to 48 of her friends in April.",
+         "My social security number is 536-22-8191 and I live at 1600 Pennsylvania Avenue, Washington.",
+         "Dear Mr. Tanaka, the parts ship next week. Kind regards,\nIngrid Bergström",
+         "Explain how photosynthesis works.",
+         "Charge card 4111 1111 1111 1111 and text +44 20 7946 0958 when done."] * 3
+
+
+def _params(**settings) -> PiiParams:
+    return build(PiiParams, pii_params(**settings), "pii")
+
+
+def _loads(scrubbing) -> tuple[int, int]:
+    """(this worker's pid, how many times it built engines): run in a worker by call_in_worker."""
+    return os.getpid(), scrubber._engines.cache_info().misses
+
+
+def test_workers_give_the_outcomes_of_one_process_and_load_their_engines_once(monkeypatch):
+    monkeypatch.setattr(workers, "NLP_BATCH", 2)  # several tasks for each worker
+    here = scrubber.TextScrubber(_params()).outcomes(TEXTS)
+    with workers.analysis(_params(workers=2), workers.MIN_RECORDS_FOR_WORKERS) as analyser:
+        assert isinstance(analyser, workers.WorkerAnalysis)
+        assert analyser.start(TEXTS)() == here
+        loads = [analyser.submit(workers.call_in_worker, _loads).result() for _ in range(8)]
+    assert len({pid for pid, _ in loads}) <= 2 and os.getpid() not in {pid for pid, _ in loads}
+    assert {count for _, count in loads} == {1}
+
+
+def test_a_small_run_is_analysed_in_the_calling_process():
+    with workers.analysis(_params(workers=2), workers.MIN_RECORDS_FOR_WORKERS - 1) as analyser:
+        assert isinstance(analyser, workers.HereAnalysis)
+
+
+CALLING_PROCESS = """
+import json, sys
+from fttool.pii.settings import PiiParams
+from fttool.pii.workers import analysis
+from fttool.pipeline.params import build
+
+if __name__ == "__main__":
+    params = build(PiiParams, json.loads(sys.argv[1]), "pii")
+    with analysis(params, 5000) as analyser:
+        outcomes = analyser.start(json.loads(sys.argv[2]))()
+    heavy = sorted(m for m in ("presidio_analyzer", "presidio_anonymizer", "spacy", "thinc", "torch", "transformers")
+                   if m in sys.modules)
+    print(json.dumps({"scrubbed": [o.scrubbed for o in outcomes], "imported": heavy}))
+"""
+
+
+def test_the_calling_process_imports_no_presidio_spacy_or_torch_when_workers_analyse(tmp_path):
+    script = tmp_path / "calling.py"
+    script.write_text(CALLING_PROCESS, encoding="utf-8")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(script), json.dumps(pii_params(workers=1)), json.dumps(TEXTS[:6])],
+                          capture_output=True, text=True, timeout=600, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["imported"] == []
+    assert result["scrubbed"][0] == "Call <PERSON> on <PHONE_NUMBER> or mail <EMAIL_ADDRESS> about the refund."
+    assert result["scrubbed"][4] is None
+
+
+def test_a_bad_entity_fails_the_first_analysis_in_the_workers_with_its_message():
+    with pytest.raises(ValueError, match="pii.entities: no recognizer for NO_SUCH_TYPE"):
+        with workers.analysis(_params(workers=1, entities=["PERSON", "NO_SUCH_TYPE"]), 5000) as analyser:
+            analyser.start(TEXTS[:2])()
+
+
+def test_a_missing_hash_key_fails_before_any_worker_starts(monkeypatch):
+    monkeypatch.delenv("FTTOOL_PII_SALT", raising=False)
+    with pytest.raises(ValueError, match="FTTOOL_PII_SALT, which is not set"):
+        with workers.analysis(_params(workers=2, operators={"PERSON": {"type": "hash"}}), 5000):
+            pass
+
+
+def test_deferred_lemmas_change_no_finding():
+    """The same analyzer with and without deferred tagging and lemmas gives the same findings, context words
+    (SSN, address) and a one-word place read as a person ("Natalia sold") included."""
+    from presidio_analyzer import AnalyzerEngine
+
+    from fttool.pii.lemmas import defer_lemmas
+    from fttool.pii.nlp_engines import build_nlp_engine
+    from fttool.pii.recognizers import build_registry
+
+    params = _params()
+
+    def analyzer(deferred: bool) -> AnalyzerEngine:
+        engine = build_nlp_engine(params.language, params.nlp_model, params.ner, ())
+        if deferred:
+            defer_lemmas(engine)
+            assert "lemmatizer" not in engine.nlp["en"].pipe_names
+        return AnalyzerEngine(nlp_engine=engine, registry=build_registry("en", engine), supported_languages=["en"])
+
+    def findings(engine: AnalyzerEngine) -> list:
+        return [sorted((r.entity_type, r.start, r.end, round(r.score, 6))
+                       for r in engine.analyze(text, language="en", entities=list(params.entities)))
+                for text in TEXTS[:6]]
+
+    full = findings(analyzer(deferred=False))
+    assert any(kind == "US_SSN" for found in full for kind, *_ in found)
+    assert findings(analyzer(deferred=True)) == full
