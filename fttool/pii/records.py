@@ -4,9 +4,10 @@ Every string of a record is scanned (extra fields, `meta`, the source tag, syste
 its id, format and message roles and the fields the recipe names in `pii.skip_fields`.
 
 `record_scrubbing(params, records)` yields a function that turns a stream of records into the records to
-write (scrubbed, or without those dropped), and the tally of what was found. Chunks are analysed ahead of
-the one being written, in this process or in workers (fttool.pii.workers). Counts hold entity types,
-fields and record ids, never the values found.
+write (scrubbed, or without those dropped), and the tally of what was found. Types are resolved per record: a
+name-like string found in one of a record's texts gets one type, and is a finding, in every text of the record
+(`resolve_records`). Chunks are analysed ahead of the one being written, in this process or in workers
+(fttool.pii.workers). Counts hold entity types, fields and record ids, never the values found.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from itertools import islice
 
+from fttool.pii.evidence import SPREAD_TYPES, one_type_across
 from fttool.pii.scrubber import TextOutcome
 from fttool.pii.settings import PiiParams
 from fttool.pii.workers import Start, analysis
@@ -86,13 +88,51 @@ class OutcomeCache:
         return self._by_key[_key(text)]
 
 
+Redo = Callable[[list[str], list[list]], list[TextOutcome]]
+
+
+def _record_changes(texts: list[str], outcomes: list[TextOutcome]) -> list[tuple[str, list]]:
+    """(text, its findings) for each text of a record whose findings change when each name-like string gets one
+    type over the whole record (fttool.pii.evidence.one_type_across)."""
+    from presidio_analyzer import RecognizerResult
+
+    distinct = dict(zip(texts, outcomes))  # a text repeated in a record is resolved once
+    if len(distinct) < 2 or not any(span[2] in SPREAD_TYPES for o in distinct.values() for span in o.spans):
+        return []
+    analysed = [(text, [RecognizerResult(kind, start, end, score,
+                                         recognition_metadata={RecognizerResult.RECOGNIZER_NAME_KEY: recognizer})
+                        for start, end, kind, score, recognizer in outcome.spans])
+                for text, outcome in distinct.items()]
+    return [(text, after) for (text, before), after in zip(analysed, one_type_across(analysed))
+            if {(r.start, r.end, r.entity_type) for r in before} != {(r.start, r.end, r.entity_type) for r in after}]
+
+
+def resolve_records(texts_of_records: list[list[str]], outcomes: OutcomeCache, redo: Redo
+                    ) -> list[dict[str, TextOutcome]]:
+    """For each record (given by its texts), the outcomes that change when types are resolved over the record: a
+    name the NER typed LOCATION in one message and PERSON in the next, or found in one field and missed in another.
+    `redo(texts, findings)` gives the outcomes of texts with the findings given (TextScrubber.outcomes_with); it is
+    called once for all the records, so that the second scan of the texts it rewrites runs in one batch. A text
+    shared with other records keeps, there, the outcome its own analysis gave."""
+    changes = [(index, text, results) for index, texts in enumerate(texts_of_records)
+               for text, results in _record_changes(texts, [outcomes.of(text) for text in texts])]
+    resolved: list[dict[str, TextOutcome]] = [{} for _ in texts_of_records]
+    if changes:
+        redone = redo([text for _, text, _ in changes], [results for _, _, results in changes])
+        for (index, text, _), outcome in zip(changes, redone):
+            resolved[index][text] = outcome
+    return resolved
+
+
 class Tally:
     """Counts for the summary, per occurrence of a text (a repeated text counts each time it appears)."""
 
-    def __init__(self, drops: bool, skip: frozenset[str], on_finding: Callable[[dict], None] | None = None):
+    def __init__(self, drops: bool, skip: frozenset[str], on_finding: Callable[[dict], None] | None = None,
+                 redo: Redo | None = None):
         self.drops = drops
         self.skip = skip
         self.on_finding = on_finding
+        self.redo = redo  # TextScrubber.outcomes_with, to resolve types per record; None: per text only
         self.fields_scanned: set[str] = set()
         self.entities: Counter = Counter()
         self.by_field: dict[str, Counter] = {}
@@ -102,13 +142,22 @@ class Tally:
         self.dropped = 0
         self.dropped_example_ids: list[str] = []
 
-    def handle(self, record: dict, outcomes: OutcomeCache) -> dict | None:
-        """The record to write, or None when it is dropped."""
+    def resolutions(self, records: list[dict], outcomes: OutcomeCache) -> list[dict[str, TextOutcome]]:
+        """Each record's outcomes that differ from its texts' own (resolve_records)."""
+        if self.redo is None:
+            return [{} for _ in records]
+        return resolve_records([texts_of(record, self.skip) for record in records], outcomes, self.redo)
+
+    def handle(self, record: dict, outcomes: OutcomeCache, resolved: dict[str, TextOutcome] | None = None
+               ) -> dict | None:
+        """The record to write, or None when it is dropped; `resolved` holds the record's outcomes that differ
+        from its texts' own (Tally.resolutions)."""
         found_any = False
+        resolved = resolved or {}
 
         def transform(path: str, text: str) -> str:
             nonlocal found_any
-            outcome = outcomes.of(text)
+            outcome = resolved[text] if text in resolved else outcomes.of(text)
             self.fields_scanned.add(field_name(path))
             if self.on_finding:
                 for finding in outcome.findings:
@@ -145,8 +194,8 @@ def _handled_records(records: Iterator[dict], outcomes: OutcomeCache, start: Sta
     def finish_oldest() -> Iterator[dict]:
         chunk, keys, wait = in_flight.popleft()
         outcomes.store(keys, wait())
-        for record in chunk:
-            handled = tally.handle(record, outcomes)
+        for record, resolved in zip(chunk, tally.resolutions(chunk, outcomes)):
+            handled = tally.handle(record, outcomes, resolved)
             if handled is not None:
                 yield handled
 
@@ -167,6 +216,7 @@ def record_scrubbing(params: PiiParams, records: int, on_finding: Callable[[dict
     field, type, score, recognizer, masked context). Fails before any work on a bad key or allow list, and on a
     bad model or entity before any record is written (fttool.pii.workers.analysis)."""
     with analysis(params, records) as analyser:
-        tally = Tally(drops=params.action == "drop", skip=frozenset(params.skip_fields), on_finding=on_finding)
+        tally = Tally(drops=params.action == "drop", skip=frozenset(params.skip_fields), on_finding=on_finding,
+                      redo=analyser.outcomes_with)
         outcomes = OutcomeCache()
         yield (lambda stream: _handled_records(iter(stream), outcomes, analyser.start, tally)), tally

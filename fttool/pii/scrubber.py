@@ -82,6 +82,8 @@ class TextOutcome:
     found: Counter
     residual: Counter
     findings: tuple[Finding, ...] = ()
+    # (start, end, type, score, recognizer) of each finding anonymised: where a record's resolution starts from
+    spans: tuple[tuple[int, int, str, float, str], ...] = ()
 
 
 NOTHING_FOUND = TextOutcome(None, Counter(), Counter())  # shared by the many texts without findings
@@ -264,12 +266,18 @@ class TextScrubber:
 
     def outcomes(self, texts: list[str]) -> list[TextOutcome]:
         """What each of `texts` gave, in order."""
-        analysed = self._analyse(texts)
+        return self.outcomes_with(texts, self._analyse(texts))
+
+    def outcomes_with(self, texts: list[str], analysed: list[list]) -> list[TextOutcome]:
+        """What each of `texts` gives with the findings given (presidio RecognizerResults at its offsets): the
+        analysis's, or a record's resolution of them (fttool.pii.records)."""
         anonymised = [self._anonymise(text, results) for text, results in zip(texts, analysed)]
         findings = [_findings(text, results) if results else () for text, results in zip(texts, analysed)]
+        spans = [tuple((r.start, r.end, r.entity_type, r.score, _recognizer(r)) for r in results)
+                 for results in analysed]
         if not self.scrubs:
-            return [TextOutcome(None, _types(a), Counter(), found) if a else NOTHING_FOUND
-                    for a, found in zip(anonymised, findings)]
+            return [TextOutcome(None, _types(a), Counter(), found, kept) if a else NOTHING_FOUND
+                    for a, found, kept in zip(anonymised, findings, spans)]
         # Only scrubbed texts need the second look (a text left unchanged had no findings the first time), and
         # only around what was replaced: that is where a fragment (a surname after its first name) is left.
         windows = {a.text: _windows(a) for a in anonymised if a}
@@ -277,8 +285,8 @@ class TextScrubber:
         found_in = dict(zip(snippets, self._analyse(snippets)))
         rescanned = {text: [_shifted(r, start) for start, end in spans for r in found_in[text[start:end]]]
                      for text, spans in windows.items()}
-        return [TextOutcome(a.text, _types(a), _residual(a, rescanned[a.text]), found) if a else NOTHING_FOUND
-                for a, found in zip(anonymised, findings)]
+        return [TextOutcome(a.text, _types(a), _residual(a, rescanned[a.text]), found, kept) if a else NOTHING_FOUND
+                for a, found, kept in zip(anonymised, findings, spans)]
 
     def _analyse(self, texts: list[str]) -> list[list]:
         """Each text's findings, at the original text's offsets: analysed in normal form (fttool.pii.normalise),

@@ -2,7 +2,8 @@
 own engines, with the outcomes one process would give.
 
 `analysis(params, records)` yields an Analysis: `start(texts)` starts analysing a list of texts and returns a
-function that waits for their outcomes. Texts go to the analyzer NLP_BATCH at a time wherever they are
+function that waits for their outcomes; `outcomes_with(texts, findings)` gives the outcomes of texts with the
+findings given (TextScrubber.outcomes_with). Texts go to the analyzer NLP_BATCH at a time wherever they are
 analysed, so the outcomes do not depend on it.
 
 When workers analyse, the calling process builds no scrubber: it never imports presidio, spaCy or torch, and each
@@ -60,6 +61,9 @@ def _outcomes_in_worker(params_json: str, texts: list[str]) -> list[TextOutcome]
     return _worker_scrubber(params_json).outcomes(texts)
 
 
+def _outcomes_with_in_worker(params_json: str, texts: list[str], findings: list[list]) -> list[TextOutcome]:
+    return _worker_scrubber(params_json).outcomes_with(texts, findings)
+
 
 def call_in_worker(params_json: str, function: Callable, *args):
     """function(the worker's scrubber, *args), for checks of what a worker holds (tests)."""
@@ -79,6 +83,9 @@ class HereAnalysis:
     def start(self, texts: list[str]) -> Callable[[], list[TextOutcome]]:
         return lambda: [outcome for batch in _batches(texts) for outcome in self.scrubber.outcomes(batch)]
 
+    def outcomes_with(self, texts: list[str], findings: list[list]) -> list[TextOutcome]:
+        return self.scrubber.outcomes_with(texts, findings)
+
 
 class WorkerAnalysis:
     """Analyses texts in worker processes; the calling process holds no scrubber."""
@@ -94,6 +101,9 @@ class WorkerAnalysis:
     def start(self, texts: list[str]) -> Callable[[], list[TextOutcome]]:
         futures = [self.submit(_outcomes_in_worker, batch) for batch in _batches(texts)]
         return lambda: [outcome for future in futures for outcome in future.result()]
+
+    def outcomes_with(self, texts: list[str], findings: list[list]) -> list[TextOutcome]:
+        return self.submit(_outcomes_with_in_worker, texts, findings).result()
 
 
 Analysis = HereAnalysis | WorkerAnalysis
