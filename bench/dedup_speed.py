@@ -18,6 +18,7 @@ median time is over --max-ratio (default 1.2) times the plain script's, or its p
     python bench/dedup_speed.py                          # N = 100000, 3 rounds
     python bench/dedup_speed.py --records 20000 --profile profile.txt
     python bench/dedup_speed.py --records 1000000 --rounds 1 --only fttool
+    python bench/dedup_speed.py --rounds 1 --only fttool --engine ray   # Ray's processes count in the tree
 """
 from __future__ import annotations
 
@@ -136,8 +137,9 @@ def plain(records_path: Path, out_dir: Path) -> None:
 
 # -- fttool ----------------------------------------------------------------------------------------------------
 
-def fttool_stages(records_path: Path, out_dir: Path, workers: int | None) -> None:
-    """fttool's dedup and split stages as a run compiles and calls them."""
+def fttool_stages(records_path: Path, out_dir: Path, workers: int | None, engine: str = "local") -> None:
+    """fttool's dedup and split stages as a run compiles and calls them, on data.engine `engine` (ray: a local
+    cluster of the cores available, started by the dedup stage and stopped after it)."""
     from fttool.pipeline.stage import StageContext
     from fttool.recipe import compile_recipe
     from fttool.stages import stage_class
@@ -147,6 +149,7 @@ def fttool_stages(records_path: Path, out_dir: Path, workers: int | None) -> Non
             "split": {**RATIOS, "seed": SEED, "on_leak": "move", "leak_threshold": THRESHOLD}}
     if workers is not None:
         data["workers"] = workers
+    data["engine"] = engine
     recipe = records_path.parent / f"recipe-{out_dir.name}.yaml"  # beside the records it names
     recipe.write_text(json.dumps({"name": "dedup-speed", "data": data}))
     plan = compile_recipe(recipe)
@@ -181,10 +184,10 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def measure(side: str, records_path: Path, out_dir: Path, workers: int | None) -> dict:
+def measure(side: str, records_path: Path, out_dir: Path, workers: int | None, engine: str = "local") -> dict:
     """Wall seconds and peak memory (MiB) of one side in a fresh process."""
     out_dir.mkdir(parents=True)
-    command = [sys.executable, __file__, "--child", side, str(records_path), str(out_dir)]
+    command = [sys.executable, __file__, "--child", side, str(records_path), str(out_dir), "--engine", engine]
     if workers is not None:
         command += ["--workers", str(workers)]
     started = time.perf_counter()
@@ -232,7 +235,7 @@ def compare(args: argparse.Namespace, directory: Path, records_path: Path) -> in
         order = sides if round_number % 2 == 0 else sides[::-1]
         for side in order:
             out_dir = directory / f"{side}-{round_number}"
-            row = measure(side, records_path, out_dir, args.workers if side == "fttool" else None)
+            row = measure(side, records_path, out_dir, args.workers if side == "fttool" else None, args.engine)
             row["splits"] = splits_of(out_dir)
             rows.append(row)
             print(f"round {round_number + 1} {side:>6}: {row['wall_s']:6.1f} s, peak {row['peak_mib']:6.0f} MiB, "
@@ -241,7 +244,8 @@ def compare(args: argparse.Namespace, directory: Path, records_path: Path) -> in
     peaks = {side: max(r["peak_mib"] for r in rows if r["side"] == side) for side in sides}
     for side in sides:
         print(f"{side:>6}: median {medians[side]:.1f} s, peak {peaks[side]:.0f} MiB")
-    results = {"records": args.records, "rounds": args.rounds, "workers": args.workers, "medians_s": medians,
+    results = {"records": args.records, "rounds": args.rounds, "workers": args.workers, "engine": args.engine,
+               "medians_s": medians,
                "peaks_mib": peaks, "runs": [{k: v for k, v in r.items() if k != "splits"} for r in rows],
                "kept": sum(len(ids) for ids in rows[0]["splits"].values())}
     if args.json:
@@ -265,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, help="data.workers for fttool (default: the recipe default)")
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="data.engine for fttool (ray: a local cluster of the cores available)")
     parser.add_argument("--only", choices=["fttool", "plain"], help="run one side only")
     parser.add_argument("--max-ratio", type=float, default=1.2)
     parser.add_argument("--max-rss-mib", type=float, default=300)
@@ -275,7 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         side, records_path, out_dir = args.child[0], Path(args.child[1]), Path(args.child[2])
-        plain(records_path, out_dir) if side == "plain" else fttool_stages(records_path, out_dir, args.workers)
+        if side == "plain":
+            plain(records_path, out_dir)
+        else:
+            fttool_stages(records_path, out_dir, args.workers, args.engine)
         return 0
     with tempfile.TemporaryDirectory(prefix="fttool-dedup-speed-") as tmp:
         directory = args.keep or Path(tmp)

@@ -109,7 +109,7 @@ def _keep_ray_data_logs_in_their_file() -> None:
     """Ray Data logs every execution and its settings to the console as well as to ray-data.log in Ray's session
     directory; keep fttool's output to fttool's messages and errors."""
     for handler in logging.getLogger("ray.data").handlers:
-        if type(handler).__name__ != "SessionFileHandler":
+        if isinstance(handler, logging.StreamHandler):  # the console; the file handler is not one
             handler.setLevel(logging.ERROR)
 
 
