@@ -112,6 +112,7 @@ def test_ray_engine_on_a_local_cluster_is_byte_identical(run_stage, monkeypatch)
     import ray
 
     monkeypatch.setattr(dedup_module, "RECORDS_PER_BATCH", 64)  # seven batches, several in flight at once
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")  # a cluster elsewhere, which an empty address does not mean
     dedup, split, expected = BEFORE["exact+near"]
     on_ray = {"engine": "ray", "workers": None, "ray": {"address": "", "num_cpus": 2}}
     assert _digest(run_stage, dedup, split, on_ray) == expected

@@ -28,6 +28,7 @@ from fttool.data.settings import EngineSettings
 Batch = TypeVar("Batch")
 Result = TypeVar("Result")
 BATCHES_IN_FLIGHT_PER_WORKER = 2
+RAY_DATA_MODULES = ("ray", "pyarrow", "pandas")  # Ray Data needs the latter two, which plain `pip install ray` lacks
 
 
 def available_cores() -> int:
@@ -44,9 +45,9 @@ class EngineUnavailable(RuntimeError):
 
 def engine_problems(settings: EngineSettings) -> list[str]:
     """Why this machine cannot run the engine, each saying what to do; empty if it can."""
-    if settings.engine == "ray" and importlib.util.find_spec("ray") is None:
-        return ["data.engine is ray, but Ray is not installed here: pip install 'fttool[ray]', or set data.engine: "
-                "local"]
+    if settings.engine == "ray" and any(importlib.util.find_spec(name) is None for name in RAY_DATA_MODULES):
+        return ["data.engine is ray, but Ray Data is not installed here: pip install 'fttool[ray]', or set "
+                "data.engine: local"]
     return []
 
 
@@ -86,17 +87,19 @@ def _in_processes(function, batches, argument, workers: int) -> Iterator:
 def _on_ray(function, batches, argument, settings: EngineSettings) -> Iterator:
     try:
         import ray
+
+        from fttool.data.ray_engine import Pipeline
     except ImportError:
-        raise EngineUnavailable("data.engine is ray, but Ray is not installed: pip install 'fttool[ray]' (or set "
-                                "data.engine: local)") from None
-    from fttool.data.ray_engine import Pipeline
+        raise EngineUnavailable("data.engine is ray, but Ray Data is not installed: pip install 'fttool[ray]' (or "
+                                "set data.engine: local)") from None
 
     address = settings.ray.address
     started_here = not ray.is_initialized()
     if started_here:
-        # An empty address starts a local cluster of num_cpus CPUs for this stage; otherwise num_cpus is the
-        # cluster's to know, and only bounds the actors below.
-        ray.init(address=address or None, num_cpus=None if address else settings.ray.num_cpus or available_cores(),
+        # An empty address starts a local cluster of num_cpus CPUs for this stage ("local": not the cluster that
+        # RAY_ADDRESS or a `ray start` on this machine names, as ray.init's default would); otherwise num_cpus is
+        # the cluster's to know, and only bounds the actors below.
+        ray.init(address=address or "local", num_cpus=None if address else settings.ray.num_cpus or available_cores(),
                  include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         actors = settings.ray.num_cpus or max(int(ray.cluster_resources().get("CPU", 1)), 1)
