@@ -63,6 +63,16 @@ def test_an_output_edited_alone_is_refused_not_silently_recomputed(project):
         run_plan(compile_recipe(recipe), run_dir, resume=True)
 
 
+def test_a_stage_record_added_to_run_state_is_refused(project):
+    """The runner seals before it writes run_state.json: a record the seal lacks was written by someone else."""
+    recipe, run_dir = project
+    state = json.loads((run_dir / "run_state.json").read_text())
+    state["stages"]["pii"] = {**state["stages"]["split"], "name": "pii"}
+    (run_dir / "run_state.json").write_text(json.dumps(state, indent=2))
+    with pytest.raises(RunError, match="run_state.json: the record of stage pii is not in the seal"):
+        run_plan(compile_recipe(recipe), run_dir, resume=True)
+
+
 def test_an_untouched_run_resumes_from_the_seal(project):
     recipe, run_dir = project
     run_plan(compile_recipe(recipe), run_dir, resume=True)

@@ -8,8 +8,9 @@ their word. On resume the seal is authoritative:
 
 - a stage is reused only as the seal records it, and only when every output file it recorded is there and hashes
   to the sealed sha256;
-- a file that is there but hashes otherwise, or a stage record in run_state.json that differs from the sealed one,
-  refuses the resume, naming the file: someone edited the run after fttool wrote it;
+- a file that is there but hashes otherwise, or a stage record in run_state.json that differs from the sealed one
+  or that the seal lacks (the seal is written first), refuses the resume, naming the file: someone edited the run
+  after fttool wrote it;
 - an output file that is gone (work/ is deleted when a run succeeds), or a stage the seal does not hold (no seal:
   the run directory moved, the cache was purged or is another), is not reused: the stage comes from the cache or
   runs again.
@@ -76,15 +77,18 @@ def read_seal(cache_dir: Path, run_dir: Path) -> dict | None:
 
 def check_against_seal(run_dir: Path, state_path: Path, stages: dict, sealed: dict) -> None:
     """RunError naming every file that differs from the seal: a sealed output that hashes otherwise, and
-    run_state.json when a stage's record there is not the sealed one. Missing outputs are not an error."""
+    run_state.json when a stage's record there is not the sealed one or not sealed. Missing outputs are not an
+    error."""
     problems = []
     for name, record in sealed.items():
         for rel, digest in record["outputs"].items():
             path = Path(run_dir) / rel
             if (path.exists() or path.is_symlink()) and not (path.is_file() and sha256_file(path) == digest):
                 problems.append(f"{path}: sha256 differs from what stage {name} wrote (sealed in the stage cache)")
-    problems += [f"{state_path}: the record of stage {name} differs from the sealed one"
-                 for name, record in stages.items() if name in sealed and sealed[name] != record]
+    # The runner seals before it writes run_state.json, so a record there that the seal lacks was added since.
+    problems += [f"{state_path}: the record of stage {name} " + ("differs from the sealed one" if name in sealed
+                                                                 else "is not in the seal")
+                 for name, record in stages.items() if sealed.get(name) != record]
     if problems:
         raise RunError("the run was changed after fttool wrote it, so resuming would serve what fttool did not "
                        "compute:\n  " + "\n  ".join(problems) + "\nrestore those files, or start a new run "

@@ -172,17 +172,19 @@ class Runner:
             _log(f"resume: no seal of this run's finished stages in {self.cache_dir} (the run moved, or the cache was "
                  "purged or is another), so none is taken from the run directory: each comes from the cache or runs "
                  "again")
+        else:
+            check_against_seal(self.run_dir, self.layout.state, self.state["stages"], sealed)
         self.sealed = sealed or {}
-        check_against_seal(self.run_dir, self.layout.state, self.state["stages"], self.sealed)
         # Records the seal does not hold are dropped, so that saving the state never seals what it did not vouch for.
         self.state["stages"] = {name: record for name, record in self.state["stages"].items()
                                 if self.sealed.get(name) == record}
 
     def _save_state(self) -> None:
+        # The seal first: a run stopped between the two writes leaves a state that the seal holds.
+        write_seal(self.cache_dir, self.run_dir, self.state["stages"])
         tmp = self.layout.state.with_name(self.layout.state.name + ".tmp")
         tmp.write_text(json.dumps(self.state, indent=2) + "\n")
         tmp.replace(self.layout.state)
-        write_seal(self.cache_dir, self.run_dir, self.state["stages"])
 
     # -- fingerprints ----------------------------------------------------------------------------
     def _external_digests(self, spec: StageSpec) -> dict[str, str]:
