@@ -116,6 +116,12 @@ def test_a_label_mapped_in_the_recipe_counts(tmp_path):
     assert "PERSON" in scrubbing.batch.analyzer_engine.get_supported_entities("en")
 
 
+def test_a_label_the_model_lacks_is_refused(tmp_path):
+    model = build_ner_model(tmp_path / "m", steps=0)
+    with pytest.raises(NerModelError, match=r"pii\.ner\.labels: the model has no label B-PATIENT .*PER"):
+        TextScrubber(transformers_params(str(model), ner={"labels": {"B-PATIENT": "PERSON"}}))
+
+
 def test_a_missing_model_directory_names_the_setting(tmp_path):
     with pytest.raises(NerModelError, match=r"pii\.ner\.model: the directory .*absent.* does not exist"):
         TextScrubber(transformers_params(str(tmp_path / "absent")))
@@ -197,6 +203,7 @@ def _recipe(tmp_path: Path, ner: str) -> Path:
     ("{engine: transformers, model: ./absent}", "pii.ner.model: the directory .* does not exist"),
     ("{engine: transformers, model: ./m, revision: main}", "pii.ner.revision applies to a hub id"),
     ("{engine: transformers, model: ../elsewhere}", "leads outside the recipe's folder"),
+    ("{engine: transformers, model: ./m, labels: {PATIENT: PERSON}}", "the model has no label PATIENT"),
 ])
 def test_recipe_errors_name_the_line_and_the_fix(tmp_path, ner, message):
     build_ner_model(tmp_path / "m", steps=0)
@@ -207,7 +214,7 @@ def test_recipe_errors_name_the_line_and_the_fix(tmp_path, ner, message):
 
 
 def test_a_recipe_with_a_local_model_compiles_and_names_its_files(tmp_path):
-    build_ner_model(tmp_path / "m", steps=0)
+    build_ner_model(tmp_path / "m", labels=("O", "B-PATIENT", "I-PATIENT"), steps=0)
     plan = compile_recipe(_recipe(tmp_path, "{engine: transformers, model: ./m, labels: {PATIENT: PERSON}}"))
     pii = next(spec for spec in plan.stages if spec.name == "pii")
     assert pii.params.ner.model == "./m" and dict(pii.params.ner.labels) == {"PATIENT": "PERSON"}

@@ -86,9 +86,9 @@ def unmet_ner_requirements(ner: NerParams) -> list[str]:
 
 def model_problem(ner: NerParams, recipe_dir: Path) -> str | None:
     """Why the transformers NER model of `ner` cannot be used (missing, not a token-classification model, code of
-    its own), naming the setting and the fix; None when it can."""
+    its own, labels it lacks), naming the setting and the fix; None when it can."""
     try:
-        model_labels(model_directory(ner, recipe_dir))
+        label_mapping(ner, model_labels(model_directory(ner, recipe_dir)))
     except NerModelError as exc:
         return str(exc)
     return None
@@ -118,9 +118,13 @@ def model_labels(directory: Path) -> list[str]:
         raise NerModelError(f"pii.ner.model: {directory} holds a {', '.join(map(str, architectures)) or 'model'}, "
                             "not a token-classification (NER) model (an architecture ending in "
                             "ForTokenClassification)")
-    for name in ("config.json", "tokenizer_config.json"):
-        path = directory / name
-        if path.is_file() and "auto_map" in json.loads(path.read_text(encoding="utf-8")):
+    tokenizer_file = directory / "tokenizer_config.json"
+    try:
+        tokenizer_config = json.loads(tokenizer_file.read_text(encoding="utf-8")) if tokenizer_file.is_file() else {}
+    except ValueError as exc:
+        raise NerModelError(f"pii.ner.model: {tokenizer_file} is not valid JSON ({exc})") from exc
+    for path, settings in ((config_file, config), (tokenizer_file, tokenizer_config)):
+        if "auto_map" in settings:
             raise NerModelError(f"pii.ner.model: {path} names code shipped with the model (auto_map), which fttool "
                                 "never runs; use a model that transformers loads with its own classes")
     labels = (config.get("id2label") or {}).values()
@@ -128,7 +132,12 @@ def model_labels(directory: Path) -> list[str]:
 
 
 def label_mapping(ner: NerParams, labels: list[str]) -> tuple[dict[str, str], list[str]]:
-    """(the model's labels -> presidio entity names, the model's labels mapped to nothing and so ignored)."""
+    """(the model's labels -> presidio entity names, the model's labels mapped to nothing and so ignored).
+    NerModelError when pii.ner.labels names a label the model does not have (a typo would map nothing)."""
+    unknown = sorted(set(ner.labels) - set(labels))
+    if unknown:
+        raise NerModelError(f"pii.ner.labels: the model has no label {', '.join(unknown)} (its labels, B-/I- "
+                            f"prefixes joined: {', '.join(labels) or 'none'}); name its labels as listed")
     names = {**STANDARD_LABELS, **ner.labels}
     mapped = {label: names[label] for label in labels if label in names}
     return mapped, [label for label in labels if label not in mapped]
