@@ -299,13 +299,13 @@ def test_recipe_recognizers_with_context_and_deny_list(run_stage):
 
 
 def test_allow_list_values_are_kept(run_stage):
-    result, outputs = run_stage("pii", {**PARAMS, "allow_list": ["Kwame Mensah", "support@example.com"]}, {
+    result, outputs = run_stage("pii", {**PARAMS, "allow_list": ["Kwame Mensah", "support@acmebank.com"]}, {
         "train": [alpaca("Please draft a thank-you note to Kwame Mensah for his help with the audit.",
-                         "Sure, and copy support@example.com and maria.gonzalez@example.com.")],
+                         "Sure, and copy support@acmebank.com and maria.gonzalez@example.com.")],
         "validation": [], "test": []})
     record = next(read_jsonl(outputs["train"]))
     assert record["instruction"] == "Please draft a thank-you note to Kwame Mensah for his help with the audit."
-    assert record["output"] == "Sure, and copy support@example.com and <EMAIL_ADDRESS>."
+    assert record["output"] == "Sure, and copy support@acmebank.com and <EMAIL_ADDRESS>."
     assert result.summary["entities"] == {"EMAIL_ADDRESS": 1}
 
 
@@ -594,10 +594,10 @@ def test_phones_of_many_regions_and_extensions_are_replaced_whole(run_stage, pho
 
 
 def test_allow_list_takes_exact_values_and_regexes(run_stage):
-    texts = ["Ask Kwame Mensah or Amara Okafor.", "Write to support@example.com or amara.okafor@example.net."]
-    _, scrubbed = scrub_texts(run_stage, texts, allow_list=[{"regex": r"Kwame \w+"}, "support@example.com"])
+    texts = ["Ask Kwame Mensah or Amara Okafor.", "Write to support@acmebank.com or amara.okafor@example.net."]
+    _, scrubbed = scrub_texts(run_stage, texts, allow_list=[{"regex": r"Kwame \w+"}, "support@acmebank.com"])
     assert scrubbed[0].startswith("Ask Kwame Mensah or <") and "Okafor" not in scrubbed[0]
-    assert scrubbed[1] == "Write to support@example.com or <EMAIL_ADDRESS>."
+    assert scrubbed[1] == "Write to support@acmebank.com or <EMAIL_ADDRESS>."
 
 
 def test_invalid_allow_list_regex_is_an_error_naming_the_entry(run_stage):
