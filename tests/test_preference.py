@@ -165,11 +165,11 @@ def test_leakage_is_checked_on_prompts_whatever_the_responses(run_stage):
 def test_pii_is_scrubbed_in_prompt_chosen_and_rejected(run_stage):
     record = pair("My name is Aisha Khan and my e-mail is aisha.khan@example.org. Can I close my card?",
                   "Dear Aisha Khan, we will call you on (212) 555-0187.",
-                  "Write to support.desk@example.com yourself.")
+                  "Write to support.desk@acmebank.com yourself.")
     result, outputs = run_stage("pii", pii_params(workers=1), {"train": [record], "validation": [], "test": []})
     scrubbed = next(read_jsonl(outputs["train"]))
     texts = json.dumps(scrubbed)
-    for planted in ("Aisha Khan", "aisha.khan@example.org", "555-0187", "support.desk@example.com"):
+    for planted in ("Aisha Khan", "aisha.khan@example.org", "555-0187", "support.desk@acmebank.com"):
         assert planted not in texts
     assert scrubbed["format"] == "preference" and scrubbed["chosen"] and scrubbed["rejected"]
     fields = json.dumps(result.summary)
