@@ -467,6 +467,7 @@ def test_worker_processes_give_the_same_outputs_and_counts(run_stage, monkeypatc
         raise AssertionError("texts were analysed in the stage's own process")
 
     monkeypatch.setattr(scrubber.TextScrubber, "outcomes", not_in_this_process)
+    monkeypatch.setattr(scrubber.TextScrubber, "outcomes_with", not_in_this_process)
     assert run(2) == in_process
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from support.pii import pii_params
 
+from fttool.data.engines import available_cores
 from fttool.pii import scrubber, workers
 from fttool.pii.settings import PiiParams
 from fttool.pipeline.params import build
@@ -35,11 +36,12 @@ def _loads(scrubbing) -> tuple[int, int]:
 def test_workers_give_the_outcomes_of_one_process_and_load_their_engines_once(monkeypatch):
     monkeypatch.setattr(workers, "NLP_BATCH", 2)  # several tasks for each worker
     here = scrubber.TextScrubber(_params()).outcomes(TEXTS)
-    with workers.analysis(_params(workers=2), workers.MIN_RECORDS_FOR_WORKERS) as analyser:
+    with workers.analysis(_params(), workers.MIN_RECORDS_FOR_WORKERS) as analyser:  # workers: the cores available
         assert isinstance(analyser, workers.WorkerAnalysis)
+        assert analyser.executor._max_workers == available_cores()
         assert analyser.start(TEXTS)() == here
         loads = [analyser.submit(workers.call_in_worker, _loads).result() for _ in range(8)]
-    assert len({pid for pid, _ in loads}) <= 2 and os.getpid() not in {pid for pid, _ in loads}
+    assert len({pid for pid, _ in loads}) <= available_cores() and os.getpid() not in {pid for pid, _ in loads}
     assert {count for _, count in loads} == {1}
 
 

@@ -58,7 +58,8 @@ class PiiParams:
         skip_fields: record fields (dotted paths such as "meta.ticket_ref") that are not scanned; the report
             lists them.
         strict: fail the run when a second scan finds PII left in scrubbed text.
-        workers: processes that analyse texts (1: in the calling process).
+        workers: processes that analyse texts in a run of MIN_RECORDS_FOR_WORKERS records or more
+            (fttool.pii.workers; a smaller run is analysed in the calling process); None for the cores available.
         timeout_s: seconds a recognizer may spend on one text before the run fails naming it.
     """
 
@@ -73,7 +74,7 @@ class PiiParams:
     allow_list: tuple[Any, ...]
     skip_fields: tuple[str, ...]
     strict: bool
-    workers: int
+    workers: int | None
     timeout_s: float
 
 

@@ -18,6 +18,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from functools import lru_cache
 
+from fttool.data.engines import available_cores
 from fttool.pii.scrubber import NLP_BATCH, TextOutcome, TextScrubber, check_settings
 from fttool.pii.settings import PiiParams
 from fttool.pipeline.params import build
@@ -122,10 +123,11 @@ def analysis(params: PiiParams, records: int) -> Iterator[Analysis]:
 
     check_settings(params)
     params_json = json.dumps(thaw(params))
+    count = params.workers or available_cores()
     # spawn: a forked child would inherit whatever threads (BLAS, torch) earlier stages left in this process.
-    executor = ProcessPoolExecutor(params.workers, mp_context=multiprocessing.get_context("spawn"),
+    executor = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start_worker, initargs=(params_json, params.ner.engine))
-    for _ in range(params.workers):
+    for _ in range(count):
         executor.submit(int)  # starts every worker now (the pool starts one per task), to load while records are read
     try:
         yield WorkerAnalysis(params, executor)
