@@ -244,7 +244,7 @@ class _Entry:
 
 class AugmentStage(Stage):
     name = "augment"
-    version = 3
+    version = 4
     reads = ("train",)
     references = ("validation", "test")
     writes = ("train",)

@@ -50,7 +50,7 @@ def _summary(params: PiiParams, tally: Tally) -> dict:
 
 class PiiStage(Stage):
     name = "pii"
-    version = 3
+    version = 4
     reads = SPLITS
     writes = SPLITS
     # For the data owner, outside the shareable report: where each finding is, with the value masked.
