@@ -128,7 +128,11 @@ class Pipeline:
 
     def __init__(self, function: Callable[[Any, Any], Any], argument: Any, actors: int):
         self.feed = Queue(actor_options={"num_cpus": 0})
-        self.results = _outcomes(dataset(self.feed, function, argument, actors))
+        try:
+            self.results = _outcomes(dataset(self.feed, function, argument, actors))
+        except BaseException:
+            self.feed.shutdown(force=True)  # an existing cluster would keep the queue's actor otherwise
+            raise
 
     def put(self, batch: Any) -> None:
         self.feed.put(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
