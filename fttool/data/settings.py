@@ -98,9 +98,10 @@ class RaySettings:
 
     Attributes:
         address: the address of a running Ray cluster (`ray start --head` prints it, e.g. `10.0.0.5:6379`, or
-            `auto`); empty to start a local cluster for the run and stop it afterwards.
-        num_cpus: CPUs of the local cluster when `address` is empty, or batches computed at once on an existing
-            cluster; None for all the cores available (the cluster's CPUs).
+            `auto`), of which the machine that runs fttool is a node; empty to start a local cluster for each stage
+            that uses the engine and stop it after the stage.
+        num_cpus: CPUs of the local cluster when `address` is empty, and the number of actors (one CPU and one
+            batch at a time each); None for all the cores available (the cluster's CPUs).
     """
 
     address: str
