@@ -52,32 +52,40 @@ def test_a_small_run_is_analysed_in_the_calling_process():
 
 CALLING_PROCESS = """
 import json, sys
+from fttool.pii.records import record_scrubbing
 from fttool.pii.settings import PiiParams
-from fttool.pii.workers import analysis
 from fttool.pipeline.params import build
 
 if __name__ == "__main__":
     params = build(PiiParams, json.loads(sys.argv[1]), "pii")
-    with analysis(params, 5000) as analyser:
-        outcomes = analyser.start(json.loads(sys.argv[2]))()
+    with record_scrubbing(params, 5000) as (scrub, tally):
+        scrubbed = list(scrub(json.loads(sys.argv[2])))
     heavy = sorted(m for m in ("presidio_analyzer", "presidio_anonymizer", "spacy", "thinc", "torch", "transformers")
                    if m in sys.modules)
-    print(json.dumps({"scrubbed": [o.scrubbed for o in outcomes], "imported": heavy}))
+    print(json.dumps({"records": scrubbed, "imported": heavy}))
 """
 
 
 def test_the_calling_process_imports_no_presidio_spacy_or_torch_when_workers_analyse(tmp_path):
+    """Through the PII stage's record scrubbing, per-record type resolution included ("Georgia" is a person in one
+    text of the record and a place in the other)."""
     script = tmp_path / "calling.py"
     script.write_text(CALLING_PROCESS, encoding="utf-8")
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, str(script), json.dumps(pii_params(workers=1)), json.dumps(TEXTS[:6])],
+    records = [{"id": f"r{index}", "format": "alpaca", "instruction": first, "output": second}
+               for index, (first, second) in enumerate(zip(TEXTS[:6:2], TEXTS[1:6:2]))]
+    records.append({"id": "georgia", "format": "alpaca", "instruction": "Georgia said she would call back.",
+                    "output": "Please send the parcel to Georgia."})
+    done = subprocess.run([sys.executable, str(script), json.dumps(pii_params(workers=1)), json.dumps(records)],
                           capture_output=True, text=True, timeout=600, cwd=root,
                           env={**os.environ, "PYTHONPATH": str(root)})
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[-1])
     assert result["imported"] == []
-    assert result["scrubbed"][0] == "Call <PERSON> on <PHONE_NUMBER> or mail <EMAIL_ADDRESS> about the refund."
-    assert result["scrubbed"][4] is None
+    assert result["records"][0]["instruction"] == ("Call <PERSON> on <PHONE_NUMBER> or mail <EMAIL_ADDRESS> about "
+                                                   "the refund.")
+    georgia = result["records"][-1]
+    assert "Georgia" not in georgia["instruction"] + georgia["output"]
 
 
 def test_a_bad_entity_fails_the_first_analysis_in_the_workers_with_its_message():

@@ -88,39 +88,59 @@ class OutcomeCache:
         return self._by_key[_key(text)]
 
 
-Redo = Callable[[list[str], list[list]], list[TextOutcome]]
+# For each record, its distinct texts with their findings' spans -> the outcomes that change (resolved_outcomes).
+Resolve = Callable[[list[list[tuple[str, tuple]]]], list[dict[str, TextOutcome]]]
 
 
-def _record_changes(texts: list[str], outcomes: list[TextOutcome]) -> list[tuple[str, list]]:
+def _candidate(texts: list[str], outcomes: list[TextOutcome]) -> list[tuple[str, tuple]]:
+    """A record's distinct texts with their findings' spans when resolving types over the record could change one
+    (two texts or more, a name-like finding among them), else nothing. Plain data: the resolution runs where the
+    analysis does (fttool.pii.workers), so that a process that hands it to workers never imports presidio."""
+    distinct = dict(zip(texts, outcomes))  # a text repeated in a record is resolved once
+    if len(distinct) < 2 or not any(span[2] in SPREAD_TYPES for o in distinct.values() for span in o.spans):
+        return []
+    return [(text, outcome.spans) for text, outcome in distinct.items()]
+
+
+def _record_changes(record: list[tuple[str, tuple]]) -> list[tuple[str, list]]:
     """(text, its findings) for each text of a record whose findings change when each name-like string gets one
     type over the whole record (fttool.pii.evidence.one_type_across)."""
     from presidio_analyzer import RecognizerResult
 
-    distinct = dict(zip(texts, outcomes))  # a text repeated in a record is resolved once
-    if len(distinct) < 2 or not any(span[2] in SPREAD_TYPES for o in distinct.values() for span in o.spans):
-        return []
     analysed = [(text, [RecognizerResult(kind, start, end, score,
                                          recognition_metadata={RecognizerResult.RECOGNIZER_NAME_KEY: recognizer})
-                        for start, end, kind, score, recognizer in outcome.spans])
-                for text, outcome in distinct.items()]
+                        for start, end, kind, score, recognizer in spans])
+                for text, spans in record]
     return [(text, after) for (text, before), after in zip(analysed, one_type_across(analysed))
             if {(r.start, r.end, r.entity_type) for r in before} != {(r.start, r.end, r.entity_type) for r in after}]
 
 
-def resolve_records(texts_of_records: list[list[str]], outcomes: OutcomeCache, redo: Redo
+def resolved_outcomes(scrubber, records: list[list[tuple[str, tuple]]]) -> list[dict[str, TextOutcome]]:
+    """For each record (its distinct texts with their spans), the outcomes of the texts whose findings change when
+    types are resolved over the record, from one TextScrubber.outcomes_with call, so that the second scan of the
+    texts it rewrites runs in one batch. Run by the analysis, with its scrubber (fttool.pii.workers)."""
+    changes = [(index, text, results) for index, record in enumerate(records)
+               for text, results in _record_changes(record)]
+    resolved: list[dict[str, TextOutcome]] = [{} for _ in records]
+    if changes:
+        redone = scrubber.outcomes_with([text for _, text, _ in changes], [results for _, _, results in changes])
+        for (index, text, _), outcome in zip(changes, redone):
+            resolved[index][text] = outcome
+    return resolved
+
+
+def resolve_records(texts_of_records: list[list[str]], outcomes: OutcomeCache, resolve: Resolve
                     ) -> list[dict[str, TextOutcome]]:
     """For each record (given by its texts), the outcomes that change when types are resolved over the record: a
     name the NER typed LOCATION in one message and PERSON in the next, or found in one field and missed in another.
-    `redo(texts, findings)` gives the outcomes of texts with the findings given (TextScrubber.outcomes_with); it is
-    called once for all the records, so that the second scan of the texts it rewrites runs in one batch. A text
+    `resolve` runs resolved_outcomes where the analysis runs, once for all the records that could change. A text
     shared with other records keeps, there, the outcome its own analysis gave."""
-    changes = [(index, text, results) for index, texts in enumerate(texts_of_records)
-               for text, results in _record_changes(texts, [outcomes.of(text) for text in texts])]
+    candidates = [(index, record) for index, texts in enumerate(texts_of_records)
+                  for record in [_candidate(texts, [outcomes.of(text) for text in texts])] if record]
     resolved: list[dict[str, TextOutcome]] = [{} for _ in texts_of_records]
-    if changes:
-        redone = redo([text for _, text, _ in changes], [results for _, _, results in changes])
-        for (index, text, _), outcome in zip(changes, redone):
-            resolved[index][text] = outcome
+    if candidates:
+        for (index, _), changed in zip(candidates, resolve([record for _, record in candidates])):
+            resolved[index] = changed
     return resolved
 
 
@@ -128,11 +148,11 @@ class Tally:
     """Counts for the summary, per occurrence of a text (a repeated text counts each time it appears)."""
 
     def __init__(self, drops: bool, skip: frozenset[str], on_finding: Callable[[dict], None] | None = None,
-                 redo: Redo | None = None):
+                 resolve: Resolve | None = None):
         self.drops = drops
         self.skip = skip
         self.on_finding = on_finding
-        self.redo = redo  # TextScrubber.outcomes_with, to resolve types per record; None: per text only
+        self.resolve = resolve  # resolves types per record (resolve_records); None: per text only
         self.fields_scanned: set[str] = set()
         self.entities: Counter = Counter()
         self.by_field: dict[str, Counter] = {}
@@ -144,9 +164,9 @@ class Tally:
 
     def resolutions(self, records: list[dict], outcomes: OutcomeCache) -> list[dict[str, TextOutcome]]:
         """Each record's outcomes that differ from its texts' own (resolve_records)."""
-        if self.redo is None:
+        if self.resolve is None:
             return [{} for _ in records]
-        return resolve_records([texts_of(record, self.skip) for record in records], outcomes, self.redo)
+        return resolve_records([texts_of(record, self.skip) for record in records], outcomes, self.resolve)
 
     def handle(self, record: dict, outcomes: OutcomeCache, resolved: dict[str, TextOutcome] | None = None
                ) -> dict | None:
@@ -217,6 +237,6 @@ def record_scrubbing(params: PiiParams, records: int, on_finding: Callable[[dict
     bad model or entity before any record is written (fttool.pii.workers.analysis)."""
     with analysis(params, records) as analyser:
         tally = Tally(drops=params.action == "drop", skip=frozenset(params.skip_fields), on_finding=on_finding,
-                      redo=analyser.outcomes_with)
+                      resolve=lambda records: analyser.call(resolved_outcomes, records))
         outcomes = OutcomeCache()
         yield (lambda stream: _handled_records(iter(stream), outcomes, analyser.start, tally)), tally

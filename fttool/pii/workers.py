@@ -2,9 +2,9 @@
 own engines, with the outcomes one process would give.
 
 `analysis(params, records)` yields an Analysis: `start(texts)` starts analysing a list of texts and returns a
-function that waits for their outcomes; `outcomes_with(texts, findings)` gives the outcomes of texts with the
-findings given (TextScrubber.outcomes_with). Texts go to the analyzer NLP_BATCH at a time wherever they are
-analysed, so the outcomes do not depend on it.
+function that waits for their outcomes; `call(function, *args)` gives function(scrubber, *args) computed where the
+scrubber is (a record's type resolution, fttool.pii.records.resolved_outcomes). Texts go to the analyzer NLP_BATCH
+at a time wherever they are analysed, so the outcomes do not depend on it.
 
 When workers analyse, the calling process builds no scrubber: it never imports presidio, spaCy or torch, and each
 worker loads its engines once, as soon as it starts, while the calling process reads its first records.
@@ -62,12 +62,8 @@ def _outcomes_in_worker(params_json: str, texts: list[str]) -> list[TextOutcome]
     return _worker_scrubber(params_json).outcomes(texts)
 
 
-def _outcomes_with_in_worker(params_json: str, texts: list[str], findings: list[list]) -> list[TextOutcome]:
-    return _worker_scrubber(params_json).outcomes_with(texts, findings)
-
-
 def call_in_worker(params_json: str, function: Callable, *args):
-    """function(the worker's scrubber, *args), for checks of what a worker holds (tests)."""
+    """function(the worker's scrubber, *args); `function` is named by its module, which the worker imports."""
     return function(_worker_scrubber(params_json), *args)
 
 
@@ -84,8 +80,8 @@ class HereAnalysis:
     def start(self, texts: list[str]) -> Callable[[], list[TextOutcome]]:
         return lambda: [outcome for batch in _batches(texts) for outcome in self.scrubber.outcomes(batch)]
 
-    def outcomes_with(self, texts: list[str], findings: list[list]) -> list[TextOutcome]:
-        return self.scrubber.outcomes_with(texts, findings)
+    def call(self, function: Callable, *args):
+        return function(self.scrubber, *args)
 
 
 class WorkerAnalysis:
@@ -103,8 +99,8 @@ class WorkerAnalysis:
         futures = [self.submit(_outcomes_in_worker, batch) for batch in _batches(texts)]
         return lambda: [outcome for future in futures for outcome in future.result()]
 
-    def outcomes_with(self, texts: list[str], findings: list[list]) -> list[TextOutcome]:
-        return self.submit(_outcomes_with_in_worker, texts, findings).result()
+    def call(self, function: Callable, *args):
+        return self.submit(call_in_worker, function, *args).result()
 
 
 Analysis = HereAnalysis | WorkerAnalysis
