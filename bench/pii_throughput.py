@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio = rate["b"] / rate["a"]
     rows = []
     labels = {"a": "(a) plain AnalyzerEngine.analyze + AnonymizerEngine.anonymize per record",
-              "b": f"(b) fttool PII stage, defaults (workers {params.get('workers', 1)})",
+              "b": f"(b) fttool PII stage, defaults (workers {params.get('workers') or 'the cores available'})",
               "c": f"(reference) fttool PII stage, workers {args.compare_workers}"}
     for key in times:
         label = labels[key]
