@@ -123,6 +123,7 @@ def test_layouts_of_quantities():
     assert not quantity_layout("8150-1234") and not quantity_layout("555-0134")  # descending, or a leading 0: no range
     assert quantity_layout("5 650 000") and not quantity_layout("912 345 678")  # a lead of 3 is a phone layout too
     assert quantity_layout("355909190063-746") and not quantity_layout("0800 1234567890")  # 12 digits in a group
+    assert not quantity_layout("+4915112345678")  # one group, with its country code
 
 
 def test_arithmetic_context_of_results_rules_and_decimals():

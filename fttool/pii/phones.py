@@ -11,8 +11,8 @@ CONTEXT_CHARS before or after it. Arithmetic beside a candidate is weighed later
 Layouts that notation gives to quantities need a context word whatever phonenumbers says (`quantity_layout`): a bare
 run of digits, an ascending range ("2000-2015", "100-1000"), a decimal ("314.0185", ISO 80000-1's decimal sign) or a
 decimal divided ("318.856/3"), thousands grouped by spaces ("5 650 000", ISO 80000-1), digits spaced one by one
-("6 9 2 7"), digits aligned in columns ("69271   36"), and a group of more than 11 digits beside others
-("355909190063-746"): libphonenumber's formats for all its regions print no group that long.
+("6 9 2 7"), digits aligned in columns ("69271   36"), and, without a country code, a group of more than 11 digits
+beside others ("355909190063-746"): libphonenumber's formats for all its regions print no group that long.
 
 phonenumbers' own PhoneNumberMatcher does the same search once per region, which costs about 13 ms a text with
 digits for presidio's eight regions; this finds candidates once and parses only those.
@@ -47,7 +47,7 @@ DECIMAL = re.compile(r"\d+\.\d+(?:/\d+)?")  # one decimal point, perhaps divided
 SPACED_THOUSANDS = re.compile(r"[1-9]\d?(?: \d{3})+")  # "5 650 000"; a lead of 3 digits is also a phone layout
 SPACED_DIGITS = re.compile(r"\d(?: \d)+")  # "6 9 2 7 1 3 6", a column sum
 COLUMNS = re.compile(r"\d[ \t]{2,}\d")  # "69271   36": aligned columns, not one number
-LONG_GROUP = re.compile(r"\d{12}")
+LONG_GROUP = re.compile(r"^(?!\+|00)\d+\D.*\d{12}|^(?!\+|00)\d{12,}\D")  # nationally written, beside another group
 CONTEXT_CHARS = 40
 VALID_SCORE = 0.6
 LAID_OUT_SCORE = 0.45  # possible, and written in a phone number's layout
