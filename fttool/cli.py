@@ -328,16 +328,24 @@ def lineage(run_dir: Path) -> None:
               help="With --merge and a local base model: where the recipe's folder is now, if it moved.")
 @click.option("--trust-remote-code", is_flag=True, help="With --merge: let a base model that ships its own code "
               "(trust_remote_code in the run's plan) run it; check that code first.")
-def export(run_dir: Path, merge: bool, output: Path | None, recipe_dir: Path | None, trust_remote_code: bool) -> None:
+@click.option("--allowed-signers", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="git's allowed_signers file: the run must verify as fttool verify --allowed-signers checks it, and "
+              "a run whose report policy failed is exported only when a sign-off signed by a key it lists waived "
+              "each failing rule.")
+def export(run_dir: Path, merge: bool, output: Path | None, recipe_dir: Path | None, trust_remote_code: bool,
+           allowed_signers: Path | None) -> None:
     """Export RUN_DIR's model with its model card and sign-offs (README.md), signoff.json and manifest.json
     (sha256 of every file, the run digest and the report's digest). Refused, exit 1, when the run does not
-    verify, or its report policy failed and no sign-off waived the failing rules."""
+    verify, or its report policy failed and no sign-off of the run as it is, signed by a key --allowed-signers
+    lists, waived the failing rules (unsigned waivers count for nothing); exit 2 when the evidence or the
+    allowed signers file cannot be read."""
     from fttool.governance.evidence import EvidenceError
     from fttool.governance.export import ExportError, export_run
+    from fttool.governance.signing import SignatureError
 
     try:
-        click.echo(str(export_run(run_dir, merge, output, recipe_dir, trust_remote_code)))
-    except EvidenceError as exc:
+        click.echo(str(export_run(run_dir, merge, output, recipe_dir, trust_remote_code, allowed_signers)))
+    except (EvidenceError, SignatureError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(EXIT_INVALID) from None
     except ExportError as exc:

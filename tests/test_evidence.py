@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from support.keys import keygen
 from support.runs import data_project
 
 from fttool.cli import cli
@@ -128,7 +129,7 @@ def test_a_rendering_edited_with_its_digest_recomputed_fails(run_dir):
 @pytest.mark.parametrize("name", ["report.html", "report.md", "MODEL_CARD.md"])
 def test_a_rendering_edited_with_every_digest_recomputed_fails_naming_it(run_dir, tmp_path, name):
     """The digests are not secret; what the sign-off signs (report.json, each entry) is: verify renders it again."""
-    key = _keygen(tmp_path / "dana")
+    key = keygen(tmp_path / "dana")
     allowed = tmp_path / "allowed_signers"
     allowed.write_text(f"dana@bank.example {key.with_suffix('.pub').read_text()}")
     sign_off(run_dir, "Dana", "risk", key)
@@ -296,20 +297,34 @@ def test_a_run_whose_policy_failed_is_signed_off_only_with_a_waiver(failing_run)
         assert "DATA-900: the malformed line is a planted test case" in (failing_run / name).read_text(), name
 
 
-def _keygen(path: Path) -> Path:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    key = Ed25519PrivateKey.generate()
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                       serialization.NoEncryption()))
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    path.with_suffix(".pub").write_bytes(public + b"\n")
-    return path
+def test_a_waiver_is_shown_but_counts_only_when_signed_by_an_allowed_key(failing_run, tmp_path):
+    """verify shows every waiver and says which count; fttool check judges the report by its policy whatever
+    signoff.json waives."""
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(textwrap.dedent(FAILING_POLICY).lstrip())
+    sign_off(failing_run, "Ada", "risk", waive={"DATA-900": "unsigned claim"})
+    key = keygen(tmp_path / "dana")
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f"dana@bank.example {key.with_suffix('.pub').read_text()}")
+    sign_off(failing_run, "Dana", "risk", key, waive={"DATA-900": "signed waiver"})
+    uncounted = "(counts for nothing: a waiver unlocks an export only in a sign-off of the run as it is, signed by a " \
+                "key --allowed-signers FILE lists)"
+    result = invoke("verify", str(failing_run))
+    assert result.exit_code == 0
+    assert f"waived DATA-900: unsigned claim {uncounted}" in result.stderr
+    assert f"waived DATA-900: signed waiver {uncounted}" in result.stderr  # no file says whose key signed it
+    result = invoke("verify", str(failing_run), "--allowed-signers", str(allowed))
+    assert result.exit_code == 0
+    assert f"waived DATA-900: unsigned claim {uncounted}" in result.stderr
+    assert "waived DATA-900: signed waiver\n" in result.stderr
+    for args in ((), ("--allowed-signers", str(allowed))):
+        result = invoke("check", str(failing_run), "--policy", str(strict), *args)
+        assert result.exit_code == 1 and "DATA-900" in result.output, args
+    assert "Policy strict failed: DATA-900." in (failing_run / "MODEL_CARD.md").read_text()
 
 
 def test_signed_signoffs_are_checked_against_allowed_signers(run_dir, tmp_path):
-    key, other = _keygen(tmp_path / "dana"), _keygen(tmp_path / "eve")
+    key, other = keygen(tmp_path / "dana"), keygen(tmp_path / "eve")
     allowed = tmp_path / "allowed_signers"
     allowed.write_text(f"dana@bank.example {key.with_suffix('.pub').read_text()}")
     assert invoke("signoff", str(run_dir), "--by", "Dana", "--role", "risk", "--key", str(key)).exit_code == 0
@@ -333,7 +348,7 @@ def test_signed_signoffs_are_checked_against_allowed_signers(run_dir, tmp_path):
 
 
 def test_a_signature_holds_only_for_the_run_it_signed(run_dir, tmp_path):
-    key = _keygen(tmp_path / "dana")
+    key = keygen(tmp_path / "dana")
     sign_off(run_dir, "Dana", "risk", key)
     # Forge: edit the report, recompute every digest, and move the signed entry onto the new run digest.
     rewrite_report(run_dir, lambda r: r["data"]["counts"].update(quarantined=0))
@@ -349,7 +364,7 @@ def test_the_model_card_says_who_signed_off_with_their_keys_or_that_no_one_did(r
 
     assert "## Sign-offs\n\nUnsigned: no one has signed off this run (`fttool signoff`)." in (
         run_dir / "MODEL_CARD.md").read_text()
-    key = _keygen(tmp_path / "dana")
+    key = keygen(tmp_path / "dana")
     signed = sign_off(run_dir, "Dana", "model risk officer", key)
     unsigned = sign_off(run_dir, "Sam", "audit")
     card = (run_dir / "MODEL_CARD.md").read_text()
@@ -365,7 +380,7 @@ def test_signatures_are_openssh_signatures(run_dir, tmp_path):
     """ssh-keygen -Y verify accepts fttool's signature, and fttool accepts one made by ssh-keygen -Y sign."""
     from fttool.governance import signing
 
-    key = _keygen(tmp_path / "dana")
+    key = keygen(tmp_path / "dana")
     key.chmod(0o600)
     allowed = tmp_path / "allowed_signers"
     allowed.write_text(f"dana@bank.example {key.with_suffix('.pub').read_text()}")
@@ -410,7 +425,7 @@ def test_check_gates_on_the_whole_run_verifying(run_dir, tmp_path):
 
 def _signed_by(tmp_path: Path, run_dir: Path, who: str, name: str = "Dana") -> Path:
     """A key made for `who`, an allowed signers file listing it, and a sign-off by `name` signed with it."""
-    key = _keygen(tmp_path / who)
+    key = keygen(tmp_path / who)
     allowed = tmp_path / f"{who}.allowed_signers"
     allowed.write_text(f"{who}@bank.example {key.with_suffix('.pub').read_text()}")
     sign_off(run_dir, name, "risk", key)
@@ -567,7 +582,7 @@ def test_the_review_sheet_is_never_written_through_a_link(run_dir, tmp_path, lin
                                      'namespaces="fttool-signoff",valid-before="20200101Z"'])
 def test_a_key_the_allowed_signers_file_does_not_allow_now_is_not_accepted(run_dir, tmp_path, options):
     """As ssh-keygen -Y verify: a CA key signs certificates, not sign-offs; a key outside its validity is revoked."""
-    key = _keygen(tmp_path / "dana")
+    key = keygen(tmp_path / "dana")
     allowed = tmp_path / "allowed_signers"
     allowed.write_text(f"dana@bank.example {options} {key.with_suffix('.pub').read_text()}")
     sign_off(run_dir, "Dana", "risk", key)
@@ -675,7 +690,7 @@ def test_evidence_that_is_not_a_regular_file_is_refused_not_waited_on(run_dir, t
 
 def test_with_allowed_signers_a_run_needs_a_signoff_signed_by_one_of_them(run_dir, tmp_path):
     """Otherwise a forger edits the report, recomputes every digest, deletes signoff.json, and the run verifies."""
-    key = _keygen(tmp_path / "dana")
+    key = keygen(tmp_path / "dana")
     allowed = tmp_path / "allowed_signers"
     allowed.write_text(f"dana@bank.example {key.with_suffix('.pub').read_text()}")
     sign_off(run_dir, "Dana", "risk", key)

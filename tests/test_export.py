@@ -5,10 +5,12 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from support.keys import allowed_signers, keygen
 from support.runs import data_project
 from support.runs import lora_project as make_project
 
 from fttool.cli import cli
+from fttool.governance.evidence import current_run_digest
 from fttool.pipeline.digest import files_under, sha256_file
 from fttool.pipeline.runner import run_plan
 from fttool.recipe import compile_recipe
@@ -178,22 +180,112 @@ def test_a_forged_report_cannot_make_a_merge_load_another_model(lora_run, tmp_pa
     assert json.loads((tmp_path / "out" / "config.json").read_text()).get("model_type") != "evil"
 
 
-def test_a_run_whose_policy_failed_is_exported_only_after_a_waiver(tmp_path):
-    from fttool.pipeline.runner import run_plan
-    from fttool.recipe import compile_recipe
+STRICT_POLICY = ("name: strict\ndescription: Nothing quarantined.\nrules:\n  - id: DATA-900\n    description: none\n"
+                 "    severity: error\n    applies_to: report\n"
+                 "    check: {kind: compare, path: data.counts.quarantined, op: '==', value: 0}\nwaivers: []\n")
+PAST_THE_POLICY_GATE = "the run trained no model"  # a data-only run's export fails here once its policy is waived
 
+
+@pytest.fixture
+def failing_run(tmp_path):
+    """A data-only run whose report policy failed (DATA-900: its malformed line was quarantined)."""
     recipe = data_project(tmp_path / "project", extra="report: {policy: strict.yaml}\n")
-    (tmp_path / "project" / "strict.yaml").write_text(
-        "name: strict\ndescription: Nothing quarantined.\nrules:\n  - id: DATA-900\n    description: none\n"
-        "    severity: error\n    applies_to: report\n"
-        "    check: {kind: compare, path: data.counts.quarantined, op: '==', value: 0}\nwaivers: []\n")
-    run_dir = run_plan(compile_recipe(recipe), tmp_path / "run")
-    result = CliRunner().invoke(cli, ["export", str(run_dir)])
+    (tmp_path / "project" / "strict.yaml").write_text(STRICT_POLICY)
+    return run_plan(compile_recipe(recipe), tmp_path / "run")
+
+
+def export(*args) -> object:
+    return CliRunner().invoke(cli, ["export", *map(str, args)])
+
+
+def append_unsigned_waiver(run_dir, by: str = "Ada") -> None:
+    """What anyone who can write the run directory can do: add a sign-off waiving DATA-900, by hand, and render the
+    report again (fttool report) so that verify finds the renderings as fttool renders them."""
+    path = run_dir / "signoff.json"
+    entries = json.loads(path.read_text()) if path.exists() else []
+    entries.append({"by": by, "role": "risk", "at": "2026-01-01T00:00:00+00:00",
+                    "report_sha256": sha256_file(run_dir / "report.json"),
+                    "run_digest": current_run_digest(run_dir),
+                    "waivers": [{"rule": "DATA-900", "reason": "looks fine"}]})
+    path.write_text(json.dumps(entries))
+    assert CliRunner().invoke(cli, ["report", str(run_dir)]).exit_code == 0
+    assert CliRunner().invoke(cli, ["verify", str(run_dir)]).exit_code == 0
+
+
+def test_an_unsigned_waiver_does_not_unlock_the_export(failing_run, tmp_path):
+    result = export(failing_run)
     assert result.exit_code == 1 and "the report policy failed (DATA-900)" in result.output
-    assert CliRunner().invoke(cli, ["signoff", str(run_dir), "--by", "Ada", "--role", "risk", "--waive", "DATA-900",
-                                    "--reason", "planted malformed line"]).exit_code == 0
-    result = CliRunner().invoke(cli, ["export", str(run_dir)])
-    assert result.exit_code == 1 and "the run trained no model" in result.output  # past the policy gate
+    append_unsigned_waiver(failing_run)
+    result = export(failing_run)
+    assert result.exit_code == 1 and PAST_THE_POLICY_GATE not in result.output
+    assert "the report policy failed (DATA-900)" in result.output
+    assert f"{failing_run / 'signoff.json'} waives DATA-900 only in sign-offs that do not count: Ada (risk), " \
+           "unsigned" in result.output
+    assert "pass --allowed-signers FILE" in result.output
+    # With allowed signers, an unsigned waiver counts no more (and a signed sign-off of the run is required).
+    key = keygen(tmp_path / "dana")
+    allowed = allowed_signers(tmp_path / "allowed_signers", "dana@bank.example", key)
+    result = export(failing_run, "--allowed-signers", allowed)
+    assert result.exit_code == 1 and PAST_THE_POLICY_GATE not in result.output
+    assert "no sign-off of the run as it is now is signed by a key the allowed signers file lists" in result.output
+
+
+def test_a_waiver_from_fttool_signoff_without_a_key_does_not_unlock_the_export(failing_run):
+    assert CliRunner().invoke(cli, ["signoff", str(failing_run), "--by", "Ada", "--role", "risk", "--waive",
+                                    "DATA-900", "--reason", "planted malformed line"]).exit_code == 0
+    result = export(failing_run)
+    assert result.exit_code == 1 and "unsigned" in result.output and PAST_THE_POLICY_GATE not in result.output
+
+
+def test_a_waiver_signed_by_an_allowed_key_unlocks_the_export(failing_run, tmp_path):
+    key = keygen(tmp_path / "dana")
+    allowed = allowed_signers(tmp_path / "allowed_signers", "dana@bank.example", key)
+    assert CliRunner().invoke(cli, ["signoff", str(failing_run), "--by", "Dana", "--role", "risk", "--key", str(key),
+                                    "--waive", "DATA-900", "--reason", "planted malformed line"]).exit_code == 0
+    result = export(failing_run, "--allowed-signers", allowed)
+    assert result.exit_code == 1 and PAST_THE_POLICY_GATE in result.output, result.output
+    # Without the allowed signers file nothing says whose key signed: the waiver does not count.
+    result = export(failing_run)
+    assert result.exit_code == 1 and PAST_THE_POLICY_GATE not in result.output
+    assert "Dana (risk), signed, but no allowed signers file says whose key" in result.output
+
+
+def test_a_waiver_signed_by_a_key_the_file_does_not_list_does_not_unlock_the_export(failing_run, tmp_path):
+    allowed = allowed_signers(tmp_path / "allowed_signers", "dana@bank.example", keygen(tmp_path / "dana"))
+    mallory = keygen(tmp_path / "mallory")
+    assert CliRunner().invoke(cli, ["signoff", str(failing_run), "--by", "Dana", "--role", "risk", "--key",
+                                    str(mallory), "--waive", "DATA-900", "--reason", "fine"]).exit_code == 0
+    for args in ((), ("--allowed-signers", allowed)):
+        result = export(failing_run, *args)
+        assert result.exit_code == 1 and PAST_THE_POLICY_GATE not in result.output, args
+    assert "signed with a key that is not in the allowed signers file" in result.output
+
+
+def test_an_unreadable_allowed_signers_file_is_invalid_input_naming_its_line(failing_run, tmp_path):
+    garbage = tmp_path / "allowed_signers"
+    garbage.write_text("dana@bank.example\n")
+    result = export(failing_run, "--allowed-signers", garbage)
+    assert result.exit_code == 2 and f"{garbage}:1: not 'principals [options] key-type base64-key'" in result.output
+
+
+@pytest.mark.slow
+def test_a_trained_model_whose_policy_failed_is_exported_only_on_a_waiver_signed_by_an_allowed_key(tmp_path):
+    """The attack end to end: a waiver appended to signoff.json of a trained run whose policy failed exports nothing."""
+    recipe = make_project(tmp_path / "project", extra="report: {policy: strict.yaml}\n")
+    (tmp_path / "project" / "strict.yaml").write_text(STRICT_POLICY.replace(
+        "path: data.counts.quarantined, op: '==', value: 0", "path: data.counts.kept, op: '<', value: 1"))
+    run_dir = run_plan(compile_recipe(recipe), tmp_path / "run")
+    append_unsigned_waiver(run_dir)
+    result = export(run_dir, "--output", tmp_path / "out")
+    assert result.exit_code == 1 and "the report policy failed (DATA-900)" in result.output
+    assert not (tmp_path / "out").exists()
+    key = keygen(tmp_path / "dana")
+    allowed = allowed_signers(tmp_path / "allowed_signers", "dana@bank.example", key)
+    assert CliRunner().invoke(cli, ["signoff", str(run_dir), "--by", "Dana", "--role", "risk", "--key", str(key),
+                                    "--waive", "DATA-900", "--reason", "every record was kept"]).exit_code == 0
+    result = export(run_dir, "--output", tmp_path / "out", "--allowed-signers", allowed)
+    assert result.exit_code == 0, result.output
+    assert "waived DATA-900: every record was kept" in (tmp_path / "out" / "README.md").read_text()
 
 
 @pytest.mark.slow

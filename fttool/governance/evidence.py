@@ -372,6 +372,11 @@ class SignoffCheck:
     problem: str | None  # why the sign-off makes verify fail; None when it holds
     notes: tuple[str, ...]  # what verify says about it: superseded, unsigned, who signed, waivers
     allowed: bool = False  # it approves the run as it is now, signed by a key the allowed signers file lists
+    waivers_count: bool = False  # allowed, and its run digest is the run's now: its waivers unlock an export
+
+
+UNCOUNTED_WAIVER = (" (counts for nothing: a waiver unlocks an export only in a sign-off of the run as it is, signed "
+                    "by a key --allowed-signers FILE lists)")
 
 
 def signed_payload(entry: dict) -> bytes:
@@ -424,11 +429,13 @@ def check_signoffs(run_dir: Path, report: dict, current: str | None,
                                                  "before fttool added to it; it does not approve this one"]
         signature_problem, signature_note = _signature_state(entry, allowed)
         notes.append(signature_note)
-        notes += [f"waived {w.get('rule')}: {w.get('reason')}" for w in entry.get("waivers") or []]
         if signature_problem:
             problem = f"sign-off by {who}: {signature_problem}" + (f"; {problem}" if problem else "")
         trusted = allowed is not None and approves is True and "signature" in entry and not signature_problem
-        checks.append(SignoffCheck(entry, problem, tuple(notes), trusted))
+        counted = trusted and current is not None and entry.get("run_digest") == current
+        notes += [f"waived {w.get('rule')}: {w.get('reason')}{'' if counted else UNCOUNTED_WAIVER}"
+                  for w in entry.get("waivers") or []]
+        checks.append(SignoffCheck(entry, problem, tuple(notes), trusted, counted))
     return checks
 
 

@@ -7,8 +7,10 @@ fingerprints and waivers); signoff.json travels with it, and manifest.json gives
 exported file with the run digest and the digest of the report they come from, so a published model can
 be traced to the audited run.
 
-Refused: a run whose `fttool verify` fails (its report no longer describes it), and a run whose report
-policy failed unless a sign-off of the run as it is waived each failing rule. Only the model files the
+Refused: a run whose `fttool verify` fails (its report no longer describes it; with allowed signers, as
+`fttool verify --allowed-signers` checks it), and a run whose report policy failed unless a sign-off of the run
+as it is, signed by a key the allowed signers file lists, waived each failing rule (an unsigned waiver is
+anyone's who can write signoff.json: it is shown, never counted). Only the model files the
 lineage lists are exported. A merge loads the base model and its settings (`trust_remote_code`,
 revision) from plan.json, which verify checked, never from report.json, and a local base only when its
 files still have the digest the lineage recorded. Digests are not secret, so a base model's own code
@@ -109,14 +111,15 @@ def _copy_model(run_dir: Path, report: dict, out: Path) -> None:
             shutil.copyfile(run_dir / artifact["path"], target)
 
 
-def _checked_report(run_dir: Path) -> dict:
-    problems = verify(run_dir)
+def _checked_report(run_dir: Path, allowed_signers: Path | None) -> dict:
+    problems = verify(run_dir, allowed_signers=allowed_signers)
     if problems:
+        command = "fttool verify" + (f" --allowed-signers {allowed_signers}" if allowed_signers else "")
         raise ExportError(f"{run_dir} does not verify, so its report no longer describes it: "
-                          + "; ".join(map(str, problems)) + ". Export a run that passes fttool verify")
+                          + "; ".join(map(str, problems)) + f". Export a run that passes {command}")
     report = read_report(run_dir)
     try:
-        require_policy_passed_or_waived(run_dir, report)
+        require_policy_passed_or_waived(run_dir, report, allowed_signers)
     except SignoffRefused as exc:
         raise ExportError(f"{run_dir}: {exc}") from None
     if not report.get("training") or not (run_dir / MODEL_DIR).is_dir():
@@ -125,11 +128,15 @@ def _checked_report(run_dir: Path) -> dict:
 
 
 def export_run(run_dir: Path, merge: bool = False, output: Path | None = None,
-               recipe_dir: Path | None = None, trust_remote_code: bool = False) -> Path:
+               recipe_dir: Path | None = None, trust_remote_code: bool = False,
+               allowed_signers: Path | None = None) -> Path:
     """Write the export of RUN_DIR into `output` (default RUN_DIR/export/<adapter|merged|full>) and return it.
 
     `recipe_dir`: where the recipe's folder is now, for a local base model of a run that moved.
     `trust_remote_code`: the caller consents to a merge running the base model's own code.
+    `allowed_signers`: git's allowed_signers file; the run is verified against it (as fttool verify
+    --allowed-signers does), and only waivers signed by a key it lists unlock a run whose report policy failed.
+    Raises signing.SignatureError when that file cannot be read.
     """
     run_dir = Path(run_dir).resolve()
     output = Path(output).resolve() if output else None
@@ -139,10 +146,10 @@ def export_run(run_dir: Path, merge: bool = False, output: Path | None = None,
                               "checks it against its manifest; choose --output there or outside the run")
         try:  # no review import may rewrite the report while its export is written beside it
             with RunLock(RunLayout(run_dir), "fttool export"):
-                return _export(run_dir, merge, output, recipe_dir, trust_remote_code)
+                return _export(run_dir, merge, output, recipe_dir, trust_remote_code, allowed_signers)
         except RunError as exc:
             raise ExportError(str(exc)) from None
-    return _export(run_dir, merge, output, recipe_dir, trust_remote_code)
+    return _export(run_dir, merge, output, recipe_dir, trust_remote_code, allowed_signers)
 
 
 def base_model_identity(report: dict) -> dict:
@@ -164,8 +171,9 @@ def base_model_identity(report: dict) -> dict:
             "license": base.get("license"), "identified_by": identified_by}
 
 
-def _export(run_dir: Path, merge: bool, output: Path | None, recipe_dir: Path | None, trust_remote_code: bool) -> Path:
-    report = _checked_report(run_dir)
+def _export(run_dir: Path, merge: bool, output: Path | None, recipe_dir: Path | None, trust_remote_code: bool,
+            allowed_signers: Path | None) -> Path:
+    report = _checked_report(run_dir, allowed_signers)
     method = report["training"]["method"]
     kind = "full" if method == "full" else "merged" if merge else "adapter"
     if kind == "merged":

@@ -5,7 +5,8 @@ report's sha256. A run whose report policy failed (report.json's `policy` sectio
 failing rule is waived with the sign-off (`--waive RULE --reason TEXT`); the waivers are recorded in the
 entry, which a signature covers. The report is then rendered again, so report.html and report.md show the
 sign-offs and their waivers. `fttool export` accepts such a run only when a sign-off of the run as it is
-now waived its failing rules.
+now (its run digest), signed by a key the allowed signers file the user names lists, waived its failing rules: an
+unsigned waiver is anyone's who can write signoff.json, and is shown but counts for nothing.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from pathlib import Path
 from fttool.governance import signing
 from fttool.governance.approvals import single_line
 from fttool.governance.evidence import (
+    SignoffCheck,
+    check_signoffs,
     current_run_digest,
     read_report,
     read_signoffs,
@@ -95,22 +98,56 @@ def _sign_off(run_dir: Path, by: str, role: str, key_file: Path | None, waive: d
     return entry
 
 
-def current_waivers(run_dir: Path) -> dict[str, dict]:
-    """Rule id -> the waiver and who gave it, from the sign-offs of the run as it is now."""
-    current = current_run_digest(run_dir)
-    waivers = {}
-    for entry in read_signoffs(run_dir):
-        if current and entry.get("run_digest") == current:
-            for waiver in entry.get("waivers") or []:
-                waivers.setdefault(waiver["rule"], {**waiver, "by": entry["by"], "role": entry["role"]})
+def _why_not_counted(check: SignoffCheck, allowed_signers: Path | None) -> str:
+    if "signature" not in check.entry:
+        return "unsigned"
+    if allowed_signers is None:
+        return "signed, but no allowed signers file says whose key counts"
+    return check.problem or "signed for an earlier version of the report"
+
+
+def counted_waivers(run_dir: Path, allowed_signers: Path | None) -> dict[str, dict]:
+    """Rule id -> the waiver and who gave it, from the sign-offs of the run as it is now (its run digest) signed by a
+    key `allowed_signers` lists; none without the file. An unsigned sign-off is a claim by whoever could write
+    signoff.json, and a key no allowed signers file lists is anyone's. signing.SignatureError when the file cannot be
+    read."""
+    if allowed_signers is None:
+        return {}
+    waivers: dict[str, dict] = {}
+    for check in check_signoffs(run_dir, read_report(run_dir), current_run_digest(run_dir), allowed_signers):
+        if check.waivers_count:
+            for waiver in check.entry.get("waivers") or []:
+                waivers.setdefault(waiver["rule"], {**waiver, "by": check.entry["by"], "role": check.entry["role"]})
     return waivers
 
 
-def require_policy_passed_or_waived(run_dir: Path, report: dict) -> None:
-    """SignoffRefused unless the report policy passed or a current sign-off waived each failing rule."""
-    waived = current_waivers(run_dir)
-    unwaived = [rule for rule in failing_rules(report) if rule not in waived]
-    if unwaived:
-        raise SignoffRefused(f"the report policy failed ({', '.join(unwaived)}) and no sign-off of the run as it is "
-                             "waived it; a reviewer can with fttool signoff --waive RULE --reason TEXT")
+def _uncounted_claims(run_dir: Path, rules: list[str], allowed_signers: Path | None) -> str:
+    """'; signoff.json waives R only in sign-offs that do not count: NAME (ROLE), why' for the rules given, if any."""
+    checks = check_signoffs(run_dir, read_report(run_dir), current_run_digest(run_dir), allowed_signers)
+    claims = [f"{check.entry['by']} ({check.entry['role']}), {_why_not_counted(check, allowed_signers)}"
+              for check in checks
+              if not check.waivers_count and any(w["rule"] in rules for w in check.entry.get("waivers") or [])]
+    if not claims:
+        return ""
+    return (f"; {RunLayout(run_dir).signoffs} waives {', '.join(rules)} only in sign-offs that do not count: "
+            + "; ".join(claims))
 
+
+def require_policy_passed_or_waived(run_dir: Path, report: dict, allowed_signers: Path | None = None) -> None:
+    """SignoffRefused unless the report policy passed or each failing rule is waived by a sign-off of the run as it
+    is now, signed by a key `allowed_signers` lists (counted_waivers): without that file no waiver counts."""
+    failing = failing_rules(report)
+    waived = counted_waivers(run_dir, allowed_signers) if failing else {}
+    unwaived = [rule for rule in failing if rule not in waived]
+    if not unwaived:
+        return
+    claims = _uncounted_claims(run_dir, unwaived, allowed_signers)
+    how = "fttool signoff RUN_DIR --key KEY --waive RULE --reason TEXT"
+    if allowed_signers is None:
+        raise SignoffRefused(f"the report policy failed ({', '.join(unwaived)}){claims}. A waiver counts only in a "
+                             "sign-off of the run as it is, signed by a key you allow: pass --allowed-signers FILE "
+                             "(git's allowed_signers format, kept apart from the run) listing the reviewers' keys; "
+                             f"a reviewer waives with {how}")
+    raise SignoffRefused(f"the report policy failed ({', '.join(unwaived)}) and no sign-off of the run as it is, "
+                         f"signed by a key {allowed_signers} lists, waives each{claims}. A reviewer whose key that "
+                         f"file lists can waive them with {how}")
