@@ -257,6 +257,9 @@ def signoff(run_dir: Path, by: str, role: str, key_file: Path | None, waived: tu
     signed = "signed" if "signature" in entry else "unsigned"
     click.echo(f"signed off by {entry['by']} ({entry['role']}) at {entry['at']}, run digest {entry['run_digest']} "
                f"({signed})" + "".join(f"; waived {w['rule']}" for w in entry["waivers"]))
+    if entry["waivers"] and "signature" not in entry:
+        click.echo("note: unsigned waivers unlock no export: fttool export counts a waiver only in a sign-off signed "
+                   "by a key its --allowed-signers file lists; sign off again with --key KEY", err=True)
 
 
 @cli.group()

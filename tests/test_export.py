@@ -231,8 +231,9 @@ def test_an_unsigned_waiver_does_not_unlock_the_export(failing_run, tmp_path):
 
 
 def test_a_waiver_from_fttool_signoff_without_a_key_does_not_unlock_the_export(failing_run):
-    assert CliRunner().invoke(cli, ["signoff", str(failing_run), "--by", "Ada", "--role", "risk", "--waive",
-                                    "DATA-900", "--reason", "planted malformed line"]).exit_code == 0
+    result = CliRunner().invoke(cli, ["signoff", str(failing_run), "--by", "Ada", "--role", "risk", "--waive",
+                                      "DATA-900", "--reason", "planted malformed line"])
+    assert result.exit_code == 0 and "note: unsigned waivers unlock no export" in result.stderr
     result = export(failing_run)
     assert result.exit_code == 1 and "unsigned" in result.output and PAST_THE_POLICY_GATE not in result.output
 
