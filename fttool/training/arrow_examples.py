@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fttool.data.records import read_jsonl
-from fttool.training.examples import IGNORED_LABEL, tokenized_example
+from fttool.training.examples import tokenized_example, trained_token_share
 from fttool.training.job import TrainJob
 from fttool.training.private import unit_keys
 
@@ -96,8 +96,9 @@ def tokenized_rows(records: Iterable[dict], tokenizer, max_seq_length: int, trai
         if example is None:
             counts.dropped += 1
             continue
-        counts.trained_tokens += sum(1 for label in example["labels"] if label != IGNORED_LABEL)
-        counts.total_tokens += len(example["labels"])
+        trained, total = trained_token_share([example])
+        counts.trained_tokens += trained
+        counts.total_tokens += total
         yield example if unit is None else {**example, "unit": unit}
 
 

@@ -165,7 +165,8 @@ def tokenized_example(tokenizer, record: dict, max_seq_length: int, train_on_inp
 
 
 def tokenized_examples(path, tokenizer, max_seq_length: int, train_on_inputs: bool) -> tuple[list[dict], int]:
-    """Examples with input_ids and labels, cut to max_seq_length; and how many were dropped with no label left."""
+    """Examples with input_ids and labels, cut to max_seq_length; and how many were dropped with no label left.
+    In memory, for a few records; training writes its splits as Arrow files instead (fttool.training.arrow_examples)."""
     examples, dropped = [], 0
     for record in read_jsonl(path):
         example = tokenized_example(tokenizer, record, max_seq_length, train_on_inputs)
