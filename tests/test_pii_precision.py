@@ -60,6 +60,7 @@ def scrub():
     "Line them up:\n58321   47\n  60019  + 0\n",  # aligned columns
     "The final number, which is 482915736, is even.",  # bare digit runs: "number" alone is no phone's context
     "The order number is 318264957 and it shipped today.",
+    "let big = Array(repeating: 0, count: 2500000)\n",  # the parenthesis closes the call, not an area code
 ])
 def test_quantities_are_not_phone_numbers(scrub, text):
     scrubbed, found = scrub(text)

@@ -93,7 +93,9 @@ def phone_spans(text: str) -> list[tuple[int, int, float]]:
         return []
     spans = []
     for match in CANDIDATE.finditer(text):
-        value = match.group().strip()
+        # A parenthesis a phone layout uses encloses an area code; an unmatched one closes the text around
+        # ("count: 1000000)").
+        value = match.group().strip().removesuffix(")") if "(" not in match.group() else match.group().strip()
         if DATE.fullmatch(value) or DOTTED_QUAD.fullmatch(value) or ZIP_PLUS_FOUR.fullmatch(value):
             continue
         start = match.start() + (len(match.group()) - len(match.group().lstrip()))
