@@ -48,3 +48,17 @@ def test_drop_counts_a_records_resolved_findings():
     kept, tally = scrub_records([record, alpaca("Explain photosynthesis.", "Plants use light.")], action="drop")
     assert [r["instruction"] for r in kept] == ["Explain photosynthesis."]
     assert sum(tally.entities.values()) == 2 and len(tally.entities) == 1
+
+
+def test_a_record_whose_names_are_found_alike_everywhere_is_not_resolved_again():
+    params = build(PiiParams, pii_params(workers=1), "pii")
+    sent: list = []
+    with record_scrubbing(params, 2) as (scrub, tally):
+        resolve = tally.resolve
+        tally.resolve = lambda records: sent.extend(records) or resolve(records)
+        alike, needs = list(scrub([alpaca("Natalia sold clips.", "How many clips did Natalia sell?"),
+                                   alpaca("Okonkwo will be pleased.", "Please thank Mr Okonkwo for the visit.")]))
+    assert "Natalia" not in alike["instruction"] + alike["output"]
+    assert needs["instruction"] == "<PERSON> will be pleased."
+    [record] = sent  # the source tag "test" is one of each record's texts too
+    assert {"Okonkwo will be pleased.", "Please thank Mr Okonkwo for the visit."} <= {text for text, _ in record}

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from itertools import islice
 
-from fttool.pii.evidence import SPREAD_TYPES, one_type_across
+from fttool.pii.evidence import MIN_SPREAD_CHARS, SPREAD_TYPES, one_type_across
 from fttool.pii.scrubber import TextOutcome
 from fttool.pii.settings import PiiParams
 from fttool.pii.workers import Start, analysis
@@ -94,12 +94,30 @@ Resolve = Callable[[list[list[tuple[str, tuple]]]], list[dict[str, TextOutcome]]
 
 def _candidate(texts: list[str], outcomes: list[TextOutcome]) -> list[tuple[str, tuple]]:
     """A record's distinct texts with their findings' spans when resolving types over the record could change one
-    (two texts or more, a name-like finding among them), else nothing. Plain data: the resolution runs where the
-    analysis does (fttool.pii.workers), so that a process that hands it to workers never imports presidio."""
+    (_could_change), else nothing. Plain data: the resolution runs where the analysis does (fttool.pii.workers), so
+    that a process that hands it to workers never imports presidio."""
     distinct = dict(zip(texts, outcomes))  # a text repeated in a record is resolved once
-    if len(distinct) < 2 or not any(span[2] in SPREAD_TYPES for o in distinct.values() for span in o.spans):
+    if len(distinct) < 2 or not _could_change(distinct):
         return []
     return [(text, outcome.spans) for text, outcome in distinct.items()]
+
+
+def _could_change(distinct: dict[str, TextOutcome]) -> bool:
+    """Whether one type per string over the record could change a text's findings: a found name-like string has
+    two types in the record, or occurs in a text more often than it was found there (counting occurrences inside
+    longer words too, which the resolution itself then leaves alone). Most records with names find each the same
+    way wherever it occurs, and need no resolution."""
+    types: dict[str, set[str]] = {}
+    found_at: dict[tuple[str, str], set[int]] = {}
+    for text, outcome in distinct.items():
+        for start, end, kind, _, _ in outcome.spans:
+            value = text[start:end]
+            if kind in SPREAD_TYPES and len(value) >= MIN_SPREAD_CHARS:
+                types.setdefault(value, set()).add(kind)
+                found_at.setdefault((text, value), set()).add(start)
+    if any(len(kinds) > 1 for kinds in types.values()):
+        return True
+    return any(text.count(value) > len(found_at.get((text, value), ())) for text in distinct for value in types)
 
 
 def _record_changes(record: list[tuple[str, tuple]]) -> list[tuple[str, list]]:
