@@ -134,6 +134,8 @@ def test_arithmetic_context_of_results_rules_and_decimals():
     assert not arithmetic(keyed, keyed.index("452"), len(keyed))
     assert arithmetic("----\n4527188301299", 5, 18) and not arithmetic("--\n4527188301299", 3, 16)
     assert arithmetic("about 3.4527188301299", 8, 21) and arithmetic("x 318.856/3 ≈ 106", 2, 11)
+    assert arithmetic("total 150+(150(100/100)) = 300", 11, 23) and arithmetic("give 155250/1,000 each", 5, 13)
+    assert not arithmetic("call 555-123-4567, 555-123-4568", 5, 17)
 
 
 def test_reserved_names_of_rfc_2606_and_6761():
