@@ -173,6 +173,19 @@ def test_batches_and_blocks_of_kept_embeddings_give_the_same_answer(run_stage, m
     assert kept_in_batches == kept and result.summary == expected.summary
 
 
+
+@pytest.mark.slow
+def test_worker_processes_embed_and_keep_the_same_records(run_stage, monkeypatch):
+    """The engine's workers embed each batch; the stage's process compares them in input order."""
+    reset_please = alpaca("How can I reset my password, please?", "Use the Forgot password link.")
+    records = [RESET, reset_please, *UNRELATED[:3], RESET_REWORDED, UNRELATED[3]]
+    expected, kept = dedup(run_stage, records, semantic=True, semantic_threshold=0.9)
+    monkeypatch.setattr(dedup_module, "RECORDS_PER_BATCH", 2)  # four batches, so the pool computes them
+    result, kept_by_workers = dedup(run_stage, records, semantic=True, semantic_threshold=0.9,
+                                    compute={**IN_PROCESS, "workers": 2})
+    assert kept_by_workers == kept and result.summary == expected.summary
+    assert expected.removed["semantic_duplicate"] == 2
+
 def test_semantic_dedup_puts_the_encoder_in_the_fingerprint():
     params = {**ALL_ON, "semantic": True}
     assert DedupStage.external_inputs(build(DedupParams, params)) == [str(embeddings.model_dir())]

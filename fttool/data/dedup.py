@@ -6,9 +6,10 @@ similarity of sentence embeddings. The records themselves are never held. Exact 
 signatures, which grow with the number of records, live on disk in a scratch SQLite database (`ScratchDB`)
 behind a fixed page cache, so memory does not grow with the data; only the kept embeddings of semantic dedup do.
 
-Cleaning, keys and signatures depend on the record alone: they are computed a batch at a time by an engine
-(fttool.data.engines: worker processes or a Ray cluster). The index pass that decides which records are
-duplicates runs in the stage's own process in input order, so the output does not depend on the engine.
+Cleaning, keys, signatures and embeddings depend on the record alone: they are computed a batch at a time by an
+engine (fttool.data.engines: worker processes or a Ray cluster's actors, each loading the encoder once). The index
+pass that decides which records are duplicates runs in the stage's own process in input order, so the output does
+not depend on the engine.
 The split stage reuses the exact key and the MinHash index to check for leakage across splits.
 """
 from __future__ import annotations
@@ -278,7 +279,7 @@ class _Prepared:
     exact_keys: list[bytes] = field(default_factory=list)
     signatures: Any = None  # (records, NUM_PERM) uint32
     band_hashes: Any = None  # (records, bands) int64
-    texts: list[str] = field(default_factory=list)  # for semantic dedup
+    vectors: Any = None  # (records, dimensions) float32 unit rows, for semantic dedup
 
 
 def prepare_batch(lines: list[str], wanted: _Wanted) -> _Prepared:
@@ -295,7 +296,9 @@ def prepare_batch(lines: list[str], wanted: _Wanted) -> _Prepared:
         prepared.signatures = signatures([shingles(_joined_text(record)) for record in records])
         prepared.band_hashes = band_hashes(prepared.signatures, wanted.bands, wanted.rows)
     if wanted.semantic:
-        prepared.texts = [_joined_text(record) for record in records]
+        # Encoding is the costly part of semantic dedup, so the engine's workers (or Ray actors, each loading the
+        # encoder once) do it; only comparing with the records kept so far needs the sequential pass.
+        prepared.vectors = embed([_joined_text(record) for record in records])
     return prepared
 
 
@@ -323,18 +326,19 @@ class _SemanticIndex:
         self.threshold = threshold
         self.blocks: list = []  # float32 matrices of unit-length rows, each filled to about KEPT_BLOCK_ROWS
 
-    def keep(self, texts: list[str]) -> list[bool]:
-        """Whether each text is kept: no cosine similarity above the threshold to any text kept before it."""
+    def keep(self, vectors) -> list[bool]:
+        """Whether each row (an embedded text) is kept: no cosine similarity above the threshold to any row kept
+        before it."""
         import numpy as np
 
-        vectors = embed(texts)
-        like_earlier = np.zeros(len(texts), dtype=bool)
+        count = len(vectors)
+        like_earlier = np.zeros(count, dtype=bool)
         for block in self.blocks:
             like_earlier |= (vectors @ block.T > self.threshold).any(axis=1)
         # Texts of the same batch are compared in order, each only with those of them that were kept.
         like_batch = vectors @ vectors.T > self.threshold
         kept: list[int] = []
-        for row in range(len(texts)):
+        for row in range(count):
             if not like_earlier[row] and not like_batch[row, kept].any():
                 kept.append(row)
         if kept:
@@ -343,7 +347,7 @@ class _SemanticIndex:
             else:
                 self.blocks.append(vectors[kept])
         kept_rows = set(kept)
-        return [row in kept_rows for row in range(len(texts))]
+        return [row in kept_rows for row in range(count)]
 
 
 class Deduplication:
@@ -390,9 +394,12 @@ class Deduplication:
         if len(self.example_ids[rule]) < MAX_EXAMPLE_IDS:
             self.example_ids[rule].append(record_id)
 
-    def _semantically_new(self, pending: list[tuple[str, str, str]]) -> Iterator[str]:
-        """The lines of the (line, id, text) records that are no semantic duplicates."""
-        for (line, record_id, _), keep in zip(pending, self.semantic_index.keep([text for *_, text in pending])):
+    def _semantically_new(self, pending: list[tuple[str, str, Any]]) -> Iterator[str]:
+        """The lines of the (line, id, embedding) records that are no semantic duplicates."""
+        import numpy as np
+
+        vectors = np.stack([vector for *_, vector in pending])
+        for (line, record_id, _), keep in zip(pending, self.semantic_index.keep(vectors)):
             if keep:
                 yield line
             else:
@@ -407,8 +414,8 @@ class Deduplication:
         index = self.near_index
         wanted = _Wanted(self.exact_keys is not None, index is not None, self.semantic_index is not None,
                          index.bands if index else 0, index.rows if index else 0)
-        # Records that pass the cheap rules wait here to be embedded in batches; they keep their order.
-        pending: list[tuple[str, str, str]] = []
+        # Records that pass the cheap rules wait here to be compared in batches; they keep their order.
+        pending: list[tuple[str, str, Any]] = []
         for batch in in_order(prepare_batch, _batched(lines, RECORDS_PER_BATCH), wanted, self.params.compute):
             self.changed_by.update(batch.changed_by)
             for i, rule in enumerate(self._duplicate_rules(batch)):
@@ -417,7 +424,7 @@ class Deduplication:
                 elif self.semantic_index is None:
                     yield batch.lines[i]
                 else:
-                    pending.append((batch.lines[i], batch.ids[i], batch.texts[i]))
+                    pending.append((batch.lines[i], batch.ids[i], batch.vectors[i]))
                     if len(pending) == SEMANTIC_BATCH:
                         yield from self._semantically_new(pending)
                         pending = []
