@@ -79,9 +79,18 @@ def _in_processes(function, batches, argument, workers: int) -> Iterator:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    threads = max(1, available_cores() // workers)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_share_cores,
+                             initargs=(threads,)) as pool:
         yield from _windowed(lambda batch: pool.submit(function, batch, argument), lambda future: future.result(),
                              batches, workers * BATCHES_IN_FLIGHT_PER_WORKER)
+
+
+def _share_cores(threads: int) -> None:
+    """A worker's share of the cores for the threads of numeric libraries (torch, numpy's BLAS), set before they
+    load: each would otherwise start a thread per core, and N workers would run N times more threads than cores."""
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[variable] = str(threads)
 
 
 def _on_ray(function, batches, argument, settings: EngineSettings) -> Iterator:
