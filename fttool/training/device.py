@@ -3,7 +3,6 @@ machine cannot run (QLoRA and packing need CUDA; FSDP needs GPUs)."""
 from __future__ import annotations
 
 import importlib.util
-import os
 
 
 def device() -> str:
@@ -82,8 +81,9 @@ def torch_threads(threads: int | None, num_processes: int) -> int:
     one (room for other work on a shared machine), shared among the processes; at least 1."""
     if threads is not None:
         return threads
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, (cores - 1) // num_processes)
+    from fttool.data.engines import available_cores
+
+    return max(1, (available_cores() - 1) // num_processes)
 
 
 def packing_requirements_unmet(packing: bool) -> list[str]:
