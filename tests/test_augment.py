@@ -412,6 +412,12 @@ def test_contextual_pipeline_on_tiny_bert_is_deterministic(run_stage, tiny_model
     assert Path(_augment(run_stage, params)[2]).read_bytes() != first
 
 
+def test_contextual_refuses_a_model_that_is_not_a_masked_language_model(run_stage, tiny_models):
+    params = {"methods": [entry("contextual", model_path=tiny_models["en_de"], ratio=1)]}
+    with pytest.raises(ValueError, match=f"{re.escape(tiny_models['en_de'])} is 'marian'"):
+        _augment(run_stage, params)
+
+
 # -- recipes and runs -------------------------------------------------------------------------------
 RECIPE = """
 name: augment-leak

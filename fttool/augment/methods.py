@@ -19,12 +19,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from fttool.augment.settings import AugmentMethod
 from fttool.augment.spans import LETTER, MARKER_PIECE, PLAIN_WORD, SKIP_TOKEN, SpanTokenizer, shield, unshield
 from fttool.augment.wordnet_files import DEBIAN_WORDNET
 from fttool.training.device import device as inference_device
 from fttool.training.model_ref import is_local_model
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -115,10 +118,18 @@ def _model_location(name: str, resolve: Callable[[str], Path]) -> str:
     return str(path)
 
 
+def _taken(value: T | None, params: AugmentMethod, name: str) -> T:
+    """A setting the method takes: fttool.augment.settings.method_params gives it a default, so None means
+    parameters built some other way."""
+    if value is None:
+        raise ValueError(f"augment method {params.method} needs {name}; build its parameters with method_params")
+    return value
+
+
 def _synonym(params: AugmentMethod, resolve) -> WordRewriter:
     from fttool.augment.wordnet import ProtectedSynonymAug, resources
 
-    return WordRewriter(ProtectedSynonymAug(params.aug_p), resources())
+    return WordRewriter(ProtectedSynonymAug(_taken(params.aug_p, params, "aug_p")), resources())
 
 
 def _random(params: AugmentMethod, resolve) -> WordRewriter:
@@ -141,6 +152,20 @@ def _random(params: AugmentMethod, resolve) -> WordRewriter:
     return WordRewriter(augmenter, {})
 
 
+class _FastTokenizerCalls:
+    """Put before nlpaug's masked language model class, for transformers 5 tokenizers: nlpaug tells fast
+    tokenizers by a class name ending in 'Fast', which they no longer have, and then calls methods that no
+    longer exist."""
+
+    tokenizer: Any
+
+    def token2id(self, token):
+        return self.tokenizer.convert_tokens_to_ids(token)
+
+    def id2token(self, _id):
+        return self.tokenizer.convert_ids_to_tokens(_id)
+
+
 # config.json model_type -> the nlpaug model family whose mask token and subword prefix it uses
 MASKED_LM_FAMILIES = {"bert": "bert", "distilbert": "bert", "roberta": "roberta"}
 
@@ -150,23 +175,15 @@ def _contextual(params: AugmentMethod, resolve) -> ShieldedRewriter:
     import nlpaug.model.lang_models as nml
     from transformers import AutoConfig
 
-    location = _model_location(params.model_path, resolve)
+    model_path = _taken(params.model_path, params, "model_path")
+    location = _model_location(model_path, resolve)
     model_type = AutoConfig.from_pretrained(location).model_type
     if model_type not in MASKED_LM_FAMILIES:
         raise ValueError(f"contextual augmentation supports masked language models of type "
-                         f"{', '.join(MASKED_LM_FAMILIES)}; {params['model_path']} is '{model_type}'")
+                         f"{', '.join(MASKED_LM_FAMILIES)}; {model_path} is '{model_type}'")
     family = MASKED_LM_FAMILIES[model_type]
     base = {"bert": nml.Bert, "roberta": nml.Roberta}[family]
-
-    class MaskedLanguageModel(base):
-        """nlpaug's model, for transformers 5 tokenizers: nlpaug tells fast tokenizers by a class name
-        ending in 'Fast', which they no longer have, and then calls methods that no longer exist."""
-
-        def token2id(self, token):
-            return self.tokenizer.convert_tokens_to_ids(token)
-
-        def id2token(self, _id):
-            return self.tokenizer.convert_ids_to_tokens(_id)
+    model_class = type("MaskedLanguageModel", (_FastTokenizerCalls, base), {})
 
     class ContextualWordEmbsAug(naw.ContextualWordEmbsAug):
         # Same class name on purpose: nlpaug batches a list of texts only for augmenters it knows by name.
@@ -174,8 +191,7 @@ def _contextual(params: AugmentMethod, resolve) -> ShieldedRewriter:
         def get_model(cls, model_path, model_type, device="cuda", force_reload=False, batch_size=32, top_k=None,
                       silence=True, use_custom_api=True):
             # Built here rather than taken from nlpaug's cache, which is keyed on the directory's base name only.
-            return MaskedLanguageModel(model_path, top_k=top_k, batch_size=batch_size, device=device,
-                                       silence=silence)
+            return model_class(model_path, top_k=top_k, batch_size=batch_size, device=device, silence=silence)
 
     device = inference_device()
     augmenter = ContextualWordEmbsAug(model_path=location, model_type=family, action="substitute",
@@ -187,9 +203,11 @@ def _contextual(params: AugmentMethod, resolve) -> ShieldedRewriter:
 def _back_translation(params: AugmentMethod, resolve) -> ShieldedRewriter:
     from nlpaug.augmenter.word import BackTranslationAug
 
+    from_model = _taken(params.from_model, params, "from_model")
+    to_model = _taken(params.to_model, params, "to_model")
     device = inference_device()
-    augmenter = BackTranslationAug(from_model_name=_model_location(params.from_model, resolve),
-                                   to_model_name=_model_location(params.to_model, resolve), device=device,
+    augmenter = BackTranslationAug(from_model_name=_model_location(from_model, resolve),
+                                   to_model_name=_model_location(to_model, resolve), device=device,
                                    batch_size=params.batch_size, max_length=params.max_length)
     return ShieldedRewriter(augmenter, {"translation_models": [params.from_model, params.to_model],
                                         "device": device})

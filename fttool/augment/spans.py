@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 
 PROTECTED = (r"```[\s\S]*?(?:```|\Z)"  # fenced code; an unclosed fence protects the rest of the text
              r"|`[^`\n]+`"
@@ -91,6 +92,7 @@ class SpanTokenizer:
         return tokens
 
     def join(self, tokens: list[str]) -> str:
+        positions: Sequence[int]
         if len(tokens) == len(self.tokens):  # substitutions and swaps keep every position
             positions = range(len(tokens))
         else:
