@@ -247,7 +247,7 @@ def signoff(run_dir: Path, by: str, role: str, key_file: Path | None, waived: tu
         click.echo("error: --waive needs --reason saying why the rules are accepted", err=True)
         raise SystemExit(EXIT_INVALID)
     try:
-        entry = sign_off(run_dir, by, role, key_file, {rule: reason for rule in waived})
+        entry = sign_off(run_dir, by, role, key_file, {rule: reason for rule in waived} if reason else {})
     except (ValueError, EvidenceError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(EXIT_INVALID) from None
@@ -489,7 +489,7 @@ def check(paths: tuple[Path, ...], policy_file: str, waivers_file: str | None, o
             errors += exc.errors
     for warning in policy.warnings if policy else ():
         click.echo(warning, err=True)
-    if errors:
+    if errors or policy is None:  # no policy only when loading it failed, with errors
         for error in errors:
             click.echo(str(error), err=True)
         if output_format != "text":  # CI tools read stdout; give them a document that carries the errors

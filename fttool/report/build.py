@@ -26,7 +26,7 @@ TRACKED_PACKAGES = ("fttool", "torch", "transformers", "peft", "trl", "datasets"
 
 
 def environment(recipe_path: Path) -> dict:
-    packages = {}
+    packages: dict[str, str | None] = {}
     for name in TRACKED_PACKAGES:
         try:
             packages[name] = metadata.version(name)

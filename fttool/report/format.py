@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from html import escape
+from typing import TypeGuard
 
 MISSING = "—"
 SHORT_DIGEST = 12
@@ -23,7 +24,7 @@ def get(value, *keys):
     return value
 
 
-def is_number(value) -> bool:
+def is_number(value) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 

@@ -7,6 +7,7 @@ CSS and SVG, no scripts), so it can be archived and opened offline.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import partial
 from html import escape
 
@@ -691,7 +692,7 @@ def _lineage_html(report: dict) -> str:
     grouped = {id(a) for a in internals}
     body = ""
     for artifact in artifacts:
-        if id(artifact) in grouped:
+        if tracking and id(artifact) in grouped:
             if artifact is internals[0]:  # the group stands where its first file would
                 parents = sorted({p for a in internals for p in a.get("parents") or []})
                 body += (f'<tr class="group"><td colspan="5"><details><summary><span class="mono">{escape(tracking)}'
@@ -766,14 +767,17 @@ def _review_html(report: dict) -> str:
                                                                               "Outputs"))
 
 
-def _rule_badge(rule: dict) -> str:
+def _rule_badge(rule: dict) -> str | None:
     """A failed rule of warning severity warns, as the verdict counts it; an error-severity one fails."""
-    if rule.get("status") == "failed" and rule.get("severity") == "warn":
+    status = rule.get("status")
+    if not isinstance(status, str):
+        return None
+    if status == "failed" and rule.get("severity") == "warn":
         return "warn"
-    return RULE_BADGES.get(rule.get("status"), rule.get("status"))
+    return RULE_BADGES.get(status, status)
 
 
-def _policy_html(report: dict, signoffs: list[dict]) -> str:
+def _policy_html(report: dict, signoffs: Sequence[dict]) -> str:
     policy = report.get("policy") or {}
     if policy.get("evaluated"):
         html = (f"<p>Policy <code>{_e(policy.get('policy'))}</code> ({_e(policy.get('path'))}, sha256 "
@@ -792,7 +796,7 @@ def _policy_html(report: dict, signoffs: list[dict]) -> str:
     return _section("policy", "Policy and sign-off", html + _signoff_html(report, signoffs))
 
 
-def _signoff_html(report: dict, given: list[dict]) -> str:
+def _signoff_html(report: dict, given: Sequence[dict]) -> str:
     """Sign-offs in signoff.json when the page was rendered, then those the report lists as superseded."""
     html = "<h3>Sign-off</h3>"
     if given:
@@ -818,7 +822,7 @@ def _signoff_html(report: dict, given: list[dict]) -> str:
     return html
 
 
-def render_html(report: dict, signoffs: list[dict] = ()) -> str:
+def render_html(report: dict, signoffs: Sequence[dict] = ()) -> str:
     """The page for `report`; `signoffs` are signoff.json's entries, each with `approves` (of this report.json)."""
     run = report.get("run") or {}
     sections = (_header_html, _data_html, _pii_html, _bias_html, _augmentation_html, _training_html, _preference_html,

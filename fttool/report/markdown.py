@@ -1,6 +1,8 @@
 """report.json as a short Markdown summary for a pull-request comment, and the terminal's evaluation line."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fttool.data.records import SPLITS
 from fttool.report.format import (
     MISSING,
@@ -171,7 +173,7 @@ def _md_verdict(report: dict) -> list[str]:
     return lines
 
 
-def _md_signoffs(signoffs: list[dict]) -> str:
+def _md_signoffs(signoffs: Sequence[dict]) -> str:
     if not signoffs:
         return "**Sign-off:** none yet (`fttool signoff`)"
     return "**Sign-off:** " + "; ".join(
@@ -181,7 +183,7 @@ def _md_signoffs(signoffs: list[dict]) -> str:
         for s in signoffs)
 
 
-def render_markdown(report: dict, signoffs: list[dict] = ()) -> str:
+def render_markdown(report: dict, signoffs: Sequence[dict] = ()) -> str:
     """The summary for `report`; `signoffs` are signoff.json's entries, each with `approves` (of this report.json)."""
     run = report.get("run") or {}
     counts = get(report, "data", "counts") or {}
