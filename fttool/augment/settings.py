@@ -58,6 +58,14 @@ class AugmentMethod:
     batch_size: int | None
     max_length: int | None
 
+    def candidates(self, n_train: int) -> int:
+        """New candidate records in all, for a train split of n_train records: count, or ratio times n_train."""
+        if self.count is not None:
+            return self.count
+        if self.ratio is None:
+            raise ValueError(f"augment method {self.method} needs ratio or count")
+        return round(self.ratio * n_train)
+
     def settings(self) -> dict[str, Any]:
         """The settings this method takes, as recorded on each new record (the method name apart)."""
         return {f.name: getattr(self, f.name) for f in fields(self)

@@ -394,12 +394,12 @@ class Deduplication:
         if len(self.example_ids[rule]) < MAX_EXAMPLE_IDS:
             self.example_ids[rule].append(record_id)
 
-    def _semantically_new(self, pending: list[tuple[str, str, Any]]) -> Iterator[str]:
+    def _semantically_new(self, pending: list[tuple[str, str, Any]], semantic: _SemanticIndex) -> Iterator[str]:
         """The lines of the (line, id, embedding) records that are no semantic duplicates."""
         import numpy as np
 
         vectors = np.stack([vector for *_, vector in pending])
-        for (line, record_id, _), keep in zip(pending, self.semantic_index.keep(vectors)):
+        for (line, record_id, _), keep in zip(pending, semantic.keep(vectors)):
             if keep:
                 yield line
             else:
@@ -411,8 +411,8 @@ class Deduplication:
         `lines` are the non-blank lines of a records file; the engine of params.compute cleans, keys and signs
         them a batch at a time.
         """
-        index = self.near_index
-        wanted = _Wanted(self.exact_keys is not None, index is not None, self.semantic_index is not None,
+        index, semantic = self.near_index, self.semantic_index
+        wanted = _Wanted(self.exact_keys is not None, index is not None, semantic is not None,
                          index.bands if index else 0, index.rows if index else 0)
         # Records that pass the cheap rules wait here to be compared in batches; they keep their order.
         pending: list[tuple[str, str, Any]] = []
@@ -421,15 +421,15 @@ class Deduplication:
             for i, rule in enumerate(self._duplicate_rules(batch)):
                 if rule is not None:
                     self._note_removed(batch.ids[i], rule)
-                elif self.semantic_index is None:
+                elif semantic is None:
                     yield batch.lines[i]
                 else:
                     pending.append((batch.lines[i], batch.ids[i], batch.vectors[i]))
                     if len(pending) == SEMANTIC_BATCH:
-                        yield from self._semantically_new(pending)
+                        yield from self._semantically_new(pending, semantic)
                         pending = []
-        if pending:
-            yield from self._semantically_new(pending)
+        if semantic is not None and pending:  # only a semantic dedup keeps records pending
+            yield from self._semantically_new(pending, semantic)
 
     def summary(self) -> dict:
         rules = {rule: {"removed": self.removed[rule], "example_ids": ids} for rule, ids in self.example_ids.items()}

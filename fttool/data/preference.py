@@ -180,7 +180,9 @@ def pair_statistics(records: Iterable[dict]) -> dict:
     """Counts and response lengths (characters) of preference records, for the report; never text."""
     pairs = unpaired = desirable = ties = scored = 0
     prompts: set[str] = set()
-    chosen, rejected, longer_chosen = [], [], 0
+    chosen: list[int] = []
+    rejected: list[int] = []
+    longer_chosen = 0
     for record in records:
         prompts.add(prompt_unit(record))
         if record["format"] == "kto":

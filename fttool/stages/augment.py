@@ -26,6 +26,7 @@ import random
 from collections import Counter, deque
 from collections.abc import Iterator
 from itertools import chain
+from typing import TYPE_CHECKING
 
 from fttool.augment.settings import AugmentMethod, AugmentParams
 from fttool.data.dedup import exact_key
@@ -38,6 +39,9 @@ from fttool.pii.nlp_engines import located, ner_model_inputs
 from fttool.pii.settings import PiiParams
 from fttool.pipeline.plan import thaw
 from fttool.pipeline.stage import Stage, StageContext, StageResult
+
+if TYPE_CHECKING:  # presidio and spaCy load only when the check first runs
+    from fttool.pii.scrubber import TextScrubber
 
 MAX_EXAMPLES = 5
 REJECTION_REASONS = ("unchanged", "protected_span_changed", "low_similarity", "pii_detected", "duplicate")
@@ -75,7 +79,7 @@ class _PiiCheck:
 
     def __init__(self, params: PiiParams):
         self.params = params
-        self._scrubber = None
+        self._scrubber: TextScrubber | None = None
 
     def found(self, texts: list[str]) -> list[bool]:
         from fttool.pii.scrubber import TextScrubber
@@ -136,11 +140,11 @@ class _Tally:
                 "resources": resources}
 
 
-def _spans_kept(old: str, new: str | None) -> bool:
+def _spans_kept(old: str, new: str) -> bool:
     from fttool.augment.spans import protected_spans
 
     # A multiset: translation may reorder a sentence, but every span must come back exactly once.
-    return new is not None and Counter(protected_spans(new)) == Counter(protected_spans(old))
+    return Counter(protected_spans(new)) == Counter(protected_spans(old))
 
 
 Job = tuple[int, str, str, int]  # a text to rewrite: its candidate's index in the chunk, field, text and seed
@@ -201,15 +205,18 @@ class _Entry:
             if new != old:
                 changed_by[index][field] = new
         tally = self.tally
-        intact = []  # (parent, changed fields)
-        for (parent, _), changed in zip(chunk, changed_by):
+        intact: list[tuple[dict, dict[str, str]]] = []  # (parent, changed fields)
+        for (parent, _), new_texts in zip(chunk, changed_by):
             tally.counts["generated"] += 1
-            if not changed:
+            # None: a model method lost a span's marker (fttool.augment.methods)
+            rewritten = {field: text for field, text in new_texts.items() if text is not None}
+            if not new_texts:
                 tally.reject(parent, "unchanged")
-            elif not all(_spans_kept(parent[field], text) for field, text in changed.items()):
+            elif len(rewritten) < len(new_texts) or not all(_spans_kept(parent[field], text)
+                                                            for field, text in rewritten.items()):
                 tally.reject(parent, "protected_span_changed")
             else:
-                intact.append((parent, changed))
+                intact.append((parent, rewritten))
 
         pairs = [(parent[field], text) for parent, changed in intact for field, text in changed.items()]
         scores = iter(_similarities(pairs) if pairs else [])
@@ -288,7 +295,7 @@ class AugmentStage(Stage):
         def new_records() -> Iterator[dict]:
             for index, (entry, label) in enumerate(zip(entries, _labels(entries))):
                 run = _Entry(entry, index, ctx, pii)
-                total = entry.count if entry.count is not None else round(entry.ratio * n_train)
+                total = entry.candidates(n_train)
                 copies = _copies_per_parent(n_train, total, entry.seed)
                 parents = ctx.progress(zip(read_jsonl(ctx.inputs["train"]), copies), total=n_train,
                                        desc=f"augment {label}")

@@ -24,6 +24,7 @@ class IngestStage(Stage):
             if source.hub:
                 from fttool.data.hub import HubSourceError, snapshot_dir
 
+                assert source.revision, "the recipe rules require it for a hub source"
                 try:  # the snapshot is hashed into the lineage like a local file
                     inputs.append(str(snapshot_dir(source.hub, source.revision)))
                 except HubSourceError:
