@@ -121,9 +121,10 @@ def test_tests_share_helpers_through_support_not_each_other():
 
 
 LIBRARIES = ("data", "pii", "fairness", "augment", "training", "evaluation")
-# What a library may use besides the libraries: the plan's data types and digests, and the recipe's error type.
+# What a library may use besides the libraries: the plan's data types and digests, the operator's private files
+# (training seals its checkpoints), and the recipe's error type.
 LIBRARY_MAY_ALSO_IMPORT = ("fttool.pipeline.plan", "fttool.pipeline.params", "fttool.pipeline.digest",
-                           "fttool.pipeline.errors", "fttool.recipe.errors")
+                           "fttool.pipeline.private_files", "fttool.pipeline.errors", "fttool.recipe.errors")
 
 
 def test_libraries_are_usable_without_the_runner():

@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,10 +13,12 @@ from conftest import ACTIONS, TOPICS, alpaca, report_of, write_support_project
 from support.training import train_params
 
 from fttool.data.records import write_jsonl
+from fttool.pipeline.layout import cache_dir
 from fttool.pipeline.params import build
 from fttool.pipeline.runner import RunError, run_plan
 from fttool.recipe import compile_recipe
 from fttool.stages.train import TrainStage
+from fttool.training.checkpoint_seal import CHECKPOINT_SEALS
 from fttool.training.demo_model import build_demo_model
 from fttool.training.examples import prompt_and_sequence_ids, tokenized_examples, trained_token_share
 from fttool.training.settings import TrainParams
@@ -311,6 +315,34 @@ def test_a_crashed_run_resumed_ends_like_an_uninterrupted_one(tmp_path, monkeypa
     for loss in ("train_loss", "validation_loss"):
         assert resumed["training"][loss] == pytest.approx(uninterrupted["training"][loss], rel=0.01), loss
     assert not list(crashed.glob("work/train/scratch-*/checkpoints")), "checkpoints are removed once saved"
+
+
+@pytest.mark.slow
+def test_training_continues_only_from_checkpoints_as_fttool_wrote_them(tmp_path, monkeypatch):
+    recipe = make_project(tmp_path / "project")
+    run_dir = tmp_path / "runs" / "a"
+    monkeypatch.setenv("FTTOOL_FAULT", "train_step:6")
+    with pytest.raises(RunError, match="InjectedFault"):
+        run_plan(compile_recipe(recipe), run_dir)
+    monkeypatch.delenv("FTTOOL_FAULT")
+    [checkpoints] = run_dir.glob("work/train/scratch-*/checkpoints")
+    adapter = checkpoints / "checkpoint-6" / "adapter_model.safetensors"
+    original = adapter.read_bytes()
+
+    adapter.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))  # a colleague's edit to the weights
+    with pytest.raises(RunError, match=rf"UnsealedCheckpoint: .*\n  {re.escape(str(adapter))}: differs from what "
+                                       rf"training wrote\nrestore them, or delete {re.escape(str(checkpoints))}"):
+        run_plan(compile_recipe(recipe), run_dir, resume=True)
+    adapter.write_bytes(original)
+
+    shutil.copytree(checkpoints / "checkpoint-6", checkpoints / "checkpoint-9")  # the last one, so it would be used
+    with pytest.raises(RunError, match=r"checkpoint-9: not in the seal of this run's checkpoints"):
+        run_plan(compile_recipe(recipe), run_dir, resume=True)
+    shutil.rmtree(checkpoints / "checkpoint-9")
+
+    run_plan(compile_recipe(recipe), run_dir, resume=True)
+    assert report_of(run_dir)["training"]["resumed_from_step"] == 6
+    assert not list((cache_dir(run_dir) / CHECKPOINT_SEALS).iterdir()), "the seal goes with the checkpoints"
 
 
 @pytest.mark.slow

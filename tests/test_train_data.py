@@ -59,7 +59,8 @@ def job_for(tmp_path: Path, base: str, train: list[dict], validation: list[dict]
                    "train")
     return TrainJob(objective=objective, params=params, base_path=base, train_data=tmp_path / "train.jsonl",
                     validation_data=tmp_path / "validation.jsonl", model_dir=tmp_path / "model",
-                    work_dir=tmp_path / "work", tracking_store=tmp_path / "mlruns", run_dir=tmp_path,
+                    work_dir=tmp_path / "work", checkpoint_seal=tmp_path / "seals" / "checkpoints.json",
+                    tracking_store=tmp_path / "mlruns", run_dir=tmp_path,
                     run_name="test", chat_template=chat_template)
 
 

@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import stat
 from pathlib import Path
 
 from fttool.pipeline.digest import sha256_file
 from fttool.pipeline.errors import RunError
+from fttool.pipeline.private_files import only_yours, write_private_json
 
 SEALS = "resume-seals"  # under the cache directory, one file per run directory
-READ_ONLY = stat.S_IRUSR
 
 
 def seal_path(cache_dir: Path, run_dir: Path) -> Path:
@@ -38,21 +36,7 @@ def seal_path(cache_dir: Path, run_dir: Path) -> Path:
 
 def write_seal(cache_dir: Path, run_dir: Path, stages: dict) -> None:
     """Seal the finished stages' records (run_state.json's `stages`), readable and writable by the operator alone."""
-    path = seal_path(cache_dir, run_dir)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle:
-        json.dump({"run_dir": str(Path(run_dir).resolve()), "stages": stages}, handle, indent=2)
-    tmp.chmod(READ_ONLY)  # as the cache's copies are; replacing it needs only the directory, which is the operator's
-    tmp.replace(path)
-
-
-def _trustworthy(path: Path) -> bool:
-    """Whether only this user could have written `path`: owned by them, writable by no one else."""
-    info = path.lstat()
-    return (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)) and info.st_uid == os.getuid() \
-        and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    write_private_json(seal_path(cache_dir, run_dir), {"run_dir": str(Path(run_dir).resolve()), "stages": stages})
 
 
 def read_seal(cache_dir: Path, run_dir: Path) -> dict | None:
@@ -60,7 +44,7 @@ def read_seal(cache_dir: Path, run_dir: Path) -> dict | None:
     path = seal_path(cache_dir, run_dir)
     if not path.exists() and not path.is_symlink():
         return None
-    if not (_trustworthy(path) and _trustworthy(path.parent)):
+    if not (only_yours(path) and only_yours(path.parent)):
         raise RunError(f"{path}: the seal of this run's finished stages is not a file that only you can write (owner, "
                        "mode or a link), so it cannot vouch for them; remove it (the finished stages then run again) "
                        "or start a new run")

@@ -10,7 +10,9 @@ a failure, so `fttool run --resume` continues from the last one.
 """
 from __future__ import annotations
 
+from fttool.pipeline.layout import cache_dir
 from fttool.pipeline.stage import Stage, StageContext, StageResult
+from fttool.training.checkpoint_seal import checkpoint_seal_path
 from fttool.training.device import (
     bitsandbytes_requirements_unmet,
     launch_requirements_unmet,
@@ -18,7 +20,7 @@ from fttool.training.device import (
     precision_requirements_unmet,
     training_precision,
 )
-from fttool.training.job import TrainJob, objective_of
+from fttool.training.job import CHECKPOINT_DIR, TrainJob, objective_of
 from fttool.training.model_identity import base_model_inputs
 from fttool.training.settings import TrainParams
 from fttool.training.templates import chat_template_source
@@ -71,6 +73,7 @@ class TrainStage(Stage):
             base_path=resolve_base_model(params.model, ctx.work_dir, ctx.recipe_dir),
             train_data=ctx.inputs["train"], validation_data=ctx.inputs["validation"],
             model_dir=ctx.outputs["model"], work_dir=ctx.work_dir, tracking_store=ctx.outputs["tracking"],
+            checkpoint_seal=checkpoint_seal_path(cache_dir(ctx.run_dir), ctx.work_dir / CHECKPOINT_DIR),
             run_dir=ctx.run_dir, run_name=ctx.run_dir.name,
             chat_template=chat_template_source(params.chat_template, params.chat_template_file, ctx.recipe_dir))
         if params.compute.launched:

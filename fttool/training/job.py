@@ -17,7 +17,8 @@ from fttool.pipeline.plan import thaw
 from fttool.training.settings import TrainParams
 
 CHECKPOINT_DIR = "checkpoints"
-_PATH_FIELDS = ("train_data", "validation_data", "model_dir", "work_dir", "tracking_store", "run_dir")
+_PATH_FIELDS = ("train_data", "validation_data", "model_dir", "work_dir", "checkpoint_seal", "tracking_store",
+                "run_dir")
 
 
 def objective_of(params: TrainParams) -> str:
@@ -36,6 +37,8 @@ class TrainJob:
     train_data, validation_data: the prepared JSONL splits.
     model_dir: where the adapter (or whole model) and tokenizer are written.
     work_dir: private to this stage and kept after a failure: checkpoints and launch files.
+    checkpoint_seal: the file, in a directory only the operator can write, that holds the digests of the checkpoints
+        (fttool.training.checkpoint_seal), so that a resumed run continues only from what training wrote.
     tracking_store: MLflow's file store in the run directory (used unless tracking.uri names a server).
     run_dir: the run directory, where a multi-process launch runs and which report paths are relative to.
     run_name: the run's name (its directory name), for MLflow.
@@ -50,6 +53,7 @@ class TrainJob:
     validation_data: Path
     model_dir: Path
     work_dir: Path
+    checkpoint_seal: Path
     tracking_store: Path
     run_dir: Path
     run_name: str

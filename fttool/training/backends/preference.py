@@ -31,6 +31,7 @@ from fttool.training.backends.sft import (
     trained_tensor_norms,
     trainer_config,
 )
+from fttool.training.checkpoint_seal import sealed_last_checkpoint
 from fttool.training.examples import prompt_and_sequence_ids, response_start, template_messages
 from fttool.training.job import TrainJob, TrainOutcome
 from fttool.training.machines import launch_callbacks
@@ -164,11 +165,9 @@ def fit_preference(job: TrainJob, tokenizer, model, data: PreparedData, tracker=
     """Train with the objective's TRL trainer, continuing from the last checkpoint when a failed run left one."""
     import transformers
     from peft import LoraConfig
-    from transformers.trainer_utils import get_last_checkpoint
 
     params = job.params
-    job.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    resume_from = get_last_checkpoint(str(job.checkpoint_dir))
+    resume_from = sealed_last_checkpoint(job)
     peft_config = None
     if params.method != "full":
         lora = params.lora
@@ -181,7 +180,7 @@ def fit_preference(job: TrainJob, tokenizer, model, data: PreparedData, tracker=
     trainer = _trainer_class(params.objective)(
         model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
         train_dataset=data.train, eval_dataset=data.validation if validate else None,
-        callbacks=_callbacks(params) + launch_callbacks(job) + ([tracker.callback()] if tracker else []), **extra)
+        callbacks=_callbacks(job) + launch_callbacks(job) + ([tracker.callback()] if tracker else []), **extra)
     trainer.remove_callback(transformers.PrinterCallback)
     initial_norms = trained_tensor_norms(trainer.model)
     started = time.perf_counter()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from fttool.training.arrow_examples import load_splits, write_tokenized_splits
+from fttool.training.checkpoint_seal import forget_checkpoints, sealed_last_checkpoint, sealing_callback
 from fttool.training.device import device, load_dtype, training_precision
 from fttool.training.faults import FAULT_ENV, InjectedFault, fault_step
 from fttool.training.job import TrainJob, TrainOutcome
@@ -64,8 +65,10 @@ def prepared_data(job: TrainJob, tokenizer) -> PreparedData:
                         "chat_template" if tokenizer.chat_template else "alpaca", train.records_left_out)
 
 
-def _callbacks(params: TrainParams) -> list:
+def _callbacks(job: TrainJob) -> list:
     from transformers import EarlyStoppingCallback, TrainerCallback
+
+    params = job.params
 
     class StderrProgress(TrainerCallback):
         """Loss lines on stderr: the Trainer's own printers write to stdout, which the CLI keeps for results."""
@@ -98,7 +101,8 @@ def _callbacks(params: TrainParams) -> list:
             if state.global_step >= state.max_steps:
                 control.should_save = False
 
-    callbacks: list[Any] = [StderrProgress()]
+    # Before FailAfterStep, so that the checkpoint a fault follows is sealed as a crash's would be.
+    callbacks: list[Any] = [StderrProgress(), sealing_callback(job)]
     if params.early_stopping:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=params.early_stopping.patience,
                                                early_stopping_threshold=params.early_stopping.min_delta))
@@ -217,12 +221,10 @@ def fit(job: TrainJob, tokenizer, model, data: PreparedData, tracker=None) -> Tr
     """Train, continuing from the last checkpoint in the work directory when a failed run left one."""
     import transformers
     from peft import LoraConfig
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTTrainer
 
     params = job.params
-    job.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    resume_from = get_last_checkpoint(str(job.checkpoint_dir))
+    resume_from = sealed_last_checkpoint(job)
     peft_config, lora = None, params.lora
     if params.method != "full" and lora is not None:  # lora and qlora always have adapter settings
         peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
@@ -233,7 +235,7 @@ def fit(job: TrainJob, tokenizer, model, data: PreparedData, tracker=None) -> Tr
     trainer = SFTTrainer(
         model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
         train_dataset=data.train, eval_dataset=data.validation if validate else None,
-        callbacks=_callbacks(params) + launch_callbacks(job) + ([tracker.callback()] if tracker else []))
+        callbacks=_callbacks(job) + launch_callbacks(job) + ([tracker.callback()] if tracker else []))
     trainer.remove_callback(transformers.PrinterCallback)
 
     # Measured before a checkpoint is loaded, so a resumed run is compared with the same starting point.
@@ -273,6 +275,7 @@ def _save_model(job: TrainJob, trainer, tokenizer) -> None:
     tokenizer.save_pretrained(job.model_dir)
     # The model is saved: the checkpoints were only there to resume an interrupted run.
     shutil.rmtree(job.checkpoint_dir, ignore_errors=True)
+    forget_checkpoints(job)
 
 
 def _early_stopping_result(params: TrainParams, state) -> dict | None:
