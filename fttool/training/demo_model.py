@@ -167,7 +167,8 @@ def build_demo_model(out_dir: Path) -> Path:
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                          num_key_value_heads=4, intermediate_size=128, max_position_embeddings=512,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, fttool_demo_model=DEMO_NOTE)
+                         pad_token_id=tokenizer.pad_token_id)
+    config.update({"fttool_demo_model": DEMO_NOTE})  # a key of our own, which the config's typed fields lack
     # A private generator state, so building the model neither depends on nor disturbs the caller's RNG.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)

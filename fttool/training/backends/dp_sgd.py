@@ -29,6 +29,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar
 
 from fttool.training.arrow_examples import SplitCounts, load_splits, write_tokenized_splits
@@ -78,8 +79,9 @@ def lora_model(model, lora: LoraSettings, device: str):
 
     model.to(device)
     targets = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
-    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
-                        bias="none", task_type="CAUSAL_LM")
+    # peft annotates lora_alpha as int but only divides by it; the recipe allows any positive number.
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,  # type: ignore[arg-type]
+                        target_modules=targets, bias="none", task_type="CAUSAL_LM")
     return get_peft_model(model, config)
 
 
@@ -300,6 +302,15 @@ def _train_steps(private: _PrivateTraining, trainable: list, batch_size: int, cu
     return steps
 
 
+def _in_eval_mode(model, validate: Callable[[], float | None]) -> float | None:
+    """validate() with the model in eval mode (no dropout), back in train mode afterwards."""
+    model.eval()
+    try:
+        return validate()
+    finally:
+        model.train()
+
+
 def run_dp_sgd(model, units: Sequence[list[dict]], *, pad_id: int, batch_size: int, gradient_accumulation_steps: int,
                learning_rate: float, planned_steps: int, noise_multiplier: float, max_grad_norm: float,
                delta: float, accountant: str, epsilon_budget: float | None, seed: int, weight_decay: float = 0.0,
@@ -326,16 +337,9 @@ def run_dp_sgd(model, units: Sequence[list[dict]], *, pad_id: int, batch_size: i
         max_grad_norm=max_grad_norm, delta=delta, accountant=accountant, epsilon_budget=epsilon_budget,
         weight_decay=weight_decay, lr_scheduler_type=lr_scheduler_type, warmup_steps=warmup_steps)
 
-    def measure() -> float | None:
-        model.eval()
-        try:
-            return validate()
-        finally:
-            model.train()
-
     curves = _Curves(planned_steps, private.allowed, log_every or max(1, math.ceil(planned_steps / LOSS_POINTS)),
                      validate_every or max(1, math.ceil(planned_steps / VALIDATION_POINTS)),
-                     measure if validate else None, on_log)
+                     partial(_in_eval_mode, model, validate) if validate else None, on_log)
     started = time.perf_counter()
     steps = _train_steps(private, [p for p in model.parameters() if p.requires_grad], batch_size, curves)
     seconds = time.perf_counter() - started
