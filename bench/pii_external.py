@@ -321,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--name-evidence-off", action="store_true",
                         help="fttool without name evidence (ORG or place spans and proper nouns that read as names)")
+    parser.add_argument("--name-fields-off", action="store_true",
+                        help="fttool without the rule for texts that are, as a whole, a person's name")
     parser.add_argument("--given-names-off", action="store_true",
                         help="fttool's name evidence with the US Census given names only (without given_names.txt)")
     parser.add_argument("--child", nargs=2, metavar=("SYSTEM", "DATASET"), help=argparse.SUPPRESS)
@@ -329,6 +331,10 @@ def main(argv: list[str] | None = None) -> int:
         from fttool.pii import recognizers
 
         recognizers.NAME_EVIDENCE = False
+    if args.name_fields_off:
+        from fttool.pii import recognizers
+
+        recognizers.NAME_FIELDS = False
     if args.given_names_off:
         from fttool.pii import names
 

@@ -20,6 +20,7 @@ from presidio_analyzer import LocalRecognizer, Pattern, PatternRecognizer, Recog
 from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, EmailRecognizer, SpacyRecognizer
 
 from fttool.pii.addresses import ADDRESS_CONTEXT, ADDRESS_PATTERNS
+from fttool.pii.name_fields import common_words, name_field_spans
 from fttool.pii.names import given_name_spans, organisation_person_span, place_is_person
 from fttool.pii.phones import phone_spans
 
@@ -138,6 +139,32 @@ def _plausible_name(span) -> bool:
     return any(token.tag_ in ("NNP", "NNPS") for token in span)
 
 
+# A text that is, as a whole, a person's name (fttool.pii.name_fields): scored as the NER's PERSON spans, so that the
+# whole name wins over a part the NER found. Measured against bench/pii_external.py --name-fields-off.
+NAME_FIELDS = True
+NAME_FIELD_SCORE = 0.85
+
+
+class NameFieldRecognizer(LocalRecognizer):
+    """Texts that hold only a person's name, or a couple's ("MARK EDMONDS", "LOIACONO, JOSEPH")."""
+
+    def __init__(self, supported_language: str, nlp):
+        super().__init__(supported_entities=["PERSON"], supported_language=supported_language,
+                         name="NameFieldRecognizer")
+        self.common_words = common_words(nlp)
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        metadata = {RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                    RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id}
+        places = tuple((span.start_char, span.end_char) for span in getattr(nlp_artifacts, "entities", ())
+                       if span.label_ == "LOCATION")
+        return [RecognizerResult("PERSON", start, end, NAME_FIELD_SCORE, recognition_metadata=metadata)
+                for start, end in name_field_spans(text, self.common_words, places)]
+
+
 class PhoneNumberRecognizer(LocalRecognizer):
     """Phone numbers of any common format, judged by phonenumbers (fttool.pii.phones)."""
 
@@ -191,6 +218,8 @@ def build_registry(language: str, nlp_engine) -> RecognizerRegistry:
         context=ADDRESS_CONTEXT))
     registry.remove_recognizer("PhoneRecognizer")
     registry.add_recognizer(PhoneNumberRecognizer(language))
+    if NAME_FIELDS:
+        registry.add_recognizer(NameFieldRecognizer(language, (getattr(nlp_engine, "nlp", None) or {}).get(language)))
     registry.add_recognizer(PatternRecognizer(
         supported_entity="PERSON", name="IntroducedNameRecognizer", supported_language=language,
         patterns=[Pattern(name, pattern, score) for name, pattern, score in NAME_PATTERNS],
