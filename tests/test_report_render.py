@@ -346,8 +346,80 @@ def test_rendering_shows_the_sign_offs_in_signoff_json(tmp_path):
     assert "<td>Ada Reviewer</td><td>model risk officer</td>" in html and "No sign-off yet" not in html
     rows = html[html.index("<td>Ada Reviewer</td>"):].split("</tr>")
     assert rows[0].endswith("<td>yes</td>") and rows[1].endswith("<td>no: an earlier version</td>")
-    assert ("**Sign-off:** Ada Reviewer (model risk officer) at 2025-03-02T09:00:00+00:00; Old Approver (data owner) "
-            "at 2025-03-01T09:00:00+00:00, of an earlier version of this report") in (run_dir / "report.md").read_text()
+    assert ("**Sign-off:** Ada Reviewer (model risk officer) at 2025-03-02T09:00:00+00:00, unsigned; Old Approver "
+            "(data owner) at 2025-03-01T09:00:00+00:00, unsigned, of an earlier version of this report"
+            ) in (run_dir / "report.md").read_text()
+
+
+def test_each_sign_off_and_its_waivers_show_the_signing_keys_fingerprint_or_unsigned(tmp_path):
+    """A sign-off signed with a real key as fttool signoff signs it; the fingerprint is ssh-keygen -l's, computed
+    here apart."""
+    import base64
+    import hashlib
+
+    from support.keys import keygen
+
+    from fttool.governance.evidence import signed_payload
+    from fttool.governance.signing import sign
+    from fttool.pipeline.digest import sha256_file
+    from fttool.report.model_card import render_model_card
+
+    run_dir = write_run_dir(tmp_path, data_only_report())
+    key = keygen(tmp_path / "reviewer")
+    at, approved = "2025-03-02T09:00:00+00:00", sha256_file(run_dir / "report.json")
+    waiver = [{"rule": "PII-101", "reason": "reviewed by hand"}]
+    signed = {"by": "Ada Reviewer", "role": "model risk officer", "at": at, "report_sha256": approved,
+              "waivers": waiver}
+    signed["signature"], signed["key"] = sign(signed_payload(signed), key)
+    claimed = {"by": "Bo Claimant", "role": "data owner", "at": at, "report_sha256": approved, "waivers": waiver}
+    (run_dir / "signoff.json").write_text(json.dumps([signed, claimed]))
+    rerender(run_dir)
+    blob = base64.b64decode(key.with_suffix(".pub").read_text().split()[1])
+    expected = "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    markdown, html = (run_dir / "report.md").read_text(), (run_dir / "report.html").read_text()
+    sign_offs = next(line for line in markdown.splitlines() if line.startswith("- **Sign-off:**"))
+    assert sign_offs == (f"- **Sign-off:** Ada Reviewer (model risk officer) at {at}, signed with key {expected}, "
+                         f"waiving PII-101: reviewed by hand; Bo Claimant (data owner) at {at}, unsigned, waiving "
+                         "PII-101: reviewed by hand")
+    rows = html[html.index("<td>Ada Reviewer</td>"):].split("</tr>")
+    assert f"<td>signed with key {expected}</td>" in rows[0] and "<td>unsigned</td>" in rows[1]
+    assert "whether the key is one you allow" in html
+    card = render_model_card(json.loads((run_dir / "report.json").read_text()),
+                             [{**entry, "approves": True} for entry in json.loads((run_dir / "signoff.json")
+                                                                                  .read_text())])
+    assert f"(signed with key {expected})" in card and "(unsigned)" in card
+
+
+def test_a_waiver_from_the_policy_file_is_shown_as_unsigned_wherever_the_verdict_counts_it():
+    from fttool.report.verdict import verdict
+
+    report = passing_report()
+    report["policy"]["rules"][0].update(status="waived", findings=["1 finding remains"], waiver={
+        "reason": "accepted for the pilot", "approver": "Recipe Author", "expires": "2025-06-30"})
+    text = ("waived by Recipe Author in the policy file until 2025-06-30, unsigned: accepted for the pilot")
+    reasons = [(r.status, r.text) for r in verdict(report).reasons]
+    assert reasons == [("warn", "policy regulated: PII-101 waived by Recipe Author in the policy file, unsigned")]
+    assert f"**Policy regulated:** pass; PII-101 {text}" in render_markdown(report)
+    html = render_html(report)
+    row = re.search(r'<tr><td><span class="nowrap">PII-101</span></td>.*?</tr>', html).group(0)
+    assert f'<span class="badge badge-warn">warn</span><br>{text}' in row
+    assert "PII-101 waived by Recipe Author in the policy file, unsigned" in html
+
+
+def test_the_markdown_names_the_launched_processes_and_ranks_as_the_page_does():
+    report = full_report()
+    assert "· processes: one (the fttool process, not launched)" in render_markdown(report)
+    report["training"]["launch"] = {
+        "num_processes": 2, "machines": 2, "processes_per_machine": 1, "strategy": "ddp",
+        "ranks": [{"rank": 0, "machine": 0, "local_rank": 0, "device": "cpu"},
+                  {"rank": 1, "machine": 1, "local_rank": 0, "device": "cpu"}],
+        "config_file": "work/train/launch/accelerate.yaml", "config": {}, "command": ["accelerate", "launch"]}
+    validate_report(report)
+    launched = "2 on 2 machines, 1 each (ddp, accelerate launch)"
+    ranks = "machine 0: rank 0 (cpu); machine 1: rank 1 (cpu)"
+    assert f"· processes: {launched}, ranks: {ranks}" in render_markdown(report)
+    html = render_html(report)
+    assert f"<th>Processes</th><td>{launched}</td>" in html and f"<th>Ranks</th><td>{ranks}</td>" in html
 
 
 def test_the_model_card_explains_kept_per_source_against_kept_overall():

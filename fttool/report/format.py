@@ -70,6 +70,14 @@ def counts_text(counts) -> str:
     return ", ".join(f"{key} {fmt(value)}" for key, value in counts.items())
 
 
+def launch_text(launch: dict) -> str:
+    """How the train stage launched its processes: '2 on 2 machines, 1 each (ddp, accelerate launch)'."""
+    machines = launch.get("machines", 1)
+    spread = (f" on {fmt(machines)} machines, {fmt(launch.get('processes_per_machine'))} each"
+              if is_number(machines) and machines > 1 else "")
+    return f"{fmt(launch.get('num_processes'))}{spread} ({fmt(launch.get('strategy'))}, accelerate launch)"
+
+
 def processes_text(training: dict) -> str:
     """How many processes trained and where, from the training section's launch: 'one (the fttool process, not
     launched)', or each machine's ranks and devices as the processes reported them ('machine 0: ranks 0, 1 (cpu);

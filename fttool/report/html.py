@@ -21,11 +21,21 @@ from fttool.report.format import (
     fmt_signed,
     get,
     is_number,
+    launch_text,
     processes_text,
     short_digest,
 )
 from fttool.report.format import html_value as _e
-from fttool.report.sections import FLOW_STEPS, demo_model, metric_names, preference_unit, privacy_unit, skip_reason
+from fttool.report.sections import (
+    FLOW_STEPS,
+    demo_model,
+    metric_names,
+    policy_waiver_text,
+    preference_unit,
+    privacy_unit,
+    signature_text,
+    skip_reason,
+)
 from fttool.report.verdict import verdict
 
 METRIC_DIRECTION = {"validation_loss": "lower is better", "test_loss": "lower is better",
@@ -445,10 +455,7 @@ def _training_html(report: dict) -> str:
                      + f" (train.max_samples: {_e(cap)})"))
     launch, tracking = training.get("launch") or {}, training.get("tracking") or {}
     if launch:
-        machines = (f" on {launch['machines']} machines, {launch.get('processes_per_machine')} each"
-                    if launch.get("machines", 1) > 1 else "")
-        rows.append(("Processes", _e(f"{launch.get('num_processes')}{machines} ({launch.get('strategy')}, "
-                                     "accelerate launch)")))
+        rows.append(("Processes", escape(launch_text(launch))))
     rows.append(("Ranks" if launch else "Processes", escape(processes_text(training))))
     if tracking:
         rows.append(("Tracked in MLflow", f'<span class="mono">{_e(tracking.get("uri"))}</span>, experiment '
@@ -784,7 +791,8 @@ def _policy_html(report: dict, signoffs: Sequence[dict]) -> str:
                 f'{_digest(policy.get("sha256"))}), checked on '
                 f"{_e(policy.get('checked_on'))}: {_badge('pass' if policy.get('passed') else 'fail')}</p>")
         rows = [[f'<span class="nowrap">{escape(str(rule.get("id")))}</span>', _e(rule.get("severity")),
-                 _badge(_rule_badge(rule)),
+                 _badge(_rule_badge(rule))
+                 + (f"<br>{escape(policy_waiver_text(rule))}" if rule.get("status") == "waived" else ""),
                  escape(str(rule.get("description") or MISSING)),
                  "<br>".join(escape(str(f)) for f in rule.get("findings") or []) or MISSING]
                 for rule in policy.get("rules") or [] if rule.get("status") != "not_applicable"]
@@ -801,14 +809,17 @@ def _signoff_html(report: dict, given: Sequence[dict]) -> str:
     html = "<h3>Sign-off</h3>"
     if given:
         waived = any(s.get("waivers") for s in given)  # policy rules a reviewer accepted with the sign-off
-        html += (_table(["By", "Role", "At", "Approved report.json (sha256)", "Approves this report"]
+        html += (_table(["By", "Role", "At", "Signature", "Approved report.json (sha256)", "Approves this report"]
                         + (["Waived rules"] if waived else []),
-                        [[_e(s.get("by")), _e(s.get("role")), _e(s.get("at")), _digest(s.get("report_sha256")),
-                          "yes" if s.get("approves") else "no: an earlier version"]
+                        [[_e(s.get("by")), _e(s.get("role")), _e(s.get("at")), escape(signature_text(s)),
+                          _digest(s.get("report_sha256")), "yes" if s.get("approves") else "no: an earlier version"]
                          + (["<br>".join(f"{_e(w.get('rule'))}: {_e(w.get('reason'))}" for w in s.get("waivers") or [])
                              or "none"] if waived else []) for s in given])
                  + "<p>From signoff.json when this page was rendered; <code>fttool verify</code> checks every "
-                   "sign-off, including any given since.</p>")
+                   "sign-off, including any given since. A fingerprint names a key, not its owner: "
+                   "<code>fttool verify --allowed-signers FILE</code> says whether the key is one you allow. "
+                   "An unsigned sign-off, and its waivers, is a claim by whoever could write signoff.json; "
+                   "<code>fttool export</code> counts only waivers signed by an allowed key.</p>")
     signoffs = report.get("signoff")
     html += (
         _table(["By", "Role", "At", "Approved report sha256", "Superseded"],

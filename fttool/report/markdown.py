@@ -12,10 +12,21 @@ from fttool.report.format import (
     fmt_signed,
     get,
     is_number,
+    launch_text,
     md_cell,
+    processes_text,
     short_digest,
 )
-from fttool.report.sections import FLOW_STEPS, demo_model, metric_names, preference_unit, privacy_unit, skip_reason
+from fttool.report.sections import (
+    FLOW_STEPS,
+    demo_model,
+    metric_names,
+    policy_waiver_text,
+    preference_unit,
+    privacy_unit,
+    signature_text,
+    skip_reason,
+)
 from fttool.report.verdict import verdict
 
 
@@ -55,7 +66,15 @@ def _md_training(report: dict) -> str:
     return (f"**Training:** {fmt(training.get('method'))} on `{fmt(get(training, 'base_model', 'name'))}` · "
             f"{fmt(training.get('steps'))} steps · train loss {fmt(training.get('train_loss'))} · "
             f"validation loss {fmt(training.get('validation_loss'))} · "
-            f"{fmt(trainable)} trainable parameters{share}")
+            f"{fmt(trainable)} trainable parameters{share} · {_md_processes(training)}")
+
+
+def _md_processes(training: dict) -> str:
+    """The processes that trained, as the page's Processes and Ranks rows give them."""
+    launch = training.get("launch")
+    if not isinstance(launch, dict):
+        return f"processes: {processes_text(training)}"
+    return f"processes: {launch_text(launch)}, ranks: {processes_text(training)}"
 
 
 def _md_preference(report: dict) -> list[str]:
@@ -133,9 +152,12 @@ def _md_review_and_policy(report: dict) -> str:
             f"{fmt(get(review, 'mean_rating', 'base'))}, tuned {fmt(get(review, 'mean_rating', 'tuned'))} · "
             f"preferred: {counts_text(review.get('preference'))}")
     if policy.get("evaluated"):
-        failed = [str(rule.get("id")) for rule in policy.get("rules") or [] if rule.get("status") == "failed"]
+        rules = policy.get("rules") or []
+        failed = [str(rule.get("id")) for rule in rules if rule.get("status") == "failed"]
+        waived = [f"{fmt(rule.get('id'))} {policy_waiver_text(rule)}" for rule in rules
+                  if rule.get("status") == "waived"]
         text += (f" · **Policy {fmt(policy.get('policy'))}:** " + ("pass" if policy.get("passed") else "fail")
-                 + (f" ({', '.join(failed)})" if failed else ""))
+                 + (f" ({', '.join(failed)})" if failed else "") + "".join(f"; {note}" for note in waived))
     else:
         text += " · **Policy:** not evaluated"
     return text
@@ -177,7 +199,7 @@ def _md_signoffs(signoffs: Sequence[dict]) -> str:
     if not signoffs:
         return "**Sign-off:** none yet (`fttool signoff`)"
     return "**Sign-off:** " + "; ".join(
-        f"{fmt(s.get('by'))} ({fmt(s.get('role'))}) at {fmt(s.get('at'))}"
+        f"{fmt(s.get('by'))} ({fmt(s.get('role'))}) at {fmt(s.get('at'))}, {signature_text(s)}"
         + ("" if s.get("approves") else ", of an earlier version of this report")
         + "".join(f", waiving {fmt(w.get('rule'))}: {fmt(w.get('reason'))}" for w in s.get("waivers") or [])
         for s in signoffs)

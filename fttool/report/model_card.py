@@ -12,10 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fttool.governance.approvals import given_signoffs
-from fttool.governance.signing import fingerprint
 from fttool.pipeline.layout import MODEL_CARD
 from fttool.report.format import fmt, get, md_cell, processes_text
-from fttool.report.sections import skip_reason
+from fttool.report.sections import signature_text, skip_reason
 from fttool.training.model_ref import DEMO_MODEL_PREFIX, is_local_model
 
 MODEL_CARD_FILE = MODEL_CARD
@@ -239,9 +238,8 @@ def _signoffs(signoffs: Sequence[dict]) -> list[str]:
     for entry in signoffs:
         state = "this run" if entry.get("approves") else "an earlier version of the report"
         # Which key signed, so a reader can check it against the signers they trust; verify checks the signature.
-        signed = f"signed with key {fingerprint(entry['key'])}" if "signature" in entry else "unsigned"
         lines.append(f"- {_fmt(entry.get('by'))} ({_fmt(entry.get('role'))}), {_fmt(entry.get('at'))}: approved "
-                     f"{state} ({signed})")
+                     f"{state} ({signature_text(entry)})")
         lines += [f"  - waived {_fmt(w.get('rule'))}: {_fmt(w.get('reason'))}" for w in entry.get("waivers") or []]
     return lines + ["", "As `fttool signoff` recorded them in signoff.json. A fingerprint names the key, not its "
                         "owner: `fttool verify RUN_DIR --allowed-signers FILE` checks each signature and says whose "

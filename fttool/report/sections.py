@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cache
 
+from fttool.governance.signing import fingerprint
 from fttool.report.format import MISSING, fmt, get
 from fttool.training.model_ref import DEMO_MODEL_PREFIX
 
@@ -66,3 +67,21 @@ def privacy_unit(privacy: dict) -> str:
     if privacy.get("unit") == "source record":
         return f"source record (with its augmented copies: up to {fmt(privacy.get('max_examples_per_unit'))} examples)"
     return fmt(privacy.get("unit"))
+
+
+def signature_text(signoff: dict) -> str:
+    """Whether a sign-off of signoff.json is signed, and by which key: 'signed with key SHA256:...' (the fingerprint
+    ssh-keygen -l prints) or 'unsigned'. A fingerprint names a key, not its owner: whether the key counts is for
+    `fttool verify --allowed-signers`, which a rendering of the run cannot know."""
+    if "signature" not in signoff:
+        return "unsigned"
+    key = signoff.get("key")
+    return f"signed with key {fingerprint(key)}" if isinstance(key, str) else "signed, with no public key recorded"
+
+
+def policy_waiver_text(rule: dict) -> str:
+    """A waiver the run's policy applied to a rule of report.json's policy section: the policy file's own entry,
+    which names an approver but carries no signature (only a sign-off can be signed)."""
+    waiver = rule.get("waiver") or {}
+    return (f"waived by {fmt(waiver.get('approver'))} in the policy file until {fmt(waiver.get('expires'))}, "
+            f"unsigned: {fmt(waiver.get('reason'))}")

@@ -54,8 +54,10 @@ def _policy(report: dict) -> list[Reason]:
                                   f"policy {fmt(policy.get('policy'))}: {fmt(rule.get('id'))} "
                                   f"{'failed' if error else 'warns'} ({fmt(rule.get('description'))})"))
         elif rule.get("status") == "waived":
+            # The policy file's own waiver: a name in a file, which no key signs.
             reasons.append(Reason(WARN, "policy", f"policy {fmt(policy.get('policy'))}: {fmt(rule.get('id'))} "
-                                                  f"waived by {fmt(get(rule, 'waiver', 'approver'))}"))
+                                                  f"waived by {fmt(get(rule, 'waiver', 'approver'))} in the policy "
+                                                  "file, unsigned"))
     return reasons
 
 
