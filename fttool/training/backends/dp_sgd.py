@@ -33,6 +33,7 @@ from functools import partial
 from typing import Any, ClassVar
 
 from fttool.training.arrow_examples import SplitCounts, load_splits, write_tokenized_splits
+from fttool.training.backends.sft import lora_config
 from fttool.training.device import device, load_dtype, training_precision
 from fttool.training.faults import FAULT_ENV, InjectedFault, fault_step
 from fttool.training.job import TrainJob, TrainOutcome
@@ -75,14 +76,10 @@ def check_trainable_layers(model) -> None:
 
 def lora_model(model, lora: LoraSettings, device: str):
     """The base model on `device`, then wrapped with LoRA: in this order, or opacus may update stale copies."""
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
     model.to(device)
-    targets = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
-    # peft annotates lora_alpha as int but only divides by it; the recipe allows any positive number.
-    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,  # type: ignore[arg-type]
-                        target_modules=targets, bias="none", task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    return get_peft_model(model, lora_config(lora))
 
 
 def collate_units(units: Sequence[list[dict]], pad_id: int):

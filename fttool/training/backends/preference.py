@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from fttool.data.preference import pair_statistics, response_record
 from fttool.data.records import chat_prefix, read_jsonl
@@ -23,9 +23,9 @@ from fttool.training.backends.sft import (
     SFTBackend,
     TrainingRun,
     _callbacks,
-    _target_modules,
     finish,
     load_model,
+    lora_config,
     planned_steps,
     prepared_data,
     trained_tensor_norms,
@@ -49,6 +49,9 @@ def _rows(record: dict, tokenizer, objective: str) -> list[dict]:
         responses = [(record["completion"], record["label"])]
     else:
         responses = [(record["chosen"], True), (record["rejected"], False)]
+    # TRL's conversational form (messages, a list of turns per answer) or plain text
+    prompt: list[dict] | str
+    answers: list[Any]
     if tokenizer.chat_template:
         prompt = template_messages(tokenizer, record["messages"], record.get("tools"))
         as_turn = [{"role": "assistant", "content": text} for text, _ in responses]
@@ -123,20 +126,22 @@ def preference_config(job: TrainJob, rows: int, validate: bool):
         from trl.experimental.orpo import ORPOConfig
 
         return ORPOConfig(**arguments, beta=settings.beta, max_length=params.max_seq_length)
-    reference = {"precompute_ref_log_probs": settings.precompute_ref_log_probs,
-                 "sync_ref_model": settings.sync_ref_model, "ref_model_mixup_alpha": settings.ref_model_mixup_alpha,
-                 "ref_model_sync_steps": settings.ref_model_sync_steps}
+    reference: dict[str, Any] = {
+        "precompute_ref_log_probs": settings.precompute_ref_log_probs, "sync_ref_model": settings.sync_ref_model,
+        "ref_model_mixup_alpha": settings.ref_model_mixup_alpha, "ref_model_sync_steps": settings.ref_model_sync_steps}
+    loss_type = settings.loss_type
+    assert loss_type is not None, "preference settings name a loss type for DPO and KTO (preference_settings)"
     if params.objective == "kto":
         from trl import KTOConfig
 
-        if settings.loss_type == "kto":  # its KL term is estimated from neighbours in a fixed-order batch
+        if loss_type == "kto":  # its KL term is estimated from neighbours in a fixed-order batch
             arguments["train_sampling_strategy"] = "sequential"
-        return KTOConfig(**arguments, **reference, beta=settings.beta, loss_type=settings.loss_type,
+        return KTOConfig(**arguments, **reference, beta=settings.beta, loss_type=loss_type,
                          desirable_weight=settings.desirable_weight, undesirable_weight=settings.undesirable_weight,
                          max_length=params.max_seq_length)
     from trl import DPOConfig
 
-    return DPOConfig(**arguments, **reference, beta=settings.beta, loss_type=[settings.loss_type],
+    return DPOConfig(**arguments, **reference, beta=settings.beta, loss_type=[loss_type],
                      label_smoothing=settings.label_smoothing, max_length=params.max_seq_length)
 
 
@@ -164,16 +169,10 @@ def _reference_model(job: TrainJob):
 def fit_preference(job: TrainJob, tokenizer, model, data: PreparedData, tracker=None) -> TrainingRun:
     """Train with the objective's TRL trainer, continuing from the last checkpoint when a failed run left one."""
     import transformers
-    from peft import LoraConfig
 
     params = job.params
     resume_from = sealed_last_checkpoint(job)
-    peft_config = None
-    if params.method != "full":
-        lora = params.lora
-        peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                 target_modules=_target_modules(lora.target_modules), bias="none",
-                                 task_type="CAUSAL_LM")
+    peft_config = None if params.method == "full" else lora_config(params.lora)
     validate = len(data.validation) > 0
     args = preference_config(job, len(data.train), validate=validate)
     extra = {} if params.objective == "orpo" else {"ref_model": _reference_model(job)}
@@ -233,10 +232,11 @@ class PreferenceBackend:
         log_history = list(run.trainer.state.log_history)
         outcome = finish(job, tokenizer, data, run)
         outcome.extras["preference"] = preference_summary(job, log_history)
-        outcome.card_notes.append(f"Trained with preference objective `{job.params.objective}` "
-                                  f"(TRL, beta {job.params.preference.beta}"
-                                  + (f", loss {job.params.preference.loss_type}" if job.params.preference.loss_type
-                                     else "") + ").")
+        settings = job.params.preference
+        assert settings is not None, "a preference objective always has preference settings (compiler)"
+        outcome.card_notes.append(f"Trained with preference objective `{job.params.objective}` (TRL, beta "
+                                  f"{settings.beta}" + (f", loss {settings.loss_type}" if settings.loss_type else "")
+                                  + ").")
         return outcome
 
 

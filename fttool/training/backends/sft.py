@@ -26,7 +26,7 @@ from fttool.training.job import TrainJob, TrainOutcome
 from fttool.training.machines import launch_callbacks
 from fttool.training.modeling import load_causal_lm, training_tokenizer
 from fttool.training.quiet import quiet_libraries
-from fttool.training.settings import TrainParams
+from fttool.training.settings import LoraSettings, TrainParams
 from fttool.training.summary import QLORA_QUANTIZATION
 
 # At most about this many points in the reported loss curve, whatever the run length.
@@ -220,16 +220,11 @@ def planned_steps(params: TrainParams, train_examples: int) -> tuple[int, int]:
 def fit(job: TrainJob, tokenizer, model, data: PreparedData, tracker=None) -> TrainingRun:
     """Train, continuing from the last checkpoint in the work directory when a failed run left one."""
     import transformers
-    from peft import LoraConfig
     from trl import SFTTrainer
 
     params = job.params
     resume_from = sealed_last_checkpoint(job)
-    peft_config, lora = None, params.lora
-    if params.method != "full" and lora is not None:  # lora and qlora always have adapter settings
-        peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                 target_modules=_target_modules(lora.target_modules), bias="none",
-                                 task_type="CAUSAL_LM")
+    peft_config = None if params.method == "full" else lora_config(params.lora)
     validate = len(data.validation) > 0
     args = trainer_config(params, job.checkpoint_dir, planned_steps(params, len(data.train)), validate=validate)
     trainer = SFTTrainer(
@@ -245,8 +240,16 @@ def fit(job: TrainJob, tokenizer, model, data: PreparedData, tracker=None) -> Tr
     return TrainingRun(trainer, resume_from, initial_norms, time.perf_counter() - started)
 
 
-def _target_modules(targets: tuple[str, ...] | str) -> list[str] | str:
-    return targets if isinstance(targets, str) else list(targets)
+def lora_config(lora: LoraSettings | None):
+    """peft's LoraConfig for the recipe's train.lora, which the compiler gives every lora and qlora run."""
+    if lora is None:
+        raise ValueError("a lora or qlora run needs adapter settings (train.lora)")
+    from peft import LoraConfig
+
+    targets = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
+    # peft annotates lora_alpha as int but only divides by it; the recipe allows any positive number.
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,  # type: ignore[arg-type]
+                      target_modules=targets, bias="none", task_type="CAUSAL_LM")
 
 
 def _final_validation_loss(trainer, early_stopping: bool) -> float | None:
