@@ -80,7 +80,7 @@ def child_bias(data: Path, out: Path, workers: int) -> str:
 
 def child_augment(data: Path, out: Path, workers: int, candidates: int) -> str:
     from fttool.augment.settings import AugmentMethod, AugmentParams, method_params
-    from fttool.pii.settings import PiiParams
+    from fttool.pii.settings import PiiParams, resolved_pii
     from fttool.pipeline.params import build
     from fttool.pipeline.plan import thaw
     from fttool.pipeline.stage import StageContext
@@ -90,7 +90,7 @@ def child_augment(data: Path, out: Path, workers: int, candidates: int) -> str:
     schema = load_schema()["properties"]
     entry = {"method": "synonym", "count": candidates, "fields": ["instruction", "output"]}
     method = method_params(apply_defaults(entry, schema["augment"]["items"]))
-    pii = {k: v for k, v in apply_defaults({}, schema["pii"]).items() if k != "enabled"}
+    pii = resolved_pii(apply_defaults({}, schema["pii"]), {"engine": "local", "ray": {"address": ""}})
     params = build(AugmentParams, {"methods": [method], "pii": pii, "compute": thaw(_engine(workers))}, "augment")
     assert isinstance(params.methods[0], AugmentMethod) and isinstance(params.pii, PiiParams)
     (out / "work").mkdir()

@@ -75,6 +75,9 @@ def load_records(path: Path) -> list:
         else json.loads(text)
 
 
+LOCAL_ENGINE = {"engine": "local", "ray": {"address": ""}}  # the data section's default engine
+
+
 def _fttool_params() -> dict:
     from fttool.recipe.schema import apply_defaults, load_schema
 
@@ -87,10 +90,10 @@ def _scrubber(system: str):
     """A function from a list of texts to (scrubbed texts, Counter of placeholder types written)."""
     if system == "fttool":
         from fttool.pii.scrubber import TextScrubber
-        from fttool.pii.settings import PiiParams
+        from fttool.pii.settings import PiiParams, resolved_pii
         from fttool.pipeline.params import build
 
-        scrubber = TextScrubber(build(PiiParams, _fttool_params(), "pii"))
+        scrubber = TextScrubber(build(PiiParams, resolved_pii(_fttool_params(), LOCAL_ENGINE), "pii"))
 
         def scrub(texts):
             outcomes = scrubber.outcomes(texts)
@@ -256,11 +259,12 @@ def false_positives(system: str) -> dict:
 
 def _scrub_in_workers(workers: int, records: int, texts: list[str]) -> None:
     """fttool's texts analysed as the PII stage has them analysed: through fttool.pii.workers."""
-    from fttool.pii.settings import PiiParams
+    from fttool.pii.settings import PiiParams, resolved_pii
     from fttool.pii.workers import analysis
     from fttool.pipeline.params import build
 
-    with analysis(build(PiiParams, {**_fttool_params(), "workers": workers}, "pii"), records) as analyser:
+    params = build(PiiParams, resolved_pii({**_fttool_params(), "workers": workers}, LOCAL_ENGINE), "pii")
+    with analysis(params, records) as analyser:
         analyser.start(texts)()
 
 

@@ -356,11 +356,12 @@ def run_stage(records_by_split: dict[str, list[dict]], params: dict, directory: 
         path.parent.mkdir(parents=True, exist_ok=True)
     work = directory / "scratch"
     work.mkdir(parents=True, exist_ok=True)
-    from fttool.pii.settings import PiiParams
+    from fttool.pii.settings import PiiParams, resolved_pii
     from fttool.pipeline.params import build
 
-    ctx = StageContext(params=build(PiiParams, params, "pii"), inputs=inputs, outputs=outputs, recipe_dir=directory,
-                       work_dir=work)
+    local = {"engine": "local", "ray": {"address": ""}}  # the data section's default engine
+    ctx = StageContext(params=build(PiiParams, resolved_pii(params, local), "pii"), inputs=inputs, outputs=outputs,
+                       recipe_dir=directory, work_dir=work)
     result = cls().run(ctx)
     return result, {split: list(read_jsonl(outputs[split])) for split in cls.writes}
 

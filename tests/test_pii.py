@@ -450,14 +450,14 @@ def test_a_new_hash_key_is_not_served_the_old_keys_cached_pseudonyms(tmp_path, m
 # -- worker processes --------------------------------------------------------------------------
 def test_worker_processes_give_the_same_outputs_and_counts(run_stage, monkeypatch):
     monkeypatch.setenv("FTTOOL_PII_SALT", SALT)  # the workers read the key from the environment they inherit
-    params = {**PARAMS, "operators": {"PERSON": {"type": "hash"}}}
     # Small chunks and batches, so that texts repeat across chunks still being analysed and each worker gets several.
     monkeypatch.setattr(records, "CHUNK_RECORDS", 3)
     monkeypatch.setattr(scrubber, "NLP_BATCH", 2)
     monkeypatch.setattr(workers, "NLP_BATCH", 2)
 
     def run(workers: int):
-        result, outputs = run_stage("pii", {**params, "workers": workers}, SPLITS)
+        result, outputs = run_stage("pii", pii_params(workers=workers, operators={"PERSON": {"type": "hash"}}),
+                                    SPLITS)
         return result.summary, {split: path.read_text(encoding="utf-8") for split, path in outputs.items()}
 
     in_process = run(1)  # a run this small is analysed in the stage's own process

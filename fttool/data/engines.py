@@ -21,6 +21,7 @@ import itertools
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from fttool.data.settings import EngineSettings
@@ -94,6 +95,41 @@ def _share_cores(threads: int) -> None:
 
 
 def _on_ray(function, batches, argument, settings: EngineSettings) -> Iterator:
+    with _ray_pipeline(function, argument, settings) as (pipeline, actors):
+        yield from _windowed(pipeline.put, pipeline.next_result, _followed_by(batches, pipeline.end),
+                             actors * BATCHES_IN_FLIGHT_PER_WORKER)
+
+
+@contextmanager
+def ray_tasks(function: Callable[[Batch, Any], Result], argument: Any, settings: EngineSettings
+              ) -> Iterator[Callable[[Batch], Callable[[], Result]]]:
+    """On the ray engine, `submit(batch)`: puts the batch on the actors that compute function(batch, argument) and
+    returns a function that waits for its result (once). For a stage whose next batches depend on the results
+    of earlier ones, which in_order's stream cannot express (the PII stage resolves a record's types from its
+    texts' outcomes). Results come back in the order the batches were put, so waiting for one takes, and keeps,
+    the results of those put before it; the caller bounds how many are in flight."""
+    with _ray_pipeline(function, argument, settings) as (pipeline, _):
+        put, taken = itertools.count(), itertools.count()
+        results: dict[int, Any] = {}
+
+        def submit(batch: Batch) -> Callable[[], Result]:
+            pipeline.put(batch)
+            ticket = next(put)
+
+            def wait() -> Result:
+                while ticket not in results:
+                    results[next(taken)] = pipeline.next_result()
+                return results.pop(ticket)
+
+            return wait
+
+        yield submit
+
+
+@contextmanager
+def _ray_pipeline(function, argument, settings: EngineSettings) -> Iterator[tuple[Any, int]]:
+    """(the Ray Data pipeline of fttool.data.ray_engine computing function(batch, argument), its actors), on the
+    cluster of `settings`: started here, and stopped afterwards, when the address is empty."""
     try:
         import ray
 
@@ -114,8 +150,7 @@ def _on_ray(function, batches, argument, settings: EngineSettings) -> Iterator:
         actors = settings.ray.num_cpus or max(int(ray.cluster_resources().get("CPU", 1)), 1)
         pipeline = Pipeline(function, argument, actors)
         try:
-            yield from _windowed(pipeline.put, pipeline.next_result, _followed_by(batches, pipeline.end),
-                                 actors * BATCHES_IN_FLIGHT_PER_WORKER)
+            yield pipeline, actors
         except ray.exceptions.RayError as exc:
             raise RuntimeError(f"data.engine ray: the cluster failed to compute a batch ({type(exc).__name__}; "
                                "Ray's account follows in the traceback). Install the same fttool on every node "

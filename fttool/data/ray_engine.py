@@ -114,8 +114,10 @@ def _keep_ray_data_logs_in_their_file() -> None:
 
 
 def _outcomes(data: ray.data.Dataset) -> Generator[Any, None, None]:
-    """The function's results in input order; the exception it raised for a batch is raised here at that batch."""
-    for columns in data.iter_batches(batch_size=None, batch_format="numpy"):
+    """The function's results in input order; the exception it raised for a batch is raised here at that batch.
+    Nothing is prefetched: Ray Data's default waits for the next block before it hands over the current one, and a
+    stage may wait for the result of the last batch it put before it puts another (fttool.data.engines.ray_tasks)."""
+    for columns in data.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
         for payload in columns["outcome"]:
             value, raised_where = pickle.loads(payload)
             if raised_where is not None:

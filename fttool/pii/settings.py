@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fttool.data.settings import EngineSettings, engine_settings
+
 
 @dataclass(frozen=True)
 class NerParams:
@@ -58,8 +60,9 @@ class PiiParams:
         skip_fields: record fields (dotted paths such as "meta.ticket_ref") that are not scanned; the report
             lists them.
         strict: fail the run when a second scan finds PII left in scrubbed text.
-        workers: processes that analyse texts in a run of MIN_RECORDS_FOR_WORKERS records or more
-            (fttool.pii.workers; a smaller run is analysed in the calling process); None for the cores available.
+        compute: where texts are analysed in a run of MIN_RECORDS_FOR_WORKERS records or more (fttool.pii.workers;
+            a smaller run is analysed in the calling process): the data section's engine and Ray cluster, with
+            `workers` the recipe's pii.workers (not data.workers: each PII worker loads its own spaCy model).
         timeout_s: seconds a recognizer may spend on one text before the run fails naming it.
     """
 
@@ -74,8 +77,14 @@ class PiiParams:
     allow_list: tuple[Any, ...]
     skip_fields: tuple[str, ...]
     strict: bool
-    workers: int | None
+    compute: EngineSettings
     timeout_s: float
+
+
+def resolved_pii(section: Mapping[str, Any], data: Mapping[str, Any]) -> dict:
+    """The PiiParams fields from the recipe's `pii` and `data` sections (schema defaults applied)."""
+    return {**{key: value for key, value in section.items() if key not in ("enabled", "workers")},
+            "compute": {**engine_settings(data), "workers": section["workers"]}}
 
 
 def entities_checked(entities: Iterable[str], recognizers: Iterable[Mapping[str, Any]]) -> list[str]:

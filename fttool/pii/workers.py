@@ -1,25 +1,28 @@
-"""Where texts are analysed: in the calling process for a small run, otherwise in worker processes, each with its
-own engines, with the outcomes one process would give.
+"""Where texts are analysed: in the calling process for a small run, otherwise in worker processes (the local
+engine) or on the actors of the ray engine (`data.engine: ray`), each with its own engines, with the outcomes one
+process would give.
 
 `analysis(params, records)` yields an Analysis: `start(texts)` starts analysing a list of texts and returns a
 function that waits for their outcomes; `call(function, *args)` gives function(scrubber, *args) computed where the
 scrubber is (a record's type resolution, fttool.pii.records.resolved_outcomes). Texts go to the analyzer NLP_BATCH
 at a time wherever they are analysed, so the outcomes do not depend on it.
 
-When workers analyse, the calling process builds no scrubber: it never imports presidio, spaCy or torch, and each
-worker loads its engines once, as soon as it starts, while the calling process reads its first records.
+When workers or actors analyse, the calling process builds no scrubber: it never imports presidio, spaCy or torch,
+and each worker loads its engines once (a local worker as soon as it starts, while the calling process reads its
+first records; an actor at its first task) and keeps them for the stage.
 """
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from functools import lru_cache
 
-from fttool.data.engines import available_cores
-from fttool.pii.scrubber import NLP_BATCH, TextOutcome, TextScrubber, check_settings
+from fttool.data.engines import available_cores, ray_tasks
+from fttool.pii.scrubber import NLP_BATCH, TextOutcome, TextScrubber, check_settings, key_digests
 from fttool.pii.settings import PiiParams
 from fttool.pipeline.params import build
 from fttool.pipeline.plan import thaw
@@ -67,6 +70,32 @@ def call_in_worker(params_json: str, function: Callable, *args):
     return function(_worker_scrubber(params_json), *args)
 
 
+def _outcomes_of(scrubber: TextScrubber, texts: list[str]) -> list[TextOutcome]:
+    return scrubber.outcomes(texts)
+
+
+def _on_actor(task: tuple[Callable, tuple], setup: tuple[str, str, tuple]):
+    """A ray engine actor's task (function, args): function(the actor's scrubber, *args); `setup` is what
+    `_actor_scrubber` takes."""
+    function, args = task
+    return function(_actor_scrubber(*setup), *args)
+
+
+@lru_cache(maxsize=1)
+def _actor_scrubber(params_json: str, ner_engine: str, keys: tuple[tuple[str, str], ...]) -> TextScrubber:
+    """An actor's scrubber. An actor is a process of its own that runs only this stage's tasks, so torch is blocked
+    there as in a local worker. A node's environment is its own: a hash key (its keyed digest, `keys`) that differs
+    from the calling process's, which the stage's fingerprint holds, would write other pseudonyms."""
+    _block_torch(ner_engine)
+    mine = key_digests(build(PiiParams, json.loads(params_json), "pii"))
+    for variable, digest in keys:
+        if mine.get(variable) != digest:
+            raise ValueError(f"pii.operators: the hash key in {variable} on a Ray node ({socket.gethostname()}) is "
+                             f"{'not set' if mine.get(variable) == 'unset' else 'not the one set where fttool runs'}; "
+                             f"set the same {variable} on every node of the cluster before `ray start`")
+    return _worker_scrubber(params_json)
+
+
 def _batches(texts: list[str]) -> list[list[str]]:
     return [texts[start:start + NLP_BATCH] for start in range(0, len(texts), NLP_BATCH)]
 
@@ -103,7 +132,22 @@ class WorkerAnalysis:
         return self.submit(call_in_worker, function, *args).result()
 
 
-Analysis = HereAnalysis | WorkerAnalysis
+class RayAnalysis:
+    """Analyses texts on the ray engine's actors (fttool.data.engines.ray_tasks); the calling process holds no
+    scrubber. The texts' batches and the record resolutions are the local workers' tasks, in the same order."""
+
+    def __init__(self, submit: Callable[[tuple[Callable, tuple]], Callable]):
+        self.submit = submit
+
+    def start(self, texts: list[str]) -> Callable[[], list[TextOutcome]]:
+        waits = [self.submit((_outcomes_of, (batch,))) for batch in _batches(texts)]
+        return lambda: [outcome for wait in waits for outcome in wait()]
+
+    def call(self, function: Callable, *args):
+        return self.submit((function, args))()
+
+
+Analysis = HereAnalysis | WorkerAnalysis | RayAnalysis
 
 
 @contextmanager
@@ -113,13 +157,18 @@ def analysis(params: PiiParams, records: int) -> Iterator[Analysis]:
     if records < MIN_RECORDS_FOR_WORKERS:
         yield HereAnalysis(TextScrubber(params))
         return
+    check_settings(params)
+    params_json = json.dumps(thaw(params))
+    if params.compute.engine == "ray":
+        keys = tuple(sorted(key_digests(params).items()))
+        with ray_tasks(_on_actor, (params_json, params.ner.engine, keys), params.compute) as submit:
+            yield RayAnalysis(submit)
+        return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    check_settings(params)
-    params_json = json.dumps(thaw(params))
-    count = params.workers or available_cores()
+    count = params.compute.workers or available_cores()
     # spawn: a forked child would inherit whatever threads (BLAS, torch) earlier stages left in this process.
     executor = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start_worker, initargs=(params_json, params.ner.engine))

@@ -75,6 +75,9 @@ class Stage:
     report_section: ClassVar[str]
     # The frozen dataclass of this stage's parameters, built once by the compiler (fttool.pipeline.params).
     Params: ClassVar[type | None] = None
+    # Fields of Params that say only where the work runs (an engine whose output is the same on every setting): left
+    # out of the fingerprint, so that the same work done elsewhere is served from the cache; plan.json keeps them.
+    unkeyed_params: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def external_inputs(cls, params: Any) -> list[str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from fttool.augment.settings import method_params
 from fttool.data.settings import dedup_params, engine_settings, resolved_source, split_params
 from fttool.fairness.settings import bias_params
+from fttool.pii.settings import resolved_pii
 from fttool.pipeline.params import build
 from fttool.pipeline.plan import Plan, StageSpec, freeze
 from fttool.recipe.errors import RecipeInvalid
@@ -32,14 +33,13 @@ def _stage_params(recipe: dict) -> dict[str, dict | str]:
         "split": split_params(data),
     }
     pii = recipe.get("pii")
-    params["pii"] = ({k: v for k, v in pii.items() if k != "enabled"} if pii and pii["enabled"]
-                     else "pii section absent or disabled")
+    params["pii"] = resolved_pii(pii, data) if pii and pii["enabled"] else "pii section absent or disabled"
     params["bias"] = {**bias_params(recipe["bias"]), "compute": engine_settings(data)} if "bias" in recipe else \
         "no bias section"
     if recipe.get("augment"):
         # Augmented text is scanned for PII with the recipe's own PII settings, else with the schema's defaults.
-        scan = params["pii"] if isinstance(params["pii"], dict) else {
-            k: v for k, v in apply_defaults({}, load_schema()["properties"]["pii"]).items() if k != "enabled"}
+        scan = params["pii"] if isinstance(params["pii"], dict) else resolved_pii(
+            apply_defaults({}, load_schema()["properties"]["pii"]), data)
         params["augment"] = {"methods": [method_params(entry) for entry in recipe["augment"]], "pii": scan,
                              "compute": engine_settings(data)}
     else:

@@ -5,12 +5,15 @@ analyzer with fttool's recognizers and the recipe's, the anonymizer and a second
 holds counts, entity types, field names and record ids, never the values found nor the hash key. Under
 `strict`, PII left in scrubbed text fails the run. Each finding goes to pii/findings.jsonl for the data owner
 (record id, field, type, score, recognizer, a context window with the values masked), outside the report;
-`fttool pii sample RUN --type PERSON` prints some.
+`fttool pii sample RUN --type PERSON` prints some. The analysis runs on the recipe's data engine (local worker
+processes, or Ray actors with `data.engine: ray`), whose output is the same everywhere, so the engine is left
+out of the stage's fingerprint: a run on another engine, or with other pii.workers, is served from the cache.
 """
 from __future__ import annotations
 
 import json
 
+from fttool.data.engines import engine_problems
 from fttool.data.records import SPLITS, count_lines, read_jsonl, write_jsonl
 from fttool.pii.findings import FINDINGS
 from fttool.pii.nlp_engines import located, ner_model_inputs, ner_summary, unmet_ner_requirements
@@ -57,6 +60,7 @@ class PiiStage(Stage):
     artifacts = {"findings": FINDINGS}
     report_section = "pii"
     Params = PiiParams
+    unkeyed_params = ("compute",)
 
     @classmethod
     def secret_digests(cls, params: PiiParams) -> dict[str, str]:
@@ -69,7 +73,7 @@ class PiiStage(Stage):
 
     @classmethod
     def unmet_requirements(cls, params: PiiParams) -> list[str]:
-        return unmet_ner_requirements(params.ner)
+        return unmet_ner_requirements(params.ner) + engine_problems(params.compute)
 
     def run(self, ctx: StageContext) -> StageResult:
         params: PiiParams = ctx.params

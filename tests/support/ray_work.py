@@ -41,3 +41,13 @@ def refusing_with_two_arguments(batch: list[int], bad: int) -> list[int]:
     if bad in batch:
         raise RecordRefused("records.jsonl", bad + 1)
     return batch
+
+
+def scrubber_builds(scrubber) -> tuple[int, int, bool]:
+    """(this process, how many scrubbers the PII actor code built in it, whether torch was imported here): run on an
+    actor by the PII stage's ray analysis (fttool.pii.workers.RayAnalysis.call)."""
+    import sys
+
+    from fttool.pii import workers
+
+    return os.getpid(), workers._worker_scrubber.cache_info().misses, sys.modules.get("torch") is not None
