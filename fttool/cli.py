@@ -496,9 +496,32 @@ def check(paths: tuple[Path, ...], policy_file: str, waivers_file: str | None, o
             click.echo(render_invalid(errors, output_format), nl=False)
         raise SystemExit(EXIT_INVALID)
     check_run = evaluate(policy, targets)
+    for warning in _uncounted_waiver_warnings(targets, allowed_signers):
+        click.echo(warning, err=True)
     click.echo(render(check_run, output_format), nl=False)
     if not check_run.passed:
         raise SystemExit(EXIT_FAILED)
+
+
+def _uncounted_waiver_warnings(targets: list, allowed_signers: Path | None) -> list[str]:
+    """'REPORT: warning: ...' for each waiver of a checked run that fttool export would not count (unsigned, or not
+    signed by a key --allowed-signers lists), so that a waiver a run's own policy file gave itself is seen."""
+    from fttool.governance.evidence import EvidenceError
+    from fttool.governance.signing import SignatureError
+    from fttool.governance.signoff import uncounted_waivers
+    from fttool.pipeline.layout import REPORT_JSON
+
+    warnings = []
+    for target in targets:
+        path = Path(target.file)
+        if target.kind != "report" or path.name != REPORT_JSON:
+            continue
+        try:
+            notes = uncounted_waivers(path.parent, target.data, allowed_signers)
+        except (OSError, EvidenceError, SignatureError) as exc:
+            notes = [f"its waivers cannot be judged ({exc})"]
+        warnings += [f"{path}: warning: {note}" for note in notes]
+    return warnings
 
 
 def main() -> None:

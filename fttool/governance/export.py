@@ -10,7 +10,8 @@ be traced to the audited run.
 Refused: a run whose `fttool verify` fails (its report no longer describes it; with allowed signers, as
 `fttool verify --allowed-signers` checks it), and a run whose report policy failed unless a sign-off of the run
 as it is, signed by a key the allowed signers file lists, waived each failing rule (an unsigned waiver is
-anyone's who can write signoff.json: it is shown, never counted). Only the model files the
+anyone's who can write signoff.json: it is shown, never counted), and each rule the report's own policy file waived
+(a name in a file the recipe chose, signed by no one). Only the model files the
 lineage lists are exported. A merge loads the base model and its settings (`trust_remote_code`,
 revision) from plan.json, which verify checked, never from report.json, and a local base only when its
 files still have the digest the lineage recorded. Digests are not secret, so a base model's own code

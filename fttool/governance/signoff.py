@@ -6,7 +6,9 @@ failing rule is waived with the sign-off (`--waive RULE --reason TEXT`); the wai
 entry, which a signature covers. The report is then rendered again, so report.html and report.md show the
 sign-offs and their waivers. `fttool export` accepts such a run only when a sign-off of the run as it is
 now (its run digest), signed by a key the allowed signers file the user names lists, waived its failing rules: an
-unsigned waiver is anyone's who can write signoff.json, and is shown but counts for nothing.
+unsigned waiver is anyone's who can write signoff.json, and is shown but counts for nothing. So is a waiver the
+report's own policy file gave (the recipe chooses that file): such a rule needs a signed waiver as a failed one does,
+and a sign-off may waive it.
 """
 from __future__ import annotations
 
@@ -47,13 +49,26 @@ def failing_rules(report: dict) -> list[str]:
     return failing
 
 
+def policy_waived_rules(report: dict) -> list[str]:
+    """The ids of the error-severity rules of the report's policy that its own policy file waived when the report
+    was written: a name in a file the recipe chose, which no key signs, so export counts it no more than an
+    unsigned sign-off."""
+    policy = report.get("policy") or {}
+    if not policy.get("evaluated"):
+        return []
+    return [r["id"] for r in policy.get("rules") or [] if r.get("status") == "waived" and r.get("severity") == "error"]
+
+
 def _waivers(report: dict, waive: dict[str, str]) -> list[dict]:
-    """The waivers to record; SignoffRefused unless they cover exactly failing rules, all of them."""
+    """The waivers to record; SignoffRefused unless they cover every failing rule, and only failing rules or rules
+    the policy file itself waived."""
     failing = failing_rules(report)
-    not_failing = sorted(set(waive) - set(failing))
+    waivable = failing + policy_waived_rules(report)
+    not_failing = sorted(set(waive) - set(waivable))
     if not_failing:
         raise SignoffRefused(f"--waive {', '.join(not_failing)}: no such rule failed in the report's policy "
-                             f"(failing: {', '.join(failing) or 'none'})")
+                             f"(failing: {', '.join(failing) or 'none'}; waived by the policy file itself: "
+                             f"{', '.join(policy_waived_rules(report)) or 'none'})")
     unwaived = [rule for rule in failing if rule not in waive]
     if unwaived:
         policy = (report.get("policy") or {}).get("policy", "the recipe's report policy")
@@ -133,21 +148,52 @@ def _uncounted_claims(run_dir: Path, rules: list[str], allowed_signers: Path | N
             + "; ".join(claims))
 
 
+def _unwaived_text(unwaived: list[str], report: dict) -> str:
+    """'the report policy failed (A)', 'the report's policy file waived B itself, unsigned', or both."""
+    by_file = set(policy_waived_rules(report))
+    failed, self_waived = [r for r in unwaived if r not in by_file], [r for r in unwaived if r in by_file]
+    parts = [f"the report policy failed ({', '.join(failed)})"] if failed else []
+    if self_waived:
+        policy = (report.get("policy") or {}).get("path", "the recipe's report policy")
+        parts.append(f"the report's policy file {policy} waived {', '.join(self_waived)} itself, unsigned")
+    return " and ".join(parts)
+
+
 def require_policy_passed_or_waived(run_dir: Path, report: dict, allowed_signers: Path | None = None) -> None:
-    """SignoffRefused unless the report policy passed or each failing rule is waived by a sign-off of the run as it
-    is now, signed by a key `allowed_signers` lists (counted_waivers): without that file no waiver counts."""
-    failing = failing_rules(report)
-    waived = counted_waivers(run_dir, allowed_signers) if failing else {}
-    unwaived = [rule for rule in failing if rule not in waived]
+    """SignoffRefused unless the report policy passed or each failing rule, and each rule the policy file waived
+    itself, is waived by a sign-off of the run as it is now, signed by a key `allowed_signers` lists
+    (counted_waivers): without that file no waiver counts."""
+    needed = failing_rules(report) + policy_waived_rules(report)
+    waived = counted_waivers(run_dir, allowed_signers) if needed else {}
+    unwaived = [rule for rule in needed if rule not in waived]
     if not unwaived:
         return
     claims = _uncounted_claims(run_dir, unwaived, allowed_signers)
     how = "fttool signoff RUN_DIR --key KEY --waive RULE --reason TEXT"
     if allowed_signers is None:
-        raise SignoffRefused(f"the report policy failed ({', '.join(unwaived)}){claims}. A waiver counts only in a "
+        raise SignoffRefused(f"{_unwaived_text(unwaived, report)}{claims}. A waiver counts only in a "
                              "sign-off of the run as it is, signed by a key you allow: pass --allowed-signers FILE "
                              "(git's allowed_signers format, kept apart from the run) listing the reviewers' keys; "
                              f"a reviewer waives with {how}")
-    raise SignoffRefused(f"the report policy failed ({', '.join(unwaived)}) and no sign-off of the run as it is, "
+    raise SignoffRefused(f"{_unwaived_text(unwaived, report)} and no sign-off of the run as it is, "
                          f"signed by a key {allowed_signers} lists, waives each{claims}. A reviewer whose key that "
                          f"file lists can waive them with {how}")
+
+
+def uncounted_waivers(run_dir: Path, report: dict, allowed_signers: Path | None) -> list[str]:
+    """Each waiver of the run that fttool export would not count, and why, in plain words: a rule the report's own
+    policy file waived (a name in a file, unsigned) that no counted sign-off waives, and each waiver of a sign-off
+    that does not count (unsigned; signed, with no allowed signers file given; signed by a key the file does not
+    list; of another version of the run). signing.SignatureError when the allowed signers file cannot be read."""
+    checks = check_signoffs(run_dir, report, current_run_digest(run_dir), allowed_signers)
+    counted = {w["rule"] for check in checks if check.waivers_count for w in check.entry.get("waivers") or []}
+    policy = report.get("policy") or {}
+    by_rule = {rule.get("id"): rule for rule in policy.get("rules") or []}
+    lines = [f"{rule} was waived in the report's own policy file {policy.get('path')} by "
+             f"{(by_rule[rule].get('waiver') or {}).get('approver')}, unsigned: it counts for nothing until a sign-off "
+             "signed by an allowed key waives it" for rule in policy_waived_rules(report) if rule not in counted]
+    signoffs = RunLayout(run_dir).signoffs
+    lines += [f"{signoffs}: {check.entry['by']} ({check.entry['role']}) waives {waiver['rule']}, "
+              f"{_why_not_counted(check, allowed_signers)}: it counts for nothing"
+              for check in checks if not check.waivers_count for waiver in check.entry.get("waivers") or []]
+    return lines

@@ -23,7 +23,8 @@ def _waiver_note(outcome: RuleOutcome) -> str:
     if waiver is None:
         return ""
     if outcome.status == WAIVED:
-        return f" [waived until {waiver.expires} by {waiver.approver}: {waiver.reason}]"
+        # A policy or waivers file names its approver; nothing signs it, so say so wherever the waiver shows.
+        return f" [waived until {waiver.expires} by {waiver.approver} at {waiver.origin}, unsigned: {waiver.reason}]"
     return f" [waiver at {waiver.origin} by {waiver.approver} expired on {waiver.expires}]"
 
 
