@@ -240,8 +240,8 @@ def signoff(run_dir: Path, by: str, role: str, key_file: Path | None, waived: tu
     (--waive RULE --reason TEXT). The sign-off stores the run digest, so any later change is caught by
     `fttool verify`; with --key it is signed (SSH signature, namespace fttool-signoff).
     """
-    from fttool.governance.evidence import EvidenceError
-    from fttool.governance.signoff import SignoffRefused, sign_off
+    from fttool.governance.evidence import EvidenceError, read_report
+    from fttool.governance.signoff import SignoffRefused, policy_waived_rules, sign_off
 
     if waived and not reason:
         click.echo("error: --waive needs --reason saying why the rules are accepted", err=True)
@@ -260,6 +260,11 @@ def signoff(run_dir: Path, by: str, role: str, key_file: Path | None, waived: tu
     if entry["waivers"] and "signature" not in entry:
         click.echo("note: unsigned waivers unlock no export: fttool export counts a waiver only in a sign-off signed "
                    "by a key its --allowed-signers file lists; sign off again with --key KEY", err=True)
+    self_waived = [rule for rule in policy_waived_rules(read_report(run_dir))
+                   if rule not in {w["rule"] for w in entry["waivers"]}]
+    if self_waived:
+        click.echo(f"note: the report's own policy file waived {', '.join(self_waived)}, unsigned: fttool export "
+                   "counts that only when a signed sign-off waives it (--key KEY --waive RULE --reason TEXT)", err=True)
 
 
 @cli.group()

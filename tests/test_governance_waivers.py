@@ -63,6 +63,8 @@ def test_a_rule_the_policy_file_waived_itself_unlocks_the_export_only_with_a_sig
     result = invoke("export", run_dir)
     assert result.exit_code == 1 and PAST_THE_POLICY_GATE not in result.output
     assert "the report's policy file ../project/self.yaml waived DATA-900 itself, unsigned" in result.output
+    result = invoke("signoff", run_dir, "--by", "Ann", "--role", "risk")
+    assert result.exit_code == 0 and "note: the report's own policy file waived DATA-900, unsigned" in result.stderr
     # A sign-off may waive such a rule; unsigned, it counts no more than the policy file's waiver.
     result = invoke("signoff", run_dir, "--by", "Bo", "--role", "risk", "--waive", "DATA-900", "--reason", "seen")
     assert result.exit_code == 0, result.output
