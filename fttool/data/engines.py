@@ -13,6 +13,10 @@ grow with the data.
   per-process state once; the same few batches per actor in flight. Ray is an optional extra
   (`pip install fttool[ray]`); the function and its arguments must be importable and picklable on every node, so
   install the same fttool there.
+
+`ray_tasks` puts batches on the same Ray Data pipeline one at a time and waits for each result when asked, for a
+stage whose next batches depend on earlier results (the PII stage's record resolution); the local engine's
+counterpart for that stage is its own process pool (fttool.pii.workers).
 """
 from __future__ import annotations
 
