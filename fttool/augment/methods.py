@@ -31,22 +31,33 @@ T = TypeVar("T")
 
 
 @contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """nlpaug and the models draw from the global generators; their previous state is restored for everyone else."""
+def global_state_kept() -> Iterator[None]:
+    """Python's, numpy's and torch's global generators are as they were when the block ends: nlpaug and the models
+    draw from them, and importing nltk draws from Python's."""
     import numpy as np
     import torch
 
     python_state, numpy_state = random.getstate(), np.random.get_state()
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
     devices = range(torch.cuda.device_count()) if torch.cuda.is_available() else []
     try:
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
             yield
     finally:
         random.setstate(python_state)
         np.random.set_state(numpy_state)
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """The global generators seeded with `seed` inside the block, and as they were after it."""
+    import numpy as np
+    import torch
+
+    with global_state_kept():
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        yield
 
 
 def joint_seed(seeds: Sequence[int]) -> int:
@@ -239,9 +250,15 @@ def word_rewriter(params: AugmentMethod) -> WordRewriter:
     """The rewriter of a word method, built once per process (WordNet's index from the machine's cache, which the
     stage's process fills before any worker starts)."""
     assert METHODS[params.method].in_workers, "model methods are built with the recipe's paths, in the stage"
-    rewriter = METHODS[params.method].build(params, _no_paths)
+    rewriter = build_rewriter(params, _no_paths)
     assert isinstance(rewriter, WordRewriter)
     return rewriter
+
+
+def build_rewriter(params: AugmentMethod, resolve: Callable[[str], Path]) -> WordRewriter | ShieldedRewriter:
+    """The method's rewriter, built leaving the global generators as they were (see global_state_kept)."""
+    with global_state_kept():
+        return METHODS[params.method].build(params, resolve)
 
 
 def _no_paths(path: str) -> Path:

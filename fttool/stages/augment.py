@@ -154,12 +154,12 @@ class _Entry:
     """One entry of the augment list: rewrites chunks of (parent, copy) candidates and screens them."""
 
     def __init__(self, entry: AugmentMethod, index: int, ctx: StageContext, pii: _PiiCheck):
-        from fttool.augment.methods import METHODS, word_rewriter
+        from fttool.augment.methods import METHODS, build_rewriter, word_rewriter
 
         self.entry, self.index, self.pii = entry, index, pii
         self.params = entry.settings()  # recorded on every new record
         self.in_workers = METHODS[entry.method].in_workers
-        self.rewriter = word_rewriter(entry) if self.in_workers else METHODS[entry.method].build(entry, ctx.resolve)
+        self.rewriter = word_rewriter(entry) if self.in_workers else build_rewriter(entry, ctx.resolve)
         self.tally = _Tally()
 
     def jobs(self, chunk: list[tuple[dict, int]]) -> list[Job]:
