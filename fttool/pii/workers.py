@@ -41,7 +41,7 @@ def _block_torch(ner_engine: str) -> None:
     engine (pii.ner) needs both."""
     if ner_engine == "spacy":
         for name in ("torch", "transformers"):
-            sys.modules.setdefault(name, None)
+            sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # None: the import system's "not found"
 
 
 @lru_cache(maxsize=1)
