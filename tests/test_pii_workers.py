@@ -102,9 +102,10 @@ def test_a_missing_hash_key_fails_before_any_worker_starts(monkeypatch):
 
 
 def test_deferred_lemmas_change_no_finding():
-    """The same analyzer with and without deferred tagging and lemmas gives the same findings, context words
-    (SSN, address) and a one-word place read as a person ("Natalia sold") included."""
-    from presidio_analyzer import AnalyzerEngine
+    """The same analyzer with and without deferred tagging and lemmas gives the same findings, text by text and in
+    spaCy batches: context words (SSN, address), a one-word place read as a person ("Natalia sold"), PERSON spans
+    whose tags are read and given names that only their tags make names ("Tomasz lives") included."""
+    from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine
 
     from fttool.pii.lemmas import defer_lemmas
     from fttool.pii.nlp_engines import build_nlp_engine
@@ -116,14 +117,19 @@ def test_deferred_lemmas_change_no_finding():
         engine = build_nlp_engine(params.language, params.nlp_model, params.ner, ())
         if deferred:
             defer_lemmas(engine)
-            assert "lemmatizer" not in engine.nlp["en"].pipe_names
+            assert not {"tok2vec", "tagger", "lemmatizer"} & set(engine.nlp["en"].pipe_names)
         return AnalyzerEngine(nlp_engine=engine, registry=build_registry("en", engine), supported_languages=["en"])
 
+    texts = [*TEXTS[:6], "Tomasz lives near the station and Filip works there."]
+
     def findings(engine: AnalyzerEngine) -> list:
-        return [sorted((r.entity_type, r.start, r.end, round(r.score, 6))
-                       for r in engine.analyze(text, language="en", entities=list(params.entities)))
-                for text in TEXTS[:6]]
+        one_by_one = [engine.analyze(text, language="en", entities=list(params.entities)) for text in texts]
+        batched = BatchAnalyzerEngine(engine).analyze_iterator(texts, language="en", batch_size=4,
+                                                                entities=list(params.entities))
+        return [[sorted((r.entity_type, r.start, r.end, round(r.score, 6), r.recognition_metadata["recognizer_name"])
+                        for r in results) for results in found] for found in (one_by_one, batched)]
 
     full = findings(analyzer(deferred=False))
-    assert any(kind == "US_SSN" for found in full for kind, *_ in found)
+    assert any(kind == "US_SSN" for found in full[0] for kind, *_ in found)
+    assert ("PERSON", 0, 6, 0.6, "NameEvidence") in full[0][-1]  # Tomasz, read as a name by its tags
     assert findings(analyzer(deferred=True)) == full
