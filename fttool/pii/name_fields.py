@@ -10,7 +10,8 @@ instead. A text is a name field when it holds one person, or a couple joined by 
 Evidence that it is a person and not a company, a title or a phrase: a form of address, or a given name of fttool's
 lexicons (fttool.pii.names, case folded) where a given name stands (before the surname; first after the comma in
 "Surname, Given" order); and nothing that speaks against one: no digits or other symbols, no stop word but the
-connectors, no organisation word (legal forms and kinds of organisation), no place or facility word. A couple
+connectors, no organisation word (legal forms and kinds of organisation), no ordinary word that is no name (a
+dictionary word that is neither a surname nor a given name), no name that lies inside a place the NER found. A couple
 names its surname ("joseph & golnar phillips"): its last person has one, and its first has evidence of its own, so
 "Romeo and Juliet" and "Barnes & Noble" are not couples. The words of a text share one case pattern.
 
@@ -39,25 +40,16 @@ SUFFIXES = frozenset("""
 CONNECTORS = frozenset({"and", "&"})
 # Surname particles, written in lower case inside a name ("Jur van den Berg", "Maria de la Cruz").
 PARTICLES = frozenset("van von der den de del della di da das dos du la le ten ter mc mac st bin ibn al el ben".split())
-# Words that make a text an organisation: ORGANISATION_WORDS (fttool.pii.names) and legal-form abbreviations of
-# ISO 20275's entity legal forms for the US, UK and common EU forms, with kinds of organisation that name no person.
+# Words that make a text an organisation: ORGANISATION_WORDS (fttool.pii.names), common legal-form abbreviations of
+# the US, UK and EU forms that ISO 20275's entity legal forms list (written by hand, not generated from that list),
+# and kinds of organisation that name no person.
 ORGANISATION_FIELD_WORDS = ORGANISATION_WORDS | frozenset("""
-    lp pllc pc pa plc gmbh kg ag sa sas sarl srl spa nv bv oy ab as aps asa kk pty pvt dba aka fka et al
+    lp pllc pc pa plc gmbh kg ag sa sas sarl srl spa nv bv oy ab aps asa kk pty pvt dba aka fka
     associates association center centre fund pac church cemetery chapel parish ministries mission temple
     firm law office offices union league local chamber federation alliance coalition campaign citizens friends
     sons brothers bros family trust estate medical health dental care center systems farm farms ranch
     construction builders realty properties management marketing productions design designs supply supplies
     museum library gallery theatre theater orchestra band choir
-""".split())
-# Place and facility words: "Victoria Falls", "Lincoln Memorial", "Jordan River", "Austin Texas".
-PLACE_WORDS = frozenset("""
-    street road avenue boulevard drive lane way court place square park river lake falls mount mountain island
-    islands bay beach valley canyon bridge tower hall memorial monument airport station harbor harbour port
-    county city town village state states province kingdom republic north south east west
-    alabama alaska arizona arkansas california colorado connecticut delaware florida georgia hawaii idaho illinois
-    indiana iowa kansas kentucky louisiana maine maryland massachusetts michigan minnesota mississippi missouri
-    montana nebraska nevada ohio oklahoma oregon pennsylvania tennessee texas utah vermont virginia washington
-    wisconsin wyoming
 """.split())
 MAX_NAME_TOKENS = 6  # name words, initials and nicknames of one person
 MAX_CHARS = 120
@@ -225,8 +217,11 @@ def _case(word: str) -> str:
 
 
 def _is_among(key: str, words: frozenset[str]) -> bool:
-    """The word or, for a plural, its singular ("Rocky Mountains", "Saban Brands")."""
-    return key in words or (key.endswith("s") and key[:-1] in words) or (key.endswith("es") and key[:-2] in words)
+    """The word or, for a plural that is no surname ("Rocky Mountains", not "Chambers"), its singular."""
+    if key in words:
+        return True
+    return key not in lexicon()[1] and ((key.endswith("s") and key[:-1] in words)
+                                        or (key.endswith("es") and key[:-2] in words))
 
 
 def _speaks_against(people: list[Person], common_words: frozenset[str]) -> bool:
@@ -234,7 +229,7 @@ def _speaks_against(people: list[Person], common_words: frozenset[str]) -> bool:
     given_names, surnames = lexicon()
     stop = _stop_words()
     words = [t for p in people for t in p.name_words]
-    if any(_is_among(t.key, ORGANISATION_FIELD_WORDS) or _is_among(t.key, PLACE_WORDS) or POSSESSIVE.search(t.text)
+    if any(_is_among(t.key, ORGANISATION_FIELD_WORDS) or POSSESSIVE.search(t.text)
            or (t.key in stop and (t.key not in given_names or t.text.islower())) for t in words):
         return True  # a possessive names a shop or a work ("Jimmy Sung's"); "my" is a stop word, "My" a name
     if any(t.key in ORGANISATION_FIELD_WORDS for p in people for t in p.initials):
