@@ -64,6 +64,7 @@ TOKEN = re.compile(r"""
 
 @dataclass(frozen=True)
 class Token:
+    """A word or a punctuation mark of the text, at its offsets."""
     text: str
     start: int
     end: int
@@ -109,6 +110,7 @@ def _kind(token: Token) -> str:
 
 @dataclass(frozen=True)
 class Person:
+    """One person of a name field: its span (forms of address to suffixes) and what the evidence is read from."""
     start: int
     end: int
     name_words: tuple[Token, ...]  # name words, nicknames included, not initials
@@ -225,7 +227,7 @@ def _is_among(key: str, words: frozenset[str]) -> bool:
 
 
 def _speaks_against(people: list[Person], common_words: frozenset[str]) -> bool:
-    """Anything that makes the text a phrase, a place or an organisation rather than a name (see the module)."""
+    """Anything that makes the text a phrase or an organisation rather than a name (see the module)."""
     given_names, surnames = lexicon()
     stop = _stop_words()
     words = [t for p in people for t in p.name_words]
@@ -241,7 +243,6 @@ def _speaks_against(people: list[Person], common_words: frozenset[str]) -> bool:
     return any(_is_among(t.key, common_words) and t.key not in surnames and t.key not in given_names
                and len(t.key) >= MIN_COMMON_WORD_CHARS and "'" not in t.key and t.key not in PARTICLES
                for t in words if t not in nicknames)
-
 
 
 def _evident(one: Person) -> bool:
