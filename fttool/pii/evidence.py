@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from fttool.pii.arithmetic import arithmetic
 from fttool.pii.cards import card_number_plausible
 from fttool.pii.emails import nobodys_address
 from fttool.pii.phones import judge
+
+if TYPE_CHECKING:
+    from presidio_analyzer import RecognizerResult
 
 NUMERIC_TYPES = frozenset({"PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "US_BANK_NUMBER", "US_DRIVER_LICENSE"})
 WORD_CHAR = re.compile(r"\w")
@@ -105,7 +109,7 @@ def one_type_across(analysed: list[tuple[str, list]]) -> list[list]:
     is replaced alike. A found span is always kept; another occurrence only where it is not part of a longer word."""
     from presidio_analyzer import RecognizerResult
 
-    best: dict[str, object] = {}
+    best: dict[str, RecognizerResult] = {}
     for text, results in analysed:
         for r in results:
             value = text[r.start:r.end]

@@ -202,13 +202,14 @@ def build_registry(language: str, nlp_engine) -> RecognizerRegistry:
     # The NER's recognizer: SpacyRecognizer, or its subclass TransformersRecognizer with a transformers engine
     # (pii.ner), which reads the entities the same way.
     stock_ner = next(r for r in registry.recognizers if isinstance(r, SpacyRecognizer))
-    registry.remove_recognizer(stock_ner.name)
+    stock_name: str = stock_ner.name  # type: ignore[has-type]  # presidio assigns it in branches, unannotated
+    registry.remove_recognizer(stock_name)
     spacy_ner = type(stock_ner) is SpacyRecognizer
     registry.add_recognizer(PlausibleNameSpacyRecognizer(
         supported_language=language, supported_entities=stock_ner.supported_entities,
         ner_strength=stock_ner.ner_strength, veto_implausible=spacy_ner,
         # The findings file names the recognizer: a transformers model's findings say so.
-        name=None if spacy_ner else stock_ner.name))
+        name=None if spacy_ner else stock_name))
     registry.remove_recognizer("EmailRecognizer")
     registry.add_recognizer(_offline_email_recognizer(language))
     registry.add_recognizer(IssuerRangeCardRecognizer(language))
@@ -252,6 +253,5 @@ def recipe_recognizers(declarations: Iterable[Mapping], language: str) -> list[P
         supported_entity=declaration["entity"], name=declaration["name"], supported_language=language,
         patterns=[Pattern(f"{declaration['name']} {index}", pattern["regex"], pattern["score"])
                   for index, pattern in enumerate(declaration.get("patterns", []))],
-        deny_list=list(declaration.get("deny_list", [])) or None,
-        context=list(declaration.get("context", [])) or None)
+        deny_list=list(declaration.get("deny_list", [])), context=list(declaration.get("context", [])))
         for declaration in declarations]

@@ -56,7 +56,12 @@ def map_strings(value, transform, skip: frozenset[str], path: str = ""):
 
 def texts_of(record: dict, skip: frozenset[str]) -> list[str]:
     found: list[str] = []
-    map_strings(record, lambda _, text: found.append(text) or text, skip)
+
+    def collect(_path: str, text: str) -> str:
+        found.append(text)
+        return text
+
+    map_strings(record, collect, skip)
     return found
 
 
@@ -85,7 +90,10 @@ class OutcomeCache:
         self._by_key.update(zip(keys, outcomes))
 
     def of(self, text: str) -> TextOutcome:
-        return self._by_key[_key(text)]
+        outcome = self._by_key[_key(text)]
+        # Claimed but not stored would mean a chunk finished before the chunk that claimed one of its texts.
+        assert outcome is not None, "chunks are finished in order"
+        return outcome
 
 
 # For each record, its distinct texts with their findings' spans -> the outcomes that change (resolved_outcomes).
