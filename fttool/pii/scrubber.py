@@ -31,7 +31,9 @@ from fttool.pii.normalise import Normalised, normalise
 from fttool.pii.settings import PiiParams, entities_checked
 from fttool.pipeline.plan import canonical_json
 
-NLP_BATCH = 256  # texts per spaCy nlp.pipe batch
+# Texts per spaCy nlp.pipe batch, and per task of the workers (fttool.pii.workers): small tasks leave little for one
+# worker to finish alone at the end. A text's findings do not depend on the texts that share its batch.
+NLP_BATCH = 64
 PSEUDONYM_HEX_DIGITS = 8
 MIN_HASH_KEY_CHARS = 16  # presidio's own minimum salt length; a short key makes pseudonyms guessable
 DEFAULT_HASH_KEY_ENV = "FTTOOL_PII_SALT"
