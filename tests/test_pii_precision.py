@@ -145,3 +145,17 @@ def test_reserved_names_of_rfc_2606_and_6761():
     assert nobodys_address("your_email@example.com") and nobodys_address("boss@example.com")
     assert not nobodys_address("amara.okafor@example.net")  # a surname beside another word: someone's name
     assert not nobodys_address("alice@email.com")
+
+
+def test_names_joined_in_a_local_part_name_someone_at_reserved_names_too():
+    # User names as mail systems (and Faker's email()) join them: given and surname in either order, or an initial.
+    assert not any(nobodys_address(a) for a in ("moniquemartinez@example.net", "guerracarolyn@example.com",
+                                                "amysmith@example.org", "lporter@example.com", "kellysarah@example.net"))
+    # Pieces of ordinary words, a role's mailbox (RFC 2142) and the placeholder John Doe name no one.
+    assert all(nobodys_address(a) for a in ("billing@example.com", "noreply@example.org", "marketing@example.com",
+                                            "email@example.com", "johndoe@example.com", "jane.doe@example.com"))
+
+
+def test_the_whole_35_block_counts_as_jcb():
+    assert card_number_plausible("3514710497465077") and card_number_plausible("3514-1705-8649-2088")
+    assert not card_number_plausible("351471049746507")  # 15 digits: JCB issues 16 to 19 in that block
