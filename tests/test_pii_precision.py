@@ -159,3 +159,15 @@ def test_names_joined_in_a_local_part_name_someone_at_reserved_names_too():
 def test_the_whole_35_block_counts_as_jcb():
     assert card_number_plausible("3514710497465077") and card_number_plausible("3514-1705-8649-2088")
     assert not card_number_plausible("351471049746507")  # 15 digits: JCB issues 16 to 19 in that block
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Hi,\nHR needs your SSN (897-44-7354) confirmed.", "Hi,\nHR needs your SSN (<US_SSN>) confirmed."),
+    ("IP address: 26.110.129.32\nUser agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64)",
+     "IP address: <IP_ADDRESS>\nUser agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64)"),
+    ("Return address: 5 Elm Road, Leeds LS1 4AP", "Return address: <STREET_ADDRESS>"),
+])
+def test_a_finding_keeps_its_own_type_when_another_pattern_reads_more_around_it(scrub, text, expected):
+    # A phone pattern that also took the SSN's parentheses, or an "address:" label before an IP address, lost the
+    # better-typed finding to the wider span.
+    assert scrub(text)[0] == expected

@@ -8,7 +8,8 @@ on a lexicon of street-type words in the languages of those forms:
   "Calle Mayor 5", "Via Roma 10";
 - a unit ("Apt. 018", "Suite 446", "Flat 2") after a street, alone after an address word, or on a line of its own;
 - postcodes: UK and Canadian forms outright, a US ZIP (+4) only beside a state code or an address word;
-- anything after "address:" or "lives at/on" up to the end of its line;
+- anything after "address:" or "lives at/on" up to the end of its line ("IP address:", "e-mail address:" and other
+  addresses that are not a place excepted: their own recognizers type them);
 - the short lines right after a street line that hold a unit, a place or a postcode (`address_blocks`).
 Matching is case-insensitive (texts in lower case are common), so the street word carries the evidence.
 """
@@ -77,7 +78,8 @@ ADDRESS_PATTERNS = (
     ("canadian postcode", r"\b[abceghj-nprstvxy]\d[abceghj-nprstv-z]\s?\d[abceghj-nprstv-z]\d\b", 0.4),
     ("us zip", r"(?<=\b[a-z]{2},?\s)\d{5}(?:-\d{4})?\b|\b\d{5}(?:-\d{4})?\b", 0.1),
     ("introduced address",
-     r"(?<=\b(?:address(?:es)?(?: is| was)?\s*[:,-]?|lives (?:at|on)|live (?:at|on)|located at|ship(?:ped)? to|"
+     r"(?<=\b(?:(?<!\b(?:ip|ipv[46]|mac|e-?mail|web|website|internet|wallet|server|memory|network|hardware|url)\s)"
+     r"address(?:es)?(?: is| was)?\s*[:,-]?|lives (?:at|on)|live (?:at|on)|located at|ship(?:ped)? to|"
      r"return (?:it )?to)\s+)(?=[^\n]{0,15}\d)[^\n]{3,80}?(?=[.;!?](?:\s|$)|\n|$|,? (?:and|in case|for|so|but) )",
      0.5),
 )

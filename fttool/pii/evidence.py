@@ -66,6 +66,22 @@ class AllowList:
         return value in self.exact or bool(self.pattern and self.pattern.fullmatch(value, timeout=1.0))
 
 
+WRAPPING = frozenset("()[]{}<>\"' \t")
+
+
+def without_wrappers(text: str, results: list) -> list:
+    """Drop a finding that holds a better-scored finding of another type and adds only brackets, quotes or spaces to
+    it: "(897-44-7354)" after "SSN" is an SSN that the phone pattern also read with its parentheses, and presidio's
+    anonymizer would keep the wider, lower-scored span and so the wrong type. A "+" is a phone's own (its
+    international prefix), so "+4915112345678" stays a phone though its digits pass as a card."""
+    def wraps(outer, inner) -> bool:
+        return (outer is not inner and outer.entity_type != inner.entity_type and inner.score > outer.score
+                and outer.start <= inner.start and inner.end <= outer.end
+                and all(c in WRAPPING for c in text[outer.start:inner.start] + text[inner.end:outer.end]))
+
+    return [outer for outer in results if not any(wraps(outer, inner) for inner in results)]
+
+
 def plausible(text: str, result) -> bool:
     """False when context or validation argues against the finding."""
     kind, value = result.entity_type, text[result.start:result.end]

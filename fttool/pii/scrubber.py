@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from fttool.pii.evidence import AllowList, one_type_per_string, plausible, with_address_blocks
+from fttool.pii.evidence import AllowList, one_type_per_string, plausible, with_address_blocks, without_wrappers
 from fttool.pii.nlp_engines import build_nlp_engine, ner_types_asked
 from fttool.pii.normalise import Normalised, normalise
 from fttool.pii.settings import PiiParams, entities_checked
@@ -303,7 +303,7 @@ class TextScrubber:
     def _weighed(self, text: str, normal: Normalised, results: list) -> list:
         from presidio_analyzer import RecognizerResult
 
-        kept = [r for r in results if plausible(normal.text, r)]
+        kept = without_wrappers(normal.text, [r for r in results if plausible(normal.text, r)])
         kept = one_type_per_string(normal.text, with_address_blocks(normal.text, kept))
         out = []
         for r in kept:
