@@ -179,7 +179,7 @@ def build_nlp_engine(language: str, nlp_model: str, ner: NerParams, ner_types: t
     or a hub id in the local cache; a relative path is taken from the working directory), which must have a label
     mapped to each of `ner_types`."""
     import spacy.util
-    from presidio_analyzer.nlp_engine import NlpEngineProvider
+    from presidio_analyzer.nlp_engine import NlpEngineProvider, SpacyNlpEngine
 
     # presidio would otherwise try `spacy download`, which cannot work offline.
     if not spacy.util.is_package(nlp_model):
@@ -189,6 +189,7 @@ def build_nlp_engine(language: str, nlp_model: str, ner: NerParams, ner_types: t
         engine = NlpEngineProvider(nlp_configuration={
             "nlp_engine_name": "spacy", "models": [{"lang_code": language, "model_name": nlp_model}],
             "ner_model_configuration": SPACY_NER_CONFIGURATION}).create_engine()
+        assert isinstance(engine, SpacyNlpEngine) and engine.nlp is not None  # create_engine loads the models
         # No recognizer reads the dependency parse, which is a good part of the model's time.
         for nlp in engine.nlp.values():
             if "parser" in nlp.pipe_names:
@@ -205,6 +206,7 @@ def build_nlp_engine(language: str, nlp_model: str, ner: NerParams, ner_types: t
             "low_score_entity_names": [], "low_confidence_score_multiplier": 0.4,
             "aggregation_strategy": ner.aggregation, "stride": ner.stride, "alignment_mode": ner.alignment}},
     ).create_engine()
+    assert isinstance(engine, SpacyNlpEngine) and engine.nlp is not None  # TransformersNlpEngine is a SpacyNlpEngine
     for nlp in engine.nlp.values():
         _fail_closed(nlp)
     return engine

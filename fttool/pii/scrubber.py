@@ -24,12 +24,16 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from fttool.pii.evidence import AllowList, one_type_per_string, plausible, with_address_blocks, without_wrappers
 from fttool.pii.nlp_engines import build_nlp_engine, ner_types_asked
 from fttool.pii.normalise import Normalised, normalise
 from fttool.pii.settings import PiiParams, entities_checked
 from fttool.pipeline.plan import canonical_json
+
+if TYPE_CHECKING:
+    from presidio_analyzer import RecognizerResult
 
 # Texts per spaCy nlp.pipe batch, and per task of the workers (fttool.pii.workers): small tasks leave little for one
 # worker to finish alone at the end. A text's findings do not depend on the texts that share its batch.
@@ -55,7 +59,7 @@ class _TimeoutWatch(logging.Handler):
         self.patterns: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if "timed out" in str(record.msg) and record.args:
+        if "timed out" in str(record.msg) and isinstance(record.args, tuple) and record.args:
             self.patterns.append(str(record.args[0]))
 
     def check(self, timeout_s: float) -> None:
@@ -120,7 +124,7 @@ def _findings(text: str, results: list) -> tuple[Finding, ...]:
         return q.start <= r.start and r.end <= q.end and (q.score, q.end - q.start) > (r.score, r.end - r.start)
 
     kept = [r for r in results if not any(stronger(q, r) for q in results)]
-    unique: dict[tuple, object] = {}
+    unique: dict[tuple, RecognizerResult] = {}
     for r in sorted(kept, key=lambda r: (r.start, r.end, r.entity_type, _recognizer(r))):
         unique.setdefault((r.start, r.end, r.entity_type), r)
     return tuple(Finding(r.entity_type, round(r.score, 3), _recognizer(r), _masked_context(text, results, r))
@@ -160,7 +164,7 @@ def _watch_timeouts(timeout_s: float) -> _TimeoutWatch:
     """The process's watch on presidio's pattern timeouts, with presidio's limit set to `timeout_s`."""
     import presidio_analyzer.pattern_recognizer as pattern_recognizer
 
-    pattern_recognizer.REGEX_TIMEOUT_SECONDS = timeout_s
+    pattern_recognizer.REGEX_TIMEOUT_SECONDS = timeout_s  # type: ignore[assignment]  # an int there; regex takes any
     return _timeout_watch()
 
 
@@ -331,7 +335,7 @@ RESCAN_CHARS = 80  # text rescanned either side of a replacement
 
 def _windows(anonymised) -> list[tuple[int, int]]:
     """Merged spans of the scrubbed text within RESCAN_CHARS of a replacement, widened to whitespace."""
-    text, spans = anonymised.text, []
+    text, spans = anonymised.text, list[tuple[int, int]]()
     for item in sorted(anonymised.items, key=lambda item: item.start):
         start, end = max(0, item.start - RESCAN_CHARS), min(len(text), item.end + RESCAN_CHARS)
         while start > 0 and not text[start - 1].isspace():
