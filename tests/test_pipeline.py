@@ -14,7 +14,7 @@ from fttool.data.records import read_jsonl
 from fttool.pipeline.digest import sha256_file
 from fttool.report import validate_report
 
-PLANTED = ["jane.doe@example.com", "+1 415-555-0199", "4111 1111 1111 1111", "Robert Miller"]
+PLANTED = ["robert.miller@example.com", "+1 415-555-0199", "4111 1111 1111 1111", "Robert Miller"]
 
 RECIPE = """
 name: pipeline
