@@ -18,7 +18,7 @@ import re
 
 RESERVED_DOMAINS = ("example.com", "example.net", "example.org")
 RESERVED_TOP_LEVEL = ("example", "test", "invalid", "localhost")
-PLACEHOLDER_NAMES = ("johndoe", "janedoe", "doejohn", "doejane")
+PLACEHOLDER_NAMES = frozenset({"johndoe", "janedoe", "doejohn", "doejane"})
 # Mailboxes of a role, not a person: RFC 2142's, and the other role names mail systems commonly reserve.
 ROLE_MAILBOXES = frozenset("info marketing sales support abuse noc security postmaster hostmaster usenet news "
                            "webmaster www uucp ftp noreply donotreply admin administrator billing contact help "
@@ -45,7 +45,8 @@ def nobodys_address(address: str) -> bool:
         return False
     given, surnames = lexicon()
     words = [word for word in re.split(r"[^a-z]+", local.lower()) if word]
-    if "".join(words) in PLACEHOLDER_NAMES or "".join(words) in ROLE_MAILBOXES:
+    joined = "".join(words)
+    if joined in PLACEHOLDER_NAMES or joined in ROLE_MAILBOXES:
         return True
     full_name = len(words) > 1 and any(word in surnames for word in words)
     return not (full_name or any(word in given or _joined_name(word, given, surnames) for word in words))
@@ -55,8 +56,10 @@ def _joined_name(word: str, given: frozenset[str], surnames: frozenset[str]) -> 
     """Whether `word` is a given name and a surname joined in either order, or an initial and a surname."""
     if len(word) > MIN_SURNAME_AFTER_INITIAL and word[1:] in surnames:
         return True
-    return any((len(head) >= MIN_GIVEN_JOINED and head in given and len(tail) >= MIN_SURNAME_JOINED
-                and tail in surnames)
-               or (len(head) >= MIN_SURNAME_JOINED and head in surnames and len(tail) >= MIN_GIVEN_JOINED
-                   and tail in given)
-               for cut in range(1, len(word)) for head, tail in [(word[:cut], word[cut:])])
+    for cut in range(1, len(word)):
+        head, tail = word[:cut], word[cut:]
+        if len(head) >= MIN_GIVEN_JOINED and head in given and len(tail) >= MIN_SURNAME_JOINED and tail in surnames:
+            return True
+        if len(head) >= MIN_SURNAME_JOINED and head in surnames and len(tail) >= MIN_GIVEN_JOINED and tail in given:
+            return True
+    return False
