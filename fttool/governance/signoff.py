@@ -37,14 +37,19 @@ class SignoffRefused(Exception):
     """The run may not be signed off (or exported) as it is; the message says why and what to do."""
 
 
-def failing_rules(report: dict) -> list[str]:
-    """The ids of the error-severity rules of the report's policy that failed (not waived by the policy)."""
+def _error_rules(report: dict, status: str) -> list[str]:
+    """The ids of the error-severity rules of the report's policy with this status; none if it was not evaluated."""
     policy = report.get("policy") or {}
     if not policy.get("evaluated"):
         return []
-    rules = policy.get("rules") or []
-    failing = [r["id"] for r in rules if r.get("status") == "failed" and r.get("severity") == "error"]
-    if not policy.get("passed", True) and not failing:
+    return [r["id"] for r in policy.get("rules") or [] if r.get("status") == status and r.get("severity") == "error"]
+
+
+def failing_rules(report: dict) -> list[str]:
+    """The ids of the error-severity rules of the report's policy that failed (not waived by the policy)."""
+    failing = _error_rules(report, "failed")
+    policy = report.get("policy") or {}
+    if policy.get("evaluated") and not policy.get("passed", True) and not failing:
         return ["(policy failed)"]
     return failing
 
@@ -53,22 +58,18 @@ def policy_waived_rules(report: dict) -> list[str]:
     """The ids of the error-severity rules of the report's policy that its own policy file waived when the report
     was written: a name in a file the recipe chose, which no key signs, so export counts it no more than an
     unsigned sign-off."""
-    policy = report.get("policy") or {}
-    if not policy.get("evaluated"):
-        return []
-    return [r["id"] for r in policy.get("rules") or [] if r.get("status") == "waived" and r.get("severity") == "error"]
+    return _error_rules(report, "waived")
 
 
 def _waivers(report: dict, waive: dict[str, str]) -> list[dict]:
     """The waivers to record; SignoffRefused unless they cover every failing rule, and only failing rules or rules
     the policy file itself waived."""
-    failing = failing_rules(report)
-    waivable = failing + policy_waived_rules(report)
-    not_failing = sorted(set(waive) - set(waivable))
+    failing, self_waived = failing_rules(report), policy_waived_rules(report)
+    not_failing = sorted(set(waive) - set(failing + self_waived))
     if not_failing:
         raise SignoffRefused(f"--waive {', '.join(not_failing)}: no such rule failed in the report's policy "
                              f"(failing: {', '.join(failing) or 'none'}; waived by the policy file itself: "
-                             f"{', '.join(policy_waived_rules(report)) or 'none'})")
+                             f"{', '.join(self_waived) or 'none'})")
     unwaived = [rule for rule in failing if rule not in waive]
     if unwaived:
         policy = (report.get("policy") or {}).get("policy", "the recipe's report policy")
@@ -121,24 +122,21 @@ def _why_not_counted(check: SignoffCheck, allowed_signers: Path | None) -> str:
     return check.problem or "signed for an earlier version of the report"
 
 
-def counted_waivers(run_dir: Path, allowed_signers: Path | None) -> dict[str, dict]:
-    """Rule id -> the waiver and who gave it, from the sign-offs of the run as it is now (its run digest) signed by a
-    key `allowed_signers` lists; none without the file. An unsigned sign-off is a claim by whoever could write
-    signoff.json, and a key no allowed signers file lists is anyone's. signing.SignatureError when the file cannot be
-    read."""
-    if allowed_signers is None:
-        return {}
+def _counted_waivers(checks: list[SignoffCheck]) -> dict[str, dict]:
+    """Rule id -> the waiver and who gave it, from the sign-offs whose waivers count (check_signoffs: of the run as
+    it is now, signed by a key the allowed signers file lists; none without the file). An unsigned sign-off is a
+    claim by whoever could write signoff.json, and a key no allowed signers file lists is anyone's."""
     waivers: dict[str, dict] = {}
-    for check in check_signoffs(run_dir, read_report(run_dir), current_run_digest(run_dir), allowed_signers):
+    for check in checks:
         if check.waivers_count:
             for waiver in check.entry.get("waivers") or []:
                 waivers.setdefault(waiver["rule"], {**waiver, "by": check.entry["by"], "role": check.entry["role"]})
     return waivers
 
 
-def _uncounted_claims(run_dir: Path, rules: list[str], allowed_signers: Path | None) -> str:
+def _uncounted_claims(run_dir: Path, checks: list[SignoffCheck], rules: list[str],
+                      allowed_signers: Path | None) -> str:
     """'; signoff.json waives R only in sign-offs that do not count: NAME (ROLE), why' for the rules given, if any."""
-    checks = check_signoffs(run_dir, read_report(run_dir), current_run_digest(run_dir), allowed_signers)
     claims = [f"{check.entry['by']} ({check.entry['role']}), {_why_not_counted(check, allowed_signers)}"
               for check in checks
               if not check.waivers_count and any(w["rule"] in rules for w in check.entry.get("waivers") or [])]
@@ -162,13 +160,16 @@ def _unwaived_text(unwaived: list[str], report: dict) -> str:
 def require_policy_passed_or_waived(run_dir: Path, report: dict, allowed_signers: Path | None = None) -> None:
     """SignoffRefused unless the report policy passed or each failing rule, and each rule the policy file waived
     itself, is waived by a sign-off of the run as it is now, signed by a key `allowed_signers` lists
-    (counted_waivers): without that file no waiver counts."""
+    (check_signoffs): without that file no waiver counts. signing.SignatureError when the file cannot be read."""
     needed = failing_rules(report) + policy_waived_rules(report)
-    waived = counted_waivers(run_dir, allowed_signers) if needed else {}
+    if not needed:
+        return
+    checks = check_signoffs(run_dir, report, current_run_digest(run_dir), allowed_signers)
+    waived = _counted_waivers(checks)
     unwaived = [rule for rule in needed if rule not in waived]
     if not unwaived:
         return
-    claims = _uncounted_claims(run_dir, unwaived, allowed_signers)
+    claims = _uncounted_claims(run_dir, checks, unwaived, allowed_signers)
     how = "fttool signoff RUN_DIR --key KEY --waive RULE --reason TEXT"
     if allowed_signers is None:
         raise SignoffRefused(f"{_unwaived_text(unwaived, report)}{claims}. A waiver counts only in a "
@@ -186,7 +187,7 @@ def uncounted_waivers(run_dir: Path, report: dict, allowed_signers: Path | None)
     that does not count (unsigned; signed, with no allowed signers file given; signed by a key the file does not
     list; of another version of the run). signing.SignatureError when the allowed signers file cannot be read."""
     checks = check_signoffs(run_dir, report, current_run_digest(run_dir), allowed_signers)
-    counted = {w["rule"] for check in checks if check.waivers_count for w in check.entry.get("waivers") or []}
+    counted = _counted_waivers(checks)
     policy = report.get("policy") or {}
     by_rule = {rule.get("id"): rule for rule in policy.get("rules") or []}
     lines = [f"{rule} was waived in the report's own policy file {policy.get('path')} by "
