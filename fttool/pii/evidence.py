@@ -34,6 +34,11 @@ SPREAD_TYPES = frozenset({"PERSON", "LOCATION", "STREET_ADDRESS"})
 MIN_SPREAD_CHARS = 3
 
 
+def spreads(kind: str, value: str) -> bool:
+    """Whether a found string of this type is replaced wherever it occurs in a record (one_type_across)."""
+    return kind in SPREAD_TYPES and len(value) >= MIN_SPREAD_CHARS
+
+
 def ssn_valid(value: str) -> bool:
     digits = re.sub(r"\D", "", value)
     if len(digits) != 9:
@@ -129,7 +134,7 @@ def one_type_across(analysed: list[tuple[str, list]]) -> list[list]:
     for text, results in analysed:
         for r in results:
             value = text[r.start:r.end]
-            if r.entity_type in SPREAD_TYPES and len(value) >= MIN_SPREAD_CHARS:
+            if spreads(r.entity_type, value):
                 if value not in best or r.score > best[value].score:
                     best[value] = r
     if not best:

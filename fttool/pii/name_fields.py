@@ -21,6 +21,7 @@ out. Offsets are the text's own (the scrubber analyses normal form and maps find
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -121,10 +122,10 @@ class Person:
     has_surname: bool
 
 
-def _split(items: list[Token], kind: str) -> list[list[Token]]:
+def _split(items: list[Token], at: Callable[[Token], bool]) -> list[list[Token]]:
     parts: list[list[Token]] = [[]]
     for token in items:
-        if token.kind == kind or (kind == "connector" and _kind(token) == "connector"):
+        if at(token):
             parts.append([])
         else:
             parts[-1].append(token)
@@ -186,7 +187,7 @@ def _closes(opening: str, closing: str) -> bool:
 
 def person(items: list[Token]) -> Person | None:
     """One person's tokens (no connector) read as a name, in given-first or "Surname, Given" order, or None."""
-    parts = _split(items, "comma")
+    parts = _split(items, lambda token: token.kind == "comma")
     if not items or any(not part for part in parts):
         return None
     named = [part for part in parts if not all(t.kind == "word" and _kind(t) == "suffix" for t in part)]
@@ -264,7 +265,7 @@ def name_field_spans(text: str, common_words: frozenset[str] = frozenset(),
         items = items[:-1]
     if items and items[-1].text.endswith(".") and _kind(items[-1]) == "name":
         return []  # a full stop after a whole word at the end ends a sentence ("I will succeed.")
-    parts = _split(items, "connector")
+    parts = _split(items, lambda token: _kind(token) == "connector")
     if len(parts) > 2 or any(not part for part in parts):
         return []
     people = []

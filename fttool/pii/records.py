@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from itertools import islice
 
-from fttool.pii.evidence import MIN_SPREAD_CHARS, SPREAD_TYPES, one_type_across
+from fttool.pii.evidence import one_type_across, spreads
 from fttool.pii.scrubber import TextOutcome
 from fttool.pii.settings import PiiParams
 from fttool.pii.workers import Start, analysis
@@ -120,7 +120,7 @@ def _could_change(distinct: dict[str, TextOutcome]) -> bool:
     for text, outcome in distinct.items():
         for start, end, kind, _, _ in outcome.spans:
             value = text[start:end]
-            if kind in SPREAD_TYPES and len(value) >= MIN_SPREAD_CHARS:
+            if spreads(kind, value):
                 types.setdefault(value, set()).add(kind)
                 found_at.setdefault((text, value), set()).add(start)
     if any(len(kinds) > 1 for kinds in types.values()):

@@ -205,8 +205,7 @@ class Runner:
         cls = stage_class(spec.name)
         inputs = {name: sha256_path(self.run_dir / rel) for name, rel in spec.inputs.items()}
         keyed = cls.secret_digests(spec.params)
-        params = ({key: value for key, value in thaw(spec.params).items() if key not in cls.unkeyed_params}
-                  if cls.unkeyed_params else spec.params)
+        params = {key: value for key, value in thaw(spec.params).items() if key not in cls.unkeyed_params}
         return sha256_text(canonical_json({
             "stage": spec.name, "version": cls.version, "params": params,
             # Where outputs go is part of the key: a cached entry is materialised at its recorded paths.
