@@ -5,8 +5,13 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 READ_ONLY = stat.S_IRUSR
+
+
+class NotPrivate(Exception):
+    """A seal file, or its directory, that someone other than the operator could have written."""
 
 
 def write_private_json(path: Path, content: dict) -> None:
@@ -26,3 +31,13 @@ def only_yours(path: Path) -> bool:
     info = path.lstat()
     return (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)) and info.st_uid == os.getuid() \
         and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def read_private_json(path: Path) -> Any:
+    """The JSON in `path`, or None when there is no such file; NotPrivate when it or its directory is not only the
+    operator's to write (owner, mode or a link); OSError or ValueError when it cannot be read as JSON."""
+    if not path.exists() and not path.is_symlink():
+        return None
+    if not (only_yours(path) and only_yours(path.parent)):
+        raise NotPrivate(path)
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -18,12 +18,11 @@ their word. On resume the seal is authoritative:
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from fttool.pipeline.digest import sha256_file
 from fttool.pipeline.errors import RunError
-from fttool.pipeline.private_files import only_yours, write_private_json
+from fttool.pipeline.private_files import NotPrivate, read_private_json, write_private_json
 
 SEALS = "resume-seals"  # under the cache directory, one file per run directory
 
@@ -42,15 +41,15 @@ def write_seal(cache_dir: Path, run_dir: Path, stages: dict) -> None:
 def read_seal(cache_dir: Path, run_dir: Path) -> dict | None:
     """The sealed stage records of `run_dir`, or None when there is no seal; RunError for one fttool cannot trust."""
     path = seal_path(cache_dir, run_dir)
-    if not path.exists() and not path.is_symlink():
-        return None
-    if not (only_yours(path) and only_yours(path.parent)):
+    try:
+        sealed = read_private_json(path)
+        if sealed is None:
+            return None
+        stages = sealed["stages"] if sealed["run_dir"] == str(Path(run_dir).resolve()) else None
+    except NotPrivate:
         raise RunError(f"{path}: the seal of this run's finished stages is not a file that only you can write (owner, "
                        "mode or a link), so it cannot vouch for them; remove it (the finished stages then run again) "
-                       "or start a new run")
-    try:
-        sealed = json.loads(path.read_text(encoding="utf-8"))
-        stages = sealed["stages"] if sealed["run_dir"] == str(Path(run_dir).resolve()) else None
+                       "or start a new run") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RunError(f"{path}: the seal of this run's finished stages cannot be read ({exc}); remove it (the "
                        "finished stages then run again) or start a new run") from None

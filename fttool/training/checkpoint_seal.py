@@ -13,11 +13,10 @@ training from it or silently starting again.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from fttool.pipeline.digest import files_under, sha256_file
-from fttool.pipeline.private_files import only_yours, write_private_json
+from fttool.pipeline.private_files import NotPrivate, read_private_json, write_private_json
 from fttool.training.job import TrainJob
 
 CHECKPOINT_SEALS = "checkpoint-seals"  # under the stage cache, one file per checkpoint directory
@@ -45,16 +44,16 @@ def _digests(checkpoint: Path) -> dict[str, str]:
 
 def _read(job: TrainJob) -> dict[str, dict[str, str]] | None:
     path = job.checkpoint_seal
-    if not path.exists() and not path.is_symlink():
-        return None
-    if not (only_yours(path) and only_yours(path.parent)):
-        raise UnsealedCheckpoint(f"{path}: the seal of the training checkpoints is not a file that only you can "
-                                 f"write (owner, mode or a link); delete {job.checkpoint_dir} and the seal to train "
-                                 "from step 0")
     try:
-        sealed = json.loads(path.read_text(encoding="utf-8"))
+        sealed = read_private_json(path)
+        if sealed is None:
+            return None
         if sealed["checkpoint_dir"] == str(job.checkpoint_dir.resolve()):
             return sealed["checkpoints"]
+    except NotPrivate:
+        raise UnsealedCheckpoint(f"{path}: the seal of the training checkpoints is not a file that only you can "
+                                 f"write (owner, mode or a link); delete {job.checkpoint_dir} and the seal to train "
+                                 "from step 0") from None
     except (OSError, ValueError, KeyError, TypeError):
         pass
     raise UnsealedCheckpoint(f"{path}: not a seal of {job.checkpoint_dir} that fttool wrote; delete that directory "
