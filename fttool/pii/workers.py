@@ -61,10 +61,6 @@ def _start_worker(params_json: str, ner_engine: str) -> None:
         pass
 
 
-def _outcomes_in_worker(params_json: str, texts: list[str]) -> list[TextOutcome]:
-    return _worker_scrubber(params_json).outcomes(texts)
-
-
 def call_in_worker(params_json: str, function: Callable, *args):
     """function(the worker's scrubber, *args); `function` is named by its module, which the worker imports."""
     return function(_worker_scrubber(params_json), *args)
@@ -125,7 +121,7 @@ class WorkerAnalysis:
         return self.executor.submit(function, self.params_json, *args)
 
     def start(self, texts: list[str]) -> Callable[[], list[TextOutcome]]:
-        futures = [self.submit(_outcomes_in_worker, batch) for batch in _batches(texts)]
+        futures = [self.submit(call_in_worker, _outcomes_of, batch) for batch in _batches(texts)]
         return lambda: [outcome for future in futures for outcome in future.result()]
 
     def call(self, function: Callable, *args):
