@@ -18,6 +18,7 @@ findings are the same.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 LEMMA_COMPONENTS = ("attribute_ruler", "lemmatizer")
 TAGGING_COMPONENTS = ("tok2vec", "tagger")
@@ -116,6 +117,19 @@ def _artifacts_class():
     return DeferredLemmaArtifacts
 
 
+def _completion(tagging_components: list, lemma_components: list) -> Callable[[Any], None]:
+    """What tags and lemmatises a doc that has not been yet: the components defer_lemmas took out of the pipeline."""
+    def complete(doc) -> None:
+        if tagging_components and not doc.has_annotation("TAG"):
+            for component in tagging_components:
+                component(doc)
+        if not doc.has_annotation("POS"):
+            for component in lemma_components:
+                component(doc)
+
+    return complete
+
+
 def defer_lemmas(nlp_engine) -> None:
     """Make a presidio spaCy engine tag and lemmatise a doc only when its tags or lemmas are read; an engine of
     another kind (transformers), or a model without an attribute ruler and a lemmatizer, is left as it is."""
@@ -132,20 +146,12 @@ def defer_lemmas(nlp_engine) -> None:
         if tagging[language]:
             _add_tagging(nlp, needs_tags)
     artifacts_class = _artifacts_class()
+    completions = {language: _completion([nlp.get_pipe(name) for name in tagging[language]],
+                                         [nlp.get_pipe(name) for name in LEMMA_COMPONENTS])
+                   for language, nlp in models.items()}
 
     def artifacts(doc, language: str):
-        nlp = models[language]
-        tagging_components = [nlp.get_pipe(name) for name in tagging[language]]
-        lemma_components = [nlp.get_pipe(name) for name in LEMMA_COMPONENTS]
-
-        def complete(doc) -> None:
-            if tagging_components and not doc.has_annotation("TAG"):
-                for component in tagging_components:
-                    component(doc)
-            if not doc.has_annotation("POS"):
-                for component in lemma_components:
-                    component(doc)
-
+        complete = completions[language]
         entities, scores = nlp_engine._get_updated_entities(nlp_engine._get_entities(doc),
                                                             nlp_engine._get_scores_for_entities(doc))
         if any(span.label_ in POS_READ_AFTER for span in entities):
