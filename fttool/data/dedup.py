@@ -297,7 +297,8 @@ def prepare_batch(lines: list[str], wanted: _Wanted) -> _Prepared:
         prepared.band_hashes = band_hashes(prepared.signatures, wanted.bands, wanted.rows)
     if wanted.semantic:
         # Encoding is the costly part of semantic dedup, so the engine's workers (or Ray actors, each loading the
-        # encoder once) do it; only comparing with the records kept so far needs the sequential pass.
+        # encoder once) do it; only comparing with the records kept so far needs the sequential pass. The price: a
+        # record that exact or near dedup drops in that pass was encoded too.
         prepared.vectors = embed([_joined_text(record) for record in records])
     return prepared
 
