@@ -391,15 +391,21 @@ def pii() -> None:
 @click.option("--type", "entity", help="Only findings of this entity type, e.g. PERSON.")
 @click.option("-n", "count", type=click.IntRange(min=1), default=20, show_default=True, help="How many to print.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draw.")
-def pii_sample(run_dir: Path, entity: str | None, count: int, seed: int) -> None:
-    """Print a sample of findings: record id, field, type, score, recognizer, and the context with values masked."""
+@click.option("--residual", is_flag=True,
+              help="Only what the second scan found still in the scrubbed text: the report's residual count.")
+def pii_sample(run_dir: Path, entity: str | None, count: int, seed: int, residual: bool) -> None:
+    """Print a sample of findings: record id, field, type, score, recognizer, and the context with values masked.
+
+    A residual's context is the scrubbed text, as written to the prepared data.
+    """
     from fttool.pii.findings import line, sample
 
     try:
-        chosen, total = sample(run_dir, entity, count, seed)
+        chosen, total = sample(run_dir, entity, count, seed, residual)
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"{len(chosen)} of {total} findings{' of type ' + entity if entity else ''}")
+    kind = "residual findings" if residual else "findings"
+    click.echo(f"{len(chosen)} of {total} {kind}{' of type ' + entity if entity else ''}")
     for finding in chosen:
         click.echo(line(finding))
 

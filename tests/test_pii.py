@@ -157,7 +157,8 @@ def test_residual_counts_only_text_the_anonymizer_did_not_write():
                RecognizerResult("PERSON", 1, 7, 0.85),  # inside a placeholder
                RecognizerResult("EMAIL_ADDRESS", 24, 39, 1.0),  # exactly a placeholder
                RecognizerResult("PHONE_NUMBER", 49, 57, 0.6)]  # digits a partial mask left standing
-    assert scrubber._residual(anonymised, results) == Counter({"PERSON": 1, "PHONE_NUMBER": 1})
+    left = scrubber._residual(anonymised, results)
+    assert Counter(r.entity_type for r in left) == Counter({"PERSON": 1, "PHONE_NUMBER": 1})
 
 
 def test_runs_offline_and_quietly(run_stage, monkeypatch, capfd, caplog, tmp_path):
@@ -334,11 +335,25 @@ def test_interface_words_are_not_names_but_names_still_are(run_stage):
 
 # -- strict and drop ---------------------------------------------------------------------------
 def test_strict_fails_on_residual_pii_naming_counts_not_values(run_stage):
+    from click.testing import CliRunner
+
+    from fttool.cli import cli
+
     partial_mask = {**PARAMS, "operators": {"PHONE_NUMBER": {"type": "mask", "chars_to_mask": 3}}}
     result, outputs = run_stage("pii", partial_mask, {"train": [CALL_OFFICE], "validation": [], "test": []})
     assert next(read_jsonl(outputs["train"]))["instruction"] == "Call the office at ***555-123-4567 about the refund."
     assert result.summary["residual"] == {"PHONE_NUMBER": 1} and result.summary["strict"] is False
-    with pytest.raises(scrubber.PiiResidualError, match=r"\(PHONE_NUMBER 1\)") as info:
+    # The data owner can find it: the findings file marks it, in the scrubbed text's context, its digits masked.
+    findings = [json.loads(line) for line in outputs["findings"].read_text(encoding="utf-8").splitlines()]
+    [left] = [f for f in findings if f["residual"]]
+    assert left["type"] == "PHONE_NUMBER" and left["field"] == "instruction" and left["recognizer"]
+    assert left["context"] == "Call the office at ***<PHONE_NUMBER> about the refund."
+    shown = CliRunner().invoke(cli, ["pii", "sample", str(outputs["findings"].parent.parent), "--residual"])
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.splitlines()[0] == "1 of 1 residual findings"
+    assert "PHONE_NUMBER" in shown.output and "left in the scrubbed text" in shown.output
+    with pytest.raises(scrubber.PiiResidualError, match=r"\(PHONE_NUMBER 1; where: `fttool pii sample .* --residual`\)"
+                       ) as info:
         run_stage("pii", {**partial_mask, "strict": True}, {"train": [CALL_OFFICE], "validation": [], "test": []})
     assert "555" not in str(info.value)
 
@@ -697,8 +712,9 @@ def test_findings_file_masks_values_and_pii_sample_prints_it(run_stage, tmp_path
 
     result, outputs = run_stage("pii", PARAMS, SPLITS)
     findings = [json.loads(line) for line in outputs["findings"].read_text(encoding="utf-8").splitlines()]
-    assert sum(1 for f in findings if f["type"] == "PERSON") == result.summary["entities"]["PERSON"]
-    assert {"record", "field", "type", "score", "recognizer", "context"} == set(findings[0])
+    assert sum(1 for f in findings if f["type"] == "PERSON" and not f["residual"]) == \
+        result.summary["entities"]["PERSON"]
+    assert {"record", "field", "type", "score", "recognizer", "residual", "context"} == set(findings[0])
     for value in PLANTED:
         assert value not in outputs["findings"].read_text(encoding="utf-8")
     run_dir = outputs["findings"].parent.parent

@@ -22,6 +22,8 @@ NETWORK_REFERENCE = re.compile(r"""(?:src|href|action|srcset)\s*=\s*["']?\s*(?:h
 def test_reports_match_the_schema(build):
     validate_report(build())
 
+RESIDUAL_REASON = "1 personal data findings remain after scrubbing (`fttool pii sample RUN_DIR --residual` shows where)"
+
 
 def test_schema_is_valid_json_schema():
     from jsonschema import Draft202012Validator
@@ -234,7 +236,7 @@ def test_the_verdict_passes_only_when_nothing_needs_a_reviewers_attention():
     assert full.status == "fail"
     assert [(r.status, r.section) for r in full.reasons] == [
         ("fail", "pii"), ("warn", "training"), ("warn", "data"), ("warn", "bias"), ("warn", "policy")]
-    assert full.reasons[0].text == "1 personal data findings remain after scrubbing"
+    assert full.reasons[0].text == RESIDUAL_REASON
 
 
 @pytest.mark.parametrize("change, status, section, text", [
@@ -263,10 +265,10 @@ def test_the_page_and_the_summary_open_with_the_verdict_each_reason_linked_to_it
     html, markdown = render_html(report), render_markdown(report)
     assert html.index('id="verdict"') < html.index("<th>Run id</th>")
     assert "<strong>Verdict: FAIL</strong>" in html
-    assert '<a href="#pii">1 personal data findings remain after scrubbing</a>' in html
+    assert f'<a href="#pii">{RESIDUAL_REASON}</a>' in html
     assert '<a href="#bias">the representation audit warns</a>' in html
     assert markdown.splitlines()[4] == "**Verdict: FAIL**"
-    assert "- fail: [1 personal data findings remain after scrubbing](report.html#pii)" in markdown
+    assert f"- fail: [{RESIDUAL_REASON}](report.html#pii)" in markdown
 
 
 def test_the_demo_banner_quotes_the_model_note_as_a_sentence():

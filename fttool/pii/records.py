@@ -206,10 +206,12 @@ class Tally:
             outcome = resolved[text] if text in resolved else outcomes.of(text)
             self.fields_scanned.add(field_name(path))
             if self.on_finding:
-                for finding in outcome.findings:
+                # A residual's context is the scrubbed text's: what is written, with the value left in it masked.
+                for finding, residual in [*((f, False) for f in outcome.findings),
+                                          *((f, True) for f in outcome.residual_findings)]:
                     self.on_finding({"record": record["id"], "field": path, "type": finding.entity,
                                      "score": finding.score, "recognizer": finding.recognizer,
-                                     "context": finding.context})
+                                     "residual": residual, "context": finding.context})
             if outcome.found:
                 found_any = True
                 self.entities.update(outcome.found)

@@ -90,6 +90,8 @@ class TextOutcome:
     findings: tuple[Finding, ...] = ()
     # (start, end, type, score, recognizer) of each finding anonymised: where a record's resolution starts from
     spans: tuple[tuple[int, int, str, float, str], ...] = ()
+    # What the second scan found in the scrubbed text, its context taken from that text: one per `residual` count
+    residual_findings: tuple[Finding, ...] = ()
 
 
 NOTHING_FOUND = TextOutcome(None, Counter(), Counter())  # shared by the many texts without findings
@@ -291,8 +293,14 @@ class TextScrubber:
         found_in = dict(zip(snippets, self._analyse(snippets)))
         rescanned = {text: [_shifted(r, start) for start, end in spans for r in found_in[text[start:end]]]
                      for text, spans in windows.items()}
-        return [TextOutcome(a.text, _types(a), _residual(a, rescanned[a.text]), found, kept) if a else NOTHING_FOUND
-                for a, found, kept in zip(anonymised, findings, spans)]
+        outcomes = []
+        for a, found, kept in zip(anonymised, findings, spans):
+            if not a:
+                outcomes.append(NOTHING_FOUND)
+                continue
+            left = _findings(a.text, _residual(a, rescanned[a.text]))
+            outcomes.append(TextOutcome(a.text, _types(a), Counter(f.entity for f in left), found, kept, left))
+        return outcomes
 
     def _analyse(self, texts: list[str]) -> list[list]:
         """Each text's findings, at the original text's offsets: analysed in normal form (fttool.pii.normalise),
@@ -352,19 +360,19 @@ def _windows(anonymised) -> list[tuple[int, int]]:
 def _shifted(result, offset: int):
     from presidio_analyzer import RecognizerResult
 
-    return RecognizerResult(result.entity_type, result.start + offset, result.end + offset, result.score)
+    return RecognizerResult(result.entity_type, result.start + offset, result.end + offset, result.score,
+                            recognition_metadata=result.recognition_metadata)
 
 
 def _types(anonymised) -> Counter:
     return Counter(item.entity_type for item in anonymised.items)
 
 
-def _residual(anonymised, results: list) -> Counter:
+def _residual(anonymised, results: list) -> list:
     """Findings in scrubbed text that cover a letter or digit the anonymizer did not write.
 
     Characters a mask leaves standing are the original's, so only replacements and pseudonyms count as written.
     """
     scrubbed = anonymised.text
     written = {i for item in anonymised.items if item.operator != "mask" for i in range(item.start, item.end)}
-    return Counter(r.entity_type for r in results
-                   if any(scrubbed[i].isalnum() and i not in written for i in range(r.start, r.end)))
+    return [r for r in results if any(scrubbed[i].isalnum() and i not in written for i in range(r.start, r.end))]

@@ -90,7 +90,8 @@ def _pii(report: dict) -> list[Reason]:
                                     "absent or disabled)")]
     residual = pii.get("residual_total")
     if pii.get("action") != "drop" and is_number(residual) and residual > 0:
-        return [Reason(FAIL, "pii", f"{fmt(residual)} personal data findings remain after scrubbing")]
+        return [Reason(FAIL, "pii", f"{fmt(residual)} personal data findings remain after scrubbing "
+                                    "(`fttool pii sample RUN_DIR --residual` shows where)")]
     return []
 
 

@@ -53,7 +53,7 @@ def _summary(params: PiiParams, tally: Tally) -> dict:
 
 class PiiStage(Stage):
     name = "pii"
-    version = 4
+    version = 5
     reads = SPLITS
     writes = SPLITS
     # For the data owner, outside the shareable report: where each finding is, with the value masked.
@@ -89,8 +89,9 @@ class PiiStage(Stage):
                     write_jsonl(ctx.outputs[split], ctx.progress(scrubbed, total=counts[split], desc=f"pii {split}"))
         if params.strict and tally.residual:
             raise PiiResidualError(
-                f"pii.strict: a second scan still finds PII in scrubbed text ({_counts_text(tally.residual)}); "
-                "add recognizers or change operators so that nothing is left, or use action: drop")
+                f"pii.strict: a second scan still finds PII in scrubbed text ({_counts_text(tally.residual)}; "
+                f"where: `fttool pii sample {ctx.run_dir} --residual`); add recognizers or change operators so that "
+                "nothing is left, or use action: drop")
         return StageResult(summary={**_summary(params, tally), "ner": ner_summary(params, ctx.recipe_dir)},
                            removed={"pii_detected": tally.dropped} if tally.drops else {})
 
