@@ -217,6 +217,93 @@ def name_residual(system: str, people: list[tuple[str, list[str]]], companies: l
             "companies": len(companies), "companies_with_person": round(as_people / len(companies), 3)}
 
 
+# pyap's tests for these countries, read with `ast` (never imported or run): their full addresses (positive and
+# negative) and, for GB only, its street lines (CA's test file says its full_street cases are meaningless).
+PYAP_TESTS = {"GB": ("test_parser_gb.py", "test_full_address", "test_full_street"),
+              "CA": ("test_parser_ca.py", "test_full_address_positive", None)}
+# Country names that close some of pyap's addresses: not scored as words of the address.
+COUNTRY_WORDS = {"uk", "england", "great", "britain", "united", "kingdom", "canada"}
+PYAP_SENTENCE = "Please send it to {}."
+
+
+def _parametrized_cases(path: Path, test: str) -> list[tuple[str, bool]]:
+    """The (input, expected) list of one test function's @pytest.mark.parametrize, read with ast.literal_eval."""
+    import ast
+
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.FunctionDef) and node.name == test:
+            [decorator] = [d for d in node.decorator_list if isinstance(d, ast.Call)
+                           and ast.unparse(d.func) == "pytest.mark.parametrize"]
+            return ast.literal_eval(decorator.args[1])
+    raise SystemExit(f"{path}: no test function {test!r}; expected pyap's tests at the commits of docs/benchmarks.md")
+
+
+def _distinct(texts) -> list[str]:
+    return list(dict.fromkeys(text.strip() for text in texts))
+
+
+def pyap_addresses(directory: Path) -> dict[str, dict[str, list[str]]]:
+    """Per country, pyap's full addresses ('positive', 'negative') and street lines ('streets'), stripped, each
+    once (CA's list repeats four addresses)."""
+    cases = {}
+    for country, (file, full_address, full_street) in PYAP_TESTS.items():
+        addresses = _parametrized_cases(directory / file, full_address)
+        streets = _parametrized_cases(directory / file, full_street) if full_street else []
+        cases[country] = {"positive": _distinct(text for text, expected in addresses if expected),
+                          "negative": _distinct(text for text, expected in addresses if not expected),
+                          "streets": _distinct(text for text, expected in streets if expected)}
+    return cases
+
+
+def _street_line(address: str) -> str | None:
+    """The address's first number (with a range or unit before it: "202-121", "200 - 5050") and the two words after
+    it, a stand-in for "number and street name" ("12991 Keele Street", "40, Rue Ruskin"); None without a number."""
+    import regex
+
+    match = regex.search(r"\d[\p{L}\d]*(?:\s*-\s*\d[\p{L}\d]*)?,?(?:\s+[\p{L}\d][\p{L}\d.'-]*){2}", address)
+    return match.group(0).rstrip(".,") if match else None
+
+
+def _left(value: str, out: str) -> bool:
+    import regex
+
+    return bool(regex.search(rf"(?<!\w){regex.escape(value)}(?!\w)", out))
+
+
+def address_residual(scrub, wrap: str, cases: dict[str, list[str]]) -> dict:
+    """One country's addresses scrubbed as `wrap` has them: the share of the positives' words (letter and digit
+    runs, less country names) left whole in the output, of their street lines left whole, of the street lines of
+    pyap's full_street cases left whole, and how many negatives were given a STREET_ADDRESS placeholder."""
+    import regex
+
+    positives, negatives, streets = cases["positive"], cases["negative"], cases["streets"]
+    scrubbed, _ = scrub([wrap.format(text) for text in positives + negatives + streets])
+    outs, negative_outs = scrubbed[:len(positives)], scrubbed[len(positives):len(positives) + len(negatives)]
+    words = [(word, out) for text, out in zip(positives, outs) for word in regex.findall(r"[\p{L}\d]+", text)
+             if word.lower() not in COUNTRY_WORDS]
+    lines = [(line, out) for line, out in ((_street_line(text), out) for text, out in zip(positives, outs)) if line]
+    row = {"addresses": len(positives), "words": len(words),
+           "word_residual": round(sum(_left(word, out) for word, out in words) / len(words), 3),
+           "street_lines": len(lines),
+           "street_line_residual": round(sum(_left(line, out) for line, out in lines) / len(lines), 3)}
+    if streets:
+        street_outs = scrubbed[len(positives) + len(negatives):]
+        row.update(full_streets=len(streets), full_street_residual=round(
+            sum(_left(street, out) for street, out in zip(streets, street_outs)) / len(streets), 3))
+    if negatives:
+        row.update(negatives=len(negatives),
+                   negatives_with_street_address=sum("STREET_ADDRESS" in out for out in negative_outs))
+    return row
+
+
+def pyap_residual(system: str, directory: Path) -> dict:
+    """Per country, pyap's cases scrubbed each as a text of its own and inside PYAP_SENTENCE."""
+    scrub, cases = _scrubber(system), pyap_addresses(directory)
+    return {country: {"alone": address_residual(scrub, "{}", country_cases),
+                      "in_sentence": address_residual(scrub, PYAP_SENTENCE, country_cases)}
+            for country, country_cases in cases.items()}
+
+
 def example_phones() -> list[tuple[str, str]]:
     """(text, number): libphonenumber's example fixed-line and mobile number of every region it knows, in its
     international and national formats, after "Phone: "."""
@@ -317,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probablepeople-sdist", type=Path, metavar="TAR_GZ",
                         help="probablepeople's sdist (pip download --no-deps --no-binary :all: --no-build-isolation "
                              "probablepeople==0.5.6): score its hand-labelled person and company names")
+    parser.add_argument("--pyap-tests", type=Path, metavar="DIR",
+                        help="a directory holding pyap's tests/test_parser_gb.py (commit 0394211) and "
+                             "tests/test_parser_ca.py (commit fb8461a), e.g. from a git clone of "
+                             "github.com/vladimarius/pyap: score its British and Canadian addresses")
     parser.add_argument("--example-phones", action="store_true",
                         help="score libphonenumber's example numbers of every region (international and national)")
     parser.add_argument("--runs", type=int, default=3)
@@ -358,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.probablepeople_sdist:
             out.setdefault("probablepeople_names", {})[system] = name_residual(
                 system, *probablepeople_names(args.probablepeople_sdist))
+        if args.pyap_tests:
+            out.setdefault("pyap_addresses", {})[system] = pyap_residual(system, args.pyap_tests)
         if args.example_phones:
             out.setdefault("libphonenumber_examples", {})[system] = residual_share(system, example_phones())
     if args.speed:
