@@ -56,3 +56,32 @@ def test_a_sentence_led_by_an_international_given_name_loses_the_name(scrub):
 def test_ordinary_capitalised_words_stay(scrub):
     texts = ("Cloud storage is cheap.", "Peace returned to the valley.", "Open Settings and tap Close.")
     assert scrub(*texts) == list(texts)
+
+
+def test_the_places_between_a_street_and_its_postcode_on_one_line_are_replaced(scrub):
+    # Royal Mail's and Canada Post's order written on one line: street, locality, post town (province), postcode.
+    british, canadian = scrub("Send the parcel to 14 Orchard Lane, Kingsbridge, Devon TQ7 1AB today.",
+                              "Our office is at 2150 Maple Crescent, Sherbrooke (Québec) J1H 2K7 since May.")
+    assert not any(value in british for value in ("Orchard", "Kingsbridge", "Devon", "TQ7"))
+    assert not any(value in canadian for value in ("Maple", "Sherbrooke", "Québec", "J1H"))
+    assert british.endswith(" today.") and canadian.endswith(" since May.")
+
+
+def test_a_direction_that_starts_the_next_line_belongs_to_that_line(scrub):
+    # "East Bergholt" is the block's next line, not a post-directional of the street above it.
+    [out] = scrub("Deliver to:\n8 Elm Road\nEast Bergholt\nCO7 6TQ\n\nThanks!")
+    assert "Bergholt" not in out and "Elm Road" not in out and out.endswith("\n\nThanks!")
+
+
+def test_canada_posts_units_post_office_boxes_and_lettered_numbered_streets(scrub):
+    units, boxes, numbered = scrub("Write to 880, boul. Laurier, bureau 1200 next week.",
+                                   "Cheques go to PO Box 4471 or to Case postale 318, never elsewhere.",
+                                   "The depot at 14952 121A ST NW and 104-18663 Fraser Hwy are closed.")
+    assert "Laurier" not in units and "1200" not in units
+    assert "4471" not in boxes and "318" not in boxes
+    assert "121A" not in numbered and "18663" not in numbered
+
+
+def test_counts_and_monitors_are_not_numbered_streets(scrub):
+    texts = ("Buy 2 100 ct packs of wipes.", "She kept 3 old CRT monitors in the shed.")
+    assert scrub(*texts) == list(texts)

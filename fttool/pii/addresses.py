@@ -6,11 +6,13 @@ on a lexicon of street-type words in the languages of those forms:
 - number first (US, UK, CA, AU, FR): "1755 Nelson Mandela Drive", "8 Wressle Road", "107 Rue Abdelaziz Thâalbi";
 - name first, number after (DE, NL, CH, AT, Nordic, CZ, PL, HU, ES, IT, PT): "Nassaustraat 123", "Ziegelgasse 26",
   "Calle Mayor 5", "Via Roma 10";
-- a unit ("Apt. 018", "Suite 446", "Flat 2") after a street, alone after an address word, or on a line of its own;
+- a unit ("Apt. 018", "Suite 446", "Flat 2", Canada Post's "Bureau 1105") after a street, alone after an address
+  word, or on a line of its own; a post office box ("PO Box 472", Canada Post's "Case postale 710", "C.P. 500");
 - postcodes: UK and Canadian forms outright, a US ZIP (+4) only beside a state code or an address word;
 - anything after "address:" or "lives at/on" up to the end of its line ("IP address:", "e-mail address:" and other
   addresses that are not a place excepted: their own recognizers type them);
-- the short lines right after a street line that hold a unit, a place or a postcode (`address_blocks`).
+- the short lines right after a street line that hold a unit, a place or a postcode, and the capitalised place
+  names between a street and the UK or Canadian postcode that closes it on the same line (`address_blocks`).
 Matching is case-insensitive (texts in lower case are common), so the street word carries the evidence.
 """
 from __future__ import annotations
@@ -32,7 +34,7 @@ NUMBERED_ROADS = r"(?:state\s+|us\s+|county\s+|old\s+state\s+)?(?:route|rte|rt|h
 STREET_WORDS_BEFORE_NAME = (
     "rue", "avenue", "boulevard", "chemin", "allée", "impasse", "quai", "place", "calle", "avenida", "paseo",
     "plaza", "carrer", "via", "viale", "piazza", "corso", "largo", "rua", "praça", "travessa", "ulica", "ul",
-    "aleja", "al", "plac", "náměstí", "nám",
+    "aleja", "al", "plac", "náměstí", "nám", "boul",  # Canada Post's abbreviation of boulevard
 )
 # Suffixes of one-word street names (German, Dutch, Nordic, Czech, Hungarian, Polish, ...): "Auerstrasse".
 STREET_SUFFIXES = (
@@ -45,15 +47,24 @@ _WORD = r"[\p{L}][\p{L}'’.-]*"
 # Words that do not stand inside a street name: "12 points in the park", "3 miles to the road".
 _NOT_NAME = (r"(?!(?:the|a|an|to|in|on|of|for|and|or|at|by|from|with|into|down|up|across|along|past|miles?|km|"
              r"kilometers?|kilometres?|blocks?|minutes?|hours?|times?|points?|goals?|steps?|feet|yards?|meters?)\b)")
-_NAME_WORD = rf"{_NOT_NAME}(?:\d{{1,3}}(?:st|nd|rd|th)\b|{_WORD})"  # "5th Ave", "42ND CT"
-_NUMBER = r"\d{1,5}[a-z]?(?:[-/]\d{1,4}[a-z]?)?"
-_UNIT = r"(?:,?\s+(?:apt|apartment|suite|ste|unit|flat|fl|floor|room|#)\.?\s*#?(?:\d{1,5}[a-z]?|[a-z]\d{0,4})\b)?"
-_AFTER = rf"(?:\s+{DIRECTIONS}\b\.?)?"  # "16th St NW", "Terrace North"
+# "5th Ave", "42ND CT", and numbered streets with a letter as Canada Post writes them: "14952 121A ST" (not a bare
+# number: "2 100 ct" is a count)
+_NAME_WORD = rf"{_NOT_NAME}(?:\d{{1,3}}(?:st|nd|rd|th|[a-z])\b|{_WORD})"
+# A civic number, with a range or, Canada Post's form, the unit before it: "185-187", "104-18663"
+_NUMBER = r"\d{1,5}[a-z]?(?:[-/]\d{1,5}[a-z]?)?"
+# Unit designators: USPS Publication 28's and Canada Post's, English and French (bureau, unité, app.)
+_UNIT = (r"(?:,?\s+(?:apt|apartment|app|appartement|suite|ste|unit|unité|bureau|flat|fl|floor|room|#)\.?\s*#?"
+         r"(?:\d{1,5}[a-z]?|[a-z]\d{0,4})\b)?")
+# "16th St NW", "Terrace North": on the street's own line; a line that starts with a direction is a place
+# ("East Finchley", "North York"), the block's next line.
+_AFTER = rf"(?:[^\S\n]+{DIRECTIONS}\b\.?)?"
 _CAPITALISED = sorted(STREET_WORDS_CAPITALISED + tuple(word.upper() for word in STREET_WORDS_CAPITALISED),
                      key=len, reverse=True)
 _STREET_WORD = "|".join(sorted(STREET_WORDS, key=len, reverse=True)) + "|(?-i:" + "|".join(_CAPITALISED) + ")"
 _BEFORE_NAME = "|".join(sorted(STREET_WORDS_BEFORE_NAME, key=len, reverse=True))
 _SUFFIX = "|".join(sorted(STREET_SUFFIXES, key=len, reverse=True))
+UK_POSTCODE = r"[a-z]{1,2}\d[a-z\d]?\s+\d[abd-hjlnp-uw-z]{2}"
+CANADIAN_POSTCODE = r"[abceghj-nprstvxy]\d[abceghj-nprstv-z]\s?\d[abceghj-nprstv-z]\d"
 ADDRESS_CONTEXT = ["address", "addresses", "lives", "live", "living", "located", "street", "ship", "deliver",
                    "delivery", "billing", "shipping", "mail", "post", "zip", "postcode", "postal", "return"]
 
@@ -74,8 +85,11 @@ ADDRESS_PATTERNS = (
     # A line that holds nothing but a unit is the secondary line of an address block (USPS Publication 28's
     # designators); the lines after it continue the block. Not "unit" or "room": "Unit 3" heads a chapter.
     ("unit line", r"(?<=^[^\S\n]*)(?:apt|apartment|suite|ste|flat)\.?[^\S\n]*#?\d{1,5}[a-z]?(?=[^\S\n]*$)", 0.5),
-    ("uk postcode", r"\b[a-z]{1,2}\d[a-z\d]?\s+\d[abd-hjlnp-uw-z]{2}\b", 0.4),
-    ("canadian postcode", r"\b[abceghj-nprstvxy]\d[abceghj-nprstv-z]\s?\d[abceghj-nprstv-z]\d\b", 0.4),
+    # USPS Publication 28's and Canada Post's forms (PO BOX, CASE POSTALE, CP).
+    ("post office box", r"\b(?:p\.?[^\S\n]?o\.?[^\S\n]?box|post[^\S\n]+office[^\S\n]+box|case[^\S\n]+postale|c\.p\.)"
+                        r"[^\S\n]*#?\d{1,6}\b", 0.5),
+    ("uk postcode", rf"\b{UK_POSTCODE}\b", 0.4),
+    ("canadian postcode", rf"\b{CANADIAN_POSTCODE}\b", 0.4),
     ("us zip", r"(?<=\b[a-z]{2},?\s)\d{5}(?:-\d{4})?\b|\b\d{5}(?:-\d{4})?\b", 0.1),
     ("introduced address",
      r"(?<=\b(?:(?<!\b(?:ip|ipv[46]|mac|e-?mail|web|website|internet|wallet|server|memory|network|hardware|url)\s)"
@@ -88,11 +102,17 @@ ADDRESS_PATTERNS = (
 # A line that continues an address block: a unit, a place, a postcode; short, and no sentence or label in it.
 CONTINUATION = r"[^\S\n]*(?:[\p{L}\d][\p{L}\d .,'’()#-]{0,38})[^\S\n]*"
 MAX_CONTINUATION_LINES = 4
+# Written on one line, a UK or Canadian address runs street, locality, post town (province), postcode (Royal Mail's
+# and Canada Post's order): up to five capitalised words between a street and the postcode that closes it.
+_PLACE_WORD = r"\(?\p{Lu}[\p{L}'’.-]*\)?"
+LOCALITY = (rf"[^\S\n]*,?[^\S\n]*({_PLACE_WORD}(?:,?[^\S\n]+{_PLACE_WORD}){{0,4}}),?[^\S\n]+"
+            rf"(?=(?i:{UK_POSTCODE}|{CANADIAN_POSTCODE})\b)")
 
 
 def address_blocks(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """For each street-address span, the continuation lines after it: up to four short lines (one blank line may
-    come between) with no colon, question or sentence end, as in a letter's or a form's address block.
+    """For each street-address span, the place names after it on its line up to a UK or Canadian postcode
+    (LOCALITY), and the continuation lines after it: up to four short lines (one blank line may come between) with
+    no colon, question or sentence end, as in a letter's or a form's address block.
 
     Each line is a span of its own, without its indent: a line that another finding overlaps (a country the NER
     calls a place, before its postcode) then loses only that part when the anonymizer resolves the overlap, where
@@ -100,8 +120,13 @@ def address_blocks(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, i
     import regex
 
     line = regex.compile(rf"\n(?:[^\S\n]*\n)?({CONTINUATION})(?=\n|$)")
+    locality = regex.compile(LOCALITY)
     lines = []
     for _, end in spans:
+        place = locality.match(text, end)
+        if place:
+            lines.append(place.span(1))
+            end = place.end(1)
         position = text.find("\n", end)
         if position < 0 or text[end:position].strip(" ,.") != "" and len(text[end:position]) > 40:
             continue
