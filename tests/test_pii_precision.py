@@ -172,3 +172,38 @@ def test_a_finding_keeps_its_own_type_when_another_pattern_reads_more_around_it(
     # A phone pattern that also took the SSN's parentheses, or an "address:" label before an IP address, lost the
     # better-typed finding to the wider span.
     assert scrub(text)[0] == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("As an AI language model, I cannot browse the web.", "As an AI language model, I cannot browse the web."),
+    ("AI is changing healthcare, and the EU regulates it.", "AI is changing healthcare, and the EU regulates it."),
+    # Abbreviations WordNet knows as places, and places written out, are still places.
+    ("She moved to a US city last year.", "She moved to a <LOCATION> city last year."),
+    ("He drove from Boston to Denver.", "He drove from <LOCATION> to <LOCATION>."),
+])
+def test_abbreviations_that_are_no_place_stay(scrub, text, expected):
+    # The small spaCy model tags every "AI" as a place.
+    assert scrub(text)[0] == expected
+
+
+def test_the_abbreviation_list_holds_no_place_wordnet_knows():
+    from fttool.pii.recognizers import abbreviations_not_places
+
+    listed = abbreviations_not_places()
+    assert {"AI", "EU", "IT", "CEO"} <= listed and not {"US", "UK", "USA", "NY", "CA", "AB", "NT"} & listed
+
+
+@pytest.mark.parametrize("text", [
+    "The birth date in YYYY-MM-DD format",
+    "The start time of the event in format HH:MM",
+])
+def test_date_and_time_formats_keep_their_fields(scrub, text):
+    assert scrub(text)[0] == text
+
+
+def test_date_time_format_fields():
+    from fttool.pii.evidence import in_date_time_format
+
+    assert in_date_time_format("in YYYY-MM-DD format", 8, 10)  # MM
+    assert not in_date_time_format("Washington, D.C. is busy.", 12, 16)  # single letters are no format
+    assert not in_date_time_format("MM is here", 0, 2)  # a field alone is no format

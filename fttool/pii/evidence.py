@@ -3,6 +3,8 @@
 Applied to the findings in a text, in this order:
 - arithmetic and money argue against a number being a phone, card or SSN: a match inside a calculator annotation
   (GSM8K's `<<48/2=24>>`), next to an operator or `=`, or right after a currency sign is dropped;
+- a date or time format ("YYYY-MM-DD", "HH:MM") argues against a name or place inside it: the small spaCy model
+  reads "MM" (Myanmar's country code) and "YYYY" as places, which broke the formats of tool schemas;
 - structured types are validated: a phone must be a possible number in some region (fttool.pii.phones), an SSN must
   follow the SSA's rules (area not 000, 666 or 9xx; group not 00; serial not 0000), a card number must be one a
   network issues, written in its print grouping (fttool.pii.cards), and an e-mail address at a reserved name
@@ -32,6 +34,10 @@ WORD_CHAR = re.compile(r"\w")
 # Types whose occurrences are spread to every other occurrence of the same string (a name, a place).
 SPREAD_TYPES = frozenset({"PERSON", "LOCATION", "STREET_ADDRESS"})
 MIN_SPREAD_CHARS = 3
+# Fields of a date or time format in ISO 8601's representation letters, two or more joined by a separator.
+_FORMAT_FIELD = r"(?:yyyy|yy|mm|dd|hh|ss)"
+DATE_TIME_FORMAT = re.compile(rf"(?i)(?<!\w){_FORMAT_FIELD}(?:[-/:.]{_FORMAT_FIELD})+(?!\w)")
+NER_TYPES = frozenset({"PERSON", "LOCATION"})
 
 
 def spreads(kind: str, value: str) -> bool:
@@ -100,7 +106,14 @@ def plausible(text: str, result) -> bool:
         return card_number_plausible(value)
     if kind == "EMAIL_ADDRESS":
         return not nobodys_address(value)
+    if kind in NER_TYPES:
+        return not in_date_time_format(text, result.start, result.end)
     return True
+
+
+def in_date_time_format(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] lies within a date or time format such as "YYYY-MM-DD" or "hh:mm:ss"."""
+    return any(match.start() <= start and end <= match.end() for match in DATE_TIME_FORMAT.finditer(text))
 
 
 def with_address_blocks(text: str, results: list) -> list:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from pathlib import Path
 
 import regex
 import tldextract
@@ -77,6 +79,17 @@ INTERFACE_WORDS = frozenset("""
 """.split())
 
 
+ABBREVIATIONS = Path(__file__).with_name("abbreviations.txt")
+
+
+@lru_cache(maxsize=1)
+def abbreviations_not_places() -> frozenset[str]:
+    """Abbreviations in capitals that WordNet knows, none of them as a place ("AI", "EU", "IT", "CEO"), which the
+    small spaCy models tag as places: built by bench/build_abbreviations.py."""
+    return frozenset(line for line in ABBREVIATIONS.read_text(encoding="utf-8").splitlines()
+                     if line and not line.startswith("#"))
+
+
 # Name evidence (fttool.pii.names): ORG spans and one-word places that read as names, and proper nouns led by a
 # given name, count as people. Measured against bench/pii_external.py --name-evidence-off (docs/benchmarks.md).
 NAME_EVIDENCE = True
@@ -87,12 +100,15 @@ MAX_LOWERCASE_TAG_CHARS = 3
 
 
 class PlausibleNameSpacyRecognizer(SpacyRecognizer):
-    """presidio's spaCy recognizer, without PERSON spans that read as interface words rather than names.
+    """presidio's spaCy recognizer, without PERSON spans that read as interface words rather than names, nor
+    places that are abbreviations WordNet knows only as something else.
 
     A PERSON span is dropped when every word in it is an interface word, or when the tagger reads none
     of its words as a proper noun (it then sees a common noun or a verb, such as "Settings" or "Tap").
     Fine-grained tags (NNP, NNPS) are used rather than coarse POS because they come from the tagger alone.
-    With a transformers NER model (pii.ner) its PERSON spans are not vetoed: the recipe chose that model's
+    A LOCATION that is, as a whole, one of `abbreviations_not_places` is dropped: the small models tag every
+    "AI" as a place, which cost LLM instruction data each "As an AI language model".
+    With a transformers NER model (pii.ner) its spans are not vetoed: the recipe chose that model's
     judgement over the small spaCy model's, whose tagger reads a sentence-initial "Grace" as a common noun.
     """
 
@@ -107,7 +123,10 @@ class PlausibleNameSpacyRecognizer(SpacyRecognizer):
         if self.veto_implausible:
             implausible = {(span.start_char, span.end_char) for span in nlp_artifacts.entities
                            if span.label_ == "PERSON" and not _plausible_name(span)}
-            results = [r for r in results if r.entity_type != "PERSON" or (r.start, r.end) not in implausible]
+            not_places = abbreviations_not_places()
+            results = [r for r in results
+                       if not (r.entity_type == "PERSON" and (r.start, r.end) in implausible
+                               or r.entity_type == "LOCATION" and text[r.start:r.end] in not_places)]
         if "PERSON" in entities and NAME_EVIDENCE:
             people = {(span.start_char, span.end_char) for span in nlp_artifacts.entities
                       if span.label_ == "LOCATION" and place_is_person(span)}

@@ -1,0 +1,71 @@
+"""Build fttool/pii/abbreviations.txt: abbreviations in capitals that WordNet knows, none of them as a place.
+
+spaCy's small English model tags "AI" as a place (GPE) wherever it stands ("As an AI language model", "AI is
+changing healthcare"), so LLM instruction data lost every "AI" to <LOCATION>. WordNet 3.0 (Debian's wordnet-base)
+files each noun sense under a lexicographer file; places are noun.location. Kept: every noun written in capitals
+(2 to 6 letters) none of whose senses is in noun.location: "AI" (artificial intelligence), "EU" (a group), "IT",
+"CEO", "TV". Abbreviations WordNet knows as places stay places ("US", "UK", "CA", "NY"), and so does any it does not
+know ("UAE", "NYC"): the NER is trusted there. Canada Post's province and territory symbols are places too, as every
+Canadian address writes them, although WordNet knows only other senses of some ("AB", "MB", "NB", "NT").
+
+    python bench/build_abbreviations.py
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from collections import defaultdict
+from pathlib import Path
+
+WORDNET = Path("/usr/share/wordnet")
+NOUN_LOCATION = "15"  # WordNet's lexicographer file noun.location
+OUTPUT = Path(__file__).resolve().parents[1] / "fttool" / "pii" / "abbreviations.txt"
+ABBREVIATION = re.compile(r"^[A-Z]{2,6}$")
+# Canada Post's two-letter symbols of the provinces and territories.
+CANADIAN_PROVINCES = frozenset("AB BC MB NB NL NS NT NU ON PE QC SK YT".split())
+
+
+def abbreviations(wordnet: Path) -> list[str]:
+    """The nouns WordNet writes in capitals, none of whose senses is a place."""
+    files: dict[str, set[str]] = defaultdict(set)
+    for line in (wordnet / "data.noun").read_text(encoding="latin-1").splitlines():
+        if line.startswith(" "):
+            continue  # the licence header
+        fields = line.split()
+        count = int(fields[3], 16)
+        for word in fields[4:4 + 2 * count:2]:
+            word = re.sub(r"\(.*\)$", "", word)
+            if ABBREVIATION.match(word):
+                files[word].add(fields[1])
+    return sorted(word for word, lexfiles in files.items()
+                  if NOUN_LOCATION not in lexfiles and word not in CANADIAN_PROVINCES)
+
+
+def licence(wordnet: Path) -> list[str]:
+    """WordNet's licence, as its data files open with it: it asks to appear on every copy of any part."""
+    lines = []
+    for line in (wordnet / "data.noun").read_text(encoding="latin-1").splitlines():
+        if not line.startswith(" "):
+            break
+        lines.append(line.strip().split(None, 1)[1].rstrip() if len(line.split()) > 1 else "")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--wordnet", type=Path, default=WORDNET)
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+    words = abbreviations(args.wordnet)
+    header = [
+        "# Abbreviations in capitals that WordNet 3.0 knows as nouns, none of them in its noun.location file; built by",
+        "# bench/build_abbreviations.py from WordNet 3.0's data.noun, under its licence:",
+        "#",
+    ] + [f"# {line}".rstrip() for line in licence(args.wordnet)]
+    args.output.write_text("\n".join(header + words) + "\n", encoding="utf-8")
+    print(f"{len(words)} abbreviations written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
