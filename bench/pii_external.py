@@ -11,7 +11,9 @@ Recall (`--recall`): ../shared/data/external/pii-labelled/generated_small.json (
 records). Its labels are mapped to presidio's names (ADDRESS -> STREET_ADDRESS); the score is the share of gold values
 still verbatim in the scrubbed text (so the one misaligned span, scored by value, counts like any other). Other
 projects' labelled sets, read inside their sdists: usaddress's street lines (`--usaddress-sdist`) and probablepeople's
-person and company names (`--probablepeople-sdist`: the share of name words left, and of companies given a PERSON).
+person and company names (`--probablepeople-sdist`: the share of name words left, and of companies given a PERSON);
+and pyap's British and Canadian test addresses (`--pyap-tests`, a directory of two files from its repository: the
+share of address words and street lines left, and the negatives given a STREET_ADDRESS).
 
 False positives (`--precision`): GSM8K (train and test) and the LLaMA-Factory demo sets hold no e-mail, phone, card,
 SSN, IP or IBAN; every placeholder of those types there is a false positive, reported per 1,000 records.
