@@ -53,7 +53,7 @@ def _summary(params: PiiParams, tally: Tally) -> dict:
 
 class PiiStage(Stage):
     name = "pii"
-    version = 5
+    version = 6  # 5: residuals in the findings file; 6: abbreviations and date formats are no places
     reads = SPLITS
     writes = SPLITS
     # For the data owner, outside the shareable report: where each finding is, with the value masked.
