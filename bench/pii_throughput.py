@@ -322,7 +322,7 @@ Data: {args.records} support records (chat and alpaca; {n_texts} text fields, {n
 a shared system prompt and common questions repeat), {with_pii} of them ({with_pii / args.records:.0%}) with
 {sum(map(len, planted))} planted values (names, e-mails, phones, cards, SSNs, IPs). Both sides use
 {params['nlp_model']}, entities {', '.join(params['entities'])}, score threshold {params['score_threshold']};
-(b) uses every schema default (workers {params.get('workers', 1)}).
+(b) uses every schema default (workers {params.get('workers') or 'the cores available: ' + str(os.cpu_count())}).
 
 One-time engine load (imports, model, registry, first call; each in a fresh process), not in the timed runs:
 (a) {loads['a']:.1f} s, (b) {loads['b']:.1f} s. When the stage starts worker processes, each loads its own engine inside
