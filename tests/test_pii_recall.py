@@ -85,3 +85,9 @@ def test_canada_posts_units_post_office_boxes_and_lettered_numbered_streets(scru
 def test_counts_and_monitors_are_not_numbered_streets(scrub):
     texts = ("Buy 2 100 ct packs of wipes.", "She kept 3 old CRT monitors in the shed.")
     assert scrub(*texts) == list(texts)
+
+
+def test_a_us_city_state_and_zip_after_a_street_on_its_line_are_replaced(scrub):
+    # As a tool's JSON writes it: no address word before the ZIP Code, which alone would be too weak to count.
+    [out] = scrub('{"name": "R&G Lounge", "location": "631 Kearny St, San Francisco, CA 94108"}')
+    assert out == '{"name": "R&G Lounge", "location": "<STREET_ADDRESS>, <STREET_ADDRESS>"}'

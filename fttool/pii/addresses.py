@@ -11,8 +11,9 @@ on a lexicon of street-type words in the languages of those forms:
 - postcodes: UK and Canadian forms outright, a US ZIP (+4) only beside a state code or an address word;
 - anything after "address:" or "lives at/on" up to the end of its line ("IP address:", "e-mail address:" and other
   addresses that are not a place excepted: their own recognizers type them);
-- the short lines right after a street line that hold a unit, a place or a postcode, and the capitalised place
-  names between a street and the UK or Canadian postcode that closes it on the same line (`address_blocks`).
+- the short lines right after a street line that hold a unit, a place or a postcode, and on the street's own line
+  the capitalised place names up to the UK or Canadian postcode that closes it, or through the US state and ZIP Code
+  that close it (`address_blocks`).
 Matching is case-insensitive (texts in lower case are common), so the street word carries the evidence.
 """
 from __future__ import annotations
@@ -107,12 +108,19 @@ MAX_CONTINUATION_LINES = 4
 _PLACE_WORD = r"\(?\p{Lu}[\p{L}'’.-]*\)?"
 LOCALITY = (rf"[^\S\n]*,?[^\S\n]*({_PLACE_WORD}(?:,?[^\S\n]+{_PLACE_WORD}){{0,4}}),?[^\S\n]+"
             rf"(?=(?i:{UK_POSTCODE}|{CANADIAN_POSTCODE})\b)")
+# USPS Publication 28's last line, written after the street on its line: city, state abbreviation, ZIP Code ("1600
+# Grant Street, Denver, CO 80203"). The ZIP goes with the place names: on its own it counts only beside an address word.
+US_STATES = ("AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC ND "
+             "OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY AS GU MP PR VI").split()
+US_LAST_LINE = (rf"[^\S\n]*,?[^\S\n]*((?:{_PLACE_WORD},?[^\S\n]+){{1,4}}(?:{'|'.join(US_STATES)}),?[^\S\n]+"
+                rf"\d{{5}}(?:-\d{{4}})?)(?!\w)")
 
 
 def address_blocks(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """For each street-address span, the place names after it on its line up to a UK or Canadian postcode
-    (LOCALITY), and the continuation lines after it: up to four short lines (one blank line may come between) with
-    no colon, question or sentence end, as in a letter's or a form's address block.
+    (LOCALITY) or through a US state and ZIP Code (US_LAST_LINE), and the continuation lines after it: up to four
+    short lines (one blank line may come between) with no colon, question or sentence end, as in a letter's or a
+    form's address block.
 
     Each line is a span of its own, without its indent: a line that another finding overlaps (a country the NER
     calls a place, before its postcode) then loses only that part when the anonymizer resolves the overlap, where
@@ -120,10 +128,10 @@ def address_blocks(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, i
     import regex
 
     line = regex.compile(rf"\n(?:[^\S\n]*\n)?({CONTINUATION})(?=\n|$)")
-    locality = regex.compile(LOCALITY)
+    locality, us_last_line = regex.compile(LOCALITY), regex.compile(US_LAST_LINE)
     lines = []
     for _, end in spans:
-        place = locality.match(text, end)
+        place = locality.match(text, end) or us_last_line.match(text, end)
         if place:
             lines.append(place.span(1))
             end = place.end(1)
