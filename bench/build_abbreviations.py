@@ -5,8 +5,11 @@ changing healthcare"), so LLM instruction data lost every "AI" to <LOCATION>. Wo
 files each noun sense under a lexicographer file; places are noun.location. Kept: every noun written in capitals
 (2 to 6 letters) none of whose senses is in noun.location: "AI" (artificial intelligence), "EU" (a group), "IT",
 "CEO", "TV". Abbreviations WordNet knows as places stay places ("US", "UK", "CA", "NY"), and so does any it does not
-know ("UAE", "NYC"): the NER is trusted there. Canada Post's province and territory symbols are places too, as every
-Canadian address writes them, although WordNet knows only other senses of some ("AB", "MB", "NB", "NT").
+know ("UAE", "NYC"): the NER is trusted there. The postal codes of states, provinces and territories are places too,
+as every address of their country writes them, although WordNet knows only other senses of some: USPS's (as
+fttool.pii.addresses.US_STATES has them: "MP"), Canada Post's ("AB", "MB", "NB", "NT") and Australia Post's ("NSW",
+"SA"). ISO 3166 country codes are not excluded: "AI" (Anguilla) is the word this list is for, and "IT", "SE" and
+"AU" are kept too; a country is rarely written as its code in running text.
 
     python bench/build_abbreviations.py
 """
@@ -21,8 +24,9 @@ WORDNET = Path("/usr/share/wordnet")
 NOUN_LOCATION = "15"  # WordNet's lexicographer file noun.location
 OUTPUT = Path(__file__).resolve().parents[1] / "fttool" / "pii" / "abbreviations.txt"
 ABBREVIATION = re.compile(r"^[A-Z]{2,6}$")
-# Canada Post's two-letter symbols of the provinces and territories.
+# Canada Post's symbols of the provinces and territories, and Australia Post's of the states and territories.
 CANADIAN_PROVINCES = frozenset("AB BC MB NB NL NS NT NU ON PE QC SK YT".split())
+AUSTRALIAN_STATES = frozenset("ACT NSW NT QLD SA TAS VIC WA".split())
 
 
 def abbreviations(wordnet: Path) -> list[str]:
@@ -37,8 +41,10 @@ def abbreviations(wordnet: Path) -> list[str]:
             word = re.sub(r"\(.*\)$", "", word)
             if ABBREVIATION.match(word):
                 files[word].add(fields[1])
-    return sorted(word for word, lexfiles in files.items()
-                  if NOUN_LOCATION not in lexfiles and word not in CANADIAN_PROVINCES)
+    from fttool.pii.addresses import US_STATES
+
+    postal = CANADIAN_PROVINCES | AUSTRALIAN_STATES | set(US_STATES)
+    return sorted(word for word, lexfiles in files.items() if NOUN_LOCATION not in lexfiles and word not in postal)
 
 
 def licence(wordnet: Path) -> list[str]:

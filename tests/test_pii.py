@@ -343,11 +343,12 @@ def test_strict_fails_on_residual_pii_naming_counts_not_values(run_stage):
     result, outputs = run_stage("pii", partial_mask, {"train": [CALL_OFFICE], "validation": [], "test": []})
     assert next(read_jsonl(outputs["train"]))["instruction"] == "Call the office at ***555-123-4567 about the refund."
     assert result.summary["residual"] == {"PHONE_NUMBER": 1} and result.summary["strict"] is False
-    # The data owner can find it: the findings file marks it, in the scrubbed text's context, its digits masked.
+    # The data owner can find it: the findings file marks it, in the scrubbed text's context, with what the mask
+    # left standing shown as the type, as the value it is part of.
     findings = [json.loads(line) for line in outputs["findings"].read_text(encoding="utf-8").splitlines()]
     [left] = [f for f in findings if f["residual"]]
     assert left["type"] == "PHONE_NUMBER" and left["field"] == "instruction" and left["recognizer"]
-    assert left["context"] == "Call the office at ***<PHONE_NUMBER> about the refund."
+    assert left["context"] == "Call the office at <PHONE_NUMBER> about the refund."
     shown = CliRunner().invoke(cli, ["pii", "sample", str(outputs["findings"].parent.parent), "--residual"])
     assert shown.exit_code == 0, shown.output
     assert shown.output.splitlines()[0] == "1 of 1 residual findings"

@@ -15,14 +15,13 @@ from fttool.governance.evidence import write_digests
 from fttool.report import rerender, validate_report
 from fttool.report.render import render_html, render_markdown
 
+RESIDUAL_REASON = "1 personal data findings remain after scrubbing (`fttool pii sample RUN_DIR --residual` shows where)"
 NETWORK_REFERENCE = re.compile(r"""(?:src|href|action|srcset)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
 
 
 @pytest.mark.parametrize("build", [full_report, data_only_report])
 def test_reports_match_the_schema(build):
     validate_report(build())
-
-RESIDUAL_REASON = "1 personal data findings remain after scrubbing (`fttool pii sample RUN_DIR --residual` shows where)"
 
 
 def test_schema_is_valid_json_schema():

@@ -37,7 +37,10 @@ MIN_SPREAD_CHARS = 3
 # Fields of a date or time format in ISO 8601's representation letters, two or more joined by a separator.
 _FORMAT_FIELD = r"(?:yyyy|yy|mm|dd|hh|ss)"
 DATE_TIME_FORMAT = re.compile(rf"(?i)(?<!\w){_FORMAT_FIELD}(?:[-/:.]{_FORMAT_FIELD})+(?!\w)")
-NER_TYPES = frozenset({"PERSON", "LOCATION"})
+FORMAT_LETTERS = re.compile(r"(?i)[ymdhs]+")
+FORMAT_REACH = 32  # characters a format may run either side of a field in it ("YYYY-MM-DDTHH:MM:SS" is 19)
+# The types the NER gives and a format's fields are taken for.
+NAME_AND_PLACE = frozenset({"PERSON", "LOCATION"})
 
 
 def spreads(kind: str, value: str) -> bool:
@@ -106,18 +109,26 @@ def plausible(text: str, result) -> bool:
         return card_number_plausible(value)
     if kind == "EMAIL_ADDRESS":
         return not nobodys_address(value)
-    if kind in NER_TYPES:
+    if kind in NAME_AND_PLACE:
         return not in_date_time_format(text, result.start, result.end)
     return True
 
 
 def in_date_time_format(text: str, start: int, end: int) -> bool:
-    """Whether text[start:end] lies within a date or time format such as "YYYY-MM-DD" or "hh:mm:ss"."""
-    return any(match.start() <= start and end <= match.end() for match in DATE_TIME_FORMAT.finditer(text))
+    """Whether text[start:end] lies within a date or time format such as "YYYY-MM-DD" or "hh:mm:ss". Only a value
+    of format letters is looked for, and only near itself: a long text holds thousands of names."""
+    if not FORMAT_LETTERS.fullmatch(text, start, end):
+        return False
+    stop = end + FORMAT_REACH
+    while stop < len(text) and WORD_CHAR.match(text, stop):
+        stop += 1  # the search does not look past its end: it must not end inside a word
+    nearby = DATE_TIME_FORMAT.finditer(text, max(0, start - FORMAT_REACH), min(len(text), stop))
+    return any(match.start() <= start and end <= match.end() for match in nearby)
 
 
 def with_address_blocks(text: str, results: list) -> list:
-    """The results plus, after each street address, the lines that continue its block (fttool.pii.addresses)."""
+    """The results plus, after each street address, the place names that close it on its line and the lines that
+    continue its block (fttool.pii.addresses.address_blocks)."""
     from presidio_analyzer import RecognizerResult
 
     from fttool.pii.addresses import address_blocks

@@ -119,9 +119,10 @@ def _recognizer(result) -> str:
     return (result.recognition_metadata or {}).get("recognizer_name", "")
 
 
-def _findings(text: str, results: list) -> tuple[Finding, ...]:
+def _findings(text: str, results: list, also_masked: tuple = ()) -> tuple[Finding, ...]:
     """One finding per span and type (recognizers that agree are named once, the first by name); a finding
-    inside a stronger one of another type is left out, as the anonymizer leaves it out."""
+    inside a stronger one of another type is left out, as the anonymizer leaves it out. Contexts show the results
+    and `also_masked` (spans with start, end and entity_type) as <TYPE>."""
     def stronger(q, r) -> bool:
         return q.start <= r.start and r.end <= q.end and (q.score, q.end - q.start) > (r.score, r.end - r.start)
 
@@ -129,7 +130,8 @@ def _findings(text: str, results: list) -> tuple[Finding, ...]:
     unique: dict[tuple, RecognizerResult] = {}
     for r in sorted(kept, key=lambda r: (r.start, r.end, r.entity_type, _recognizer(r))):
         unique.setdefault((r.start, r.end, r.entity_type), r)
-    return tuple(Finding(r.entity_type, round(r.score, 3), _recognizer(r), _masked_context(text, results, r))
+    shown = [*results, *also_masked]
+    return tuple(Finding(r.entity_type, round(r.score, 3), _recognizer(r), _masked_context(text, shown, r))
                  for r in unique.values())
 
 
@@ -298,7 +300,9 @@ class TextScrubber:
             if not a:
                 outcomes.append(NOTHING_FOUND)
                 continue
-            left = _findings(a.text, _residual(a, rescanned[a.text]))
+            # What a mask left standing ("***athan") is part of a value: the context shows it as <TYPE> too.
+            masked = tuple(item for item in a.items if item.operator == "mask")
+            left = _findings(a.text, _residual(a, rescanned[a.text]), masked)
             outcomes.append(TextOutcome(a.text, _types(a), Counter(f.entity for f in left), found, kept, left))
         return outcomes
 
