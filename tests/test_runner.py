@@ -77,6 +77,30 @@ def test_changed_parameter_reruns_only_downstream_stages(tmp_path):
     assert statuses(second) == {"ingest": "cached", "dedup": "cached", "split": "ran"}
 
 
+def test_another_fttool_is_neither_served_the_cache_nor_resumed(tmp_path, monkeypatch):
+    recipe = make_project(tmp_path)
+    run_dir = run_plan(compile_recipe(recipe), tmp_path / "runs" / "a")
+    monkeypatch.setattr("fttool.pipeline.runner.code_digest", lambda: "0" * 64)  # as an edited rule would give
+    second = run_plan(compile_recipe(recipe), tmp_path / "runs" / "b")
+    assert set(statuses(second).values()) == {"ran"}
+    with pytest.raises(RunError, match="the inputs of stage ingest changed .*fttool itself differs"):
+        run_plan(compile_recipe(recipe), run_dir, resume=True)
+
+
+def test_the_code_digest_follows_code_and_data_files_but_not_bytecode(tmp_path):
+    from fttool.pipeline.digest import package_digest
+
+    package = tmp_path / "package"
+    (package / "__pycache__").mkdir(parents=True)
+    (package / "rules.py").write_text("LIMIT = 1\n")
+    (package / "names.txt").write_text("ada\n")
+    before = package_digest(package)
+    (package / "__pycache__" / "rules.cpython-311.pyc").write_bytes(b"compiled at another time")
+    assert package_digest(package) == before
+    (package / "names.txt").write_text("ada\ngrace\n")
+    assert package_digest(package) != before
+
+
 def test_tampered_cache_entry_is_not_reused(tmp_path):
     recipe = make_project(tmp_path)
     run_plan(compile_recipe(recipe), tmp_path / "runs" / "a")

@@ -1,7 +1,7 @@
 """Run a compiled plan: fingerprints, caching, resume, record counts and lineage, in one place.
 
-Each stage's fingerprint covers its name, version, parameters and the sha256 of every input it
-reads (file contents, never names or timestamps), so an edited input is never served from cache.
+Each stage's fingerprint covers its name, parameters, the sha256 of every input it reads (file contents, never names
+or timestamps) and of fttool's own files, so an edited input, or another fttool, is never served from cache.
 Outputs of a finished stage are kept in a content-addressed cache (beside the run directories, or
 $FTTOOL_CACHE_DIR) as read-only copies, and copied into any later run whose stage fingerprint matches;
 cached files are re-hashed before reuse. On resume, a finished stage's outputs are reused only as the seal the
@@ -27,7 +27,7 @@ import yaml
 
 from fttool.data.records import count_lines
 from fttool.pii.settings import withhold_deny_lists
-from fttool.pipeline.digest import files_under, sha256_file, sha256_path
+from fttool.pipeline.digest import code_digest, files_under, sha256_file, sha256_path
 from fttool.pipeline.errors import RunError
 from fttool.pipeline.layout import LOCK, WORK, RunLayout, RunLock, cache_dir
 from fttool.pipeline.plan import Plan, StageSpec, canonical_json, sha256_text, thaw
@@ -207,7 +207,7 @@ class Runner:
         keyed = cls.secret_digests(spec.params)
         params = {key: value for key, value in thaw(spec.params).items() if key not in cls.unkeyed_params}
         return sha256_text(canonical_json({
-            "stage": spec.name, "version": cls.version, "params": params,
+            "stage": spec.name, "code": code_digest(), "params": params,
             # Where outputs go is part of the key: a cached entry is materialised at its recorded paths.
             "outputs": spec.outputs, "inputs": inputs, "external": self._external_digests(spec),
             **({"secrets": keyed} if keyed else {})}))
@@ -301,8 +301,8 @@ class Runner:
         if before and before != fingerprint:
             raise RunError(
                 f"{self.run_dir}: the inputs of stage {spec.name} changed since this run started (fingerprint "
-                f"{before[:12]} -> {fingerprint[:12]}: a source file or the base model differs); resuming would mix "
-                "old and new results. Start a new run, or restore the inputs to resume.")
+                f"{before[:12]} -> {fingerprint[:12]}: a source file, the base model or fttool itself differs); "
+                "resuming would mix old and new results. Start a new run, or restore the inputs to resume.")
 
     def run_stage(self, spec: StageSpec) -> StageRecord:
         fingerprint = self.fingerprint(spec)

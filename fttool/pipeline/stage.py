@@ -65,8 +65,6 @@ class StageResult:
 
 class Stage:
     name: ClassVar[str]
-    # Bump when the stage's output for the same inputs and parameters changes, to invalidate caches.
-    version: ClassVar[int] = 1
     reads: ClassVar[tuple[str, ...]] = ()  # inputs this stage transforms; counted as records in
     references: ClassVar[tuple[str, ...]] = ()  # inputs only consulted (e.g. to dedup against); not counted
     writes: ClassVar[tuple[str, ...]] = ()  # record datasets this stage produces or rewrites

@@ -251,7 +251,6 @@ class _Entry:
 
 class AugmentStage(Stage):
     name = "augment"
-    version = 4
     reads = ("train",)
     references = ("validation", "test")
     writes = ("train",)

@@ -11,7 +11,6 @@ from fttool.pipeline.stage import Stage, StageContext, StageResult
 
 class BiasStage(Stage):
     name = "bias"
-    version = 3
     reads = SPLITS
     writes = ()
     report_section = "bias"

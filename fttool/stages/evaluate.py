@@ -24,7 +24,6 @@ class EvaluateStage(Stage):
     writes = ()
     artifacts = {"predictions": "evaluation/predictions.jsonl"}
     report_section = "evaluation"
-    version = 4
     Params = EvaluateParams
 
     @classmethod

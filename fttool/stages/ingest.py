@@ -10,7 +10,6 @@ from fttool.pipeline.stage import Stage, StageContext, StageResult
 
 class IngestStage(Stage):
     name = "ingest"
-    version = 4
     reads = ()
     writes = ("records",)
     artifacts = {"quarantine": "quarantine.jsonl"}

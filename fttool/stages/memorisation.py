@@ -21,7 +21,6 @@ from fttool.training.quiet import quiet_libraries
 
 class MemorisationStage(Stage):
     name = "memorisation"
-    version = 2  # 2: ties take the mid-rank
     references = ("train", "model")
     report_section = "memorisation"
     Params = MemorisationParams

@@ -53,9 +53,6 @@ def _summary(params: PiiParams, tally: Tally) -> dict:
 
 class PiiStage(Stage):
     name = "pii"
-    # 5: residuals in the findings file; 6: abbreviations and date formats are no places, UK and Canadian one-line
-    # addresses; 7: US one-line addresses, postal codes of states are places
-    version = 7
     reads = SPLITS
     writes = SPLITS
     # For the data owner, outside the shareable report: where each finding is, with the value masked.

@@ -28,7 +28,6 @@ from fttool.training.templates import chat_template_source
 
 class TrainStage(Stage):
     name = "train"
-    version = 5  # 5: typed parameters; DP runs measure validation loss along the way; optimizer, precision...
     reads = ("train", "validation")
     writes = ()
     # mlruns/ is MLflow's local store; the MLflow run has ended when the stage returns, so it is hashed whole.
