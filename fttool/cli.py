@@ -110,8 +110,8 @@ def plan(recipe: str, as_json: bool) -> None:
 def run(recipe: str, output_dir: Path | None, resume: bool, machine_rank: int | None) -> None:
     """Run RECIPE and write the run directory with its audit report.
 
-    Stages whose parameters and input files are unchanged, run by the same fttool (the same files), are reused
-    from the cache.
+    Stages whose parameters and input files are unchanged, run by the same software (fttool's files, the
+    versions of the packages the report lists), are reused from the cache.
     """
     compiled = _compile_or_exit(recipe, machine_rank)
     _report_policy_warnings(compiled)

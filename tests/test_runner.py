@@ -77,18 +77,22 @@ def test_changed_parameter_reruns_only_downstream_stages(tmp_path):
     assert statuses(second) == {"ingest": "cached", "dedup": "cached", "split": "ran"}
 
 
-def test_another_fttool_is_neither_served_the_cache_nor_resumed(tmp_path, monkeypatch):
+@pytest.mark.parametrize("software, other", [
+    ("code_digest", lambda: "0" * 64),  # as an edited rule or lexicon would give
+    ("package_versions", lambda: {"presidio-analyzer": "0.0.1"}),  # another version of a package
+])
+def test_other_software_is_neither_served_the_cache_nor_resumed(tmp_path, monkeypatch, software, other):
     recipe = make_project(tmp_path)
     run_dir = run_plan(compile_recipe(recipe), tmp_path / "runs" / "a")
-    monkeypatch.setattr("fttool.pipeline.runner.code_digest", lambda: "0" * 64)  # as an edited rule would give
+    monkeypatch.setattr(f"fttool.pipeline.runner.{software}", other)
     second = run_plan(compile_recipe(recipe), tmp_path / "runs" / "b")
     assert set(statuses(second).values()) == {"ran"}
-    with pytest.raises(RunError, match="the inputs of stage ingest changed .*fttool itself differs"):
+    with pytest.raises(RunError, match="the inputs of stage ingest changed .*fttool or a package differs"):
         run_plan(compile_recipe(recipe), run_dir, resume=True)
 
 
 def test_the_code_digest_follows_code_and_data_files_but_not_bytecode(tmp_path):
-    from fttool.pipeline.digest import package_digest
+    from fttool.pipeline.software import package_digest
 
     package = tmp_path / "package"
     (package / "__pycache__").mkdir(parents=True)

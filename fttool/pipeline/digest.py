@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
 from pathlib import Path
 
 _CHUNK = 1 << 20
@@ -30,18 +29,3 @@ def sha256_path(path: Path) -> str:
     listing = "".join(f"{p.relative_to(path).as_posix()}\0{sha256_file(p)}\n" for p in files_under(path))
     return hashlib.sha256(listing.encode("utf-8")).hexdigest()
 
-
-def package_digest(package: Path) -> str:
-    """sha256 of a package directory's files, as sha256_path gives it, leaving out Python's bytecode caches (their
-    bytes change with compile times, not with the code)."""
-    listing = "".join(f"{p.relative_to(package).as_posix()}\0{sha256_file(p)}\n" for p in files_under(package)
-                      if "__pycache__" not in p.relative_to(package).parts)
-    return hashlib.sha256(listing.encode("utf-8")).hexdigest()
-
-
-@lru_cache(maxsize=1)
-def code_digest() -> str:
-    """package_digest of fttool itself, its code and its data (the PII lexicons, the schema, the templates): a
-    stage's output is served from the cache, or resumed, only for the code that wrote it, not on a version number
-    someone had to remember to bump."""
-    return package_digest(Path(__file__).resolve().parents[1])

@@ -1,7 +1,8 @@
 """Run a compiled plan: fingerprints, caching, resume, record counts and lineage, in one place.
 
 Each stage's fingerprint covers its name, parameters, the sha256 of every input it reads (file contents, never names
-or timestamps) and of fttool's own files, so an edited input, or another fttool, is never served from cache.
+or timestamps), and the software (fttool.pipeline.software: fttool's own files, the tracked packages' versions), so
+an edited input, another fttool or another presidio is never served from cache.
 Outputs of a finished stage are kept in a content-addressed cache (beside the run directories, or
 $FTTOOL_CACHE_DIR) as read-only copies, and copied into any later run whose stage fingerprint matches;
 cached files are re-hashed before reuse. On resume, a finished stage's outputs are reused only as the seal the
@@ -27,11 +28,12 @@ import yaml
 
 from fttool.data.records import count_lines
 from fttool.pii.settings import withhold_deny_lists
-from fttool.pipeline.digest import code_digest, files_under, sha256_file, sha256_path
+from fttool.pipeline.digest import files_under, sha256_file, sha256_path
 from fttool.pipeline.errors import RunError
 from fttool.pipeline.layout import LOCK, WORK, RunLayout, RunLock, cache_dir
 from fttool.pipeline.plan import Plan, StageSpec, canonical_json, sha256_text, thaw
 from fttool.pipeline.resume_seal import SEALS, check_against_seal, read_seal, sealed_outputs_present, write_seal
+from fttool.pipeline.software import code_digest, package_versions
 from fttool.pipeline.stage import RECORD_DATASETS, StageContext, StageResult
 from fttool.stages import stage_class
 from fttool.training.model_ref import is_local_model
@@ -207,7 +209,7 @@ class Runner:
         keyed = cls.secret_digests(spec.params)
         params = {key: value for key, value in thaw(spec.params).items() if key not in cls.unkeyed_params}
         return sha256_text(canonical_json({
-            "stage": spec.name, "code": code_digest(), "params": params,
+            "stage": spec.name, "code": code_digest(), "packages": package_versions(), "params": params,
             # Where outputs go is part of the key: a cached entry is materialised at its recorded paths.
             "outputs": spec.outputs, "inputs": inputs, "external": self._external_digests(spec),
             **({"secrets": keyed} if keyed else {})}))
@@ -301,7 +303,7 @@ class Runner:
         if before and before != fingerprint:
             raise RunError(
                 f"{self.run_dir}: the inputs of stage {spec.name} changed since this run started (fingerprint "
-                f"{before[:12]} -> {fingerprint[:12]}: a source file, the base model or fttool itself differs); "
+                f"{before[:12]} -> {fingerprint[:12]}: a source file, the base model, fttool or a package differs); "
                 "resuming would mix old and new results. Start a new run, or restore the inputs to resume.")
 
     def run_stage(self, spec: StageSpec) -> StageRecord:

