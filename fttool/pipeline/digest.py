@@ -23,9 +23,14 @@ def files_under(path: Path) -> list[Path]:
 
 
 def sha256_path(path: Path) -> str:
-    """A file's sha256; for a directory, the sha256 of its sorted (relative path, file sha256) list."""
+    """A file's sha256; for a directory, sha256_listing of every file below it."""
     if path.is_file():
         return sha256_file(path)
-    listing = "".join(f"{p.relative_to(path).as_posix()}\0{sha256_file(p)}\n" for p in files_under(path))
+    return sha256_listing(path, files_under(path))
+
+
+def sha256_listing(root: Path, files: list[Path]) -> str:
+    """The sha256 of the (path relative to `root`, file sha256) list of `files`, in the order given."""
+    listing = "".join(f"{p.relative_to(root).as_posix()}\0{sha256_file(p)}\n" for p in files)
     return hashlib.sha256(listing.encode("utf-8")).hexdigest()
 

@@ -6,12 +6,11 @@ or template, or another presidio or transformers, gives a new fingerprint with n
 """
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
-from fttool.pipeline.digest import files_under, sha256_file
+from fttool.pipeline.digest import files_under, sha256_listing
 
 # Packages whose versions a reviewer needs to reproduce a run; read from metadata, not imported.
 TRACKED_PACKAGES = ("fttool", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "presidio-analyzer",
@@ -23,9 +22,8 @@ TRACKED_PACKAGES = ("fttool", "torch", "transformers", "peft", "trl", "datasets"
 def package_digest(package: Path) -> str:
     """sha256 of a package directory's files, as sha256_path gives it, leaving out Python's bytecode caches (their
     bytes change with compile times, not with the code)."""
-    listing = "".join(f"{p.relative_to(package).as_posix()}\0{sha256_file(p)}\n" for p in files_under(package)
-                      if "__pycache__" not in p.relative_to(package).parts)
-    return hashlib.sha256(listing.encode("utf-8")).hexdigest()
+    files = [p for p in files_under(package) if "__pycache__" not in p.relative_to(package).parts]
+    return sha256_listing(package, files)
 
 
 @lru_cache(maxsize=1)
