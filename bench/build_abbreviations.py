@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from collections import defaultdict
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_given_names import wordnet_synsets  # noqa: E402  (same directory: the WordNet reader both builders use)
 
 WORDNET = Path("/usr/share/wordnet")
 NOUN_LOCATION = "15"  # WordNet's lexicographer file noun.location
@@ -32,15 +36,10 @@ AUSTRALIAN_STATES = frozenset("ACT NSW NT QLD SA TAS VIC WA".split())
 def abbreviations(wordnet: Path) -> list[str]:
     """The nouns WordNet writes in capitals, none of whose senses is a place."""
     files: dict[str, set[str]] = defaultdict(set)
-    for line in (wordnet / "data.noun").read_text(encoding="latin-1").splitlines():
-        if line.startswith(" "):
-            continue  # the licence header
-        fields = line.split()
-        count = int(fields[3], 16)
-        for word in fields[4:4 + 2 * count:2]:
-            word = re.sub(r"\(.*\)$", "", word)
+    for lexfile, words in wordnet_synsets(wordnet, "noun"):
+        for word in words:
             if ABBREVIATION.match(word):
-                files[word].add(fields[1])
+                files[word].add(lexfile)
     from fttool.pii.addresses import US_STATES
 
     postal = CANADIAN_PROVINCES | AUSTRALIAN_STATES | set(US_STATES)

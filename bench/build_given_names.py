@@ -20,6 +20,7 @@ import json
 import re
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 MIN_SOURCES = 10
@@ -35,16 +36,21 @@ def not_names(wordnet: Path) -> set[str]:
     people's lexicographer file ("Sahara", "Eid"). Names it knows only as people ("Caesar") are kept."""
     words = set()
     for part in ("noun", "verb", "adj", "adv"):
-        for line in (wordnet / f"data.{part}").read_text(encoding="latin-1").splitlines():
-            if line.startswith(" "):
-                continue  # the licence header
-            fields = line.split()
-            person = part == "noun" and fields[1] == NOUN_PERSON
-            count = int(fields[3], 16)
-            for word in fields[4:4 + 2 * count:2]:
-                if not (person and word[:1].isupper()):
-                    words.add(re.sub(r"\(.*\)$", "", word).lower())
+        for lexfile, synset_words in wordnet_synsets(wordnet, part):
+            person = part == "noun" and lexfile == NOUN_PERSON
+            words.update(word.lower() for word in synset_words if not (person and word[:1].isupper()))
     return words
+
+
+def wordnet_synsets(wordnet: Path, part: str) -> Iterator[tuple[str, list[str]]]:
+    """(lexicographer file number, words) of each synset in WordNet's data.PART, the words without the syntactic
+    marker an adjective may carry ("(a)", "(p)"); the licence header the file opens with is skipped."""
+    for line in (wordnet / f"data.{part}").read_text(encoding="latin-1").splitlines():
+        if line.startswith(" "):
+            continue
+        fields = line.split()
+        count = int(fields[3], 16)
+        yield fields[1], [re.sub(r"\(.*\)$", "", word) for word in fields[4:4 + 2 * count:2]]
 
 
 def given_names(wheel: Path, wordnet: Path, min_sources: int) -> tuple[list[str], str]:
