@@ -208,12 +208,10 @@ def name_residual(system: str, people: list[tuple[str, list[str]]], companies: l
     """Each name scrubbed as a text of its own (a name field): the share of name words still whole words in the
     output, and the share of company names in which a PERSON placeholder was written (an upper bound on companies
     taken for people: many company names hold a founder's name, "law office of steven j. rizzi")."""
-    import re
-
     scrub = _scrubber(system)
     scrubbed, _ = scrub([name for name, _ in people])
     words = [(word, out) for (_, name_words), out in zip(people, scrubbed) for word in name_words]
-    left = sum(bool(re.search(rf"(?<!\w){re.escape(word)}(?!\w)", out)) for word, out in words)
+    left = sum(_left(word, out) for word, out in words)
     as_people = sum("PERSON" in out for out in scrub(companies)[0])
     return {"names": len(people), "name_words": len(words), "residual": round(left / len(words), 3),
             "companies": len(companies), "companies_with_person": round(as_people / len(companies), 3)}
@@ -267,6 +265,7 @@ def _street_line(address: str) -> str | None:
 
 
 def _left(value: str, out: str) -> bool:
+    """Whether `value` is still in `out` as whole words."""
     import regex
 
     return bool(regex.search(rf"(?<!\w){regex.escape(value)}(?!\w)", out))
